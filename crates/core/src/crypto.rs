@@ -1,0 +1,172 @@
+//! Keys and authenticated encryption (`docs/FORMAT.md` §2).
+//!
+//! One random 32-byte master secret per repository. Everything else is derived from it with
+//! BLAKE3's `derive_key`, so the two uses can never share a key:
+//! - the **id key** keys BLAKE3 for chunk ids and seeds the content-defined chunker;
+//! - the **object key** is the XChaCha20-Poly1305 key of every stored object.
+//!
+//! A sealed buffer is `nonce (24 random bytes) || ciphertext || tag (16)`. The associated data
+//! names what the object is (`b"lifeboat pack block v1"`, ...), so an index can never be passed
+//! off as a point.
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+
+use crate::error::{err, Result};
+use crate::id::ChunkId;
+
+/// Bytes added by [`MasterKey::seal`]: nonce + tag.
+pub const SEAL_OVERHEAD: usize = NONCE_LEN + TAG_LEN;
+const NONCE_LEN: usize = 24;
+const TAG_LEN: usize = 16;
+
+const CONTEXT_ID_KEY: &str = "lifeboat 2026-11 v1 chunk id key";
+const CONTEXT_OBJECT_KEY: &str = "lifeboat 2026-11 v1 object encryption key";
+
+/// The repository's master key with its derived keys. Debug never prints key material.
+#[derive(Clone)]
+pub struct MasterKey {
+    secret: [u8; 32],
+    id_key: [u8; 32],
+    cipher: XChaCha20Poly1305,
+}
+
+impl std::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MasterKey(..)")
+    }
+}
+
+impl MasterKey {
+    /// A new random master key.
+    pub fn generate() -> Result<MasterKey> {
+        Ok(MasterKey::from_secret(random_array()?))
+    }
+
+    /// Rebuilds the derived keys from the 32-byte master secret.
+    pub fn from_secret(secret: [u8; 32]) -> MasterKey {
+        let id_key = blake3::derive_key(CONTEXT_ID_KEY, &secret);
+        let object_key = blake3::derive_key(CONTEXT_OBJECT_KEY, &secret);
+        let cipher = XChaCha20Poly1305::new(&object_key.into());
+        MasterKey {
+            secret,
+            id_key,
+            cipher,
+        }
+    }
+
+    /// The master secret (only for wrapping it into a key slot).
+    pub(crate) fn secret(&self) -> &[u8; 32] {
+        &self.secret
+    }
+
+    /// The id of a chunk: BLAKE3 keyed with the id key.
+    pub fn chunk_id(&self, data: &[u8]) -> ChunkId {
+        ChunkId(*blake3::keyed_hash(&self.id_key, data).as_bytes())
+    }
+
+    /// A keyed hash for other purposes (e.g. the rolling database checksum), domain-separated
+    /// from chunk ids by a prefix the caller chooses.
+    pub fn keyed_hasher(&self) -> blake3::Hasher {
+        blake3::Hasher::new_keyed(&self.id_key)
+    }
+
+    /// A 64-bit seed for the content-defined chunker, so that chunk boundaries (and hence
+    /// chunk sizes) do not reveal file contents across repositories.
+    pub fn chunker_seed(&self) -> u64 {
+        let h = blake3::keyed_hash(&self.id_key, b"fastcdc gear seed");
+        u64::from_le_bytes(h.as_bytes()[..8].try_into().expect("8 bytes"))
+    }
+
+    /// Encrypts and authenticates `plaintext`; `aad` says what kind of object it is.
+    pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
+        seal_with(&self.cipher, aad, plaintext)
+    }
+
+    /// Authenticates and decrypts a buffer made by [`MasterKey::seal`] with the same `aad`.
+    /// Fails with [`crate::ErrorKind::Corrupt`] when any byte differs.
+    pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>> {
+        open_with(&self.cipher, aad, sealed)
+    }
+}
+
+pub(crate) fn seal_with(
+    cipher: &XChaCha20Poly1305,
+    aad: &[u8],
+    plaintext: &[u8],
+) -> Result<Vec<u8>> {
+    let nonce_bytes: [u8; NONCE_LEN] = random_array()?;
+    let nonce = XNonce::from(nonce_bytes);
+    let ct = cipher
+        .encrypt(
+            &nonce,
+            Payload {
+                msg: plaintext,
+                aad,
+            },
+        )
+        .map_err(|_| err!(Other, "encryption failed"))?;
+    let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
+    out.extend_from_slice(&nonce_bytes);
+    out.extend_from_slice(&ct);
+    Ok(out)
+}
+
+pub(crate) fn open_with(cipher: &XChaCha20Poly1305, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>> {
+    if sealed.len() < SEAL_OVERHEAD {
+        return Err(err!(
+            Corrupt,
+            "sealed data is truncated ({} bytes, at least {SEAL_OVERHEAD} expected)",
+            sealed.len()
+        ));
+    }
+    let (nonce, ct) = sealed.split_at(NONCE_LEN);
+    let nonce = XNonce::try_from(nonce).map_err(|_| err!(Corrupt, "bad nonce length"))?;
+    cipher
+        .decrypt(&nonce, Payload { msg: ct, aad })
+        .map_err(|_| {
+            err!(
+                Corrupt,
+                "authentication failed (the data was changed or damaged)"
+            )
+        })
+}
+
+/// `N` bytes from the operating system's random generator.
+pub fn random_array<const N: usize>() -> Result<[u8; N]> {
+    let mut out = [0u8; N];
+    getrandom::fill(&mut out).map_err(|e| err!(Other, "no randomness from the OS: {e}"))?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seal_open_round_trip_and_tamper() {
+        let k = MasterKey::generate().unwrap();
+        let s = k.seal(b"a", b"hello world").unwrap();
+        assert_eq!(k.open(b"a", &s).unwrap(), b"hello world");
+        assert!(k.open(b"b", &s).is_err(), "wrong aad must fail");
+        let mut t = s.clone();
+        t[30] ^= 1;
+        assert_eq!(
+            k.open(b"a", &t).unwrap_err().kind(),
+            crate::ErrorKind::Corrupt
+        );
+        assert!(
+            k.open(b"a", &s[..s.len() - 1]).is_err(),
+            "truncation must fail"
+        );
+        let other = MasterKey::generate().unwrap();
+        assert!(other.open(b"a", &s).is_err(), "another key must fail");
+    }
+
+    #[test]
+    fn chunk_ids_are_keyed() {
+        let a = MasterKey::generate().unwrap();
+        let b = MasterKey::generate().unwrap();
+        assert_eq!(a.chunk_id(b"x"), a.chunk_id(b"x"));
+        assert_ne!(a.chunk_id(b"x"), b.chunk_id(b"x"));
+    }
+}

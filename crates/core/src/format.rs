@@ -1,0 +1,10 @@
+//! On-disk structures, one file each, exactly as `docs/FORMAT.md` draws them.
+//! Only encoding and decoding lives here; no I/O.
+pub mod config;
+pub mod index;
+pub mod key;
+pub mod object;
+pub mod pack;
+pub mod pagetable;
+pub mod point;
+pub mod tree;

@@ -1,0 +1,92 @@
+//! The envelope of every standalone encrypted object (index, point): `docs/FORMAT.md` §3.
+//!
+//! ```text
+//! offset size field
+//! 0      4    magic         b"LBIX" (index) | b"LBPT" (point)
+//! 4      1    version       1; a reader refuses a larger one before decrypting
+//! 5      3    reserved      zero
+//! 8      n    sealed        XChaCha20-Poly1305(aad = bytes 0..8, zstd(payload))
+//! ```
+use crate::crypto::MasterKey;
+use crate::error::{err, Result};
+
+/// Version of the envelope and of the payloads this build writes.
+pub const OBJECT_VERSION: u8 = 1;
+/// Size of the plaintext header.
+pub const HEADER_LEN: usize = 8;
+
+/// Compresses, encrypts and frames `payload`.
+pub fn seal(key: &MasterKey, magic: &[u8; 4], payload: &[u8]) -> Result<Vec<u8>> {
+    let header = header(magic);
+    let compressed = zstd::bulk::compress(payload, 3).map_err(|e| err!(Other, "zstd: {e}"))?;
+    let sealed = key.seal(&header, &compressed)?;
+    let mut out = Vec::with_capacity(HEADER_LEN + sealed.len());
+    out.extend_from_slice(&header);
+    out.extend_from_slice(&sealed);
+    Ok(out)
+}
+
+/// Checks the frame, authenticates, decrypts and decompresses. `what` names the object in errors.
+pub fn open(key: &MasterKey, magic: &[u8; 4], bytes: &[u8], what: &str) -> Result<Vec<u8>> {
+    check_header(magic, bytes, what)?;
+    let compressed = key
+        .open(&bytes[..HEADER_LEN], &bytes[HEADER_LEN..])
+        .map_err(|e| e.context(what))?;
+    zstd::stream::decode_all(&compressed[..])
+        .map_err(|e| err!(Corrupt, "{what}: bad zstd data: {e}"))
+}
+
+fn header(magic: &[u8; 4]) -> [u8; HEADER_LEN] {
+    let mut h = [0u8; HEADER_LEN];
+    h[..4].copy_from_slice(magic);
+    h[4] = OBJECT_VERSION;
+    h
+}
+
+/// Validates magic and version of a framed object (also used for packs).
+pub fn check_header(magic: &[u8; 4], bytes: &[u8], what: &str) -> Result<()> {
+    if bytes.len() < HEADER_LEN {
+        return Err(err!(Corrupt, "{what}: truncated ({} bytes)", bytes.len()));
+    }
+    if &bytes[..4] != magic {
+        return Err(err!(
+            Corrupt,
+            "{what}: wrong magic {:?}, expected {:?}",
+            String::from_utf8_lossy(&bytes[..4]),
+            String::from_utf8_lossy(magic)
+        ));
+    }
+    if bytes[4] > OBJECT_VERSION {
+        return Err(newer_version(what, bytes[4] as u32, OBJECT_VERSION as u32));
+    }
+    if bytes[4] == 0 {
+        return Err(err!(Corrupt, "{what}: version 0 is not valid"));
+    }
+    Ok(())
+}
+
+/// The error for anything written by a newer lifeboat.
+pub fn newer_version(what: &str, found: u32, supported: u32) -> crate::Error {
+    err!(
+        Repository,
+        "{what} was written by a newer lifeboat (format version {found}; this lifeboat reads up to {supported})"
+    )
+    .with_hint("upgrade lifeboat to the version that wrote this repository; nothing was changed")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn round_trip_and_version_refusal() {
+        let k = MasterKey::generate().unwrap();
+        let b = seal(&k, b"LBPT", b"payload").unwrap();
+        assert_eq!(open(&k, b"LBPT", &b, "point x").unwrap(), b"payload");
+        assert!(open(&k, b"LBIX", &b, "index x").is_err());
+        let mut newer = b.clone();
+        newer[4] = 2;
+        let e = open(&k, b"LBPT", &newer, "point x").unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::Repository);
+        assert!(e.to_string().contains("newer lifeboat"), "{e}");
+    }
+}

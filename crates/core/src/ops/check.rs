@@ -1,0 +1,308 @@
+//! `check`: is the repository whole, and (with `read_data`) does every byte authenticate?
+//!
+//! Structure check: config, key slots, every index decrypts, every indexed pack exists and
+//! is long enough, every point decrypts and every chunk it references (page tables, pages,
+//! trees, file contents) is indexed. With `read_data`: every indexed pack is read in full,
+//! its name must equal the hash of its bytes, every block must authenticate and decode, and
+//! every chunk must hash to its id. Each problem names the damaged object and the points
+//! that depend on it.
+use std::collections::{HashMap, HashSet};
+
+use serde::Serialize;
+
+use crate::components::{load_page_table, load_tree};
+use crate::error::Result;
+use crate::format::key::KeyFile;
+use crate::format::object::check_header;
+use crate::format::pack::{decode_block, BLOCK_AAD, PACK_MAGIC};
+use crate::id::{ChunkId, ObjectId};
+use crate::progress::Progress;
+use crate::repository::{verify_name, Repository};
+use crate::storage::ObjectKind;
+
+/// What to check.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CheckOptions {
+    /// Read and authenticate every pack in full.
+    pub read_data: bool,
+}
+
+/// One thing found wrong.
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    /// The damaged object, as `kind/name` (e.g. `pack/3fa9...`).
+    pub object: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+/// The result of a check.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CheckReport {
+    /// Key slots seen.
+    pub keys: usize,
+    /// Index objects seen.
+    pub indexes: usize,
+    /// Packs listed in indexes.
+    pub packs: usize,
+    /// Points seen.
+    pub points: usize,
+    /// Distinct chunks referenced by points.
+    pub chunks_referenced: usize,
+    /// Bytes of pack data read and authenticated (with `read_data`).
+    pub bytes_read: u64,
+    /// Packs present in storage but in no index (left by an interrupted backup; harmless,
+    /// reclaimed by prune).
+    pub unindexed_packs: usize,
+    /// Everything wrong, each naming its object.
+    pub problems: Vec<Problem>,
+}
+
+/// Runs the check. Problems are collected, not returned as errors; an `Err` means the check
+/// itself could not run (e.g. the storage is unreachable).
+pub fn check(
+    repo: &mut Repository,
+    opts: CheckOptions,
+    progress: &dyn Progress,
+) -> Result<CheckReport> {
+    let storage = std::sync::Arc::clone(repo.storage());
+    let mut r = CheckReport::default();
+    let problem = |r: &mut CheckReport, kind: ObjectKind, name: &str, msg: String| {
+        r.problems.push(Problem {
+            object: format!("{kind}/{name}"),
+            message: msg,
+        });
+    };
+
+    for k in storage.list(ObjectKind::Key)? {
+        r.keys += 1;
+        match storage.read(ObjectKind::Key, &k.name) {
+            Ok(b) => {
+                if let Err(e) = KeyFile::parse(&b, &k.name) {
+                    problem(&mut r, ObjectKind::Key, &k.name, e.to_string());
+                }
+            }
+            Err(e) => problem(&mut r, ObjectKind::Key, &k.name, e.to_string()),
+        }
+    }
+
+    // Indexes: build the index from the good ones.
+    let mut index = crate::index::Index::default();
+    let mut pack_entries: HashMap<ObjectId, Vec<crate::format::pack::BlockEntry>> = HashMap::new();
+    for ix in storage.list(ObjectKind::Index)? {
+        r.indexes += 1;
+        match repo.read_index(&ix.name) {
+            Ok(file) => {
+                index.add(&file);
+                for (p, e) in file.packs {
+                    pack_entries.entry(p).or_default().extend(e);
+                }
+            }
+            Err(e) => problem(&mut r, ObjectKind::Index, &ix.name, e.to_string()),
+        }
+    }
+    r.packs = pack_entries.len();
+
+    // Packs: presence, size, and with read_data every byte.
+    let sizes: HashMap<String, u64> = storage
+        .list(ObjectKind::Pack)?
+        .into_iter()
+        .map(|e| (e.name, e.size))
+        .collect();
+    r.unindexed_packs = sizes
+        .keys()
+        .filter(|n| ObjectId::from_hex(n).is_none_or(|id| !pack_entries.contains_key(&id)))
+        .count();
+    let mut bad_packs: HashSet<ObjectId> = HashSet::new();
+    let total: u64 = pack_entries
+        .keys()
+        .map(|p| sizes.get(&p.to_hex()).copied().unwrap_or(0))
+        .sum();
+    progress.start(
+        if opts.read_data {
+            "reading packs"
+        } else {
+            "checking packs"
+        },
+        if opts.read_data {
+            total
+        } else {
+            pack_entries.len() as u64
+        },
+    );
+    let mut packs: Vec<_> = pack_entries.iter().collect();
+    packs.sort_by_key(|(id, _)| **id);
+    for (pack, entries) in packs {
+        let name = pack.to_hex();
+        let need = entries
+            .iter()
+            .map(|e| e.block_offset as u64 + e.block_len as u64)
+            .max()
+            .unwrap_or(0);
+        match sizes.get(&name) {
+            None => {
+                problem(
+                    &mut r,
+                    ObjectKind::Pack,
+                    &name,
+                    format!("pack is missing ({} chunks lost)", entries.len()),
+                );
+                bad_packs.insert(*pack);
+                continue;
+            }
+            Some(&size) if size < need + 4 => {
+                problem(
+                    &mut r,
+                    ObjectKind::Pack,
+                    &name,
+                    format!("pack is truncated: {size} bytes, the index needs more than {need}"),
+                );
+                bad_packs.insert(*pack);
+                if !opts.read_data {
+                    continue;
+                }
+            }
+            _ => {}
+        }
+        if !opts.read_data {
+            progress.inc(1);
+            continue;
+        }
+        if let Err(msg) = read_pack(repo, pack, entries, &mut r.bytes_read) {
+            problem(&mut r, ObjectKind::Pack, &name, msg);
+            bad_packs.insert(*pack);
+        }
+        progress.inc(sizes.get(&name).copied().unwrap_or(0));
+    }
+    progress.finish();
+
+    // Points: decrypt and walk every reference.
+    repo.load_index_from(index);
+    let mut referenced: HashSet<ChunkId> = HashSet::new();
+    for p in storage.list(ObjectKind::Point)? {
+        r.points += 1;
+        let Some(id) = ObjectId::from_hex(&p.name) else {
+            problem(&mut r, ObjectKind::Point, &p.name, "unexpected name".into());
+            continue;
+        };
+        let point = match repo.read_point(&id) {
+            Ok(pt) => pt,
+            Err(e) => {
+                problem(&mut r, ObjectKind::Point, &p.name, e.to_string());
+                continue;
+            }
+        };
+        let mut mine: HashSet<ChunkId> = HashSet::new();
+        let mut walk_err = None;
+        let mut reader = repo.reader();
+        for c in &point.components {
+            let res = (|| -> Result<()> {
+                if let Some(s) = &c.sqlite {
+                    mine.extend(s.base.iter().chain(&s.delta).copied());
+                    mine.extend(load_page_table(&mut reader, s)?);
+                }
+                if let Some(t) = &c.tree {
+                    mine.extend(t.entries.iter().copied());
+                    for e in load_tree(&mut reader, t)? {
+                        mine.extend(e.chunks);
+                    }
+                }
+                Ok(())
+            })();
+            if let Err(e) = res {
+                walk_err = Some(format!(
+                    "cannot read the contents list of {} {}: {e}",
+                    c.kind.as_str(),
+                    c.path
+                ));
+            }
+        }
+        if let Some(msg) = walk_err {
+            problem(&mut r, ObjectKind::Point, &p.name, msg);
+        }
+        let mut missing = 0usize;
+        let mut damaged: HashSet<ObjectId> = HashSet::new();
+        for ch in &mine {
+            match repo.index().get(ch) {
+                None => missing += 1,
+                Some(loc) => {
+                    let pk = repo.index().pack(loc.pack);
+                    if bad_packs.contains(&pk) {
+                        damaged.insert(pk);
+                    }
+                }
+            }
+        }
+        if missing > 0 {
+            problem(
+                &mut r,
+                ObjectKind::Point,
+                &p.name,
+                format!(
+                    "{missing} referenced chunks are in no index: this point cannot be restored"
+                ),
+            );
+        }
+        if !damaged.is_empty() {
+            let mut names: Vec<_> = damaged.iter().map(|d| d.short()).collect();
+            names.sort();
+            problem(
+                &mut r,
+                ObjectKind::Point,
+                &p.name,
+                format!(
+                    "depends on damaged pack(s) {}: this point cannot be restored in full",
+                    names.join(", ")
+                ),
+            );
+        }
+        referenced.extend(mine);
+    }
+    r.chunks_referenced = referenced.len();
+    Ok(r)
+}
+
+fn read_pack(
+    repo: &Repository,
+    pack: &ObjectId,
+    entries: &[crate::format::pack::BlockEntry],
+    bytes_read: &mut u64,
+) -> std::result::Result<(), String> {
+    let name = pack.to_hex();
+    let bytes = repo
+        .storage()
+        .read(ObjectKind::Pack, &name)
+        .map_err(|e| e.to_string())?;
+    *bytes_read += bytes.len() as u64;
+    verify_name(&name, &bytes, "pack").map_err(|e| e.to_string())?;
+    check_header(PACK_MAGIC, &bytes, "pack").map_err(|e| e.to_string())?;
+    let mut blocks: HashMap<(u32, u32), Vec<&crate::format::pack::BlockEntry>> = HashMap::new();
+    for e in entries {
+        blocks
+            .entry((e.block_offset, e.block_len))
+            .or_default()
+            .push(e);
+    }
+    for ((off, len), chunks) in blocks {
+        let sealed = bytes
+            .get(off as usize..off as usize + len as usize)
+            .ok_or_else(|| format!("block at offset {off} lies past the end"))?;
+        let plain = repo.key().open(BLOCK_AAD, sealed).map_err(|_| {
+            format!("block at offset {off} fails authentication (damaged or altered)")
+        })?;
+        let data =
+            decode_block(&plain, "block").map_err(|e| format!("block at offset {off}: {e}"))?;
+        for c in chunks {
+            let ok = data
+                .get(c.offset as usize..c.offset as usize + c.len as usize)
+                .is_some_and(|d| repo.key().chunk_id(d) == c.id);
+            if !ok {
+                return Err(format!(
+                    "chunk {} in block at offset {off} does not match its id",
+                    c.id
+                ));
+            }
+        }
+    }
+    Ok(())
+}

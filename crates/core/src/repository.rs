@@ -1,0 +1,271 @@
+//! An open repository: storage + config + unlocked master key + (once loaded) the index.
+use std::sync::Arc;
+
+use crate::crypto::MasterKey;
+use crate::error::{err, Error, Result};
+use crate::format::config::{ChunkerParams, RepoConfig, FORMAT_NAME, REPO_VERSION};
+use crate::format::index::{IndexFile, INDEX_MAGIC};
+use crate::format::key::{KdfParams, KeyFile};
+use crate::format::object;
+use crate::format::point::{Point, POINT_MAGIC};
+use crate::id::ObjectId;
+use crate::index::Index;
+use crate::reader::ChunkReader;
+use crate::storage::{ObjectKind, Storage, StorageError};
+use crate::writer::ChunkWriter;
+
+/// An unlocked repository.
+pub struct Repository {
+    storage: Arc<dyn Storage>,
+    config: RepoConfig,
+    key: MasterKey,
+    key_name: String,
+    index: Index,
+}
+
+impl std::fmt::Debug for Repository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Repository({})", self.storage.location())
+    }
+}
+
+/// Reads the config of the repository at `storage`, with clear errors when it is missing,
+/// not lifeboat's, or newer than this build.
+pub fn read_config(storage: &dyn Storage) -> Result<RepoConfig> {
+    match storage.read(ObjectKind::Config, "config") {
+        Ok(b) => RepoConfig::parse(&b, &storage.location()),
+        Err(StorageError::NotFound { .. }) => Err(err!(
+            Repository,
+            "no lifeboat repository at {} (there is no config file)",
+            storage.location()
+        )
+        .with_hint("check the path, or create a repository there with `lifeboat init`")),
+        Err(e) => Err(Error::from(e).context("read repository config")),
+    }
+}
+
+impl Repository {
+    /// Creates a new repository in empty storage, with one key slot for `password`.
+    pub fn init(storage: Arc<dyn Storage>, password: &[u8], kdf: KdfParams) -> Result<Repository> {
+        match storage.read(ObjectKind::Config, "config") {
+            Ok(_) => return Err(err!(
+                Refused,
+                "{} already holds a lifeboat repository",
+                storage.location()
+            )
+            .with_hint(
+                "use it as it is, or choose an empty location; init never overwrites a repository",
+            )),
+            Err(StorageError::NotFound { .. }) => {}
+            Err(e) => return Err(Error::from(e).context("look for an existing repository")),
+        }
+        if password.is_empty() {
+            return Err(
+                err!(Usage, "the password is empty").with_hint("choose a non-empty password")
+            );
+        }
+        let config = RepoConfig {
+            format: FORMAT_NAME.into(),
+            version: REPO_VERSION,
+            id: hex::encode(crate::crypto::random_array::<16>()?),
+            created: jiff::Timestamp::now().to_string(),
+            chunker: ChunkerParams::default(),
+        };
+        let key = MasterKey::generate()?;
+        let slot = KeyFile::wrap(&key, password, &config.id, kdf, "initial")?;
+        let slot_bytes = slot.to_bytes();
+        let key_name = ObjectId::of(&slot_bytes).to_hex();
+        // Key first, config last: a location with a config always has a usable key.
+        storage.write(ObjectKind::Key, &key_name, &slot_bytes)?;
+        storage.write(ObjectKind::Config, "config", &config.to_bytes())?;
+        Ok(Repository {
+            storage,
+            config,
+            key,
+            key_name,
+            index: Index::default(),
+        })
+    }
+
+    /// Opens an existing repository with `password` (tries every key slot). Does not load the
+    /// index; call [`Repository::load_index`] before reading or writing chunks.
+    pub fn open(storage: Arc<dyn Storage>, password: &[u8]) -> Result<Repository> {
+        let config = read_config(storage.as_ref())?;
+        let slots = storage.list(ObjectKind::Key)?;
+        if slots.is_empty() {
+            return Err(err!(Corrupt, "repository {} has no key slots", storage.location())
+                .with_hint("the keys/ directory is empty or missing; without a key slot the data cannot be decrypted"));
+        }
+        for slot in &slots {
+            let bytes = storage.read(ObjectKind::Key, &slot.name)?;
+            let file = match KeyFile::parse(&bytes, &slot.name) {
+                Ok(f) => f,
+                Err(e) => {
+                    tracing::warn!("skipping damaged key slot {}: {e}", slot.name);
+                    continue;
+                }
+            };
+            if let Some(key) = file.unwrap_key(password, &config.id)? {
+                tracing::debug!(slot = %slot.name, "unlocked");
+                return Ok(Repository {
+                    storage,
+                    config,
+                    key,
+                    key_name: slot.name.clone(),
+                    index: Index::default(),
+                });
+            }
+        }
+        Err(err!(Auth, "wrong password for repository {}: no key slot accepts it", storage.location())
+            .with_hint("check LIFEBOAT_PASSWORD, --password-file or --password-command; `lifeboat key list` shows the slots"))
+    }
+
+    /// Reads every index object into memory.
+    pub fn load_index(&mut self) -> Result<()> {
+        let mut index = Index::default();
+        for entry in self.storage.list(ObjectKind::Index)? {
+            let file = self.read_index(&entry.name)?;
+            index.add(&file);
+        }
+        tracing::debug!(chunks = index.len(), "index loaded");
+        self.index = index;
+        Ok(())
+    }
+
+    /// Reads and decodes one index object.
+    pub fn read_index(&self, name: &str) -> Result<IndexFile> {
+        let what = format!("index {name}");
+        let bytes = self.storage.read(ObjectKind::Index, name)?;
+        verify_name(name, &bytes, &what)?;
+        let payload = object::open(&self.key, INDEX_MAGIC, &bytes, &what)?;
+        IndexFile::decode(&payload, &what)
+    }
+
+    /// Replaces the in-memory index (check builds its own from the readable index objects).
+    pub fn load_index_from(&mut self, index: Index) {
+        self.index = index;
+    }
+
+    /// Adds an index file written in this process to the in-memory index.
+    pub fn add_index(&mut self, file: &IndexFile) {
+        self.index.add(file);
+    }
+
+    /// A writer for new chunks.
+    pub fn writer(&self) -> ChunkWriter<'_> {
+        ChunkWriter::new(
+            Arc::clone(&self.storage),
+            &self.key,
+            &self.index,
+            self.config.chunker,
+        )
+    }
+
+    /// A reader of stored chunks.
+    pub fn reader(&self) -> ChunkReader<'_> {
+        ChunkReader::new(Arc::clone(&self.storage), &self.key, &self.index)
+    }
+
+    /// Writes a point manifest; this is what makes a backup visible.
+    pub fn write_point(&self, point: &Point) -> Result<ObjectId> {
+        let bytes = object::seal(&self.key, POINT_MAGIC, &point.encode())?;
+        let id = ObjectId::of(&bytes);
+        self.storage
+            .write(ObjectKind::Point, &id.to_hex(), &bytes)
+            .map_err(|e| Error::from(e).context("write point"))?;
+        Ok(id)
+    }
+
+    /// Reads one point.
+    pub fn read_point(&self, id: &ObjectId) -> Result<Point> {
+        let what = format!("point {}", id.to_hex());
+        let bytes = self.storage.read(ObjectKind::Point, &id.to_hex())?;
+        verify_name(&id.to_hex(), &bytes, &what)?;
+        let payload = object::open(&self.key, POINT_MAGIC, &bytes, &what)?;
+        Point::decode(&payload, &what)
+    }
+
+    /// Every point, oldest first.
+    pub fn points(&self) -> Result<Vec<(ObjectId, Point)>> {
+        let mut out = Vec::new();
+        for e in self.storage.list(ObjectKind::Point)? {
+            let id = ObjectId::from_hex(&e.name)
+                .ok_or_else(|| err!(Corrupt, "unexpected object name points/{}", e.name))?;
+            out.push((id, self.read_point(&id)?));
+        }
+        out.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+        Ok(out)
+    }
+
+    /// Finds a point by id prefix (at least 4 hex characters) or `latest`, optionally within one app.
+    pub fn find_point(&self, app: Option<&str>, spec: &str) -> Result<(ObjectId, Point)> {
+        let points: Vec<_> = self
+            .points()?
+            .into_iter()
+            .filter(|(_, p)| app.is_none_or(|a| p.app == a))
+            .collect();
+        let scope = app.map_or(String::new(), |a| format!(" of app {a}"));
+        if spec == "latest" {
+            return points.into_iter().next_back().ok_or_else(|| {
+                err!(
+                    Usage,
+                    "there are no points{scope} in {}",
+                    self.storage.location()
+                )
+                .with_hint("run `lifeboat backup` first; `lifeboat points` lists what exists")
+            });
+        }
+        if spec.len() < 4 || !spec.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(err!(
+                Usage,
+                "{spec:?} is not a point id (give at least 4 hex characters, or `latest`)"
+            ));
+        }
+        let spec_l = spec.to_ascii_lowercase();
+        let mut found: Vec<_> = points
+            .into_iter()
+            .filter(|(id, _)| id.to_hex().starts_with(&spec_l))
+            .collect();
+        match found.len() {
+            0 => Err(err!(Usage, "no point{scope} with id {spec}")
+                .with_hint("`lifeboat points` lists the points")),
+            1 => Ok(found.remove(0)),
+            n => Err(err!(Usage, "{n} points start with {spec}")
+                .with_hint("give more characters of the id")),
+        }
+    }
+
+    /// The storage.
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+    /// The config.
+    pub fn config(&self) -> &RepoConfig {
+        &self.config
+    }
+    /// The master key.
+    pub fn key(&self) -> &MasterKey {
+        &self.key
+    }
+    /// The key slot that unlocked this repository.
+    pub fn key_name(&self) -> &str {
+        &self.key_name
+    }
+    /// The loaded index.
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+}
+
+/// Checks that an object's bytes hash to its name.
+pub(crate) fn verify_name(name: &str, bytes: &[u8], what: &str) -> Result<()> {
+    if ObjectId::of(bytes).to_hex() != name {
+        return Err(err!(
+            Corrupt,
+            "{what} is damaged: its content does not match its name ({} bytes)",
+            bytes.len()
+        )
+        .with_hint("run `lifeboat check --read-data` to see everything affected"));
+    }
+    Ok(())
+}

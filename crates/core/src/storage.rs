@@ -1,0 +1,196 @@
+//! The storage interface every destination implements (local directory now; S3 and SFTP later).
+//!
+//! It is deliberately small, like redb's `StorageBackend` and Litestream's `ReplicaClient`:
+//! list with sizes, read whole or a range, write, delete. Encryption, compression, caching,
+//! retries and request counting are layered on top by the repository, never inside it.
+//!
+//! # Contract (every implementation must pass the conformance test in `lifeboat-storage`)
+//! - **Names.** An object is addressed by ([`ObjectKind`], name). Names are lower-case hex
+//!   (or `"config"`), so every destination can hold them. The implementation owns the layout
+//!   (e.g. `packs/ab/abcd...`).
+//! - **Atomic writes.** After [`Storage::write`] returns `Ok`, the whole object is durable
+//!   under its name; if it fails or the process dies, the name holds either nothing or a
+//!   previous complete object, never a prefix (temp name + fsync + rename locally and over
+//!   SFTP; a single whole-object PUT on S3).
+//! - **Idempotent content-addressed writes.** Writing a name that exists replaces it;
+//!   because names are hashes of content, this is a no-op in effect. Safety never depends
+//!   on create-only semantics (Garage ignores `If-None-Match`).
+//! - **Not found is its own error.** Reading, ranging or deleting a missing object fails
+//!   with [`StorageError::NotFound`]; deleting a missing object may instead succeed.
+//! - **Ranges past the end fail.** `read_range` returning fewer bytes than asked is an
+//!   error ([`StorageError::Truncated`]), never a short read.
+//! - **Retry is the caller's decision.** Errors say whether a retry can help
+//!   ([`StorageError::is_retryable`]).
+use std::fmt;
+
+/// What kind of object a name refers to. Each kind has its own namespace (directory).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ObjectKind {
+    /// The repository's `config` file (one object, named `config`).
+    Config,
+    /// Key slots: the master key wrapped by a password.
+    Key,
+    /// Packs of encrypted, compressed chunk blocks.
+    Pack,
+    /// Index files: where each chunk is in which pack.
+    Index,
+    /// Point manifests: one recovery point each.
+    Point,
+}
+
+impl ObjectKind {
+    /// Every kind, in the order `check` visits them.
+    pub const ALL: [ObjectKind; 5] = [
+        ObjectKind::Config,
+        ObjectKind::Key,
+        ObjectKind::Index,
+        ObjectKind::Point,
+        ObjectKind::Pack,
+    ];
+
+    /// The directory (prefix) of this kind in a repository.
+    pub fn dir(self) -> &'static str {
+        match self {
+            ObjectKind::Config => "",
+            ObjectKind::Key => "keys",
+            ObjectKind::Pack => "packs",
+            ObjectKind::Index => "index",
+            ObjectKind::Point => "points",
+        }
+    }
+}
+
+impl fmt::Display for ObjectKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ObjectKind::Config => "config",
+            ObjectKind::Key => "key",
+            ObjectKind::Pack => "pack",
+            ObjectKind::Index => "index",
+            ObjectKind::Point => "point",
+        })
+    }
+}
+
+/// One entry of [`Storage::list`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListEntry {
+    /// The object's name (hex id, or `config`).
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// Errors a storage returns. Each says whether retrying can help.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// The object does not exist.
+    NotFound {
+        /// kind/name of the missing object
+        what: String,
+    },
+    /// The object is shorter than the range asked for.
+    Truncated {
+        /// kind/name of the object
+        what: String,
+        /// its actual size
+        size: u64,
+        /// the end of the asked range
+        wanted_end: u64,
+    },
+    /// The destination itself is missing or unusable (no such directory, bucket, host).
+    Unavailable {
+        /// what is missing and how to fix it
+        message: String,
+    },
+    /// Any other I/O error.
+    Io {
+        /// kind/name or path concerned
+        what: String,
+        /// the underlying error
+        source: std::io::Error,
+    },
+}
+
+impl StorageError {
+    /// Whether the same request may succeed later (timeouts, resets, 5xx).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            StorageError::Io { source, .. } => matches!(
+                source.kind(),
+                std::io::ErrorKind::Interrupted
+                    | std::io::ErrorKind::TimedOut
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+            ),
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for StorageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StorageError::NotFound { what } => write!(f, "{what} is missing"),
+            StorageError::Truncated {
+                what,
+                size,
+                wanted_end,
+            } => write!(
+                f,
+                "{what} is truncated: {size} bytes, needed at least {wanted_end}"
+            ),
+            StorageError::Unavailable { message } => f.write_str(message),
+            StorageError::Io { what, source } => write!(f, "{what}: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for StorageError {}
+
+impl From<StorageError> for crate::Error {
+    fn from(e: StorageError) -> crate::Error {
+        use crate::ErrorKind;
+        match e {
+            StorageError::NotFound { .. } | StorageError::Truncated { .. } => {
+                crate::Error::new(ErrorKind::Corrupt, e.to_string()).with_hint(
+                    "the repository is damaged: run `lifeboat check --read-data` to see everything affected, and restore from another copy of the repository if you have one",
+                )
+            }
+            StorageError::Unavailable { message } => crate::Error::new(ErrorKind::Repository, message),
+            StorageError::Io { what, source } => crate::Error::io(what, source),
+        }
+    }
+}
+
+/// Result of storage operations.
+pub type StorageResult<T> = std::result::Result<T, StorageError>;
+
+/// A place that holds a repository's objects. See the module documentation for the contract.
+pub trait Storage: Send + Sync {
+    /// Where this is, for messages (a path or URL, never a secret).
+    fn location(&self) -> String;
+
+    /// All objects of `kind` with their sizes, in no particular order. An empty or missing
+    /// namespace lists as empty.
+    fn list(&self, kind: ObjectKind) -> StorageResult<Vec<ListEntry>>;
+
+    /// The whole object.
+    fn read(&self, kind: ObjectKind, name: &str) -> StorageResult<Vec<u8>>;
+
+    /// Exactly `len` bytes starting at `offset`; fewer is [`StorageError::Truncated`].
+    fn read_range(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+        offset: u64,
+        len: u64,
+    ) -> StorageResult<Vec<u8>>;
+
+    /// Stores `data` under the name, atomically and durably (see the contract).
+    fn write(&self, kind: ObjectKind, name: &str, data: &[u8]) -> StorageResult<()>;
+
+    /// Removes the object.
+    fn delete(&self, kind: ObjectKind, name: &str) -> StorageResult<()>;
+}

@@ -1,0 +1,198 @@
+//! A repository in a local directory.
+//!
+//! Layout: `config`, `keys/<id>`, `index/<id>`, `points/<id>`, `packs/<2 hex>/<id>`.
+//! Writes go to `<dir>/.tmp-<random>` in the object's own directory, are fsynced, renamed
+//! over the final name and the directory is fsynced (Litestream's file replica pattern), so
+//! a crash leaves either nothing or the whole object under its name. Stray `.tmp-*` files
+//! from a crash are ignored by `list` and reclaimed by prune.
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use lifeboat_core::{ListEntry, ObjectKind, Storage, StorageError, StorageResult};
+
+/// A repository directory.
+#[derive(Debug, Clone)]
+pub struct LocalStorage {
+    root: PathBuf,
+}
+
+fn io(what: impl std::fmt::Display, e: std::io::Error) -> StorageError {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        StorageError::NotFound {
+            what: what.to_string(),
+        }
+    } else {
+        StorageError::Io {
+            what: what.to_string(),
+            source: e,
+        }
+    }
+}
+
+impl LocalStorage {
+    /// A storage rooted at `root`. The directory is created by the first write (`init`).
+    pub fn new(root: impl Into<PathBuf>) -> LocalStorage {
+        LocalStorage { root: root.into() }
+    }
+
+    fn path(&self, kind: ObjectKind, name: &str) -> PathBuf {
+        match kind {
+            ObjectKind::Config => self.root.join("config"),
+            ObjectKind::Pack => self
+                .root
+                .join("packs")
+                .join(name.get(..2).unwrap_or("00"))
+                .join(name),
+            _ => self.root.join(kind.dir()).join(name),
+        }
+    }
+
+    fn describe(&self, kind: ObjectKind, name: &str) -> String {
+        format!("{kind} {name} ({})", self.path(kind, name).display())
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 128 && name.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+impl Storage for LocalStorage {
+    fn location(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    fn list(&self, kind: ObjectKind) -> StorageResult<Vec<ListEntry>> {
+        let mut out = Vec::new();
+        let mut scan = |dir: &Path| -> StorageResult<()> {
+            let rd = match fs::read_dir(dir) {
+                Ok(rd) => rd,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(io(dir.display(), e)),
+            };
+            for ent in rd {
+                let ent = ent.map_err(|e| io(dir.display(), e))?;
+                let name = ent.file_name().to_string_lossy().into_owned();
+                if name.starts_with('.') {
+                    continue;
+                }
+                let md = ent.metadata().map_err(|e| io(ent.path().display(), e))?;
+                if md.is_file() {
+                    out.push(ListEntry {
+                        name,
+                        size: md.len(),
+                    });
+                }
+            }
+            Ok(())
+        };
+        match kind {
+            ObjectKind::Config => {
+                if let Ok(md) = fs::metadata(self.root.join("config")) {
+                    out.push(ListEntry {
+                        name: "config".into(),
+                        size: md.len(),
+                    });
+                }
+            }
+            ObjectKind::Pack => {
+                let base = self.root.join("packs");
+                let rd = match fs::read_dir(&base) {
+                    Ok(rd) => rd,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+                    Err(e) => return Err(io(base.display(), e)),
+                };
+                let mut dirs = Vec::new();
+                for ent in rd {
+                    let ent = ent.map_err(|e| io(base.display(), e))?;
+                    if ent.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                        dirs.push(ent.path());
+                    }
+                }
+                for d in dirs {
+                    scan(&d)?;
+                }
+            }
+            _ => scan(&self.root.join(kind.dir()))?,
+        }
+        Ok(out)
+    }
+
+    fn read(&self, kind: ObjectKind, name: &str) -> StorageResult<Vec<u8>> {
+        fs::read(self.path(kind, name)).map_err(|e| io(self.describe(kind, name), e))
+    }
+
+    fn read_range(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+        offset: u64,
+        len: u64,
+    ) -> StorageResult<Vec<u8>> {
+        let what = self.describe(kind, name);
+        let mut f = File::open(self.path(kind, name)).map_err(|e| io(&what, e))?;
+        let size = f.metadata().map_err(|e| io(&what, e))?.len();
+        if offset.saturating_add(len) > size {
+            return Err(StorageError::Truncated {
+                what,
+                size,
+                wanted_end: offset + len,
+            });
+        }
+        f.seek(SeekFrom::Start(offset)).map_err(|e| io(&what, e))?;
+        let mut buf = vec![0u8; len as usize];
+        f.read_exact(&mut buf).map_err(|e| io(&what, e))?;
+        Ok(buf)
+    }
+
+    fn write(&self, kind: ObjectKind, name: &str, data: &[u8]) -> StorageResult<()> {
+        if kind != ObjectKind::Config && !valid_name(name) {
+            return Err(StorageError::Io {
+                what: format!("{kind} {name:?}"),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "invalid object name",
+                ),
+            });
+        }
+        let path = self.path(kind, name);
+        let dir = path
+            .parent()
+            .expect("object paths have a parent")
+            .to_path_buf();
+        fs::create_dir_all(&dir).map_err(|e| io(dir.display(), e))?;
+        let mut rnd = [0u8; 8];
+        getrandom::fill(&mut rnd).map_err(|e| StorageError::Io {
+            what: "random temp name".into(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        let tmp = dir.join(format!(".tmp-{}-{}", std::process::id(), hex::encode(rnd)));
+        let what = self.describe(kind, name);
+        let res = (|| -> std::io::Result<()> {
+            let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+            f.write_all(data)?;
+            f.sync_all()?;
+            drop(f);
+            fs::rename(&tmp, &path)?;
+            sync_dir(&dir)
+        })();
+        if let Err(e) = res {
+            let _ = fs::remove_file(&tmp);
+            return Err(StorageError::Io { what, source: e });
+        }
+        Ok(())
+    }
+
+    fn delete(&self, kind: ObjectKind, name: &str) -> StorageResult<()> {
+        let path = self.path(kind, name);
+        fs::remove_file(&path).map_err(|e| io(self.describe(kind, name), e))?;
+        if let Some(dir) = path.parent() {
+            let _ = sync_dir(dir);
+        }
+        Ok(())
+    }
+}

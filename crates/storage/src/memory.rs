@@ -1,0 +1,94 @@
+//! In-memory storage for unit tests. Never the only test of a feature: the conformance test
+//! and the CLI tests run against real directories.
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use lifeboat_core::{ListEntry, ObjectKind, Storage, StorageError, StorageResult};
+
+/// Objects in a map.
+#[derive(Default)]
+pub struct MemoryStorage {
+    objects: Mutex<BTreeMap<(String, String), Vec<u8>>>,
+}
+
+impl std::fmt::Debug for MemoryStorage {
+    // Hand-written so a test failure never dumps repository contents.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MemoryStorage(..)")
+    }
+}
+
+impl MemoryStorage {
+    /// Empty storage.
+    pub fn new() -> MemoryStorage {
+        MemoryStorage::default()
+    }
+    fn key(kind: ObjectKind, name: &str) -> (String, String) {
+        (kind.to_string(), name.to_string())
+    }
+}
+
+impl Storage for MemoryStorage {
+    fn location(&self) -> String {
+        "memory".into()
+    }
+    fn list(&self, kind: ObjectKind) -> StorageResult<Vec<ListEntry>> {
+        let k = kind.to_string();
+        Ok(self
+            .objects
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|((kk, _), _)| *kk == k)
+            .map(|((_, n), v)| ListEntry {
+                name: n.clone(),
+                size: v.len() as u64,
+            })
+            .collect())
+    }
+    fn read(&self, kind: ObjectKind, name: &str) -> StorageResult<Vec<u8>> {
+        self.objects
+            .lock()
+            .expect("lock")
+            .get(&Self::key(kind, name))
+            .cloned()
+            .ok_or_else(|| StorageError::NotFound {
+                what: format!("{kind} {name}"),
+            })
+    }
+    fn read_range(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+        offset: u64,
+        len: u64,
+    ) -> StorageResult<Vec<u8>> {
+        let all = self.read(kind, name)?;
+        let end = offset + len;
+        if end > all.len() as u64 {
+            return Err(StorageError::Truncated {
+                what: format!("{kind} {name}"),
+                size: all.len() as u64,
+                wanted_end: end,
+            });
+        }
+        Ok(all[offset as usize..end as usize].to_vec())
+    }
+    fn write(&self, kind: ObjectKind, name: &str, data: &[u8]) -> StorageResult<()> {
+        self.objects
+            .lock()
+            .expect("lock")
+            .insert(Self::key(kind, name), data.to_vec());
+        Ok(())
+    }
+    fn delete(&self, kind: ObjectKind, name: &str) -> StorageResult<()> {
+        self.objects
+            .lock()
+            .expect("lock")
+            .remove(&Self::key(kind, name))
+            .map(|_| ())
+            .ok_or_else(|| StorageError::NotFound {
+                what: format!("{kind} {name}"),
+            })
+    }
+}
