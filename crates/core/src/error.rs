@@ -81,6 +81,12 @@ impl Error {
         self
     }
 
+    /// Reclassifies the error (e.g. an I/O error on a source path becomes [`ErrorKind::Source`]).
+    pub fn with_kind(mut self, kind: ErrorKind) -> Self {
+        self.kind = kind;
+        self
+    }
+
     /// Marks the error as one that may go away when the operation is retried.
     pub fn retryable(mut self) -> Self {
         self.retryable = true;

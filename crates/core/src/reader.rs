@@ -15,12 +15,15 @@ use crate::storage::{ObjectKind, Storage};
 
 const CACHE_BLOCKS: usize = 8;
 
+/// (pack position, block offset) -> decoded block.
+type BlockCache = VecDeque<((u32, u32), Arc<Vec<u8>>)>;
+
 /// Reads and authenticates chunks. Obtain one from [`crate::Repository::reader`].
 pub struct ChunkReader<'r> {
     storage: Arc<dyn Storage>,
     key: &'r MasterKey,
     index: &'r Index,
-    cache: VecDeque<((u32, u32), Arc<Vec<u8>>)>,
+    cache: BlockCache,
 }
 
 impl<'r> ChunkReader<'r> {

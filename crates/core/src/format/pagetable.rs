@@ -24,7 +24,7 @@ pub fn encode_base(ids: &[ChunkId]) -> Vec<u8> {
 
 /// Decodes base ids.
 pub fn decode_base(b: &[u8]) -> Result<Vec<ChunkId>> {
-    if b.len() % 32 != 0 {
+    if !b.len().is_multiple_of(32) {
         return Err(err!(
             Corrupt,
             "page table segment has a bad length {}",
@@ -48,7 +48,7 @@ pub fn encode_delta(pairs: &[(u32, ChunkId)]) -> Vec<u8> {
 
 /// Decodes delta pairs.
 pub fn decode_delta(b: &[u8]) -> Result<Vec<(u32, ChunkId)>> {
-    if b.len() % 36 != 0 {
+    if !b.len().is_multiple_of(36) {
         return Err(err!(
             Corrupt,
             "page delta segment has a bad length {}",

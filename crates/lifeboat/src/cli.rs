@@ -1,0 +1,190 @@
+//! The command line: one file per subcommand under `cli/`, each a thin clap struct calling
+//! one library operation. Each variant's doc comment is its `--help`.
+mod backup;
+mod check;
+mod init;
+mod key;
+mod points;
+mod restore;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+use lifeboat_core::{Error, ErrorKind, Repository, Result, Storage};
+use lifeboat_storage::LocalStorage;
+
+use crate::config::Config;
+use crate::password::PasswordSource;
+use crate::progress::Bars;
+
+const AFTER_HELP: &str = "\
+Examples:
+  lifeboat demo                                  back up, break and restore a demo app (no setup)
+  lifeboat init --repo /backup/lb                create a repository (password from LIFEBOAT_PASSWORD)
+  lifeboat backup --repo /backup/lb /srv/chat/chat.db /srv/chat/uploads
+  lifeboat backup chat --tag pre-deploy          back up app `chat` from lifeboat.toml
+  lifeboat points                                list recovery points
+  lifeboat restore chat latest --to /tmp/scratch restore into a scratch directory
+  lifeboat check --read-data                     verify every byte of the repository
+
+Exit codes: 0 ok, 1 I/O or other error, 2 usage or config error, 3 no/unsupported repository,
+4 wrong or missing password, 5 repository data damaged, 6 refused to protect data (see --force),
+7 source unreadable or not what it claims, 8 restored data failed verification.
+See docs/EXIT_CODES.md.";
+
+/// lifeboat backs up self-hosted apps (SQLite databases, uploads, secrets, config) as one
+/// recovery point into an encrypted, deduplicated repository, and restores them verified.
+#[derive(Debug, Parser)]
+#[command(name = "lifeboat", version, after_help = AFTER_HELP, max_term_width = 110)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every subcommand takes.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Config file (default: ./lifeboat.toml, then /etc/lifeboat/lifeboat.toml)
+    #[arg(long, short = 'c', global = true, env = "LIFEBOAT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Repository directory; overrides the config's repository
+    #[arg(long, short = 'r', global = true, env = "LIFEBOAT_REPO")]
+    pub repo: Option<PathBuf>,
+    /// File whose first line is the repository password (or LIFEBOAT_PASSWORD_FILE)
+    #[arg(long, global = true)]
+    pub password_file: Option<String>,
+    /// Command that prints the repository password (or LIFEBOAT_PASSWORD_COMMAND)
+    #[arg(long, global = true)]
+    pub password_command: Option<String>,
+    /// More log output on stderr (-v info, -vv debug)
+    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors on stderr
+    #[arg(long, short = 'q', global = true)]
+    pub quiet: bool,
+    /// No progress bars (they are off anyway when stderr is not a terminal)
+    #[arg(long, global = true)]
+    pub no_progress: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a new encrypted repository.
+    ///
+    /// The password comes from LIFEBOAT_PASSWORD, --password-file or --password-command
+    /// (or the repository's password_file in lifeboat.toml). Keep it safe: without it the
+    /// backups cannot be read. Add more passwords later with `lifeboat key add`.
+    #[command(
+        after_help = "Example:\n  LIFEBOAT_PASSWORD=... lifeboat init --repo /var/backups/lifeboat"
+    )]
+    Init(init::InitArgs),
+    /// Back up an app (or some paths) as one recovery point.
+    #[command(after_help = backup::AFTER_HELP)]
+    Backup(backup::BackupArgs),
+    /// List recovery points.
+    #[command(after_help = "Examples:\n  lifeboat points\n  lifeboat points chat --json")]
+    Points(points::PointsArgs),
+    /// Restore a point into a directory, a file, or in place, verified.
+    #[command(after_help = restore::AFTER_HELP)]
+    Restore(restore::RestoreArgs),
+    /// Check the repository: structure, and with --read-data every byte.
+    #[command(
+        after_help = "Examples:\n  lifeboat check\n  lifeboat check --read-data --json\n\nExits 5 when anything is damaged; each problem names the object and the points that depend on it."
+    )]
+    Check(check::CheckArgs),
+    /// Manage passwords (key slots): several passwords open the same repository.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  LIFEBOAT_NEW_PASSWORD=... lifeboat key add --label laptop\n  lifeboat key list\n  lifeboat key remove 1a2b3c4d"
+    )]
+    Key(key::KeyCommand),
+    /// Run the demo: a chat-server-like app (SQLite in WAL mode with a writer running,
+    /// uploads, an SSH host key, config) is backed up, destroyed, restored and verified.
+    /// Needs no services and no setup; everything happens in a temporary directory.
+    #[command(
+        after_help = "Example:\n  lifeboat demo\n  lifeboat demo --dir /tmp/lifeboat-demo --keep"
+    )]
+    Demo(crate::demo::DemoArgs),
+}
+
+/// Runs the parsed command.
+pub fn run(cli: Cli) -> Result<()> {
+    let ctx = Context::new(cli.global);
+    match cli.command {
+        Command::Init(a) => init::run(&ctx, a),
+        Command::Backup(a) => backup::run(&ctx, a),
+        Command::Points(a) => points::run(&ctx, a),
+        Command::Restore(a) => restore::run(&ctx, a),
+        Command::Check(a) => check::run(&ctx, a),
+        Command::Key(a) => key::run(&ctx, a),
+        Command::Demo(a) => crate::demo::run(&ctx, a),
+    }
+}
+
+/// Global options resolved lazily: config, repository, password.
+pub struct Context {
+    pub global: Global,
+    pub progress: Bars,
+}
+
+impl Context {
+    fn new(global: Global) -> Context {
+        let progress = Bars::new(global.no_progress || global.quiet);
+        Context { global, progress }
+    }
+
+    /// The config file, if one is given or found.
+    pub fn config(&self) -> Result<Option<Config>> {
+        if let Some(p) = &self.global.config {
+            return Config::load(p).map(Some);
+        }
+        for p in ["lifeboat.toml", "/etc/lifeboat/lifeboat.toml"] {
+            let p = PathBuf::from(p);
+            if p.exists() {
+                return Config::load(&p).map(Some);
+            }
+        }
+        Ok(None)
+    }
+
+    fn cli_password(&self) -> PasswordSource {
+        PasswordSource {
+            command: self.global.password_command.clone(),
+            file: self.global.password_file.clone(),
+        }
+    }
+
+    /// The storage and password for `app` (or the only repository).
+    pub fn storage_for(&self, app: Option<&str>) -> Result<(Arc<dyn Storage>, Vec<u8>)> {
+        let config = self.config()?;
+        let (path, pw_cfg) = match (&self.global.repo, &config) {
+            (Some(p), c) => {
+                let pw = c
+                    .as_ref()
+                    .and_then(|c| c.repository.values().find(|r| &r.path == p))
+                    .map(|r| r.password())
+                    .unwrap_or_default();
+                (p.clone(), pw)
+            }
+            (None, Some(c)) => {
+                let (_, r) = c.repository_for(app)?;
+                (r.path.clone(), r.password())
+            }
+            (None, None) => return Err(Error::new(ErrorKind::Usage, "no repository given")
+                .with_hint(
+                "pass --repo PATH (or set LIFEBOAT_REPO), or write a lifeboat.toml (see README)",
+            )),
+        };
+        let password = self.cli_password().resolve(&pw_cfg, "LIFEBOAT_PASSWORD")?;
+        Ok((Arc::new(LocalStorage::new(path)), password))
+    }
+
+    /// Opens the repository for `app`.
+    pub fn open(&self, app: Option<&str>) -> Result<Repository> {
+        let (storage, password) = self.storage_for(app)?;
+        Repository::open(storage, &password)
+    }
+}

@@ -1,0 +1,61 @@
+use clap::Args;
+use lifeboat_core::{check, CheckOptions, Error, ErrorKind, Result};
+
+use super::Context;
+use crate::output::{json, size};
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Read every pack in full and authenticate every byte (slower; proves restores can work)
+    #[arg(long)]
+    pub read_data: bool,
+    /// Print the report as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(ctx: &Context, a: CheckArgs) -> Result<()> {
+    let mut repo = ctx.open(None)?;
+    let report = check(
+        &mut repo,
+        CheckOptions {
+            read_data: a.read_data,
+        },
+        &ctx.progress,
+    )?;
+    if a.json {
+        json(&report);
+    } else {
+        println!(
+            "checked {} points, {} index files, {} packs, {} chunks referenced{}",
+            report.points,
+            report.indexes,
+            report.packs,
+            report.chunks_referenced,
+            if a.read_data {
+                format!("; read and authenticated {}", size(report.bytes_read))
+            } else {
+                String::new()
+            }
+        );
+        if report.unindexed_packs > 0 {
+            println!(
+                "note: {} packs are in no index (left by an interrupted backup; harmless, prune reclaims them)",
+                report.unindexed_packs
+            );
+        }
+        for p in &report.problems {
+            println!("DAMAGED {}: {}", p.object, p.message);
+        }
+    }
+    if report.problems.is_empty() {
+        if !a.json {
+            println!("no problems found");
+        }
+        Ok(())
+    } else {
+        Err(Error::new(ErrorKind::Corrupt, format!("check found {} problems", report.problems.len())).with_hint(
+            "the objects named above are damaged or missing; points that depend on them cannot be restored in full. Restore from another copy of the repository if you have one",
+        ))
+    }
+}

@@ -1,0 +1,81 @@
+use clap::{Args, Subcommand};
+use lifeboat_core::{add_key, list_keys, remove_key, KdfParams, Result};
+
+use super::Context;
+use crate::output::{json, local_time};
+use crate::password::PasswordSource;
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Add a password. The new one comes from LIFEBOAT_NEW_PASSWORD, --new-password-file
+    /// or --new-password-command; the current one opens the repository as usual.
+    Add(AddArgs),
+    /// List key slots.
+    List(ListArgs),
+    /// Remove a key slot by id prefix (not the one you opened with, not the last one).
+    Remove(RemoveArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    /// A label to recognise the slot by
+    #[arg(long, default_value = "")]
+    pub label: String,
+    /// File whose first line is the new password
+    #[arg(long)]
+    pub new_password_file: Option<String>,
+    /// Command printing the new password
+    #[arg(long)]
+    pub new_password_command: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RemoveArgs {
+    /// Id (or prefix) of the slot
+    pub id: String,
+}
+
+pub fn run(ctx: &Context, cmd: KeyCommand) -> Result<()> {
+    let repo = ctx.open(None)?;
+    match cmd {
+        KeyCommand::Add(a) => {
+            let src = PasswordSource {
+                command: a.new_password_command,
+                file: a.new_password_file,
+            };
+            let pw = src.resolve(&PasswordSource::default(), "LIFEBOAT_NEW_PASSWORD")?;
+            let id = add_key(&repo, &pw, &a.label, KdfParams::default())?;
+            println!("added key slot {}", &id[..8]);
+        }
+        KeyCommand::List(a) => {
+            let keys = list_keys(&repo)?;
+            if a.json {
+                json(&keys);
+            } else {
+                println!("{:<10} {:<25} {:<20} LABEL", "ID", "CREATED", "HOST");
+                for k in keys {
+                    println!(
+                        "{}{:<9} {:<25} {:<20} {}",
+                        if k.current { "*" } else { " " },
+                        &k.id[..8],
+                        local_time(&k.created),
+                        k.hostname,
+                        k.label
+                    );
+                }
+            }
+        }
+        KeyCommand::Remove(a) => {
+            let id = remove_key(&repo, &a.id)?;
+            println!("removed key slot {}", &id[..8]);
+        }
+    }
+    Ok(())
+}

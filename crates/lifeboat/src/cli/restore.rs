@@ -1,0 +1,223 @@
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use lifeboat_core::{ComponentKind, Error, ErrorKind, Result};
+use lifeboat_sources::{
+    backup_app, restore_point, sqlite::is_sqlite_file, AppSpec, RestoreOptions, RestoreTarget,
+    SourceSpec,
+};
+
+use super::Context;
+use crate::output::{json, size};
+
+pub const AFTER_HELP: &str = "\
+Examples:
+  lifeboat restore chat latest --to /tmp/scratch     everything under /tmp/scratch/<original path>
+  lifeboat restore chat 1a2b3c4d --only db -o /tmp/chat.db
+  lifeboat restore chat latest --yes                 in place (takes a pre-restore point first)
+
+Every chunk is authenticated before it is written. A database is written to a temporary file
+beside its target, checked (checksum, PRAGMA integrity_check, row counts against the point) and
+only then renamed over the target, after stale -wal/-shm files are removed; on any failure the old
+database stays as it was. In place, lifeboat refuses to replace a database that another process
+has open or that changed after the point was taken, unless --force.";
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// [APP] [POINT]: app name from lifeboat.toml, and a point id prefix or `latest` (default)
+    #[arg(num_args = 0..=2)]
+    pub args: Vec<String>,
+    /// Restore under this directory instead of in place
+    #[arg(long, value_name = "DIR", conflicts_with = "output")]
+    pub to: Option<PathBuf>,
+    /// Restore the one selected component to exactly this path (use with --only if the point has several)
+    #[arg(long, short = 'o', value_name = "PATH")]
+    pub output: Option<PathBuf>,
+    /// Only these parts: db, files, secrets, config (repeatable)
+    #[arg(long, value_parser = parse_kind)]
+    pub only: Vec<ComponentKind>,
+    /// Replace a database even if it is open by another process or newer than the point
+    #[arg(long)]
+    pub force: bool,
+    /// Do not ask before an in-place restore (for scripts)
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Skip the automatic pre-restore point of the current state (in-place only)
+    #[arg(long)]
+    pub no_safety_point: bool,
+    /// Print what was restored as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_kind(s: &str) -> std::result::Result<ComponentKind, String> {
+    match s {
+        "db" | "sqlite" | "database" => Ok(ComponentKind::Sqlite),
+        "files" | "uploads" => Ok(ComponentKind::Files),
+        "secret" | "secrets" => Ok(ComponentKind::Secret),
+        "config" => Ok(ComponentKind::Config),
+        _ => Err(format!("{s:?} is not one of db, files, secrets, config")),
+    }
+}
+
+pub fn run(ctx: &Context, a: RestoreArgs) -> Result<()> {
+    let config = ctx.config()?;
+    let is_app = |s: &str| config.as_ref().is_some_and(|c| c.has_app(s));
+    let (app, spec) = match a.args.as_slice() {
+        [] => (
+            config
+                .as_ref()
+                .and_then(|c| c.only_app())
+                .map(str::to_string),
+            "latest".to_string(),
+        ),
+        [x] if is_app(x) => (Some(x.clone()), "latest".to_string()),
+        [x] => (None, x.clone()),
+        [app, p] => (Some(app.clone()), p.clone()),
+        _ => unreachable!("clap limits to 2"),
+    };
+    let mut repo = ctx.open(app.as_deref())?;
+    let (id, mut point) = repo.find_point(app.as_deref(), &spec)?;
+    if !a.only.is_empty() {
+        point.components.retain(|c| a.only.contains(&c.kind));
+    }
+    if point.components.is_empty() {
+        return Err(Error::new(
+            ErrorKind::Usage,
+            format!("point {} has no component matching --only", id.short()),
+        ));
+    }
+    let target = match (&a.to, &a.output) {
+        (Some(dir), _) => RestoreTarget::Into(dir.clone()),
+        (None, Some(out)) => {
+            if point.components.len() != 1 {
+                return Err(Error::new(
+                    ErrorKind::Usage,
+                    format!(
+                        "--output needs exactly one component, point {} has {}",
+                        id.short(),
+                        point.components.len()
+                    ),
+                )
+                .with_hint("choose one with --only db|files|secrets|config, or use --to DIR"));
+            }
+            point.components[0].path = std::path::absolute(out)
+                .map_err(|e| Error::io(out.display(), e))?
+                .display()
+                .to_string();
+            RestoreTarget::InPlace
+        }
+        (None, None) => {
+            confirm_in_place(&point, a.yes)?;
+            if !a.no_safety_point {
+                safety_point(ctx, &mut repo, &point)?;
+            }
+            RestoreTarget::InPlace
+        }
+    };
+    let opts = RestoreOptions {
+        target,
+        only: Vec::new(),
+        force: a.force,
+    };
+    let restored = restore_point(&mut repo, &point, &opts, &ctx.progress)?;
+    if a.json {
+        json(&serde_json::json!({ "point": id.to_hex(), "restored": restored }));
+        return Ok(());
+    }
+    println!(
+        "restored point {} of app {} ({})",
+        id.short(),
+        point.app,
+        crate::output::local_time(&point.time)
+    );
+    for r in &restored {
+        let kind = if r.kind == ComponentKind::Sqlite {
+            "db"
+        } else {
+            r.kind.as_str()
+        };
+        println!("  {kind:<7} {} ({}): {}", r.path, size(r.bytes), r.verified);
+        for w in &r.warnings {
+            println!("          warning: {w}");
+        }
+    }
+    Ok(())
+}
+
+fn confirm_in_place(point: &lifeboat_core::Point, yes: bool) -> Result<()> {
+    if yes {
+        return Ok(());
+    }
+    let list: Vec<_> = point.components.iter().map(|c| c.path.as_str()).collect();
+    if !std::io::stdin().is_terminal() {
+        return Err(Error::new(
+            ErrorKind::Refused,
+            format!("an in-place restore replaces {}", list.join(", ")),
+        )
+        .with_hint("pass --yes to confirm (a pre-restore point is taken first), or restore elsewhere with --to DIR"));
+    }
+    eprint!(
+        "Replace {} with the point from {}? [y/N] ",
+        list.join(", "),
+        point.time
+    );
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut line);
+    if matches!(line.trim(), "y" | "Y" | "yes") {
+        Ok(())
+    } else {
+        Err(Error::new(
+            ErrorKind::Refused,
+            "restore cancelled; nothing was changed",
+        ))
+    }
+}
+
+/// Backs up what is there now, before it is replaced, as a `pre-restore` point.
+fn safety_point(
+    ctx: &Context,
+    repo: &mut lifeboat_core::Repository,
+    point: &lifeboat_core::Point,
+) -> Result<()> {
+    let mut sources = Vec::new();
+    for c in &point.components {
+        let p = Path::new(&c.path);
+        let Ok(md) = std::fs::metadata(p) else {
+            continue;
+        };
+        let kind = if md.is_dir() {
+            ComponentKind::Files
+        } else if c.kind == ComponentKind::Sqlite && is_sqlite_file(p).unwrap_or(false) {
+            ComponentKind::Sqlite
+        } else if c.kind == ComponentKind::Secret {
+            ComponentKind::Secret
+        } else {
+            // Includes a damaged database: keep its bytes as a plain file.
+            ComponentKind::Config
+        };
+        sources.push(SourceSpec {
+            kind,
+            path: p.to_path_buf(),
+        });
+    }
+    if sources.is_empty() {
+        return Ok(());
+    }
+    let spec = AppSpec {
+        name: point.app.clone(),
+        sources,
+        excludes: Vec::new(),
+    };
+    let (id, _) = backup_app(repo, &spec, &["pre-restore".to_string()], &ctx.progress).map_err(|e| {
+        e.context("take the pre-restore point")
+            .with_hint("the current state could not be saved first; fix the error or pass --no-safety-point")
+    })?;
+    eprintln!(
+        "saved the current state as pre-restore point {}",
+        id.short()
+    );
+    Ok(())
+}

@@ -1,0 +1,278 @@
+//! `lifeboat.toml`: repositories and apps. Errors name the file, the line and the key.
+//!
+//! ```toml
+//! [repository.local]
+//! path = "/var/backups/lifeboat"
+//! password_file = "/etc/lifeboat/password"   # or password_command = "pass show lifeboat"
+//!
+//! [app.chat]
+//! repository = "local"                       # optional when there is one repository
+//! sqlite  = ["/srv/chat/chat.db"]
+//! files   = ["/srv/chat/uploads"]
+//! secrets = ["/srv/chat/ssh_host_key", "/srv/chat/.env"]
+//! config  = ["/srv/chat/config.toml"]
+//! exclude = ["*.tmp", "cache/**"]
+//! ```
+//! Relative paths are relative to the directory of the config file.
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use lifeboat_core::{ComponentKind, Error, ErrorKind, Result};
+use lifeboat_sources::{AppSpec, SourceSpec};
+use serde::Deserialize;
+
+use crate::password::PasswordSource;
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Named repositories.
+    #[serde(default)]
+    pub repository: BTreeMap<String, RepositoryConfig>,
+    /// Named apps.
+    #[serde(default)]
+    pub app: BTreeMap<String, AppConfig>,
+    #[serde(skip)]
+    file: PathBuf,
+    #[serde(skip)]
+    text: String,
+}
+
+/// One repository.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepositoryConfig {
+    /// Directory of the repository.
+    pub path: PathBuf,
+    /// File with the password (first line).
+    pub password_file: Option<String>,
+    /// Command printing the password.
+    pub password_command: Option<String>,
+}
+
+/// One app.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfig {
+    /// Repository name (optional when only one is defined).
+    pub repository: Option<String>,
+    /// SQLite databases.
+    #[serde(default)]
+    pub sqlite: Vec<PathBuf>,
+    /// Directory trees.
+    #[serde(default)]
+    pub files: Vec<PathBuf>,
+    /// Secret files.
+    #[serde(default)]
+    pub secrets: Vec<PathBuf>,
+    /// Config files.
+    #[serde(default)]
+    pub config: Vec<PathBuf>,
+    /// Exclude globs for `files`.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::io(format!("read config {}", path.display()), e).with_kind(ErrorKind::Usage)
+        })?;
+        let mut cfg: Config = toml::from_str(&text).map_err(|e| {
+            let line = e.span().map(|s| text[..s.start].matches('\n').count() + 1);
+            let at = line.map_or(String::new(), |l| format!(" line {l}"));
+            let src = line
+                .and_then(|l| text.lines().nth(l - 1))
+                .map_or(String::new(), |s| format!(" (in `{}`)", s.trim()));
+            Error::new(
+                ErrorKind::Usage,
+                format!("{}{at}: {}{src}", path.display(), e.message().trim()),
+            )
+        })?;
+        cfg.file = path.to_path_buf();
+        cfg.text = text;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let abs = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        for r in cfg.repository.values_mut() {
+            abs(&mut r.path);
+        }
+        for a in cfg.app.values_mut() {
+            a.sqlite
+                .iter_mut()
+                .chain(&mut a.files)
+                .chain(&mut a.secrets)
+                .chain(&mut a.config)
+                .for_each(abs);
+        }
+        for (name, a) in &cfg.app {
+            if let Some(r) = &a.repository {
+                if !cfg.repository.contains_key(r) {
+                    return Err(cfg.key_error(
+                        &format!("app.{name}"),
+                        "repository",
+                        &format!("no repository named {r:?} is defined"),
+                    ));
+                }
+            }
+            if a.sqlite.is_empty()
+                && a.files.is_empty()
+                && a.secrets.is_empty()
+                && a.config.is_empty()
+            {
+                return Err(cfg.key_error(
+                    &format!("app.{name}"),
+                    "",
+                    "the app lists no sources (sqlite, files, secrets, config)",
+                ));
+            }
+        }
+        Ok(cfg)
+    }
+
+    fn key_error(&self, table: &str, key: &str, msg: &str) -> Error {
+        let header = format!("[{table}]");
+        let line = self
+            .text
+            .lines()
+            .position(|l| l.trim() == header)
+            .map(|i| i + 1);
+        let line = line.map_or(String::new(), |l| format!(" line {l}"));
+        let key = if key.is_empty() {
+            table.to_string()
+        } else {
+            format!("{table}.{key}")
+        };
+        Error::new(
+            ErrorKind::Usage,
+            format!("{}{line}: {key}: {msg}", self.file.display()),
+        )
+    }
+
+    /// The app spec for `name`.
+    pub fn app_spec(&self, name: &str) -> Result<AppSpec> {
+        let a = self.app.get(name).ok_or_else(|| {
+            Error::new(
+                ErrorKind::Usage,
+                format!("no app named {name:?} in {}", self.file.display()),
+            )
+            .with_hint(format!(
+                "defined apps: {}",
+                self.app.keys().cloned().collect::<Vec<_>>().join(", ")
+            ))
+        })?;
+        let mut sources = Vec::new();
+        let mut add = |kind, paths: &[PathBuf]| {
+            sources.extend(paths.iter().map(|p| SourceSpec {
+                kind,
+                path: p.clone(),
+            }));
+        };
+        add(ComponentKind::Sqlite, &a.sqlite);
+        add(ComponentKind::Files, &a.files);
+        add(ComponentKind::Secret, &a.secrets);
+        add(ComponentKind::Config, &a.config);
+        Ok(AppSpec {
+            name: name.to_string(),
+            sources,
+            excludes: a.exclude.clone(),
+        })
+    }
+
+    /// The repository an app uses (or the only one).
+    pub fn repository_for(&self, app: Option<&str>) -> Result<(String, RepositoryConfig)> {
+        let named = app
+            .and_then(|a| self.app.get(a))
+            .and_then(|a| a.repository.clone());
+        if let Some(n) = named {
+            return Ok((n.clone(), self.repository[&n].clone()));
+        }
+        match self.repository.len() {
+            1 => {
+                let (n, r) = self.repository.iter().next().expect("one");
+                Ok((n.clone(), r.clone()))
+            }
+            0 => Err(Error::new(
+                ErrorKind::Usage,
+                format!("{} defines no [repository.NAME]", self.file.display()),
+            )
+            .with_hint("add a repository, or pass --repo PATH")),
+            _ => Err(Error::new(
+                ErrorKind::Usage,
+                format!(
+                    "{} defines several repositories and none was chosen",
+                    self.file.display()
+                ),
+            )
+            .with_hint("set `repository = \"NAME\"` in the app, or pass --repo PATH")),
+        }
+    }
+
+    /// Whether an app of this name exists.
+    pub fn has_app(&self, name: &str) -> bool {
+        self.app.contains_key(name)
+    }
+
+    /// The only app, if exactly one is defined.
+    pub fn only_app(&self) -> Option<&str> {
+        (self.app.len() == 1).then(|| self.app.keys().next().expect("one").as_str())
+    }
+}
+
+impl RepositoryConfig {
+    /// Password settings of this repository.
+    pub fn password(&self) -> PasswordSource {
+        PasswordSource {
+            command: self.password_command.clone(),
+            file: self.password_file.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Config> {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("lifeboat.toml");
+        std::fs::write(&p, text).unwrap();
+        Config::load(&p)
+    }
+
+    #[test]
+    fn errors_name_file_line_and_key() {
+        let e = load("[repository.r]\npath = \"/x\"\n\n[app.chat]\nsqlite = 5\n").unwrap_err();
+        let m = e.to_string();
+        assert!(m.contains("lifeboat.toml line 5"), "{m}");
+        assert!(m.contains("sqlite = 5"), "{m}");
+
+        let e = load("[repository.r]\npath = \"/x\"\nbogus = 1\n").unwrap_err();
+        assert!(e.to_string().contains("line 3"), "{e}");
+        assert!(e.to_string().contains("bogus"), "{e}");
+
+        let e = load("[repository.r]\npath = \"/x\"\n[app.chat]\nrepository = \"nope\"\nsqlite = [\"a.db\"]\n").unwrap_err();
+        assert!(e.to_string().contains("line 3: app.chat.repository"), "{e}");
+    }
+
+    #[test]
+    fn relative_paths_are_relative_to_the_file() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("lifeboat.toml");
+        std::fs::write(
+            &p,
+            "[repository.r]\npath = \"repo\"\n[app.chat]\nsqlite = [\"chat.db\"]\n",
+        )
+        .unwrap();
+        let c = Config::load(&p).unwrap();
+        assert_eq!(c.repository["r"].path, d.path().join("repo"));
+        let spec = c.app_spec("chat").unwrap();
+        assert_eq!(spec.sources[0].path, d.path().join("chat.db"));
+        assert_eq!(c.repository_for(Some("chat")).unwrap().0, "r");
+    }
+}

@@ -1,0 +1,90 @@
+//! Where the repository password comes from, first match wins:
+//! 1. `--password-command CMD` / `LIFEBOAT_PASSWORD_COMMAND` (stdout, trailing newline removed)
+//! 2. `--password-file PATH` / `LIFEBOAT_PASSWORD_FILE` (first line)
+//! 3. `LIFEBOAT_PASSWORD`
+//! 4. the repository's `password_file` / `password_command` in `lifeboat.toml`
+//!
+//! The password itself never appears in logs or errors.
+use std::path::Path;
+use std::process::Command;
+
+use lifeboat_core::{Error, ErrorKind, Result};
+
+/// Password settings gathered from flags, environment and config.
+#[derive(Debug, Clone, Default)]
+pub struct PasswordSource {
+    /// A command that prints the password.
+    pub command: Option<String>,
+    /// A file whose first line is the password.
+    pub file: Option<String>,
+}
+
+impl PasswordSource {
+    /// Resolves the password. `config` holds the repository's settings from lifeboat.toml.
+    pub fn resolve(&self, config: &PasswordSource, var_prefix: &str) -> Result<Vec<u8>> {
+        let env = |k: &str| {
+            std::env::var(format!("{var_prefix}{k}"))
+                .ok()
+                .filter(|v| !v.is_empty())
+        };
+        if let Some(cmd) = self.command.clone().or_else(|| env("_COMMAND")) {
+            return from_command(&cmd);
+        }
+        if let Some(f) = self.file.clone().or_else(|| env("_FILE")) {
+            return from_file(Path::new(&f));
+        }
+        if let Some(p) = env("") {
+            return Ok(p.into_bytes());
+        }
+        if let Some(cmd) = &config.command {
+            return from_command(cmd);
+        }
+        if let Some(f) = &config.file {
+            return from_file(Path::new(f));
+        }
+        Err(Error::new(ErrorKind::Auth, "no repository password was given").with_hint(format!(
+            "set {var_prefix}, {var_prefix}_FILE or {var_prefix}_COMMAND, pass --password-file/--password-command, or set password_file in lifeboat.toml"
+        )))
+    }
+}
+
+fn from_file(path: &Path) -> Result<Vec<u8>> {
+    let s = std::fs::read_to_string(path).map_err(|e| {
+        Error::io(format!("read password file {}", path.display()), e).with_kind(ErrorKind::Auth)
+    })?;
+    let line = s.lines().next().unwrap_or_default();
+    if line.is_empty() {
+        return Err(Error::new(
+            ErrorKind::Auth,
+            format!("password file {} is empty", path.display()),
+        ));
+    }
+    Ok(line.as_bytes().to_vec())
+}
+
+fn from_command(cmd: &str) -> Result<Vec<u8>> {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| Error::io("run password command", e).with_kind(ErrorKind::Auth))?;
+    if !out.status.success() {
+        return Err(Error::new(
+            ErrorKind::Auth,
+            format!("password command failed ({})", out.status),
+        )
+        .with_hint("run the command by hand to see why"));
+    }
+    let mut p = out.stdout;
+    while p.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+        p.pop();
+    }
+    if p.is_empty() {
+        return Err(Error::new(
+            ErrorKind::Auth,
+            "password command printed nothing",
+        ));
+    }
+    Ok(p)
+}

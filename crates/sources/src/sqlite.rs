@@ -1,0 +1,526 @@
+//! SQLite databases: hot, consistent capture page by page, and verified restore.
+//!
+//! # Capture
+//! One connection opens the live database (never a raw copy of the file), starts a read
+//! transaction and reads every page through `sqlite_dbpage`, which goes through the pager and
+//! therefore sees exactly the snapshot of that transaction, WAL content included. Writers are
+//! never blocked; checkpoints cannot pass the snapshot while it is open, so the transaction is
+//! kept as short as reading the file. Row counts, `user_version` and the `schema_migrations`
+//! version are read in the same transaction, so they describe the same moment as the pages.
+//!
+//! Each page is one chunk (deduplicated by content); the writer groups new pages into ~1 MiB
+//! compressed blocks. The page table is stored as a base plus a cumulative delta against the
+//! previous point's base (`docs/FORMAT.md` §9), so a day that changes 7% of pages stores those
+//! pages and a small delta, not a new 32-bytes-per-page table.
+//!
+//! # Restore
+//! Pages are written in order to a temporary file beside the target, the rolling checksum is
+//! compared with the point's, the file is fsynced and opened: `PRAGMA integrity_check` must say
+//! `ok` and every table's row count must match the point. Only then are stale `-wal`/`-shm`
+//! files removed and the file renamed over the target. Any failure removes the temporary file
+//! and leaves the old database untouched.
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufWriter, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use lifeboat_core::{
+    encode_base, encode_delta, load_page_table, ChunkId, ChunkReader, ChunkWriter, Component,
+    ComponentKind, DbChecksum, Error, ErrorKind, MasterKey, Progress, Result, SqliteBody,
+    SEGMENT_PAGES,
+};
+use rusqlite::{Connection, OpenFlags};
+
+use crate::util::{fsync_dir, temp_path};
+
+const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
+/// A delta larger than this fraction of the base table starts a new base.
+const REBASE_FRACTION: f64 = 0.25;
+
+fn src_err(path: &Path, msg: impl std::fmt::Display) -> Error {
+    Error::new(ErrorKind::Source, format!("{}: {msg}", path.display()))
+}
+
+/// Whether the file at `path` starts with SQLite's header. Errors if it cannot be read.
+pub fn is_sqlite_file(path: &Path) -> Result<bool> {
+    let mut f =
+        File::open(path).map_err(|e| Error::io(path.display(), e).with_kind(ErrorKind::Source))?;
+    let mut head = [0u8; 16];
+    match f.read_exact(&mut head) {
+        Ok(()) => Ok(&head == SQLITE_MAGIC),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
+        Err(e) => Err(Error::io(path.display(), e)),
+    }
+}
+
+/// Fails unless this build's SQLite has the `sqlite_dbpage` virtual table.
+pub fn ensure_dbpage_available() -> Result<()> {
+    let c =
+        Connection::open_in_memory().map_err(|e| Error::new(ErrorKind::Other, e.to_string()))?;
+    c.query_row("SELECT count(*) FROM sqlite_dbpage", [], |r| r.get::<_, i64>(0))
+        .map(|_| ())
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::Other,
+                format!("this lifeboat was built without SQLite's sqlite_dbpage table ({e})"),
+            )
+            .with_hint("build lifeboat from the repository root so .cargo/config.toml sets LIBSQLITE3_FLAGS=-DSQLITE_ENABLE_DBPAGE_VTAB")
+        })
+}
+
+fn sql_err(path: &Path, what: &str, e: rusqlite::Error) -> Error {
+    let busy = matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    );
+    let notadb = matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::NotADatabase)
+    );
+    let mut err = src_err(path, format!("{what}: {e}"));
+    if busy {
+        err = err
+            .retryable()
+            .with_hint("the database stayed locked; run the backup again");
+    } else if notadb {
+        err = err.with_hint("the file is not a SQLite database or it is encrypted/damaged");
+    }
+    err
+}
+
+/// What [`capture`] read, besides the pages.
+struct Snapshot {
+    page_size: u32,
+    journal_mode: String,
+    user_version: i64,
+    schema_version: Option<String>,
+    row_counts: BTreeMap<String, u64>,
+    table: Vec<ChunkId>,
+    checksum: DbChecksum,
+    bytes: u64,
+}
+
+/// Captures the database at `path` (which must be absolute) into `writer`.
+/// `previous` is this database's body in the app's previous point, used for the delta table.
+pub fn capture(
+    writer: &mut ChunkWriter<'_>,
+    reader: &mut ChunkReader<'_>,
+    key: &MasterKey,
+    path: &Path,
+    previous: Option<&SqliteBody>,
+    progress: &dyn Progress,
+) -> Result<Component> {
+    let md = fs::metadata(path)
+        .map_err(|e| Error::io(path.display(), e).with_kind(ErrorKind::Source))?;
+    if !md.is_file() {
+        return Err(src_err(
+            path,
+            "is not a regular file, so it cannot be a SQLite database",
+        ));
+    }
+    if !is_sqlite_file(path)? {
+        return Err(src_err(
+            path,
+            "is not a SQLite database (its header is not \"SQLite format 3\")",
+        )
+        .with_hint("check the path; list it under `files` or `config` if it is an ordinary file"));
+    }
+    let snap = read_snapshot(writer, key, path, progress)?;
+    let (base, base_pages, delta) = store_table(writer, reader, &snap.table, previous)?;
+    Ok(Component {
+        kind: ComponentKind::Sqlite,
+        path: path.display().to_string(),
+        size: snap.bytes,
+        sqlite: Some(SqliteBody {
+            page_size: snap.page_size,
+            page_count: snap.table.len() as u32,
+            checksum: snap.checksum.to_hex(),
+            base,
+            base_pages,
+            delta,
+            journal_mode: snap.journal_mode,
+            user_version: snap.user_version,
+            schema_version: snap.schema_version,
+            row_counts: snap.row_counts,
+        }),
+        tree: None,
+    })
+}
+
+fn read_snapshot(
+    writer: &mut ChunkWriter<'_>,
+    key: &MasterKey,
+    path: &Path,
+    progress: &dyn Progress,
+) -> Result<Snapshot> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| sql_err(path, "open", e))?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(|e| sql_err(path, "set busy timeout", e))?;
+    let journal_mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .map_err(|e| sql_err(path, "read journal mode", e))?;
+    conn.execute_batch("BEGIN DEFERRED")
+        .map_err(|e| sql_err(path, "begin read transaction", e))?;
+    // The first read fixes the snapshot; everything below sees the same moment.
+    let tables: Vec<String> = {
+        let mut st = conn
+            .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+            .map_err(|e| sql_err(path, "read schema", e))?;
+        let rows = st
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(|e| sql_err(path, "read schema", e))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(|e| sql_err(path, "read schema", e))?
+    };
+    let page_size: u32 = conn
+        .query_row("PRAGMA page_size", [], |r| r.get(0))
+        .map_err(|e| sql_err(path, "read page size", e))?;
+    let page_count: u32 = conn
+        .query_row("PRAGMA page_count", [], |r| r.get(0))
+        .map_err(|e| sql_err(path, "read page count", e))?;
+    let user_version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|e| sql_err(path, "read user_version", e))?;
+    let schema_version = if tables.iter().any(|t| t == "schema_migrations") {
+        conn.query_row(
+            "SELECT CAST(max(version) AS TEXT) FROM schema_migrations",
+            [],
+            |r| r.get::<_, Option<String>>(0),
+        )
+        .ok()
+        .flatten()
+    } else {
+        None
+    };
+    let mut row_counts = BTreeMap::new();
+    for t in &tables {
+        let n: i64 = conn
+            .query_row(
+                &format!("SELECT count(*) FROM \"{}\"", t.replace('"', "\"\"")),
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| sql_err(path, &format!("count rows of {t}"), e))?;
+        row_counts.insert(t.clone(), n as u64);
+    }
+
+    progress.start("database pages", page_count as u64 * page_size as u64);
+    let mut table = Vec::with_capacity(page_count as usize);
+    let mut checksum = DbChecksum::default();
+    let mut bytes = 0u64;
+    {
+        let mut st = conn
+            .prepare("SELECT pgno, data FROM sqlite_dbpage('main')")
+            .map_err(|e| sql_err(path, "read pages (sqlite_dbpage)", e))?;
+        let mut rows = st.query([]).map_err(|e| sql_err(path, "read pages", e))?;
+        while let Some(row) = rows.next().map_err(|e| sql_err(path, "read pages", e))? {
+            let pgno: u32 = row
+                .get(0)
+                .map_err(|e| sql_err(path, "read page number", e))?;
+            let data = row
+                .get_ref(1)
+                .and_then(|v| v.as_blob().map_err(Into::into))
+                .map_err(|e| sql_err(path, "read page", e))?;
+            if pgno as usize != table.len() + 1 || data.len() != page_size as usize {
+                return Err(src_err(
+                    path,
+                    format!(
+                        "unexpected page {pgno} of {} bytes while reading pages",
+                        data.len()
+                    ),
+                ));
+            }
+            let id = writer.store_chunk(data)?;
+            checksum.toggle(key, pgno, &id);
+            table.push(id);
+            bytes += data.len() as u64;
+            progress.inc(data.len() as u64);
+        }
+    }
+    conn.execute_batch("COMMIT")
+        .map_err(|e| sql_err(path, "end read transaction", e))?;
+    progress.finish();
+    if table.len() != page_count as usize {
+        return Err(src_err(
+            path,
+            format!("read {} pages, expected {page_count}", table.len()),
+        ));
+    }
+    Ok(Snapshot {
+        page_size,
+        journal_mode,
+        user_version,
+        schema_version,
+        row_counts,
+        table,
+        checksum,
+        bytes,
+    })
+}
+
+/// Stores the page table: reuse the previous base with a cumulative delta when the delta is
+/// small, otherwise a new base. Returns (base segments, base pages, delta segments).
+fn store_table(
+    writer: &mut ChunkWriter<'_>,
+    reader: &mut ChunkReader<'_>,
+    table: &[ChunkId],
+    previous: Option<&SqliteBody>,
+) -> Result<(Vec<ChunkId>, u32, Vec<ChunkId>)> {
+    if let Some(prev) = previous {
+        if prev.base.iter().all(|s| writer.has(s)) {
+            match load_base(reader, prev) {
+                Ok(base) => {
+                    let delta: Vec<(u32, ChunkId)> = table
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, id)| base.get(*i) != Some(id))
+                        .map(|(i, id)| (i as u32 + 1, *id))
+                        .collect();
+                    if (delta.len() as f64) <= base.len() as f64 * REBASE_FRACTION {
+                        let mut segs = Vec::new();
+                        for part in delta.chunks(SEGMENT_PAGES) {
+                            segs.push(writer.store_chunk(&encode_delta(part))?);
+                        }
+                        return Ok((prev.base.clone(), prev.base_pages, segs));
+                    }
+                }
+                Err(e) => tracing::warn!("previous page table unreadable, writing a full one: {e}"),
+            }
+        }
+    }
+    let mut segs = Vec::new();
+    for part in table.chunks(SEGMENT_PAGES) {
+        segs.push(writer.store_chunk(&encode_base(part))?);
+    }
+    Ok((segs, table.len() as u32, Vec::new()))
+}
+
+fn load_base(reader: &mut ChunkReader<'_>, body: &SqliteBody) -> Result<Vec<ChunkId>> {
+    let base_only = SqliteBody {
+        page_count: body.base_pages,
+        delta: Vec::new(),
+        ..body.clone()
+    };
+    load_page_table(reader, &base_only)
+}
+
+/// How to restore a database.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SqliteRestoreOptions {
+    /// Replace a database that is open by another process or newer than the point.
+    pub force: bool,
+    /// The point's capture time (to refuse overwriting newer data).
+    pub point_time: Option<jiff::Timestamp>,
+}
+
+/// Restores `body` to `target`, verified, atomically (see the module docs).
+pub fn restore(
+    reader: &mut ChunkReader<'_>,
+    key: &MasterKey,
+    body: &SqliteBody,
+    target: &Path,
+    opts: SqliteRestoreOptions,
+    progress: &dyn Progress,
+) -> Result<()> {
+    let dir = target.parent().ok_or_else(|| {
+        Error::new(
+            ErrorKind::Usage,
+            format!("{} has no parent directory", target.display()),
+        )
+    })?;
+    fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), e))?;
+    if target.exists() && !opts.force {
+        refuse_if_unsafe(target, opts.point_time)?;
+    }
+    let table = load_page_table(reader, body)?;
+    let tmp = temp_path(target);
+    let result = write_and_verify(reader, key, body, &table, &tmp, progress);
+    if let Err(e) = result {
+        remove_with_sidecars(&tmp);
+        return Err(e);
+    }
+    // Stale -wal/-shm of the old database must go before the new file takes its name, or
+    // SQLite would replay old frames onto it.
+    for side in sidecars(target) {
+        match fs::remove_file(&side) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                remove_with_sidecars(&tmp);
+                return Err(Error::io(format!("remove stale {}", side.display()), e));
+            }
+        }
+    }
+    fs::rename(&tmp, target).map_err(|e| {
+        remove_with_sidecars(&tmp);
+        Error::io(
+            format!("rename restored database onto {}", target.display()),
+            e,
+        )
+    })?;
+    fsync_dir(dir)?;
+    Ok(())
+}
+
+fn write_and_verify(
+    reader: &mut ChunkReader<'_>,
+    key: &MasterKey,
+    body: &SqliteBody,
+    table: &[ChunkId],
+    tmp: &Path,
+    progress: &dyn Progress,
+) -> Result<()> {
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(tmp)
+        .map_err(|e| Error::io(tmp.display(), e))?;
+    let mut out = BufWriter::with_capacity(4 * 1024 * 1024, file);
+    let mut checksum = DbChecksum::default();
+    progress.start(
+        "restoring pages",
+        table.len() as u64 * body.page_size as u64,
+    );
+    for (i, id) in table.iter().enumerate() {
+        reader.with_chunk(id, |d| {
+            if d.len() != body.page_size as usize {
+                return Err(Error::new(
+                    ErrorKind::Corrupt,
+                    format!(
+                        "page {} has {} bytes, expected {}",
+                        i + 1,
+                        d.len(),
+                        body.page_size
+                    ),
+                ));
+            }
+            out.write_all(d).map_err(|e| Error::io(tmp.display(), e))
+        })??;
+        checksum.toggle(key, i as u32 + 1, id);
+        progress.inc(body.page_size as u64);
+    }
+    progress.finish();
+    let file = out
+        .into_inner()
+        .map_err(|e| Error::io(tmp.display(), e.into_error()))?;
+    file.sync_all().map_err(|e| Error::io(tmp.display(), e))?;
+    drop(file);
+    if checksum.to_hex() != body.checksum {
+        return Err(Error::new(
+            ErrorKind::Verify,
+            format!(
+                "restored database checksum {} differs from the point's {}",
+                checksum.to_hex(),
+                body.checksum
+            ),
+        ));
+    }
+    verify_db(tmp, body)
+}
+
+/// `PRAGMA integrity_check` and row counts against the point's record.
+pub fn verify_db(path: &Path, body: &SqliteBody) -> Result<()> {
+    let verr = |m: String| {
+        Error::new(
+            ErrorKind::Verify,
+            format!("restored database {}: {m}", path.display()),
+        )
+    };
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| verr(format!("cannot open: {e}")))?;
+    let res = (|| {
+        let rows: Vec<String> = {
+            let mut st = conn
+                .prepare("PRAGMA integrity_check")
+                .map_err(|e| verr(e.to_string()))?;
+            let r = st
+                .query_map([], |r| r.get::<_, String>(0))
+                .map_err(|e| verr(e.to_string()))?;
+            r.collect::<rusqlite::Result<_>>()
+                .map_err(|e| verr(e.to_string()))?
+        };
+        if rows != ["ok"] {
+            return Err(verr(format!("integrity_check failed: {}", rows.join("; "))));
+        }
+        for (t, want) in &body.row_counts {
+            let got: i64 = conn
+                .query_row(
+                    &format!("SELECT count(*) FROM \"{}\"", t.replace('"', "\"\"")),
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(|e| verr(format!("count rows of {t}: {e}")))?;
+            if got as u64 != *want {
+                return Err(verr(format!(
+                    "table {t} has {got} rows, the point recorded {want}"
+                )));
+            }
+        }
+        Ok(())
+    })();
+    drop(conn);
+    // Opening a WAL-mode image creates -wal/-shm beside it; they are empty after a clean close.
+    for s in sidecars(path) {
+        let _ = fs::remove_file(s);
+    }
+    res
+}
+
+fn sidecars(db: &Path) -> [PathBuf; 3] {
+    let s = db.as_os_str().to_owned();
+    let with = |suffix: &str| {
+        let mut p = s.clone();
+        p.push(suffix);
+        PathBuf::from(p)
+    };
+    [with("-wal"), with("-shm"), with("-journal")]
+}
+
+fn remove_with_sidecars(p: &Path) {
+    let _ = fs::remove_file(p);
+    for s in sidecars(p) {
+        let _ = fs::remove_file(s);
+    }
+}
+
+/// Refuses to replace a database that another process has open, or that changed after the
+/// point was taken (restoring would silently throw those changes away).
+fn refuse_if_unsafe(target: &Path, point_time: Option<jiff::Timestamp>) -> Result<()> {
+    if let Some(pid) = crate::util::open_by_other_process(target) {
+        return Err(Error::new(
+            ErrorKind::Refused,
+            format!("{} is open by another process (pid {pid})", target.display()),
+        )
+        .with_hint("stop the app first (or configure stop/start hooks), or pass --force to replace it anyway"));
+    }
+    if let Some(pt) = point_time {
+        let newest = std::iter::once(target.to_path_buf())
+            .chain(sidecars(target))
+            .filter_map(|p| fs::metadata(p).and_then(|m| m.modified()).ok())
+            .max();
+        if let Some(m) = newest {
+            let m = jiff::Timestamp::try_from(m).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+            if m > pt {
+                return Err(Error::new(
+                    ErrorKind::Refused,
+                    format!(
+                        "{} was modified at {} , after this point was taken ({pt}); restoring would discard those changes",
+                        target.display(),
+                        m.round(jiff::Unit::Second).unwrap_or(m)
+                    ),
+                )
+                .with_hint("pass --force to replace it (a pre-restore point of the current state is taken first), or restore with --to DIR to look at it beside"));
+            }
+        }
+    }
+    Ok(())
+}
