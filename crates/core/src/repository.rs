@@ -193,11 +193,15 @@ impl Repository {
                 .ok_or_else(|| err!(Corrupt, "unexpected object name points/{}", e.name))?;
             out.push((id, self.read_point(&id)?));
         }
-        out.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+        // Sort by the parsed time: the RFC 3339 strings have a variable-length fraction, so
+        // string order is not time order within one second.
+        out.sort_by_cached_key(|(id, p)| (p.timestamp().unwrap_or(jiff::Timestamp::MIN), *id));
         Ok(out)
     }
 
     /// Finds a point by id prefix (at least 4 hex characters) or `latest`, optionally within one app.
+    /// `latest` is the newest point not tagged `pre-restore`: those are safety copies of what a
+    /// restore replaced, and restoring "latest" twice must not bring back the replaced state.
     pub fn find_point(&self, app: Option<&str>, spec: &str) -> Result<(ObjectId, Point)> {
         let points: Vec<_> = self
             .points()?
@@ -206,7 +210,7 @@ impl Repository {
             .collect();
         let scope = app.map_or(String::new(), |a| format!(" of app {a}"));
         if spec == "latest" {
-            return points.into_iter().next_back().ok_or_else(|| {
+            return points.into_iter().rfind(|(_, p)| !p.tags.iter().any(|t| t == "pre-restore")).ok_or_else(|| {
                 err!(
                     Usage,
                     "there are no points{scope} in {}",

@@ -182,6 +182,24 @@ pub fn target_path(target: &RestoreTarget, source: &str) -> PathBuf {
     }
 }
 
+/// Refuses early, before anything is written or a safety point is taken, when restoring the
+/// point's databases to `opts.target` would replace one that is open or newer (unless `force`).
+pub fn preflight(point: &Point, opts: &RestoreOptions) -> Result<()> {
+    let point_time = point.timestamp()?;
+    for c in point.components.iter().filter(|c| opts.only.is_empty() || opts.only.contains(&c.kind)) {
+        if c.kind == ComponentKind::Sqlite {
+            sqlite::preflight(
+                &target_path(&opts.target, &c.path),
+                SqliteRestoreOptions {
+                    force: opts.force,
+                    point_time: Some(point_time),
+                },
+            )?;
+        }
+    }
+    Ok(())
+}
+
 /// Restores a point. Every component is authenticated chunk by chunk; databases are verified
 /// (checksum, integrity_check, row counts) before they replace anything.
 pub fn restore_point(
@@ -190,6 +208,7 @@ pub fn restore_point(
     opts: &RestoreOptions,
     progress: &dyn Progress,
 ) -> Result<Vec<RestoredComponent>> {
+    preflight(point, opts)?;
     repo.load_index()?;
     let point_time = point.timestamp()?;
     let selected: Vec<&Component> = point

@@ -334,9 +334,7 @@ pub fn restore(
         )
     })?;
     fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), e))?;
-    if target.exists() && !opts.force {
-        refuse_if_unsafe(target, opts.point_time)?;
-    }
+    preflight(target, opts)?;
     let table = load_page_table(reader, body)?;
     let tmp = temp_path(target);
     let result = write_and_verify(reader, key, body, &table, &tmp, progress);
@@ -492,8 +490,16 @@ fn remove_with_sidecars(p: &Path) {
     }
 }
 
-/// Refuses to replace a database that another process has open, or that changed after the
-/// point was taken (restoring would silently throw those changes away).
+/// Checks, before anything is written, that replacing `target` is safe: refuses a database
+/// that another process has open, or that changed after the point was taken (restoring would
+/// silently throw those changes away). `force` skips the checks; a missing target passes.
+pub fn preflight(target: &Path, opts: SqliteRestoreOptions) -> Result<()> {
+    if opts.force || !target.exists() {
+        return Ok(());
+    }
+    refuse_if_unsafe(target, opts.point_time)
+}
+
 fn refuse_if_unsafe(target: &Path, point_time: Option<jiff::Timestamp>) -> Result<()> {
     if let Some(pid) = crate::util::open_by_other_process(target) {
         return Err(Error::new(

@@ -108,19 +108,22 @@ pub fn run(ctx: &Context, a: RestoreArgs) -> Result<()> {
                 .to_string();
             RestoreTarget::InPlace
         }
-        (None, None) => {
-            confirm_in_place(&point, a.yes)?;
-            if !a.no_safety_point {
-                safety_point(ctx, &mut repo, &point)?;
-            }
-            RestoreTarget::InPlace
-        }
+        (None, None) => RestoreTarget::InPlace,
     };
+    let in_place = a.to.is_none() && a.output.is_none();
     let opts = RestoreOptions {
         target,
         only: Vec::new(),
         force: a.force,
     };
+    // Refusals (open or newer database) come before the question and the safety point.
+    lifeboat_sources::app::preflight(&point, &opts)?;
+    if in_place {
+        confirm_in_place(&point, a.yes)?;
+        if !a.no_safety_point {
+            safety_point(ctx, &mut repo, &point)?;
+        }
+    }
     let restored = restore_point(&mut repo, &point, &opts, &ctx.progress)?;
     if a.json {
         json(&serde_json::json!({ "point": id.to_hex(), "restored": restored }));

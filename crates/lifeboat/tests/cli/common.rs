@@ -1,0 +1,129 @@
+#![allow(dead_code)]
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// A temp dir with a repository path inside.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub repo: PathBuf,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("repo");
+        Env { dir, repo }
+    }
+
+    pub fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    /// `lifeboat --repo <repo>` with the password in the environment and no config lookup.
+    pub fn lb(&self) -> Command {
+        let mut c = Command::cargo_bin("lifeboat").unwrap();
+        c.env("LIFEBOAT_PASSWORD", PASSWORD)
+            .env_remove("LIFEBOAT_CONFIG")
+            .env_remove("LIFEBOAT_PASSWORD_FILE")
+            .env_remove("LIFEBOAT_PASSWORD_COMMAND")
+            .current_dir(self.dir.path())
+            .arg("--repo")
+            .arg(&self.repo);
+        c
+    }
+
+    /// Creates the repository (cheap KDF so tests stay fast).
+    pub fn init(&self) {
+        self.lb().args(["init", "--kdf-memory-mib", "8"]).assert().success();
+    }
+
+    /// Total bytes of the repository directory.
+    pub fn repo_size(&self) -> u64 {
+        dir_size(&self.repo)
+    }
+
+    /// Newest point id (full hex) via `points --json`.
+    pub fn points(&self) -> Vec<serde_json::Value> {
+        let out = self.lb().args(["points", "--json"]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// All pack files.
+    pub fn packs(&self) -> Vec<PathBuf> {
+        let mut v = Vec::new();
+        for d in std::fs::read_dir(self.repo.join("packs")).unwrap() {
+            for f in std::fs::read_dir(d.unwrap().path()).unwrap() {
+                v.push(f.unwrap().path());
+            }
+        }
+        v.sort();
+        v
+    }
+}
+
+pub fn dir_size(p: &Path) -> u64 {
+    let mut n = 0;
+    if let Ok(rd) = std::fs::read_dir(p) {
+        for e in rd.flatten() {
+            let md = e.metadata().unwrap();
+            n += if md.is_dir() { dir_size(&e.path()) } else { md.len() };
+        }
+    }
+    n
+}
+
+/// A WAL-mode chat-like database with `rows` messages of ~`body` bytes.
+pub fn make_db(path: &Path, rows: u32, body: usize) {
+    let c = rusqlite::Connection::open(path).unwrap();
+    c.execute_batch(
+        "PRAGMA journal_mode=WAL;
+         CREATE TABLE messages(id INTEGER PRIMARY KEY, body TEXT NOT NULL);
+         CREATE TABLE counter(id INTEGER PRIMARY KEY, n INTEGER NOT NULL);
+         INSERT INTO counter VALUES (1, 0);
+         CREATE TABLE schema_migrations(version TEXT PRIMARY KEY);
+         INSERT INTO schema_migrations VALUES ('20260101'), ('20260202');",
+    )
+    .unwrap();
+    let tx = c.unchecked_transaction().unwrap();
+    for i in 0..rows {
+        tx.execute("INSERT INTO messages(body) VALUES (?1)", (body_of(i as i64, body),))
+            .unwrap();
+    }
+    tx.commit().unwrap();
+}
+
+/// Deterministic, compressible-but-not-trivial message body.
+pub fn body_of(i: i64, len: usize) -> String {
+    let words = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel"];
+    let mut s = format!("msg {i}:");
+    let mut k = i as usize;
+    while s.len() < len {
+        k = k.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        s.push(' ');
+        s.push_str(words[(k >> 33) % words.len()]);
+    }
+    s.truncate(len);
+    s
+}
+
+pub fn count(db: &Path, table: &str) -> i64 {
+    let c = rusqlite::Connection::open(db).unwrap();
+    c.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0)).unwrap()
+}
+
+pub fn integrity(db: &Path) -> String {
+    let c = rusqlite::Connection::open(db).unwrap();
+    c.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap()
+}
+
+pub fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

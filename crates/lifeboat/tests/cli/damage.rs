@@ -1,0 +1,123 @@
+use std::path::{Path, PathBuf};
+
+use crate::common::*;
+
+/// A repository with one backup of a ~6 MB database.
+fn setup() -> (Env, PathBuf) {
+    let env = Env::new();
+    let db = env.path("chat.db");
+    make_db(&db, 20_000, 300);
+    env.init();
+    env.lb().args(["backup", "--name", "chat"]).arg(&db).assert().success();
+    env.lb().args(["check", "--read-data"]).assert().success();
+    (env, db)
+}
+
+fn files_under(p: &Path) -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(p) {
+        for e in rd.flatten() {
+            if e.path().is_dir() {
+                v.extend(files_under(&e.path()));
+            } else {
+                v.push(e.path());
+            }
+        }
+    }
+    v
+}
+
+/// `check --read-data` exits 5 naming `object`; `restore` refuses and writes no file.
+fn assert_detected_and_refused(env: &Env, object: &str) {
+    let o = env.lb().args(["check", "--read-data"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(5), "check must fail: {}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains(object), "check must name {object}: {}", stdout(&o));
+    let out = env.path("restored");
+    let o = env.lb().args(["restore", "latest", "--to"]).arg(&out).output().unwrap();
+    assert!(!o.status.success(), "restore must refuse");
+    assert!(matches!(o.status.code(), Some(3 | 5)), "exit {:?}: {}", o.status.code(), stderr(&o));
+    assert!(files_under(&out).is_empty(), "restore left files: {:?}", files_under(&out));
+}
+
+fn name_of(p: &Path) -> String {
+    p.file_name().unwrap().to_string_lossy().into_owned()
+}
+
+#[test]
+fn flipped_byte_in_a_pack() {
+    let (env, _) = setup();
+    let pack = env.packs().into_iter().max_by_key(|p| std::fs::metadata(p).unwrap().len()).unwrap();
+    let mut b = std::fs::read(&pack).unwrap();
+    let mid = b.len() / 2;
+    b[mid] ^= 0x40;
+    std::fs::write(&pack, b).unwrap();
+    assert_detected_and_refused(&env, &format!("pack/{}", name_of(&pack)));
+}
+
+#[test]
+fn truncated_pack() {
+    let (env, _) = setup();
+    let pack = env.packs().into_iter().max_by_key(|p| std::fs::metadata(p).unwrap().len()).unwrap();
+    let len = std::fs::metadata(&pack).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(&pack).unwrap().set_len(len / 2).unwrap();
+    // Even the structure check (no data read) sees it.
+    let o = env.lb().arg("check").output().unwrap();
+    assert_eq!(o.status.code(), Some(5), "{}", stdout(&o));
+    assert!(stdout(&o).contains("truncated"), "{}", stdout(&o));
+    assert_detected_and_refused(&env, &format!("pack/{}", name_of(&pack)));
+}
+
+#[test]
+fn missing_pack() {
+    let (env, _) = setup();
+    let pack = env.packs().into_iter().next().unwrap();
+    std::fs::remove_file(&pack).unwrap();
+    assert_detected_and_refused(&env, &format!("pack/{}", name_of(&pack)));
+}
+
+#[test]
+fn damaged_index_and_point_are_named() {
+    let (env, _) = setup();
+    for dir in ["index", "points"] {
+        let f = std::fs::read_dir(env.repo.join(dir)).unwrap().next().unwrap().unwrap().path();
+        let mut b = std::fs::read(&f).unwrap();
+        let last = b.len() - 1;
+        b[last] ^= 1;
+        std::fs::write(&f, b).unwrap();
+        let o = env.lb().arg("check").output().unwrap();
+        assert_eq!(o.status.code(), Some(5));
+        let kind = if dir == "index" { "index" } else { "point" };
+        assert!(stdout(&o).contains(&format!("{kind}/{}", name_of(&f))), "{}", stdout(&o));
+    }
+}
+
+#[test]
+fn wrong_password_is_refused_with_exit_4() {
+    let (env, _) = setup();
+    let o = env.lb().env("LIFEBOAT_PASSWORD", "wrong").arg("points").output().unwrap();
+    assert_eq!(o.status.code(), Some(4));
+    assert!(stderr(&o).contains("wrong password"), "{}", stderr(&o));
+    let o = env.lb().env_remove("LIFEBOAT_PASSWORD").arg("points").output().unwrap();
+    assert_eq!(o.status.code(), Some(4));
+    assert!(stderr(&o).contains("no repository password"), "{}", stderr(&o));
+}
+
+#[test]
+fn newer_format_version_is_refused_clearly() {
+    let (env, _) = setup();
+    let cfg = env.repo.join("config");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace("\"version\": 1", "\"version\": 2");
+    std::fs::write(&cfg, text).unwrap();
+    let o = env.lb().arg("points").output().unwrap();
+    assert_eq!(o.status.code(), Some(3));
+    assert!(stderr(&o).contains("newer lifeboat"), "{}", stderr(&o));
+}
+
+#[test]
+fn not_a_repository() {
+    let env = Env::new();
+    std::fs::create_dir_all(&env.repo).unwrap();
+    let o = env.lb().arg("points").output().unwrap();
+    assert_eq!(o.status.code(), Some(3));
+    assert!(stderr(&o).contains("no lifeboat repository"), "{}", stderr(&o));
+}

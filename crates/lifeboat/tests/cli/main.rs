@@ -1,0 +1,19 @@
+//! End-to-end tests of the real `lifeboat` binary (assert_cmd) on real SQLite files in WAL
+//! mode, real directories and a real repository directory. One integration binary, one
+//! module per concern:
+mod common;
+
+/// Hot backup while a writer commits; restore; consistency, integrity, row counts.
+mod sqlite_hot;
+/// Files, secrets and config: content, modes, owners, mtimes, symlinks, empty dirs, excludes.
+mod trees;
+/// Wrong password, flipped byte, truncated and missing objects, newer format: detected, named,
+/// and restore refuses.
+mod damage;
+/// Bad input: not a SQLite file, missing paths, config errors, in-place refusals.
+mod refusals;
+/// Deduplication: unchanged and lightly changed databases add little; incremental chains
+/// restore exactly.
+mod incremental;
+/// Key slots, `points --json`, `--help`.
+mod surface;
