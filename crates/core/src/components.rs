@@ -55,7 +55,8 @@ pub fn load_tree(reader: &mut ChunkReader<'_>, body: &TreeBody) -> Result<Vec<Tr
 }
 
 /// The rolling checksum of a database (`docs/FORMAT.md` §9.2): XOR over all pages of the
-/// first 16 bytes of keyed BLAKE3("lifeboat page v1" || page number u32 LE || chunk id).
+/// first 16 bytes of BLAKE3 keyed with the checksum key over
+/// ("lifeboat page v1" || page number u32 LE || chunk id).
 /// It changes with any page and can be updated per page write, so continuous mode can keep
 /// it current for almost nothing.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -64,7 +65,7 @@ pub struct DbChecksum(pub [u8; 16]);
 impl DbChecksum {
     /// Folds page `pgno` (1-based) with content id `id` in or out (XOR is its own inverse).
     pub fn toggle(&mut self, key: &crate::MasterKey, pgno: u32, id: &ChunkId) {
-        let mut h = key.keyed_hasher();
+        let mut h = key.checksum_hasher();
         h.update(b"lifeboat page v1");
         h.update(&pgno.to_le_bytes());
         h.update(&id.0);

@@ -1,13 +1,15 @@
 //! Keys and authenticated encryption (`docs/FORMAT.md` §2).
 //!
 //! One random 32-byte master secret per repository. Everything else is derived from it with
-//! BLAKE3's `derive_key`, so the two uses can never share a key:
-//! - the **id key** keys BLAKE3 for chunk ids and seeds the content-defined chunker;
-//! - the **object key** is the XChaCha20-Poly1305 key of every stored object.
+//! BLAKE3's `derive_key`, so no two uses share a key:
+//! - the **id key** keys BLAKE3 for chunk ids;
+//! - the **object key** is the XChaCha20-Poly1305 key of every stored object;
+//! - the **checksum key** keys the rolling database checksum;
+//! - the **chunker seed** (8 bytes) seeds the content-defined chunker's gear table.
 //!
 //! A sealed buffer is `nonce (24 random bytes) || ciphertext || tag (16)`. The associated data
-//! names what the object is (`b"lifeboat pack block v1"`, ...), so an index can never be passed
-//! off as a point.
+//! says what the object is (a pack block or trailer string, or the 8-byte header of an index or
+//! point), so one kind of object can never be passed off as another.
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 
@@ -21,12 +23,16 @@ const TAG_LEN: usize = 16;
 
 const CONTEXT_ID_KEY: &str = "lifeboat 2026-11 v1 chunk id key";
 const CONTEXT_OBJECT_KEY: &str = "lifeboat 2026-11 v1 object encryption key";
+const CONTEXT_CHECKSUM_KEY: &str = "lifeboat 2026-11 v1 database checksum key";
+const CONTEXT_CHUNKER_SEED: &str = "lifeboat 2026-11 v1 chunker seed";
 
 /// The repository's master key with its derived keys. Debug never prints key material.
 #[derive(Clone)]
 pub struct MasterKey {
     secret: [u8; 32],
     id_key: [u8; 32],
+    checksum_key: [u8; 32],
+    chunker_seed: u64,
     cipher: XChaCha20Poly1305,
 }
 
@@ -46,10 +52,15 @@ impl MasterKey {
     pub fn from_secret(secret: [u8; 32]) -> MasterKey {
         let id_key = blake3::derive_key(CONTEXT_ID_KEY, &secret);
         let object_key = blake3::derive_key(CONTEXT_OBJECT_KEY, &secret);
+        let checksum_key = blake3::derive_key(CONTEXT_CHECKSUM_KEY, &secret);
+        let seed = blake3::derive_key(CONTEXT_CHUNKER_SEED, &secret);
+        let chunker_seed = u64::from_le_bytes(seed[..8].try_into().expect("8 bytes"));
         let cipher = XChaCha20Poly1305::new(&object_key.into());
         MasterKey {
             secret,
             id_key,
+            checksum_key,
+            chunker_seed,
             cipher,
         }
     }
@@ -64,17 +75,16 @@ impl MasterKey {
         ChunkId(*blake3::keyed_hash(&self.id_key, data).as_bytes())
     }
 
-    /// A keyed hash for other purposes (e.g. the rolling database checksum), domain-separated
-    /// from chunk ids by a prefix the caller chooses.
-    pub fn keyed_hasher(&self) -> blake3::Hasher {
-        blake3::Hasher::new_keyed(&self.id_key)
+    /// The keyed hasher of the rolling database checksum (its own derived key, so checksum
+    /// terms can never collide with chunk ids).
+    pub fn checksum_hasher(&self) -> blake3::Hasher {
+        blake3::Hasher::new_keyed(&self.checksum_key)
     }
 
     /// A 64-bit seed for the content-defined chunker, so that chunk boundaries (and hence
     /// chunk sizes) do not reveal file contents across repositories.
     pub fn chunker_seed(&self) -> u64 {
-        let h = blake3::keyed_hash(&self.id_key, b"fastcdc gear seed");
-        u64::from_le_bytes(h.as_bytes()[..8].try_into().expect("8 bytes"))
+        self.chunker_seed
     }
 
     /// Encrypts and authenticates `plaintext`; `aad` says what kind of object it is.

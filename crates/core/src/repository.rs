@@ -96,16 +96,34 @@ impl Repository {
             return Err(err!(Corrupt, "repository {} has no key slots", storage.location())
                 .with_hint("the keys/ directory is empty or missing; without a key slot the data cannot be decrypted"));
         }
+        // Every slot is tried: a damaged slot, or one written by a newer lifeboat, must not
+        // stop another slot from opening the repository. Only when none opens do those
+        // reasons become the error.
+        let mut newer = None;
+        let mut damaged = 0usize;
         for slot in &slots {
             let bytes = storage.read(ObjectKind::Key, &slot.name)?;
             let file = match KeyFile::parse(&bytes, &slot.name) {
                 Ok(f) => f,
                 Err(e) => {
                     tracing::warn!("skipping damaged key slot {}: {e}", slot.name);
+                    damaged += 1;
                     continue;
                 }
             };
-            if let Some(key) = file.unwrap_key(password, &config.id)? {
+            let opened = match file.unwrap_key(password, &config.id) {
+                Ok(k) => k,
+                Err(e) if e.kind() == crate::ErrorKind::Repository => {
+                    newer = Some(e);
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!("skipping key slot {}: {e}", slot.name);
+                    damaged += 1;
+                    continue;
+                }
+            };
+            if let Some(key) = opened {
                 tracing::debug!(slot = %slot.name, "unlocked");
                 return Ok(Repository {
                     storage,
@@ -116,6 +134,13 @@ impl Repository {
                 });
             }
         }
+        if let Some(e) = newer {
+            return Err(e);
+        }
+        if damaged == slots.len() {
+            return Err(err!(Corrupt, "every key slot of repository {} is damaged", storage.location())
+                .with_hint("without a readable key slot the data cannot be decrypted; restore keys/ from another copy"));
+        }
         Err(err!(Auth, "wrong password for repository {}: no key slot accepts it", storage.location())
             .with_hint("check LIFEBOAT_PASSWORD, --password-file or --password-command; `lifeboat key list` shows the slots"))
     }
@@ -124,8 +149,15 @@ impl Repository {
     pub fn load_index(&mut self) -> Result<()> {
         let mut index = Index::default();
         for entry in self.storage.list(ObjectKind::Index)? {
-            let file = self.read_index(&entry.name)?;
-            index.add(&file);
+            // A damaged index must not stop every later backup and restore: its chunks are
+            // simply unknown (a backup stores them again; `check` names the damaged object).
+            match self.read_index(&entry.name) {
+                Ok(file) => index.add(&file),
+                Err(e) => tracing::warn!(
+                    "ignoring damaged index {}: {e} (run `lifeboat check`)",
+                    entry.name
+                ),
+            }
         }
         tracing::debug!(chunks = index.len(), "index loaded");
         self.index = index;
@@ -185,13 +217,22 @@ impl Repository {
         Point::decode(&payload, &what)
     }
 
-    /// Every point, oldest first.
+    /// Every readable point, oldest first. Damaged points are skipped with a warning.
     pub fn points(&self) -> Result<Vec<(ObjectId, Point)>> {
         let mut out = Vec::new();
         for e in self.storage.list(ObjectKind::Point)? {
-            let id = ObjectId::from_hex(&e.name)
-                .ok_or_else(|| err!(Corrupt, "unexpected object name points/{}", e.name))?;
-            out.push((id, self.read_point(&id)?));
+            let Some(id) = ObjectId::from_hex(&e.name) else {
+                tracing::warn!("ignoring unexpected file points/{}", e.name);
+                continue;
+            };
+            // One damaged point must not hide all the others; `check` names it.
+            match self.read_point(&id) {
+                Ok(p) => out.push((id, p)),
+                Err(e) => tracing::warn!(
+                    "ignoring damaged point {}: {e} (run `lifeboat check`)",
+                    id.short()
+                ),
+            }
         }
         // Sort by the parsed time: the RFC 3339 strings have a variable-length fraction, so
         // string order is not time order within one second.
@@ -210,14 +251,17 @@ impl Repository {
             .collect();
         let scope = app.map_or(String::new(), |a| format!(" of app {a}"));
         if spec == "latest" {
-            return points.into_iter().rfind(|(_, p)| !p.tags.iter().any(|t| t == "pre-restore")).ok_or_else(|| {
-                err!(
-                    Usage,
-                    "there are no points{scope} in {}",
-                    self.storage.location()
-                )
-                .with_hint("run `lifeboat backup` first; `lifeboat points` lists what exists")
-            });
+            return points
+                .into_iter()
+                .rfind(|(_, p)| !p.tags.iter().any(|t| t == "pre-restore"))
+                .ok_or_else(|| {
+                    err!(
+                        Usage,
+                        "there are no points{scope} in {}",
+                        self.storage.location()
+                    )
+                    .with_hint("run `lifeboat backup` first; `lifeboat points` lists what exists")
+                });
         }
         if spec.len() < 4 || !spec.chars().all(|c| c.is_ascii_hexdigit()) {
             return Err(err!(

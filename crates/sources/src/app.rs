@@ -186,7 +186,11 @@ pub fn target_path(target: &RestoreTarget, source: &str) -> PathBuf {
 /// point's databases to `opts.target` would replace one that is open or newer (unless `force`).
 pub fn preflight(point: &Point, opts: &RestoreOptions) -> Result<()> {
     let point_time = point.timestamp()?;
-    for c in point.components.iter().filter(|c| opts.only.is_empty() || opts.only.contains(&c.kind)) {
+    for c in point
+        .components
+        .iter()
+        .filter(|c| opts.only.is_empty() || opts.only.contains(&c.kind))
+    {
         if c.kind == ComponentKind::Sqlite {
             sqlite::preflight(
                 &target_path(&opts.target, &c.path),

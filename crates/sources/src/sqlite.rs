@@ -22,7 +22,7 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use lifeboat_core::{
@@ -35,6 +35,11 @@ use rusqlite::{Connection, OpenFlags};
 use crate::util::{fsync_dir, temp_path};
 
 const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
+/// Ordinary tables of the main schema (no virtual tables, whose modules may be missing here;
+/// no `sqlite_*` internals). `_` must be escaped in LIKE.
+const TABLES_SQL: &str =
+    "SELECT name FROM pragma_table_list WHERE schema = 'main' AND type = 'table' \
+     AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name";
 /// A delta larger than this fraction of the base table starts a new base.
 const REBASE_FRACTION: f64 = 0.25;
 
@@ -143,6 +148,9 @@ pub fn capture(
             user_version: snap.user_version,
             schema_version: snap.schema_version,
             row_counts: snap.row_counts,
+            mode: Some(md.mode() & 0o7777),
+            uid: Some(md.uid()),
+            gid: Some(md.gid()),
         }),
         tree: None,
     })
@@ -169,7 +177,7 @@ fn read_snapshot(
     // The first read fixes the snapshot; everything below sees the same moment.
     let tables: Vec<String> = {
         let mut st = conn
-            .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+            .prepare(TABLES_SQL)
             .map_err(|e| sql_err(path, "read schema", e))?;
         let rows = st
             .query_map([], |r| r.get::<_, String>(0))
@@ -337,31 +345,47 @@ pub fn restore(
     preflight(target, opts)?;
     let table = load_page_table(reader, body)?;
     let tmp = temp_path(target);
-    let result = write_and_verify(reader, key, body, &table, &tmp, progress);
+    let result = write_and_verify(reader, key, body, &table, &tmp, progress)
+        .and_then(|()| apply_owner_mode(&tmp, body));
     if let Err(e) = result {
         remove_with_sidecars(&tmp);
         return Err(e);
     }
-    // Stale -wal/-shm of the old database must go before the new file takes its name, or
-    // SQLite would replay old frames onto it.
+    // Stale -wal/-shm/-journal of the old database must not sit beside the new file, or SQLite
+    // would replay old frames onto it. They are renamed aside first (not deleted), so a crash
+    // before the new file is in place loses nothing: the old database and its side files are
+    // all still there under `*.lifeboat-old`.
+    let mut aside = Vec::new();
     for side in sidecars(target) {
-        match fs::remove_file(&side) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                remove_with_sidecars(&tmp);
-                return Err(Error::io(format!("remove stale {}", side.display()), e));
-            }
+        if fs::symlink_metadata(&side).is_err() {
+            continue;
         }
+        let mut old = side.as_os_str().to_owned();
+        old.push(".lifeboat-old");
+        let old = PathBuf::from(old);
+        if let Err(e) = fs::rename(&side, &old) {
+            for (from, to) in &aside {
+                let _ = fs::rename(to, from);
+            }
+            remove_with_sidecars(&tmp);
+            return Err(Error::io(format!("move stale {} aside", side.display()), e));
+        }
+        aside.push((side, old));
     }
-    fs::rename(&tmp, target).map_err(|e| {
+    if let Err(e) = fs::rename(&tmp, target) {
+        for (from, to) in &aside {
+            let _ = fs::rename(to, from);
+        }
         remove_with_sidecars(&tmp);
-        Error::io(
+        return Err(Error::io(
             format!("rename restored database onto {}", target.display()),
             e,
-        )
-    })?;
+        ));
+    }
     fsync_dir(dir)?;
+    for (_, old) in aside {
+        let _ = fs::remove_file(old);
+    }
     Ok(())
 }
 
@@ -420,6 +444,25 @@ fn write_and_verify(
         ));
     }
     verify_db(tmp, body)
+}
+
+/// Gives the restored file the database's recorded owner and mode (so the app, often running
+/// as another user than lifeboat, can open it). Owner changes need root; without it the file
+/// keeps the restoring user and a warning says so.
+fn apply_owner_mode(tmp: &Path, body: &SqliteBody) -> Result<()> {
+    if let (Some(uid), Some(gid)) = (body.uid, body.gid) {
+        let md = fs::metadata(tmp).map_err(|e| Error::io(tmp.display(), e))?;
+        if (md.uid(), md.gid()) != (uid, gid) {
+            if let Err(e) = std::os::unix::fs::chown(tmp, Some(uid), Some(gid)) {
+                tracing::warn!("restored database keeps owner {}:{}, not {uid}:{gid} ({e}); run the restore as root to set it", md.uid(), md.gid());
+            }
+        }
+    }
+    if let Some(mode) = body.mode {
+        fs::set_permissions(tmp, fs::Permissions::from_mode(mode))
+            .map_err(|e| Error::io(tmp.display(), e))?;
+    }
+    Ok(())
 }
 
 /// `PRAGMA integrity_check` and row counts against the point's record.

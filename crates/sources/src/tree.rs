@@ -54,6 +54,8 @@ impl Walk<'_, '_> {
             size: 0,
             chunks: Vec::new(),
             target: None,
+            ctime_ns: None,
+            inode: None,
         };
         if ft.is_dir() {
             entry.kind = EntryKind::Dir;
@@ -94,10 +96,20 @@ impl Walk<'_, '_> {
             self.entries.push(entry);
         } else if ft.is_file() {
             entry.size = md.len();
+            entry.ctime_ns = Some(
+                md.ctime()
+                    .saturating_mul(1_000_000_000)
+                    .saturating_add(md.ctime_nsec()),
+            );
+            entry.inode = Some(md.ino());
+            // Same size, mtime, ctime and inode: unchanged (ctime catches `cp -p`/`rsync -t`
+            // replacements that keep the mtime). Anything else is read again.
             let reuse = self.previous.get(&rel).filter(|p| {
                 p.kind == EntryKind::File
                     && p.size == entry.size
                     && p.mtime_ns == entry.mtime_ns
+                    && p.ctime_ns == entry.ctime_ns
+                    && p.inode == entry.inode
                     && p.chunks.iter().all(|c| self.writer.has(c))
             });
             if let Some(p) = reuse {
@@ -273,6 +285,11 @@ pub fn restore(
         }
         match e.kind {
             EntryKind::Dir => {
+                // A symlink where the point has a directory is replaced, never followed:
+                // otherwise files would be written wherever the link points.
+                if !e.path.is_empty() && fs::symlink_metadata(&path).is_ok_and(|m| !m.is_dir()) {
+                    fs::remove_file(&path).map_err(|err| Error::io(path.display(), err))?;
+                }
                 fs::create_dir_all(&path).map_err(|err| Error::io(path.display(), err))?;
                 dirs.push((path, e));
             }

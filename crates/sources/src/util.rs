@@ -32,14 +32,21 @@ pub fn fsync_dir(dir: &Path) -> Result<()> {
 }
 
 /// The pid of another process that has `path` (or its `-wal`/`-shm`) open, found by scanning
-/// `/proc/*/fd`. Processes of other users are visible only to root; that limit is documented.
+/// `/proc/*/fd` and comparing device and inode numbers (so a process in a container, which
+/// sees the file under another path, is found too). Processes of other users are visible only
+/// to root; that limit is documented in docs/ARCHITECTURE.md.
 pub fn open_by_other_process(path: &Path) -> Option<u32> {
-    let canon = path.canonicalize().ok()?;
-    let mut targets = vec![canon.clone()];
-    for s in ["-wal", "-shm"] {
-        let mut p = canon.as_os_str().to_owned();
+    use std::os::unix::fs::MetadataExt;
+    let mut targets = Vec::new();
+    for s in ["", "-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
         p.push(s);
-        targets.push(PathBuf::from(p));
+        if let Ok(md) = std::fs::metadata(PathBuf::from(p)) {
+            targets.push((md.dev(), md.ino()));
+        }
+    }
+    if targets.is_empty() {
+        return None;
     }
     let me = std::process::id();
     for proc_ent in std::fs::read_dir("/proc").ok()?.flatten() {
@@ -57,8 +64,9 @@ pub fn open_by_other_process(path: &Path) -> Option<u32> {
             continue;
         };
         for fd in fds.flatten() {
-            if let Ok(link) = std::fs::read_link(fd.path()) {
-                if targets.contains(&link) {
+            // metadata() follows the magic link to the open file itself.
+            if let Ok(md) = std::fs::metadata(fd.path()) {
+                if targets.contains(&(md.dev(), md.ino())) {
                     return Some(pid);
                 }
             }

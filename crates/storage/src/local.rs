@@ -33,7 +33,9 @@ fn io(what: impl std::fmt::Display, e: std::io::Error) -> StorageError {
 impl LocalStorage {
     /// A storage rooted at `root`. The directory is created by the first write (`init`).
     pub fn new(root: impl Into<PathBuf>) -> LocalStorage {
-        LocalStorage { root: root.into() }
+        let root = root.into();
+        let root = std::path::absolute(&root).unwrap_or(root);
+        LocalStorage { root }
     }
 
     fn path(&self, kind: ObjectKind, name: &str) -> PathBuf {
@@ -46,6 +48,31 @@ impl LocalStorage {
                 .join(name),
             _ => self.root.join(kind.dir()).join(name),
         }
+    }
+
+    /// Creates `dir` and any missing parents, fsyncing each parent so the new entries are
+    /// durable before an object inside them is reported written.
+    fn create_dirs(&self, dir: &Path) -> std::io::Result<()> {
+        let mut missing = Vec::new();
+        let mut d = dir;
+        while !d.is_dir() {
+            missing.push(d.to_path_buf());
+            match d.parent() {
+                Some(p) => d = p,
+                None => break,
+            }
+        }
+        for m in missing.iter().rev() {
+            match fs::create_dir(m) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+            if let Some(parent) = m.parent().filter(|p| !p.as_os_str().is_empty()) {
+                sync_dir(parent)?;
+            }
+        }
+        Ok(())
     }
 
     fn describe(&self, kind: ObjectKind, name: &str) -> String {
@@ -164,7 +191,9 @@ impl Storage for LocalStorage {
             .parent()
             .expect("object paths have a parent")
             .to_path_buf();
-        fs::create_dir_all(&dir).map_err(|e| io(dir.display(), e))?;
+        if !dir.is_dir() {
+            self.create_dirs(&dir).map_err(|e| io(dir.display(), e))?;
+        }
         let mut rnd = [0u8; 8];
         getrandom::fill(&mut rnd).map_err(|e| StorageError::Io {
             what: "random temp name".into(),

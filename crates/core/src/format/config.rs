@@ -21,6 +21,26 @@ pub struct ChunkerParams {
     pub max: u32,
 }
 
+impl ChunkerParams {
+    /// Checks the bounds FastCDC 2020 accepts (min 64 B..1 MiB, avg 256 B..4 MiB,
+    /// max 1 KiB..16 MiB, min <= avg <= max).
+    pub fn validate(&self, location: &str) -> Result<()> {
+        let ok = (64..=1 << 20).contains(&self.min)
+            && (256..=4 << 20).contains(&self.avg)
+            && (1024..=16 << 20).contains(&self.max)
+            && self.min <= self.avg
+            && self.avg <= self.max;
+        if ok {
+            Ok(())
+        } else {
+            Err(err!(
+                Corrupt,
+                "repository config at {location} has invalid chunker sizes {self:?}"
+            ))
+        }
+    }
+}
+
 impl Default for ChunkerParams {
     fn default() -> Self {
         ChunkerParams {
@@ -66,8 +86,16 @@ impl RepoConfig {
                 REPO_VERSION,
             ));
         }
-        serde_json::from_slice(bytes)
-            .map_err(|e| err!(Corrupt, "repository config at {location} is damaged: {e}"))
+        if version == 0 {
+            return Err(err!(
+                Corrupt,
+                "repository config at {location} has no valid version"
+            ));
+        }
+        let c: RepoConfig = serde_json::from_slice(bytes)
+            .map_err(|e| err!(Corrupt, "repository config at {location} is damaged: {e}"))?;
+        c.chunker.validate(location)?;
+        Ok(c)
     }
 
     /// Serialises for storage.

@@ -103,6 +103,9 @@ impl KeyFile {
         if self.version > KEY_VERSION {
             return Err(newer_version("key slot", self.version, KEY_VERSION));
         }
+        if self.version == 0 {
+            return Err(err!(Corrupt, "key slot has version 0"));
+        }
         if self.kdf != "argon2id" {
             return Err(err!(Corrupt, "key slot uses unknown kdf {:?}", self.kdf));
         }

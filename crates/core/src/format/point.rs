@@ -115,6 +115,15 @@ pub struct SqliteBody {
     pub schema_version: Option<String>,
     /// Rows per table at capture.
     pub row_counts: BTreeMap<String, u64>,
+    /// Permission bits of the database file (restored onto the new file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<u32>,
+    /// Owner uid of the database file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    /// Owner gid of the database file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gid: Option<u32>,
 }
 
 /// A file tree stored as a chunked list of entries (see [`super::tree`]).

@@ -102,6 +102,12 @@ pub fn run(ctx: &Context, a: RestoreArgs) -> Result<()> {
                 )
                 .with_hint("choose one with --only db|files|secrets|config, or use --to DIR"));
             }
+            if out.exists() && !a.force {
+                return Err(
+                    Error::new(ErrorKind::Refused, format!("{} exists", out.display()))
+                        .with_hint("choose a new path, or pass --force to overwrite it"),
+                );
+            }
             point.components[0].path = std::path::absolute(out)
                 .map_err(|e| Error::io(out.display(), e))?
                 .display()

@@ -37,7 +37,10 @@ impl Env {
 
     /// Creates the repository (cheap KDF so tests stay fast).
     pub fn init(&self) {
-        self.lb().args(["init", "--kdf-memory-mib", "8"]).assert().success();
+        self.lb()
+            .args(["init", "--kdf-memory-mib", "8"])
+            .assert()
+            .success();
     }
 
     /// Total bytes of the repository directory.
@@ -48,7 +51,11 @@ impl Env {
     /// Newest point id (full hex) via `points --json`.
     pub fn points(&self) -> Vec<serde_json::Value> {
         let out = self.lb().args(["points", "--json"]).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
@@ -70,7 +77,11 @@ pub fn dir_size(p: &Path) -> u64 {
     if let Ok(rd) = std::fs::read_dir(p) {
         for e in rd.flatten() {
             let md = e.metadata().unwrap();
-            n += if md.is_dir() { dir_size(&e.path()) } else { md.len() };
+            n += if md.is_dir() {
+                dir_size(&e.path())
+            } else {
+                md.len()
+            };
         }
     }
     n
@@ -90,19 +101,26 @@ pub fn make_db(path: &Path, rows: u32, body: usize) {
     .unwrap();
     let tx = c.unchecked_transaction().unwrap();
     for i in 0..rows {
-        tx.execute("INSERT INTO messages(body) VALUES (?1)", (body_of(i as i64, body),))
-            .unwrap();
+        tx.execute(
+            "INSERT INTO messages(body) VALUES (?1)",
+            (body_of(i as i64, body),),
+        )
+        .unwrap();
     }
     tx.commit().unwrap();
 }
 
 /// Deterministic, compressible-but-not-trivial message body.
 pub fn body_of(i: i64, len: usize) -> String {
-    let words = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel"];
+    let words = [
+        "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel",
+    ];
     let mut s = format!("msg {i}:");
     let mut k = i as usize;
     while s.len() < len {
-        k = k.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        k = k
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         s.push(' ');
         s.push_str(words[(k >> 33) % words.len()]);
     }
@@ -112,12 +130,14 @@ pub fn body_of(i: i64, len: usize) -> String {
 
 pub fn count(db: &Path, table: &str) -> i64 {
     let c = rusqlite::Connection::open(db).unwrap();
-    c.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0)).unwrap()
+    c.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+        .unwrap()
 }
 
 pub fn integrity(db: &Path) -> String {
     let c = rusqlite::Connection::open(db).unwrap();
-    c.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap()
+    c.query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap()
 }
 
 pub fn stderr(out: &std::process::Output) -> String {

@@ -8,7 +8,11 @@ fn setup() -> (Env, PathBuf) {
     let db = env.path("chat.db");
     make_db(&db, 20_000, 300);
     env.init();
-    env.lb().args(["backup", "--name", "chat"]).arg(&db).assert().success();
+    env.lb()
+        .args(["backup", "--name", "chat"])
+        .arg(&db)
+        .assert()
+        .success();
     env.lb().args(["check", "--read-data"]).assert().success();
     (env, db)
 }
@@ -30,13 +34,37 @@ fn files_under(p: &Path) -> Vec<PathBuf> {
 /// `check --read-data` exits 5 naming `object`; `restore` refuses and writes no file.
 fn assert_detected_and_refused(env: &Env, object: &str) {
     let o = env.lb().args(["check", "--read-data"]).output().unwrap();
-    assert_eq!(o.status.code(), Some(5), "check must fail: {}{}", stdout(&o), stderr(&o));
-    assert!(stdout(&o).contains(object), "check must name {object}: {}", stdout(&o));
+    assert_eq!(
+        o.status.code(),
+        Some(5),
+        "check must fail: {}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    assert!(
+        stdout(&o).contains(object),
+        "check must name {object}: {}",
+        stdout(&o)
+    );
     let out = env.path("restored");
-    let o = env.lb().args(["restore", "latest", "--to"]).arg(&out).output().unwrap();
+    let o = env
+        .lb()
+        .args(["restore", "latest", "--to"])
+        .arg(&out)
+        .output()
+        .unwrap();
     assert!(!o.status.success(), "restore must refuse");
-    assert!(matches!(o.status.code(), Some(3 | 5)), "exit {:?}: {}", o.status.code(), stderr(&o));
-    assert!(files_under(&out).is_empty(), "restore left files: {:?}", files_under(&out));
+    assert!(
+        matches!(o.status.code(), Some(3 | 5)),
+        "exit {:?}: {}",
+        o.status.code(),
+        stderr(&o)
+    );
+    assert!(
+        files_under(&out).is_empty(),
+        "restore left files: {:?}",
+        files_under(&out)
+    );
 }
 
 fn name_of(p: &Path) -> String {
@@ -46,7 +74,11 @@ fn name_of(p: &Path) -> String {
 #[test]
 fn flipped_byte_in_a_pack() {
     let (env, _) = setup();
-    let pack = env.packs().into_iter().max_by_key(|p| std::fs::metadata(p).unwrap().len()).unwrap();
+    let pack = env
+        .packs()
+        .into_iter()
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
     let mut b = std::fs::read(&pack).unwrap();
     let mid = b.len() / 2;
     b[mid] ^= 0x40;
@@ -57,9 +89,18 @@ fn flipped_byte_in_a_pack() {
 #[test]
 fn truncated_pack() {
     let (env, _) = setup();
-    let pack = env.packs().into_iter().max_by_key(|p| std::fs::metadata(p).unwrap().len()).unwrap();
+    let pack = env
+        .packs()
+        .into_iter()
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
     let len = std::fs::metadata(&pack).unwrap().len();
-    std::fs::OpenOptions::new().write(true).open(&pack).unwrap().set_len(len / 2).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&pack)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
     // Even the structure check (no data read) sees it.
     let o = env.lb().arg("check").output().unwrap();
     assert_eq!(o.status.code(), Some(5), "{}", stdout(&o));
@@ -79,7 +120,12 @@ fn missing_pack() {
 fn damaged_index_and_point_are_named() {
     let (env, _) = setup();
     for dir in ["index", "points"] {
-        let f = std::fs::read_dir(env.repo.join(dir)).unwrap().next().unwrap().unwrap().path();
+        let f = std::fs::read_dir(env.repo.join(dir))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
         let mut b = std::fs::read(&f).unwrap();
         let last = b.len() - 1;
         b[last] ^= 1;
@@ -87,26 +133,46 @@ fn damaged_index_and_point_are_named() {
         let o = env.lb().arg("check").output().unwrap();
         assert_eq!(o.status.code(), Some(5));
         let kind = if dir == "index" { "index" } else { "point" };
-        assert!(stdout(&o).contains(&format!("{kind}/{}", name_of(&f))), "{}", stdout(&o));
+        assert!(
+            stdout(&o).contains(&format!("{kind}/{}", name_of(&f))),
+            "{}",
+            stdout(&o)
+        );
     }
 }
 
 #[test]
 fn wrong_password_is_refused_with_exit_4() {
     let (env, _) = setup();
-    let o = env.lb().env("LIFEBOAT_PASSWORD", "wrong").arg("points").output().unwrap();
+    let o = env
+        .lb()
+        .env("LIFEBOAT_PASSWORD", "wrong")
+        .arg("points")
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(4));
     assert!(stderr(&o).contains("wrong password"), "{}", stderr(&o));
-    let o = env.lb().env_remove("LIFEBOAT_PASSWORD").arg("points").output().unwrap();
+    let o = env
+        .lb()
+        .env_remove("LIFEBOAT_PASSWORD")
+        .arg("points")
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(4));
-    assert!(stderr(&o).contains("no repository password"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("no repository password"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
 fn newer_format_version_is_refused_clearly() {
     let (env, _) = setup();
     let cfg = env.repo.join("config");
-    let text = std::fs::read_to_string(&cfg).unwrap().replace("\"version\": 1", "\"version\": 2");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("\"version\": 1", "\"version\": 2");
     std::fs::write(&cfg, text).unwrap();
     let o = env.lb().arg("points").output().unwrap();
     assert_eq!(o.status.code(), Some(3));
@@ -119,5 +185,45 @@ fn not_a_repository() {
     std::fs::create_dir_all(&env.repo).unwrap();
     let o = env.lb().arg("points").output().unwrap();
     assert_eq!(o.status.code(), Some(3));
-    assert!(stderr(&o).contains("no lifeboat repository"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("no lifeboat repository"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// One damaged point must not stop later backups or the restore of the other points.
+#[test]
+fn a_damaged_point_does_not_block_the_others() {
+    let (env, db) = setup();
+    let victim = std::fs::read_dir(env.repo.join("points"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::write(&victim, b"garbage").unwrap();
+    env.lb()
+        .args(["backup", "--name", "chat"])
+        .arg(&db)
+        .assert()
+        .success();
+    let pts = env.points();
+    assert_eq!(
+        pts.len(),
+        1,
+        "the damaged point is skipped, the new one listed"
+    );
+    let out = env.path("r.db");
+    env.lb()
+        .args(["restore", "latest", "-o"])
+        .arg(&out)
+        .assert()
+        .success();
+    assert_eq!(integrity(&out), "ok");
+    assert_eq!(
+        env.lb().arg("check").output().unwrap().status.code(),
+        Some(5),
+        "check still names it"
+    );
 }

@@ -5,20 +5,30 @@ use rand::{Rng, SeedableRng};
 use crate::common::*;
 
 fn backup(env: &Env, db: &Path) {
-    let o = env.lb().args(["backup", "--name", "chat"]).arg(db).output().unwrap();
+    let o = env
+        .lb()
+        .args(["backup", "--name", "chat"])
+        .arg(db)
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
 }
 
 /// Rewrites `frac` of the messages at random (spread over the whole file).
 fn mutate(db: &Path, frac: f64, seed: u64) {
     let c = rusqlite::Connection::open(db).unwrap();
-    let n: i64 = c.query_row("SELECT max(id) FROM messages", [], |r| r.get(0)).unwrap();
+    let n: i64 = c
+        .query_row("SELECT max(id) FROM messages", [], |r| r.get(0))
+        .unwrap();
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let tx = c.unchecked_transaction().unwrap();
     for _ in 0..((n as f64 * frac) as i64) {
         let id = rng.random_range(1..=n);
-        tx.execute("UPDATE messages SET body = ?1 WHERE id = ?2", (body_of(id + 1_000_000 * seed as i64, 300), id))
-            .unwrap();
+        tx.execute(
+            "UPDATE messages SET body = ?1 WHERE id = ?2",
+            (body_of(id + 1_000_000 * seed as i64, 300), id),
+        )
+        .unwrap();
     }
     tx.commit().unwrap();
     c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
@@ -62,7 +72,11 @@ fn every_point_of_an_incremental_chain_restores_exactly() {
         if round > 0 {
             mutate(&db, if round == 3 { 0.6 } else { 0.05 }, round); // round 3 forces a new base
             let c = rusqlite::Connection::open(&db).unwrap();
-            c.execute("INSERT INTO messages(body) VALUES (?1)", (format!("round {round}"),)).unwrap();
+            c.execute(
+                "INSERT INTO messages(body) VALUES (?1)",
+                (format!("round {round}"),),
+            )
+            .unwrap();
             c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
         }
         backup(&env, &db);
@@ -73,8 +87,17 @@ fn every_point_of_an_incremental_chain_restores_exactly() {
     for (i, p) in points.iter().enumerate() {
         let id = p["id"].as_str().unwrap();
         let out = env.path(&format!("r{i}.db"));
-        let o = env.lb().args(["restore", &id[..12], "-o"]).arg(&out).output().unwrap();
+        let o = env
+            .lb()
+            .args(["restore", &id[..12], "-o"])
+            .arg(&out)
+            .output()
+            .unwrap();
         assert!(o.status.success(), "{}", stderr(&o));
-        assert_eq!(std::fs::read(&out).unwrap(), expected[i], "point {i} differs from the source at {i}");
+        assert_eq!(
+            std::fs::read(&out).unwrap(),
+            expected[i],
+            "point {i} differs from the source at {i}"
+        );
     }
 }

@@ -3,17 +3,17 @@
 //! module per concern:
 mod common;
 
-/// Hot backup while a writer commits; restore; consistency, integrity, row counts.
-mod sqlite_hot;
-/// Files, secrets and config: content, modes, owners, mtimes, symlinks, empty dirs, excludes.
-mod trees;
 /// Wrong password, flipped byte, truncated and missing objects, newer format: detected, named,
 /// and restore refuses.
 mod damage;
-/// Bad input: not a SQLite file, missing paths, config errors, in-place refusals.
-mod refusals;
 /// Deduplication: unchanged and lightly changed databases add little; incremental chains
 /// restore exactly.
 mod incremental;
+/// Bad input: not a SQLite file, missing paths, config errors, in-place refusals.
+mod refusals;
+/// Hot backup while a writer commits; restore; consistency, integrity, row counts.
+mod sqlite_hot;
 /// Key slots, `points --json`, `--help`.
 mod surface;
+/// Files, secrets and config: content, modes, owners, mtimes, symlinks, empty dirs, excludes.
+mod trees;

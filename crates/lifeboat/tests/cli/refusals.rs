@@ -4,26 +4,48 @@ use crate::common::*;
 fn a_file_that_is_not_sqlite_is_refused_as_a_database() {
     let env = Env::new();
     let fake = env.path("fake.db");
-    std::fs::write(&fake, b"this is not a database, just text that is long enough for a header").unwrap();
+    std::fs::write(
+        &fake,
+        b"this is not a database, just text that is long enough for a header",
+    )
+    .unwrap();
     std::fs::write(
         env.path("lifeboat.toml"),
-        format!("[repository.main]\npath = \"repo\"\n\n[app.chat]\nsqlite = [\"{}\"]\n", fake.display()),
+        format!(
+            "[repository.main]\npath = \"repo\"\n\n[app.chat]\nsqlite = [\"{}\"]\n",
+            fake.display()
+        ),
     )
     .unwrap();
     env.init();
     let o = env.lb().args(["backup", "chat"]).output().unwrap();
     assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
-    assert!(stderr(&o).contains("not a SQLite database"), "{}", stderr(&o));
-    assert!(env.points().is_empty(), "a failed backup must not leave a point");
+    assert!(
+        stderr(&o).contains("not a SQLite database"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        env.points().is_empty(),
+        "a failed backup must not leave a point"
+    );
 }
 
 #[test]
 fn missing_source_path_fails_without_a_point() {
     let env = Env::new();
     env.init();
-    let o = env.lb().args(["backup", "/nonexistent/lifeboat/app.db"]).output().unwrap();
+    let o = env
+        .lb()
+        .args(["backup", "/nonexistent/lifeboat/app.db"])
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
-    assert!(stderr(&o).contains("/nonexistent/lifeboat/app.db"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("/nonexistent/lifeboat/app.db"),
+        "{}",
+        stderr(&o)
+    );
 
     std::fs::write(
         env.path("lifeboat.toml"),
@@ -32,19 +54,30 @@ fn missing_source_path_fails_without_a_point() {
     .unwrap();
     let o = env.lb().args(["backup", "chat"]).output().unwrap();
     assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
-    assert!(stderr(&o).contains("/nonexistent/uploads"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("/nonexistent/uploads"),
+        "{}",
+        stderr(&o)
+    );
     assert!(env.points().is_empty());
 }
 
 #[test]
 fn config_errors_name_file_line_and_key() {
     let env = Env::new();
-    std::fs::write(env.path("lifeboat.toml"), "[repository.main]\npath = \"repo\"\n\n[app.chat]\nsqlite = 5\n").unwrap();
+    std::fs::write(
+        env.path("lifeboat.toml"),
+        "[repository.main]\npath = \"repo\"\n\n[app.chat]\nsqlite = 5\n",
+    )
+    .unwrap();
     let mut c = env.lb();
     let o = c.args(["backup", "chat"]).output().unwrap();
     assert_eq!(o.status.code(), Some(2));
     let e = stderr(&o);
-    assert!(e.contains("lifeboat.toml line 5") && e.contains("sqlite"), "{e}");
+    assert!(
+        e.contains("lifeboat.toml line 5") && e.contains("sqlite"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -55,25 +88,72 @@ fn in_place_restore_needs_yes_and_refuses_a_newer_database() {
     env.init();
     env.lb().arg("backup").arg(&db).assert().success();
     let o = env.lb().args(["restore", "latest"]).output().unwrap();
-    assert_eq!(o.status.code(), Some(6), "no terminal and no --yes: {}", stderr(&o));
+    assert_eq!(
+        o.status.code(),
+        Some(6),
+        "no terminal and no --yes: {}",
+        stderr(&o)
+    );
     assert!(stderr(&o).contains("--yes"), "{}", stderr(&o));
 
     std::thread::sleep(std::time::Duration::from_millis(20));
     {
         let c = rusqlite::Connection::open(&db).unwrap();
-        c.execute("INSERT INTO messages(body) VALUES ('newer')", []).unwrap();
+        c.execute("INSERT INTO messages(body) VALUES ('newer')", [])
+            .unwrap();
     }
-    let o = env.lb().args(["restore", "latest", "--yes"]).output().unwrap();
+    let o = env
+        .lb()
+        .args(["restore", "latest", "--yes"])
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(6), "{}", stderr(&o));
-    assert!(stderr(&o).contains("after this point was taken"), "{}", stderr(&o));
-    assert_eq!(count(&db, "messages"), 501, "the newer database must be untouched");
+    assert!(
+        stderr(&o).contains("after this point was taken"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        count(&db, "messages"),
+        501,
+        "the newer database must be untouched"
+    );
 }
 
 #[test]
 fn init_refuses_an_existing_repository() {
     let env = Env::new();
     env.init();
-    let o = env.lb().args(["init", "--kdf-memory-mib", "8"]).output().unwrap();
+    let o = env
+        .lb()
+        .args(["init", "--kdf-memory-mib", "8"])
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(6));
     assert!(stderr(&o).contains("already holds"), "{}", stderr(&o));
+}
+
+#[test]
+fn output_path_that_exists_is_not_overwritten_without_force() {
+    let env = Env::new();
+    let db = env.path("a.db");
+    make_db(&db, 100, 20);
+    env.init();
+    env.lb().arg("backup").arg(&db).assert().success();
+    let out = env.path("existing.db");
+    std::fs::write(&out, b"precious").unwrap();
+    let o = env
+        .lb()
+        .args(["restore", "latest", "-o"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(6), "{}", stderr(&o));
+    assert_eq!(std::fs::read(&out).unwrap(), b"precious");
+    env.lb()
+        .args(["restore", "latest", "--force", "-o"])
+        .arg(&out)
+        .assert()
+        .success();
+    assert_eq!(count(&out, "messages"), 100);
 }

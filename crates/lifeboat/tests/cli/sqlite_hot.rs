@@ -23,10 +23,14 @@ fn backup_while_writer_commits_restores_a_committed_state() {
             c.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
             while !stop.load(Ordering::Relaxed) {
                 let tx = c.unchecked_transaction().unwrap();
-                tx.execute("INSERT INTO messages(body) VALUES ('')", []).unwrap();
-                let id = tx.last_insert_rowid();
-                tx.execute("UPDATE messages SET body = ?1 WHERE id = ?2", (body_of(id, 200), id))
+                tx.execute("INSERT INTO messages(body) VALUES ('')", [])
                     .unwrap();
+                let id = tx.last_insert_rowid();
+                tx.execute(
+                    "UPDATE messages SET body = ?1 WHERE id = ?2",
+                    (body_of(id, 200), id),
+                )
+                .unwrap();
                 tx.execute("UPDATE counter SET n = ?1", (id,)).unwrap();
                 tx.commit().unwrap();
                 last.store(id, Ordering::Relaxed);
@@ -37,30 +41,63 @@ fn backup_while_writer_commits_restores_a_committed_state() {
         std::thread::yield_now();
     }
     let before = last.load(Ordering::Relaxed);
-    env.lb().args(["backup", "--name", "chat"]).arg(&db).assert().success();
+    env.lb()
+        .args(["backup", "--name", "chat"])
+        .arg(&db)
+        .assert()
+        .success();
     let after = last.load(Ordering::Relaxed);
     stop.store(true, Ordering::Relaxed);
     writer.join().unwrap();
-    assert!(after > before, "the writer must have committed during the backup");
+    assert!(
+        after > before,
+        "the writer must have committed during the backup"
+    );
 
     let out = env.path("restore");
-    let o = env.lb().args(["restore", "latest", "--to"]).arg(&out).output().unwrap();
+    let o = env
+        .lb()
+        .args(["restore", "latest", "--to"])
+        .arg(&out)
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let restored = out.join(db.strip_prefix("/").unwrap());
     assert_eq!(integrity(&restored), "ok");
     let c = rusqlite::Connection::open(&restored).unwrap();
-    let k: i64 = c.query_row("SELECT n FROM counter", [], |r| r.get(0)).unwrap();
-    let rows: i64 = c.query_row("SELECT count(*) FROM messages", [], |r| r.get(0)).unwrap();
-    let max: i64 = c.query_row("SELECT max(id) FROM messages", [], |r| r.get(0)).unwrap();
-    assert!(k >= before && k <= after, "restored state {k} not in [{before}, {after}]");
-    assert_eq!(rows, k, "row count must match the counter committed in the same transaction");
+    let k: i64 = c
+        .query_row("SELECT n FROM counter", [], |r| r.get(0))
+        .unwrap();
+    let rows: i64 = c
+        .query_row("SELECT count(*) FROM messages", [], |r| r.get(0))
+        .unwrap();
+    let max: i64 = c
+        .query_row("SELECT max(id) FROM messages", [], |r| r.get(0))
+        .unwrap();
+    assert!(
+        k >= before && k <= after,
+        "restored state {k} not in [{before}, {after}]"
+    );
+    assert_eq!(
+        rows, k,
+        "row count must match the counter committed in the same transaction"
+    );
     assert_eq!(max, k);
     // Content: every body equals what the writer (or make_db) wrote.
-    let mut st = c.prepare("SELECT id, body FROM messages ORDER BY id").unwrap();
+    let mut st = c
+        .prepare("SELECT id, body FROM messages ORDER BY id")
+        .unwrap();
     let mut n = 0;
-    for r in st.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))).unwrap() {
+    for r in st
+        .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+        .unwrap()
+    {
         let (id, body) = r.unwrap();
-        let want = if id <= 30_000 { body_of(id - 1, 200) } else { body_of(id, 200) };
+        let want = if id <= 30_000 {
+            body_of(id - 1, 200)
+        } else {
+            body_of(id, 200)
+        };
         assert_eq!(body, want, "message {id}");
         n += 1;
     }
@@ -87,16 +124,34 @@ fn in_place_restore_replaces_db_and_removes_stale_wal() {
 
     // Damage the live DB after the point: add rows (newer than the point) and leave a WAL.
     let c = rusqlite::Connection::open(&db).unwrap();
-    c.execute_batch("PRAGMA wal_autocheckpoint=0; INSERT INTO messages(body) VALUES ('after the point');")
-        .unwrap();
+    c.execute_batch(
+        "PRAGMA wal_autocheckpoint=0; INSERT INTO messages(body) VALUES ('after the point');",
+    )
+    .unwrap();
     // Keep the connection open: to lifeboat this test is "another process" using the DB.
     std::mem::forget(c);
-    let o = env.lb().args(["restore", "latest", "--yes"]).output().unwrap();
+    let o = env
+        .lb()
+        .args(["restore", "latest", "--yes"])
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(6), "must refuse: {}", stderr(&o));
-    assert!(stderr(&o).contains("open by another process"), "{}", stderr(&o));
-    assert_eq!(count(&db, "messages"), 2_001, "refused restore must not touch the DB");
+    assert!(
+        stderr(&o).contains("open by another process"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        count(&db, "messages"),
+        2_001,
+        "refused restore must not touch the DB"
+    );
 
-    let o = env.lb().args(["restore", "latest", "--yes", "--force"]).output().unwrap();
+    let o = env
+        .lb()
+        .args(["restore", "latest", "--yes", "--force"])
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("pre-restore point"), "{}", stderr(&o));
     // The stale -wal/-shm are gone, so nothing can replay old frames onto the new file.
@@ -104,10 +159,19 @@ fn in_place_restore_replaces_db_and_removes_stale_wal() {
     // The file in place is byte-equal to a clean restore of the same point. (Opening it from
     // this process would mix in the leaked connection's in-process WAL state, so compare bytes.)
     let clean = env.path("clean.db");
-    env.lb().args(["restore", &point_id[..12], "-o"]).arg(&clean).assert().success();
+    env.lb()
+        .args(["restore", &point_id[..12], "-o"])
+        .arg(&clean)
+        .assert()
+        .success();
     let (a, b) = (std::fs::read(&db).unwrap(), std::fs::read(&clean).unwrap());
     let first_diff = a.iter().zip(&b).position(|(x, y)| x != y);
-    assert!(a.len() == b.len() && first_diff.is_none(), "sizes {} {}, first difference at {first_diff:?}", a.len(), b.len());
+    assert!(
+        a.len() == b.len() && first_diff.is_none(),
+        "sizes {} {}, first difference at {first_diff:?}",
+        a.len(),
+        b.len()
+    );
     assert_eq!(count(&clean, "messages"), 2_000);
     assert_eq!(integrity(&clean), "ok");
     // A pre-restore point of the state we replaced exists, so nothing is lost.

@@ -12,14 +12,30 @@ fn several_passwords_open_one_repository() {
         .env("LIFEBOAT_NEW_PASSWORD", "second password")
         .assert()
         .success();
-    let o = env.lb().env("LIFEBOAT_PASSWORD", "second password").args(["key", "list", "--json"]).output().unwrap();
+    let o = env
+        .lb()
+        .env("LIFEBOAT_PASSWORD", "second password")
+        .args(["key", "list", "--json"])
+        .output()
+        .unwrap();
     assert!(o.status.success());
     let keys: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(keys.len(), 2);
-    let first = keys.iter().find(|k| k["current"] == false).unwrap()["id"].as_str().unwrap().to_string();
-    let second = keys.iter().find(|k| k["current"] == true).unwrap()["id"].as_str().unwrap().to_string();
+    let first = keys.iter().find(|k| k["current"] == false).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let second = keys.iter().find(|k| k["current"] == true).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     // Cannot remove the slot you opened with.
-    let o = env.lb().env("LIFEBOAT_PASSWORD", "second password").args(["key", "remove", &second[..8]]).output().unwrap();
+    let o = env
+        .lb()
+        .env("LIFEBOAT_PASSWORD", "second password")
+        .args(["key", "remove", &second[..8]])
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(6));
     // Remove the first password's slot using the second; the first then fails.
     env.lb()
@@ -27,8 +43,15 @@ fn several_passwords_open_one_repository() {
         .args(["key", "remove", &first[..8]])
         .assert()
         .success();
-    assert_eq!(env.lb().arg("points").output().unwrap().status.code(), Some(4));
-    env.lb().env("LIFEBOAT_PASSWORD", "second password").arg("points").assert().success();
+    assert_eq!(
+        env.lb().arg("points").output().unwrap().status.code(),
+        Some(4)
+    );
+    env.lb()
+        .env("LIFEBOAT_PASSWORD", "second password")
+        .arg("points")
+        .assert()
+        .success();
 }
 
 #[test]
@@ -43,7 +66,11 @@ fn password_file_and_command_work() {
         .success();
     env.lb()
         .env_remove("LIFEBOAT_PASSWORD")
-        .args(["--password-command", &format!("echo '{PASSWORD}'"), "points"])
+        .args([
+            "--password-command",
+            &format!("echo '{PASSWORD}'"),
+            "points",
+        ])
         .assert()
         .success();
 }
@@ -54,7 +81,11 @@ fn points_json_lists_points_with_tags_and_sizes() {
     let db = env.path("a.db");
     make_db(&db, 1000, 100);
     env.init();
-    env.lb().args(["backup", "--tag", "pre-deploy"]).arg(&db).assert().success();
+    env.lb()
+        .args(["backup", "--tag", "pre-deploy"])
+        .arg(&db)
+        .assert()
+        .success();
     let p = env.points();
     assert_eq!(p.len(), 1);
     assert_eq!(p[0]["app"], "a");
@@ -68,8 +99,22 @@ fn points_json_lists_points_with_tags_and_sizes() {
 
 #[test]
 fn every_subcommand_help_explains_with_an_example() {
-    for sub in [&[][..], &["init"], &["backup"], &["points"], &["restore"], &["check"], &["key"], &["demo"]] {
-        let o = assert_cmd::Command::cargo_bin("lifeboat").unwrap().args(sub).arg("--help").output().unwrap();
+    for sub in [
+        &[][..],
+        &["init"],
+        &["backup"],
+        &["points"],
+        &["restore"],
+        &["check"],
+        &["key"],
+        &["demo"],
+    ] {
+        let o = assert_cmd::Command::cargo_bin("lifeboat")
+            .unwrap()
+            .args(sub)
+            .arg("--help")
+            .output()
+            .unwrap();
         assert!(o.status.success());
         let s = stdout(&o);
         assert!(s.contains("Example"), "{sub:?} --help has no example:\n{s}");
