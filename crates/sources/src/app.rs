@@ -226,55 +226,72 @@ pub fn restore_point(
             "nothing to restore: no component of the point matches --only",
         ));
     }
-    let mut out = Vec::new();
+    let mut out: Vec<RestoredComponent> = Vec::new();
     let mut reader = repo.reader();
     for c in selected {
-        let dest = target_path(&opts.target, &c.path);
-        match (&c.sqlite, &c.tree) {
-            (Some(body), _) => {
-                sqlite::restore(
-                    &mut reader,
-                    repo.key(),
-                    body,
-                    &dest,
-                    SqliteRestoreOptions {
-                        force: opts.force,
-                        point_time: Some(point_time),
-                    },
-                    progress,
-                )?;
-                out.push(RestoredComponent {
-                    kind: c.kind,
-                    path: dest.display().to_string(),
-                    bytes: body.page_count as u64 * body.page_size as u64,
-                    verified: format!(
-                        "checksum, integrity_check ok, row counts of {} tables match",
-                        body.row_counts.len()
-                    ),
-                    warnings: Vec::new(),
-                });
-            }
-            (None, Some(body)) => {
-                let TreeRestoreReport {
-                    files,
-                    bytes,
-                    warnings,
-                } = tree::restore(&mut reader, body, &dest, progress)?;
-                out.push(RestoredComponent {
-                    kind: c.kind,
-                    path: dest.display().to_string(),
-                    bytes,
-                    verified: format!("{files} files authenticated chunk by chunk, sizes match"),
-                    warnings,
-                });
-            }
-            (None, None) => {
-                return Err(Error::new(
-                    ErrorKind::Corrupt,
-                    format!("component {} has no body", c.path),
-                ));
-            }
-        }
+        let r = restore_component(&mut reader, repo.key(), c, opts, point_time, progress).map_err(
+            |e| {
+                if out.is_empty() {
+                    e
+                } else {
+                    // Say what was already replaced, so the operator knows the app's state.
+                    let done: Vec<_> = out.iter().map(|r| r.path.as_str()).collect();
+                    e.context(format!(
+                        "restore stopped after replacing {}",
+                        done.join(", ")
+                    ))
+                }
+            },
+        )?;
+        out.push(r);
     }
     Ok(out)
+}
+
+fn restore_component(
+    reader: &mut lifeboat_core::ChunkReader<'_>,
+    key: &lifeboat_core::MasterKey,
+    c: &Component,
+    opts: &RestoreOptions,
+    point_time: jiff::Timestamp,
+    progress: &dyn Progress,
+) -> Result<RestoredComponent> {
+    let dest = target_path(&opts.target, &c.path);
+    match (&c.sqlite, &c.tree) {
+        (Some(body), _) => {
+            let sqlite_opts = SqliteRestoreOptions {
+                force: opts.force,
+                point_time: Some(point_time),
+            };
+            sqlite::restore(reader, key, body, &dest, sqlite_opts, progress)?;
+            Ok(RestoredComponent {
+                kind: c.kind,
+                path: dest.display().to_string(),
+                bytes: body.page_count as u64 * body.page_size as u64,
+                verified: format!(
+                    "checksum, integrity_check ok, row counts of {} tables match",
+                    body.row_counts.len()
+                ),
+                warnings: Vec::new(),
+            })
+        }
+        (None, Some(body)) => {
+            let TreeRestoreReport {
+                files,
+                bytes,
+                warnings,
+            } = tree::restore(reader, body, &dest, progress)?;
+            Ok(RestoredComponent {
+                kind: c.kind,
+                path: dest.display().to_string(),
+                bytes,
+                verified: format!("{files} files authenticated chunk by chunk, sizes match"),
+                warnings,
+            })
+        }
+        (None, None) => Err(Error::new(
+            ErrorKind::Corrupt,
+            format!("component {} has no body", c.path),
+        )),
+    }
 }

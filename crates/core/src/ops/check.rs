@@ -51,9 +51,11 @@ pub struct CheckReport {
     pub chunks_referenced: usize,
     /// Bytes of pack data read and authenticated (with `read_data`).
     pub bytes_read: u64,
-    /// Packs present in storage but in no index (left by an interrupted backup; harmless,
-    /// reclaimed by prune).
+    /// Packs present in storage but in no readable index: left by an interrupted backup
+    /// (harmless), or holding the data of a damaged index (then they must be kept).
     pub unindexed_packs: usize,
+    /// Whether every index object could be read (if not, unindexed packs may hold live data).
+    pub all_indexes_readable: bool,
     /// Everything wrong, each naming its object.
     pub problems: Vec<Problem>,
 }
@@ -102,6 +104,7 @@ pub fn check(
         }
     }
     r.packs = pack_entries.len();
+    r.all_indexes_readable = !r.problems.iter().any(|p| p.object.starts_with("index/"));
 
     // Packs: presence, size, and with read_data every byte.
     let sizes: HashMap<String, u64> = storage
@@ -193,7 +196,7 @@ pub fn check(
             }
         };
         let mut mine: HashSet<ChunkId> = HashSet::new();
-        let mut walk_err = None;
+        let mut walk_errs = Vec::new();
         let mut reader = repo.reader();
         for c in &point.components {
             let res = (|| -> Result<()> {
@@ -210,14 +213,14 @@ pub fn check(
                 Ok(())
             })();
             if let Err(e) = res {
-                walk_err = Some(format!(
+                walk_errs.push(format!(
                     "cannot read the contents list of {} {}: {e}",
                     c.kind.as_str(),
                     c.path
                 ));
             }
         }
-        if let Some(msg) = walk_err {
+        for msg in walk_errs {
             problem(&mut r, ObjectKind::Point, &p.name, msg);
         }
         let mut missing = 0usize;

@@ -38,9 +38,14 @@ pub fn run(ctx: &Context, a: CheckArgs) -> Result<()> {
                 String::new()
             }
         );
-        if report.unindexed_packs > 0 {
+        if report.unindexed_packs > 0 && report.all_indexes_readable {
             println!(
-                "note: {} packs are in no index (left by an interrupted backup; harmless, prune reclaims them)",
+                "note: {} packs are in no index (left by an interrupted backup; harmless)",
+                report.unindexed_packs
+            );
+        } else if report.unindexed_packs > 0 {
+            println!(
+                "note: {} packs are in no readable index; they may hold the data of the damaged index: do not delete them",
                 report.unindexed_packs
             );
         }

@@ -215,15 +215,53 @@ fn safety_point(
     if sources.is_empty() {
         return Ok(());
     }
-    let spec = AppSpec {
+    let mut spec = AppSpec {
         name: point.app.clone(),
         sources,
         excludes: Vec::new(),
     };
-    let (id, _) = backup_app(repo, &spec, &["pre-restore".to_string()], &ctx.progress).map_err(|e| {
-        e.context("take the pre-restore point")
-            .with_hint("the current state could not be saved first; fix the error or pass --no-safety-point")
-    })?;
+    let tags = ["pre-restore".to_string()];
+    let id = match backup_app(repo, &spec, &tags, &ctx.progress) {
+        Ok((id, _)) => id,
+        Err(e) if spec.sources.iter().any(|s| s.kind == ComponentKind::Sqlite) => {
+            // A damaged database may not be readable through SQLite: keep its bytes (and its
+            // -wal) as plain files instead, so the state being replaced is never lost.
+            tracing::warn!("pre-restore point through SQLite failed ({e}); saving the raw database files instead");
+            let mut raw = Vec::new();
+            for s in spec.sources.drain(..) {
+                if s.kind == ComponentKind::Sqlite {
+                    for side in ["-wal", "-journal"] {
+                        let mut p = s.path.as_os_str().to_owned();
+                        p.push(side);
+                        let p = std::path::PathBuf::from(p);
+                        if p.is_file() {
+                            raw.push(SourceSpec {
+                                kind: ComponentKind::Config,
+                                path: p,
+                            });
+                        }
+                    }
+                    raw.push(SourceSpec {
+                        kind: ComponentKind::Config,
+                        path: s.path,
+                    });
+                } else {
+                    raw.push(s);
+                }
+            }
+            spec.sources = raw;
+            backup_app(repo, &spec, &tags, &ctx.progress)
+                .map_err(|e| {
+                    e.context("take the pre-restore point").with_hint(
+                        "the current state could not be saved first; fix the error or pass --no-safety-point",
+                    )
+                })?
+                .0
+        }
+        Err(e) => return Err(e.context("take the pre-restore point").with_hint(
+            "the current state could not be saved first; fix the error or pass --no-safety-point",
+        )),
+    };
     eprintln!(
         "saved the current state as pre-restore point {}",
         id.short()

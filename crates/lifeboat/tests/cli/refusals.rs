@@ -157,3 +157,48 @@ fn output_path_that_exists_is_not_overwritten_without_force() {
         .success();
     assert_eq!(count(&out, "messages"), 100);
 }
+
+/// The live database is damaged (unreadable through SQLite, header intact): the pre-restore
+/// point falls back to its raw bytes, so even the broken state is kept, and the restore works.
+#[test]
+fn restoring_over_a_damaged_database_keeps_its_bytes_in_the_safety_point() {
+    let env = Env::new();
+    let db = env.path("app.db");
+    make_db(&db, 3_000, 100);
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+        .unwrap();
+    env.init();
+    env.lb().arg("backup").arg(&db).assert().success();
+    let mut bytes = std::fs::read(&db).unwrap();
+    for b in &mut bytes[100..4096] {
+        *b = 0xAB; // page 1 after the header: the schema is gone
+    }
+    std::fs::write(&db, &bytes).unwrap();
+    let o = env
+        .lb()
+        .args(["restore", "latest", "--yes", "--force"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(integrity(&db), "ok");
+    assert_eq!(count(&db, "messages"), 3_000);
+    let pre = env
+        .points()
+        .into_iter()
+        .find(|p| p["tags"][0] == "pre-restore")
+        .expect("safety point");
+    assert_eq!(pre["components"][0]["kind"], "config", "kept as raw bytes");
+    let id = pre["id"].as_str().unwrap();
+    let out = env.path("broken-copy.db");
+    env.lb()
+        .args(["restore", &id[..12], "-o"])
+        .arg(&out)
+        .assert()
+        .success();
+    assert!(
+        std::fs::read(&out).unwrap() == bytes,
+        "the damaged bytes come back exactly"
+    );
+}
