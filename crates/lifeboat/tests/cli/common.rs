@@ -147,3 +147,15 @@ pub fn stderr(out: &std::process::Output) -> String {
 pub fn stdout(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Runs `cmd`, asserts it exits with `code` and that stderr mentions `needle`.
+pub fn fails(cmd: &mut assert_cmd::Command, code: i32, needle: &str) -> std::process::Output {
+    let o = cmd.output().unwrap();
+    assert_eq!(o.status.code(), Some(code), "stderr: {}", stderr(&o));
+    assert!(
+        stderr(&o).contains(needle),
+        "stderr lacks {needle:?}: {}",
+        stderr(&o)
+    );
+    o
+}

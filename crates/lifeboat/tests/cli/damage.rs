@@ -144,25 +144,15 @@ fn damaged_index_and_point_are_named() {
 #[test]
 fn wrong_password_is_refused_with_exit_4() {
     let (env, _) = setup();
-    let o = env
-        .lb()
-        .env("LIFEBOAT_PASSWORD", "wrong")
-        .arg("points")
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(4));
-    assert!(stderr(&o).contains("wrong password"), "{}", stderr(&o));
-    let o = env
-        .lb()
-        .env_remove("LIFEBOAT_PASSWORD")
-        .arg("points")
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(4));
-    assert!(
-        stderr(&o).contains("no repository password"),
-        "{}",
-        stderr(&o)
+    fails(
+        env.lb().env("LIFEBOAT_PASSWORD", "wrong").arg("points"),
+        4,
+        "wrong password",
+    );
+    fails(
+        env.lb().env_remove("LIFEBOAT_PASSWORD").arg("points"),
+        4,
+        "no repository password",
     );
 }
 
@@ -174,22 +164,14 @@ fn newer_format_version_is_refused_clearly() {
         .unwrap()
         .replace("\"version\": 1", "\"version\": 2");
     std::fs::write(&cfg, text).unwrap();
-    let o = env.lb().arg("points").output().unwrap();
-    assert_eq!(o.status.code(), Some(3));
-    assert!(stderr(&o).contains("newer lifeboat"), "{}", stderr(&o));
+    fails(env.lb().arg("points"), 3, "newer lifeboat");
 }
 
 #[test]
 fn not_a_repository() {
     let env = Env::new();
     std::fs::create_dir_all(&env.repo).unwrap();
-    let o = env.lb().arg("points").output().unwrap();
-    assert_eq!(o.status.code(), Some(3));
-    assert!(
-        stderr(&o).contains("no lifeboat repository"),
-        "{}",
-        stderr(&o)
-    );
+    fails(env.lb().arg("points"), 3, "no lifeboat repository");
 }
 
 /// One damaged point must not stop later backups or the restore of the other points.

@@ -18,12 +18,10 @@ fn a_file_that_is_not_sqlite_is_refused_as_a_database() {
     )
     .unwrap();
     env.init();
-    let o = env.lb().args(["backup", "chat"]).output().unwrap();
-    assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("not a SQLite database"),
-        "{}",
-        stderr(&o)
+    fails(
+        env.lb().args(["backup", "chat"]),
+        7,
+        "not a SQLite database",
     );
     assert!(
         env.points().is_empty(),
@@ -35,16 +33,10 @@ fn a_file_that_is_not_sqlite_is_refused_as_a_database() {
 fn missing_source_path_fails_without_a_point() {
     let env = Env::new();
     env.init();
-    let o = env
-        .lb()
-        .args(["backup", "/nonexistent/lifeboat/app.db"])
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("/nonexistent/lifeboat/app.db"),
-        "{}",
-        stderr(&o)
+    fails(
+        env.lb().args(["backup", "/nonexistent/lifeboat/app.db"]),
+        7,
+        "/nonexistent/lifeboat/app.db",
     );
 
     std::fs::write(
@@ -52,13 +44,7 @@ fn missing_source_path_fails_without_a_point() {
         "[repository.main]\npath = \"repo\"\n\n[app.chat]\nfiles = [\"/nonexistent/uploads\"]\n",
     )
     .unwrap();
-    let o = env.lb().args(["backup", "chat"]).output().unwrap();
-    assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("/nonexistent/uploads"),
-        "{}",
-        stderr(&o)
-    );
+    fails(env.lb().args(["backup", "chat"]), 7, "/nonexistent/uploads");
     assert!(env.points().is_empty());
 }
 
@@ -102,16 +88,10 @@ fn in_place_restore_needs_yes_and_refuses_a_newer_database() {
         c.execute("INSERT INTO messages(body) VALUES ('newer')", [])
             .unwrap();
     }
-    let o = env
-        .lb()
-        .args(["restore", "latest", "--yes"])
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(6), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("after this point was taken"),
-        "{}",
-        stderr(&o)
+    fails(
+        env.lb().args(["restore", "latest", "--yes"]),
+        6,
+        "after this point was taken",
     );
     assert_eq!(
         count(&db, "messages"),
@@ -124,13 +104,11 @@ fn in_place_restore_needs_yes_and_refuses_a_newer_database() {
 fn init_refuses_an_existing_repository() {
     let env = Env::new();
     env.init();
-    let o = env
-        .lb()
-        .args(["init", "--kdf-memory-mib", "8"])
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(6));
-    assert!(stderr(&o).contains("already holds"), "{}", stderr(&o));
+    fails(
+        env.lb().args(["init", "--kdf-memory-mib", "8"]),
+        6,
+        "already holds",
+    );
 }
 
 #[test]

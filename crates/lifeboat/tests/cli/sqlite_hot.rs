@@ -130,16 +130,10 @@ fn in_place_restore_replaces_db_and_removes_stale_wal() {
     .unwrap();
     // Keep the connection open: to lifeboat this test is "another process" using the DB.
     std::mem::forget(c);
-    let o = env
-        .lb()
-        .args(["restore", "latest", "--yes"])
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(6), "must refuse: {}", stderr(&o));
-    assert!(
-        stderr(&o).contains("open by another process"),
-        "{}",
-        stderr(&o)
+    fails(
+        env.lb().args(["restore", "latest", "--yes"]),
+        6,
+        "open by another process",
     );
     assert_eq!(
         count(&db, "messages"),
