@@ -10,7 +10,7 @@
 //! A sealed buffer is `nonce (24 random bytes) || ciphertext || tag (16)`. The associated data
 //! says what the object is (a pack block or trailer string, or the 8-byte header of an index or
 //! point), so one kind of object can never be passed off as another.
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::aead::{Aead, AeadInOut, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 
 use crate::error::{err, Result};
@@ -18,7 +18,8 @@ use crate::id::ChunkId;
 
 /// Bytes added by [`MasterKey::seal`]: nonce + tag.
 pub const SEAL_OVERHEAD: usize = NONCE_LEN + TAG_LEN;
-const NONCE_LEN: usize = 24;
+/// Bytes of nonce at the start of every sealed buffer.
+pub const NONCE_LEN: usize = 24;
 const TAG_LEN: usize = 16;
 
 const CONTEXT_ID_KEY: &str = "lifeboat 2026-11 v1 chunk id key";
@@ -90,6 +91,51 @@ impl MasterKey {
     /// Encrypts and authenticates `plaintext`; `aad` says what kind of object it is.
     pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
         seal_with(&self.cipher, aad, plaintext)
+    }
+
+    /// Seals in place: `buf` holds [`NONCE_LEN`] bytes of room followed by the plaintext; the
+    /// nonce is written into the room, the plaintext is encrypted where it is and the tag is
+    /// appended. The result has the same layout as [`MasterKey::seal`]'s, without a copy.
+    pub fn seal_in_place(&self, aad: &[u8], buf: &mut Vec<u8>) -> Result<()> {
+        if buf.len() < NONCE_LEN {
+            return Err(err!(Other, "seal_in_place: no room for the nonce"));
+        }
+        let nonce_bytes: [u8; NONCE_LEN] = random_array()?;
+        buf[..NONCE_LEN].copy_from_slice(&nonce_bytes);
+        let nonce = XNonce::from(nonce_bytes);
+        let tag = self
+            .cipher
+            .encrypt_inout_detached(&nonce, aad, (&mut buf[NONCE_LEN..]).into())
+            .map_err(|_| err!(Other, "encryption failed"))?;
+        buf.extend_from_slice(&tag);
+        Ok(())
+    }
+
+    /// Opens in place what [`MasterKey::seal`] or [`MasterKey::seal_in_place`] made; returns
+    /// the plaintext as a sub-slice of `buf`. Fails with [`crate::ErrorKind::Corrupt`] when any
+    /// byte differs.
+    pub fn open_in_place<'b>(&self, aad: &[u8], buf: &'b mut [u8]) -> Result<&'b [u8]> {
+        if buf.len() < SEAL_OVERHEAD {
+            return Err(err!(
+                Corrupt,
+                "sealed data is truncated ({} bytes, at least {SEAL_OVERHEAD} expected)",
+                buf.len()
+            ));
+        }
+        let (nonce, rest) = buf.split_at_mut(NONCE_LEN);
+        let (ct, tag) = rest.split_at_mut(rest.len() - TAG_LEN);
+        let nonce = XNonce::try_from(&*nonce).map_err(|_| err!(Corrupt, "bad nonce length"))?;
+        let tag =
+            chacha20poly1305::Tag::try_from(&*tag).map_err(|_| err!(Corrupt, "bad tag length"))?;
+        self.cipher
+            .decrypt_inout_detached(&nonce, aad, (&mut *ct).into(), &tag)
+            .map_err(|_| {
+                err!(
+                    Corrupt,
+                    "authentication failed (the data was changed or damaged)"
+                )
+            })?;
+        Ok(&buf[NONCE_LEN..buf.len() - TAG_LEN])
     }
 
     /// Authenticates and decrypts a buffer made by [`MasterKey::seal`] with the same `aad`.
@@ -170,6 +216,15 @@ mod tests {
         );
         let other = MasterKey::generate().unwrap();
         assert!(other.open(b"a", &s).is_err(), "another key must fail");
+        // In-place sealing has the same layout: each side opens the other's output.
+        let mut buf = vec![0u8; NONCE_LEN];
+        buf.extend_from_slice(b"in place");
+        k.seal_in_place(b"a", &mut buf).unwrap();
+        assert_eq!(k.open(b"a", &buf).unwrap(), b"in place");
+        let mut copy = s.clone();
+        assert_eq!(k.open_in_place(b"a", &mut copy).unwrap(), b"hello world");
+        buf[NONCE_LEN + 2] ^= 1;
+        assert!(k.open_in_place(b"a", &mut buf).is_err());
     }
 
     #[test]

@@ -8,12 +8,15 @@ use std::sync::Arc;
 
 use crate::crypto::MasterKey;
 use crate::error::{err, Error, Result};
-use crate::format::pack::{decode_block, BLOCK_AAD};
+use crate::format::pack::{decode_block, BLOCK_AAD, CODEC_NONE, CODEC_ZSTD, MAX_BLOCK_LEN};
 use crate::id::ChunkId;
 use crate::index::Index;
 use crate::storage::{ObjectKind, Storage};
 
 const CACHE_BLOCKS: usize = 8;
+
+/// Receives one block's worth of `(position, chunk)` pairs from [`ChunkReader::read_parallel`].
+pub type BatchSink<'a> = dyn Fn(&[(usize, &[u8])]) -> Result<()> + Sync + 'a;
 
 /// (pack position, block offset) -> decoded block.
 type BlockCache = VecDeque<((u32, u32), Arc<Vec<u8>>)>;
@@ -93,8 +96,11 @@ impl<'r> ChunkReader<'r> {
         Ok(v)
     }
 
-    /// Reads every chunk of `ids` on `threads` threads and calls `sink(i, data)` once for each
-    /// position `i` with the authenticated content of `ids[i]`, in no particular order.
+    /// Reads every chunk of `ids` on `threads` threads and calls `sink(batch)` once per block,
+    /// where `batch` holds `(i, data)` for every position `i` whose chunk is in that block, in
+    /// ascending `i`, with the authenticated content of `ids[i]`. Batches arrive in no
+    /// particular order; every position appears in exactly one batch. (Batches let a caller
+    /// write runs of consecutive positions with one system call.)
     ///
     /// Positions are grouped by the block that holds their chunk, so every block is read and
     /// decoded exactly once, whatever the order of `ids` (a restore of an incremental point
@@ -106,7 +112,7 @@ impl<'r> ChunkReader<'r> {
         &self,
         ids: &[ChunkId],
         threads: usize,
-        sink: &(dyn Fn(usize, &[u8]) -> Result<()> + Sync),
+        sink: &BatchSink<'_>,
     ) -> Result<()> {
         use std::collections::HashMap;
         use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -134,14 +140,24 @@ impl<'r> ChunkReader<'r> {
         let stop = AtomicBool::new(false);
         let first_err: Mutex<Option<Error>> = Mutex::new(None);
         let work = || {
+            let mut dctx = match zstd::bulk::Decompressor::new() {
+                Ok(d) => d,
+                Err(e) => {
+                    stop.store(true, Ordering::Relaxed);
+                    *first_err.lock().expect("error slot") = Some(err!(Other, "zstd: {e}"));
+                    return;
+                }
+            };
+            let mut block = Vec::new();
             while !stop.load(Ordering::Relaxed) {
                 let k = next.fetch_add(1, Ordering::Relaxed);
                 let Some(((pack, offset), (len, wants))) = order.get(k) else {
                     return;
                 };
-                let res = self.load_block(*pack, *offset, *len).and_then(|block| {
+                let res = self.decode_block_into(*pack, *offset, *len, &mut dctx, &mut block).and_then(|()| {
                     let pack_id = self.index.pack(*pack);
                     let mut verified: Option<(ChunkId, u32)> = None;
+                    let mut batch: Vec<(usize, &[u8])> = Vec::with_capacity(wants.len());
                     for (i, off, l, id) in wants {
                         let data = block.get(*off as usize..(*off + *l) as usize).ok_or_else(|| {
                             err!(Corrupt, "pack {pack_id}: chunk {id} lies outside its block (index and pack disagree)")
@@ -153,9 +169,10 @@ impl<'r> ChunkReader<'r> {
                             }
                             verified = Some((*id, *off));
                         }
-                        sink(*i, data)?;
+                        batch.push((*i, data));
                     }
-                    Ok(())
+                    batch.sort_unstable_by_key(|(i, _)| *i);
+                    sink(&batch)
                 });
                 if let Err(e) = res {
                     stop.store(true, Ordering::Relaxed);
@@ -178,6 +195,51 @@ impl<'r> ChunkReader<'r> {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+
+    /// Like [`Self::load_block`], decrypting in place and decompressing into `out` with a
+    /// reused context (the parallel restore path).
+    fn decode_block_into(
+        &self,
+        pack: u32,
+        offset: u32,
+        len: u32,
+        dctx: &mut zstd::bulk::Decompressor<'_>,
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
+        let pack_id = self.index.pack(pack);
+        let what = || format!("pack {} (block at offset {offset})", pack_id.to_hex());
+        let mut sealed = self
+            .storage
+            .read_range(
+                ObjectKind::Pack,
+                &pack_id.to_hex(),
+                offset as u64,
+                len as u64,
+            )
+            .map_err(|e| Error::from(e).context(format!("read pack {pack_id}")))?;
+        let plain = self.key.open_in_place(BLOCK_AAD, &mut sealed).map_err(|e| {
+            e.context(what()).with_hint(
+                "this pack is damaged: run `lifeboat check --read-data` to list what is affected; nothing was restored from it",
+            )
+        })?;
+        out.clear();
+        match plain.first() {
+            Some(&CODEC_NONE) => out.extend_from_slice(&plain[1..]),
+            Some(&CODEC_ZSTD) => {
+                let n = zstd::zstd_safe::get_frame_content_size(&plain[1..])
+                    .ok()
+                    .flatten()
+                    .filter(|&l| l as usize <= MAX_BLOCK_LEN)
+                    .ok_or_else(|| err!(Corrupt, "{}: zstd block without a valid size", what()))?;
+                out.reserve(n as usize);
+                dctx.decompress_to_buffer(&plain[1..], out)
+                    .map_err(|e| err!(Corrupt, "{}: bad zstd block: {e}", what()))?;
+            }
+            Some(c) => return Err(err!(Corrupt, "{}: unknown block codec {c}", what())),
+            None => return Err(err!(Corrupt, "{}: empty block", what())),
+        }
+        Ok(())
     }
 
     fn load_block(&self, pack: u32, offset: u32, len: u32) -> Result<Vec<u8>> {

@@ -178,11 +178,6 @@ impl Repository {
         self.index = index;
     }
 
-    /// Adds an index file written in this process to the in-memory index.
-    pub fn add_index(&mut self, file: &IndexFile) {
-        self.index.add(file);
-    }
-
     /// A writer for new chunks.
     pub fn writer(&self) -> ChunkWriter<'_> {
         ChunkWriter::new(

@@ -193,4 +193,42 @@ pub trait Storage: Send + Sync {
 
     /// Removes the object.
     fn delete(&self, kind: ObjectKind, name: &str) -> StorageResult<()>;
+
+    /// Starts a new object of `kind` whose name is only known once all its bytes are written
+    /// (packs are named by the hash of their content). Nothing is visible under any name until
+    /// [`ObjectWriter::finish`] returns `Ok`; dropping the writer without finishing discards
+    /// it. The default buffers in memory and calls [`Storage::write`]; destinations that can
+    /// stream (a local file, an SFTP temp file) override it so a pack is never held in memory.
+    fn create(&self, kind: ObjectKind) -> StorageResult<Box<dyn ObjectWriter + '_>> {
+        Ok(Box::new(BufferedWriter {
+            storage: self,
+            kind,
+            buf: Vec::new(),
+        }))
+    }
+}
+
+/// An object being written; see [`Storage::create`].
+pub trait ObjectWriter {
+    /// Appends bytes.
+    fn write(&mut self, data: &[u8]) -> StorageResult<()>;
+    /// Makes the object durable and visible under `name`, atomically (the same contract as
+    /// [`Storage::write`]).
+    fn finish(self: Box<Self>, name: &str) -> StorageResult<()>;
+}
+
+struct BufferedWriter<'s, S: Storage + ?Sized> {
+    storage: &'s S,
+    kind: ObjectKind,
+    buf: Vec<u8>,
+}
+
+impl<S: Storage + ?Sized> ObjectWriter for BufferedWriter<'_, S> {
+    fn write(&mut self, data: &[u8]) -> StorageResult<()> {
+        self.buf.extend_from_slice(data);
+        Ok(())
+    }
+    fn finish(self: Box<Self>, name: &str) -> StorageResult<()> {
+        self.storage.write(self.kind, name, &self.buf)
+    }
 }

@@ -19,6 +19,7 @@ use clap::Args;
 use lifeboat_core::{
     check, CheckOptions, ComponentKind, Error, ErrorKind, KdfParams, Repository, Result,
 };
+use lifeboat_sources::sqlite::Verify;
 use lifeboat_sources::{
     backup_app, restore_point, AppSpec, RestoreOptions, RestoreTarget, SourceSpec,
 };
@@ -194,6 +195,7 @@ pub fn run(ctx: &Context, a: DemoArgs) -> Result<()> {
         target: RestoreTarget::InPlace,
         only: Vec::new(),
         force: true,
+        verify: Verify::Full,
     };
     let t = Instant::now();
     let restored = restore_point(&mut repo, &point, &opts, &ctx.progress)?;

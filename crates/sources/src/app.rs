@@ -117,9 +117,6 @@ pub fn backup_app(
         }
         writer.finish()?
     };
-    if let Some((_, file)) = &summary.index {
-        repo.add_index(file);
-    }
     let point = Point {
         app: app.name.clone(),
         time: time.to_string(),
@@ -157,6 +154,8 @@ pub struct RestoreOptions {
     pub only: Vec<ComponentKind>,
     /// Replace databases that are open or newer than the point.
     pub force: bool,
+    /// How thoroughly restored databases are checked.
+    pub verify: sqlite::Verify,
 }
 
 /// What a restore did, per component.
@@ -197,6 +196,7 @@ pub fn preflight(point: &Point, opts: &RestoreOptions) -> Result<()> {
                 SqliteRestoreOptions {
                     force: opts.force,
                     point_time: Some(point_time),
+                    verify: opts.verify,
                 },
             )?;
         }
@@ -262,6 +262,7 @@ fn restore_component(
             let sqlite_opts = SqliteRestoreOptions {
                 force: opts.force,
                 point_time: Some(point_time),
+                verify: opts.verify,
             };
             sqlite::restore(reader, key, body, &dest, sqlite_opts, progress)?;
             Ok(RestoredComponent {
@@ -269,7 +270,11 @@ fn restore_component(
                 path: dest.display().to_string(),
                 bytes: body.page_count as u64 * body.page_size as u64,
                 verified: format!(
-                    "checksum, integrity_check ok, row counts of {} tables match",
+                    "checksum, {} ok, row counts of {} tables match",
+                    match opts.verify {
+                        sqlite::Verify::Full => "integrity_check",
+                        sqlite::Verify::Quick => "quick_check",
+                    },
                     body.row_counts.len()
                 ),
                 warnings: Vec::new(),

@@ -218,6 +218,8 @@ fn read_snapshot(
     }
 
     progress.start("database pages", page_count as u64 * page_size as u64);
+    // Size the dedup set once instead of growing it (a grow briefly holds two copies).
+    writer.reserve(page_count as usize);
     let mut table = Vec::with_capacity(page_count as usize);
     let mut checksum = DbChecksum::default();
     let mut bytes = 0u64;
@@ -324,6 +326,23 @@ pub struct SqliteRestoreOptions {
     pub force: bool,
     /// The point's capture time (to refuse overwriting newer data).
     pub point_time: Option<jiff::Timestamp>,
+    /// How thoroughly SQLite checks the restored file (the checksum and the row counts are
+    /// always checked).
+    pub verify: Verify,
+}
+
+/// How a restored database is checked by SQLite before it replaces anything.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Verify {
+    /// `PRAGMA integrity_check`: every b-tree, every index entry against its table row.
+    /// O(N log N): about 10 s per GiB on the 2-core reference machine.
+    #[default]
+    Full,
+    /// `PRAGMA quick_check`: every b-tree page and the page accounting, without matching index
+    /// entries to rows. O(N): about 1.5 s per GiB. Together with the checksum (every page
+    /// authenticated and equal to what was backed up) it catches any damage since backup; it
+    /// does not re-prove that the source's indexes were consistent when it was captured.
+    Quick,
 }
 
 /// Restores `body` to `target`, verified, atomically (see the module docs).
@@ -345,7 +364,7 @@ pub fn restore(
     preflight(target, opts)?;
     let table = load_page_table(reader, body)?;
     let tmp = temp_path(target);
-    let result = write_and_verify(reader, key, body, &table, &tmp, progress)
+    let result = write_and_verify(reader, key, body, &table, &tmp, opts.verify, progress)
         .and_then(|()| apply_owner_mode(&tmp, body));
     if let Err(e) = result {
         remove_with_sidecars(&tmp);
@@ -395,6 +414,7 @@ fn write_and_verify(
     body: &SqliteBody,
     table: &[ChunkId],
     tmp: &Path,
+    verify: Verify,
     progress: &dyn Progress,
 ) -> Result<()> {
     // The table must match the point's checksum before any page is fetched: a wrong table
@@ -423,22 +443,41 @@ fn write_and_verify(
     // Blocks are fetched, authenticated and decoded on all cores; each page is written at its
     // own offset, so old (base) and new (delta) blocks need not arrive in page order.
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    reader.read_parallel(table, threads, &|i, d| {
-        if d.len() as u64 != page {
-            return Err(Error::new(
-                ErrorKind::Corrupt,
-                format!("page {} has {} bytes, expected {page}", i + 1, d.len()),
-            ));
+    reader.read_parallel(table, threads, &|batch| {
+        // Consecutive pages (most of a block) are copied into one buffer and written with a
+        // single pwrite: per-page writes from two threads contend on the file's lock.
+        let mut run: Vec<u8> = Vec::new();
+        let mut run_start = 0usize;
+        let flush = |run: &mut Vec<u8>, start: usize| -> Result<()> {
+            if !run.is_empty() {
+                file.write_all_at(run, start as u64 * page)
+                    .map_err(|e| Error::io(tmp.display(), e))?;
+                progress.inc(run.len() as u64);
+                run.clear();
+            }
+            Ok(())
+        };
+        for (i, d) in batch {
+            if d.len() as u64 != page {
+                return Err(Error::new(
+                    ErrorKind::Corrupt,
+                    format!("page {} has {} bytes, expected {page}", i + 1, d.len()),
+                ));
+            }
+            if !run.is_empty() && run_start + run.len() / page as usize != *i {
+                flush(&mut run, run_start)?;
+            }
+            if run.is_empty() {
+                run_start = *i;
+            }
+            run.extend_from_slice(d);
         }
-        file.write_all_at(d, i as u64 * page)
-            .map_err(|e| Error::io(tmp.display(), e))?;
-        progress.inc(page);
-        Ok(())
+        flush(&mut run, run_start)
     })?;
     progress.finish();
     file.sync_all().map_err(|e| Error::io(tmp.display(), e))?;
     drop(file);
-    verify_db(tmp, body)
+    verify_db(tmp, body, verify)
 }
 
 /// Gives the restored file the database's recorded owner and mode (so the app, often running
@@ -461,7 +500,7 @@ fn apply_owner_mode(tmp: &Path, body: &SqliteBody) -> Result<()> {
 }
 
 /// `PRAGMA integrity_check` and row counts against the point's record.
-pub fn verify_db(path: &Path, body: &SqliteBody) -> Result<()> {
+pub fn verify_db(path: &Path, body: &SqliteBody, level: Verify) -> Result<()> {
     let verr = |m: String| {
         Error::new(
             ErrorKind::Verify,
@@ -473,10 +512,19 @@ pub fn verify_db(path: &Path, body: &SqliteBody) -> Result<()> {
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(|e| verr(format!("cannot open: {e}")))?;
+    let pragma = match level {
+        Verify::Full => "integrity_check",
+        Verify::Quick => "quick_check",
+    };
     let res = (|| {
+        // A 16 MiB page cache instead of the default 2 MiB: integrity_check revisits pages,
+        // and re-reading them from the OS costs more than the check itself (29 s -> 10 s per
+        // GiB measured), for 14 MiB more memory.
+        conn.execute_batch("PRAGMA cache_size = -16384")
+            .map_err(|e| verr(e.to_string()))?;
         let rows: Vec<String> = {
             let mut st = conn
-                .prepare("PRAGMA integrity_check")
+                .prepare(&format!("PRAGMA {pragma}"))
                 .map_err(|e| verr(e.to_string()))?;
             let r = st
                 .query_map([], |r| r.get::<_, String>(0))
@@ -485,7 +533,7 @@ pub fn verify_db(path: &Path, body: &SqliteBody) -> Result<()> {
                 .map_err(|e| verr(e.to_string()))?
         };
         if rows != ["ok"] {
-            return Err(verr(format!("integrity_check failed: {}", rows.join("; "))));
+            return Err(verr(format!("{pragma} failed: {}", rows.join("; "))));
         }
         for (t, want) in &body.row_counts {
             let got: i64 = conn

@@ -9,7 +9,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use lifeboat_core::{ListEntry, ObjectKind, Storage, StorageError, StorageResult};
+use lifeboat_core::{ListEntry, ObjectKind, ObjectWriter, Storage, StorageError, StorageResult};
 
 /// A repository directory.
 #[derive(Debug, Clone)]
@@ -82,6 +82,65 @@ impl LocalStorage {
 
 fn valid_name(name: &str) -> bool {
     !name.is_empty() && name.len() <= 128 && name.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+fn random_hex() -> StorageResult<String> {
+    let mut rnd = [0u8; 8];
+    getrandom::fill(&mut rnd).map_err(|e| StorageError::Io {
+        what: "random temp name".into(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    Ok(hex::encode(rnd))
+}
+
+/// A streamed object: bytes go to a temp file; `finish` fsyncs it and renames it into place.
+struct LocalWriter<'s> {
+    storage: &'s LocalStorage,
+    kind: ObjectKind,
+    tmp: PathBuf,
+    file: Option<std::io::BufWriter<File>>,
+}
+
+impl ObjectWriter for LocalWriter<'_> {
+    fn write(&mut self, data: &[u8]) -> StorageResult<()> {
+        let f = self.file.as_mut().expect("open until finish");
+        f.write_all(data).map_err(|e| io(self.tmp.display(), e))
+    }
+
+    fn finish(mut self: Box<Self>, name: &str) -> StorageResult<()> {
+        if !valid_name(name) {
+            return Err(StorageError::Io {
+                what: format!("{} {name:?}", self.kind),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "invalid object name",
+                ),
+            });
+        }
+        let path = self.storage.path(self.kind, name);
+        let what = self.storage.describe(self.kind, name);
+        let file = self.file.take().expect("open until finish");
+        let res = (|| -> std::io::Result<()> {
+            let file = file.into_inner().map_err(|e| e.into_error())?;
+            file.sync_all()?;
+            drop(file);
+            let dir = path.parent().expect("object paths have a parent");
+            if !dir.is_dir() {
+                self.storage.create_dirs(dir)?;
+            }
+            fs::rename(&self.tmp, &path)?;
+            sync_dir(dir)
+        })();
+        res.map_err(|source| StorageError::Io { what, source })
+    }
+}
+
+impl Drop for LocalWriter<'_> {
+    fn drop(&mut self) {
+        // Not finished (error path) or finished (renamed away): removing is right or a no-op.
+        drop(self.file.take());
+        let _ = fs::remove_file(&self.tmp);
+    }
 }
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
@@ -194,12 +253,7 @@ impl Storage for LocalStorage {
         if !dir.is_dir() {
             self.create_dirs(&dir).map_err(|e| io(dir.display(), e))?;
         }
-        let mut rnd = [0u8; 8];
-        getrandom::fill(&mut rnd).map_err(|e| StorageError::Io {
-            what: "random temp name".into(),
-            source: std::io::Error::other(e.to_string()),
-        })?;
-        let tmp = dir.join(format!(".tmp-{}-{}", std::process::id(), hex::encode(rnd)));
+        let tmp = dir.join(format!(".tmp-{}-{}", std::process::id(), random_hex()?));
         let what = self.describe(kind, name);
         let res = (|| -> std::io::Result<()> {
             let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
@@ -214,6 +268,30 @@ impl Storage for LocalStorage {
             return Err(StorageError::Io { what, source: e });
         }
         Ok(())
+    }
+
+    fn create(&self, kind: ObjectKind) -> StorageResult<Box<dyn ObjectWriter + '_>> {
+        // The temp file lives in the kind's top directory (e.g. `packs/`); `finish` renames
+        // it into its final directory on the same filesystem, which is atomic.
+        let dir = match kind {
+            ObjectKind::Config => self.root.clone(),
+            _ => self.root.join(kind.dir()),
+        };
+        if !dir.is_dir() {
+            self.create_dirs(&dir).map_err(|e| io(dir.display(), e))?;
+        }
+        let tmp = dir.join(format!(".tmp-{}-{}", std::process::id(), random_hex()?));
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(|e| io(tmp.display(), e))?;
+        Ok(Box::new(LocalWriter {
+            storage: self,
+            kind,
+            tmp,
+            file: Some(std::io::BufWriter::with_capacity(1 << 20, file)),
+        }))
     }
 
     fn delete(&self, kind: ObjectKind, name: &str) -> StorageResult<()> {

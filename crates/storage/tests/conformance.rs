@@ -52,6 +52,30 @@ fn conformance(s: &dyn Storage) {
     s.write(ObjectKind::Pack, "cd02", b"other").unwrap();
     assert_eq!(s.read(ObjectKind::Pack, "cd02").unwrap(), b"other");
 
+    // Streamed objects: invisible until finished, whole afterwards; dropped ones leave nothing.
+    let mut w = s.create(ObjectKind::Pack).unwrap();
+    w.write(b"part one, ").unwrap();
+    w.write(b"part two").unwrap();
+    assert_eq!(
+        s.list(ObjectKind::Pack).unwrap().len(),
+        2,
+        "not visible before finish"
+    );
+    w.finish("ee04").unwrap();
+    assert_eq!(
+        s.read(ObjectKind::Pack, "ee04").unwrap(),
+        b"part one, part two"
+    );
+    let mut w = s.create(ObjectKind::Pack).unwrap();
+    w.write(b"abandoned").unwrap();
+    drop(w);
+    assert_eq!(
+        s.list(ObjectKind::Pack).unwrap().len(),
+        3,
+        "an abandoned object leaves nothing"
+    );
+    s.delete(ObjectKind::Pack, "ee04").unwrap();
+
     s.delete(ObjectKind::Pack, "cd02").unwrap();
     assert!(matches!(
         s.read(ObjectKind::Pack, "cd02"),

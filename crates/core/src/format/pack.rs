@@ -6,13 +6,14 @@
 //! 4           1     version (1)
 //! 5           3     reserved, zero
 //! 8           ...   blocks, back to back; each = seal(aad = b"lifeboat pack block v1", block plaintext)
-//! T           L     trailer = seal(aad = b"lifeboat pack trailer v1", zstd(entries))
+//! T           L     trailer = seal(aad = b"lifeboat pack trailer v1", zstd(trailer payload))
 //! end-4       4     L as u32 little-endian
 //! ```
 //! Block plaintext: 1 byte codec (0 = stored, 1 = zstd) then the payload, which decodes to the
-//! concatenation of the block's chunks. Entries (48 bytes each, little-endian) are
-//! [`BlockEntry`]: chunk id, block offset in the pack, sealed block length, offset and length
-//! of the chunk inside the decoded block. The pack's name is the BLAKE3 hash of all its bytes.
+//! concatenation of the block's chunks. The trailer lists each block's sealed length and its
+//! chunks' lengths ([`encode_trailer`]); the index lists each chunk's [`BlockEntry`] (chunk id,
+//! block offset in the pack, sealed block length, offset and length of the chunk inside the
+//! decoded block), column by column. The pack's name is the BLAKE3 hash of all its bytes.
 use crate::error::{err, Result};
 use crate::id::ChunkId;
 
@@ -67,12 +68,24 @@ impl BlockEntry {
     }
 }
 
-/// Encodes a list of entries (count u32 LE, then entries).
+/// Encodes a list of entries column by column (count u32 LE, then all ids, then each u32
+/// field for all entries), so that zstd squeezes the highly regular location columns to almost
+/// nothing and only the 32-byte ids cost space.
 pub fn encode_entries(entries: &[BlockEntry]) -> Vec<u8> {
     let mut out = Vec::with_capacity(4 + entries.len() * ENTRY_LEN);
     out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
     for e in entries {
-        e.encode(&mut out);
+        out.extend_from_slice(&e.id.0);
+    }
+    for field in [
+        |e: &BlockEntry| e.block_offset,
+        |e: &BlockEntry| e.block_len,
+        |e: &BlockEntry| e.offset,
+        |e: &BlockEntry| e.len,
+    ] {
+        for e in entries {
+            out.extend_from_slice(&field(e).to_le_bytes());
+        }
     }
     out
 }
@@ -93,28 +106,101 @@ pub fn decode_entries<'a>(b: &'a [u8], what: &str) -> Result<(Vec<BlockEntry>, &
                 "{what}: entry list says {n} entries but is shorter"
             )
         })?;
-    let entries = b[4..end]
-        .chunks_exact(ENTRY_LEN)
-        .map(BlockEntry::decode)
+    let ids = &b[4..4 + 32 * n];
+    let col = |k: usize, i: usize| {
+        let at = 4 + 32 * n + 4 * (k * n + i);
+        u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
+    };
+    let entries = (0..n)
+        .map(|i| BlockEntry {
+            id: ChunkId(ids[32 * i..32 * i + 32].try_into().expect("32 bytes")),
+            block_offset: col(0, i),
+            block_len: col(1, i),
+            offset: col(2, i),
+            len: col(3, i),
+        })
         .collect();
     Ok((entries, &b[end..]))
 }
 
-/// Encodes a block's plaintext: codec byte + payload; compresses with zstd when that helps.
-pub fn encode_block(raw: &[u8], level: i32) -> Vec<u8> {
-    if let Ok(c) = zstd::bulk::compress(raw, level) {
-        if c.len() < raw.len() {
-            let mut out = Vec::with_capacity(c.len() + 1);
-            out.push(CODEC_ZSTD);
-            out.extend_from_slice(&c);
-            return out;
+/// One block as the trailer lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrailerBlock {
+    /// Offset of the sealed block in the pack.
+    pub block_offset: u32,
+    /// Length of the sealed block.
+    pub block_len: u32,
+    /// Lengths of the chunks in the decoded block, in order (they sit back to back).
+    pub chunk_lens: Vec<u32>,
+}
+
+/// Encodes the trailer payload (before zstd): `block_count u32`, then per block
+/// `sealed_len u32, chunk_count u32, chunk_len u32 x chunk_count`. Blocks sit back to back
+/// from offset 8 and chunks back to back in each block, so offsets are implied; chunk ids are
+/// not repeated here (the index has them, and a rebuild recomputes them by hashing).
+pub fn encode_trailer(entries: &[BlockEntry]) -> Vec<u8> {
+    let blocks = trailer_blocks(entries);
+    let mut out = (blocks.len() as u32).to_le_bytes().to_vec();
+    for b in &blocks {
+        out.extend_from_slice(&b.block_len.to_le_bytes());
+        out.extend_from_slice(&(b.chunk_lens.len() as u32).to_le_bytes());
+        for l in &b.chunk_lens {
+            out.extend_from_slice(&l.to_le_bytes());
         }
     }
-    let mut out = Vec::with_capacity(raw.len() + 1);
-    out.push(CODEC_NONE);
-    out.extend_from_slice(raw);
     out
 }
+
+/// The blocks of a pack as [`encode_trailer`] describes them, from index entries.
+pub fn trailer_blocks(entries: &[BlockEntry]) -> Vec<TrailerBlock> {
+    let mut sorted: Vec<&BlockEntry> = entries.iter().collect();
+    sorted.sort_by_key(|e| (e.block_offset, e.offset));
+    let mut blocks: Vec<TrailerBlock> = Vec::new();
+    for e in sorted {
+        match blocks.last_mut() {
+            Some(b) if b.block_offset == e.block_offset => b.chunk_lens.push(e.len),
+            _ => blocks.push(TrailerBlock {
+                block_offset: e.block_offset,
+                block_len: e.block_len,
+                chunk_lens: vec![e.len],
+            }),
+        }
+    }
+    blocks
+}
+
+/// Decodes a trailer payload.
+pub fn decode_trailer(b: &[u8], what: &str) -> Result<Vec<TrailerBlock>> {
+    let mut at = 0usize;
+    let mut u32_at = |what2: &str| -> Result<u32> {
+        let v = b
+            .get(at..at + 4)
+            .ok_or_else(|| err!(Corrupt, "{what}: trailer truncated at {what2}"))?;
+        at += 4;
+        Ok(u32::from_le_bytes(v.try_into().expect("4 bytes")))
+    };
+    let n = u32_at("block count")?;
+    let mut offset = PACK_HEADER_LEN as u32;
+    let mut blocks = Vec::new();
+    for _ in 0..n {
+        let block_len = u32_at("block length")?;
+        let count = u32_at("chunk count")?;
+        let mut chunk_lens = Vec::new();
+        for _ in 0..count {
+            chunk_lens.push(u32_at("chunk length")?);
+        }
+        blocks.push(TrailerBlock {
+            block_offset: offset,
+            block_len,
+            chunk_lens,
+        });
+        offset = offset.saturating_add(block_len);
+    }
+    Ok(blocks)
+}
+
+/// Bytes before the first block.
+pub const PACK_HEADER_LEN: usize = 8;
 
 /// Largest decoded block a reader accepts (writers make about 1 MiB).
 pub const MAX_BLOCK_LEN: usize = 64 * 1024 * 1024;

@@ -279,6 +279,7 @@ fn read_pack(
     *bytes_read += bytes.len() as u64;
     verify_name(&name, &bytes, "pack").map_err(|e| e.to_string())?;
     check_header(PACK_MAGIC, &bytes, "pack").map_err(|e| e.to_string())?;
+    check_trailer(repo, &bytes, entries)?;
     let mut blocks: HashMap<(u32, u32), Vec<&crate::format::pack::BlockEntry>> = HashMap::new();
     for e in entries {
         blocks
@@ -306,6 +307,36 @@ fn read_pack(
                 ));
             }
         }
+    }
+    Ok(())
+}
+
+/// The trailer must authenticate and list exactly the blocks and chunk lengths the index
+/// says the pack holds (so an index can be rebuilt from packs alone).
+fn check_trailer(
+    repo: &Repository,
+    bytes: &[u8],
+    entries: &[crate::format::pack::BlockEntry],
+) -> std::result::Result<(), String> {
+    use crate::format::pack::{decode_trailer, trailer_blocks, TRAILER_AAD};
+    let n = bytes.len();
+    let len = bytes
+        .get(n.saturating_sub(4)..)
+        .filter(|b| b.len() == 4)
+        .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize)
+        .ok_or("pack has no trailer length")?;
+    let start = n
+        .checked_sub(4 + len)
+        .ok_or("trailer length points before the start of the pack")?;
+    let plain = repo
+        .key()
+        .open(TRAILER_AAD, &bytes[start..n - 4])
+        .map_err(|_| "trailer fails authentication (damaged or altered)".to_string())?;
+    let payload =
+        zstd::stream::decode_all(&plain[..]).map_err(|e| format!("trailer: bad zstd data: {e}"))?;
+    let listed = decode_trailer(&payload, "trailer").map_err(|e| e.to_string())?;
+    if listed != trailer_blocks(entries) {
+        return Err("trailer and index disagree about the blocks in this pack".into());
     }
     Ok(())
 }

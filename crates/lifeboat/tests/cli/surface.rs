@@ -133,3 +133,30 @@ fn demo_runs_end_to_end() {
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
     assert!(stdout(&o).contains("all succeeded"), "{}", stdout(&o));
 }
+
+#[test]
+fn restore_verify_levels() {
+    let env = Env::new();
+    let db = env.path("a.db");
+    make_db(&db, 2_000, 100);
+    env.init();
+    env.lb().arg("backup").arg(&db).assert().success();
+    for (level, says) in [("quick", "quick_check ok"), ("full", "integrity_check ok")] {
+        let out = env.path(&format!("{level}.db"));
+        let o = env
+            .lb()
+            .args(["restore", "latest", "--verify", level, "-o"])
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(stdout(&o).contains(says), "{}", stdout(&o));
+        assert_eq!(count(&out, "messages"), 2_000);
+    }
+    fails(
+        env.lb()
+            .args(["restore", "latest", "--verify", "none", "-o", "x.db"]),
+        2,
+        "not full or quick",
+    );
+}
