@@ -13,7 +13,7 @@ RES="${RESULTS:-$LBBENCH_DIR/results}"
 export LIFEBOAT="$ROOT/target/release/lifeboat"
 if [ "${KEEP_RESULTS:-0}" != 1 ]; then rm -rf "$RES"; fi
 mkdir -p "$RES"
-export METHODS="${METHODS:-copy gzip pigz zstd vacuum restic rustic borg-lz4 borg-zstd litestream lifeboat}"
+export METHODS="${METHODS:-copy gzip pigz zstd vacuum restic rustic borg-lz4 borg-zstd litestream lifeboat lifeboat-quick}"
 bash "$HERE/run_peers.sh"
 if command -v hyperfine >/dev/null && [ -f "$LBBENCH_DIR/large/v0.db" ]; then bash "$HERE/raw_limits.sh" || true; fi
 {
