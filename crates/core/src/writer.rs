@@ -143,10 +143,21 @@ impl<'r> ChunkWriter<'r> {
         }
     }
 
-    /// Expects about `additional` more chunks (a database's page count), so the dedup set is
-    /// sized once.
-    pub fn reserve(&mut self, additional: usize) {
-        self.pending.reserve(additional);
+    /// Stores a database page: like [`ChunkWriter::store_chunk`], but a page is checked only
+    /// against the index, not against the chunks queued in this run. Identical pages within
+    /// one capture (rare, and they compress to almost nothing in a block) may be stored twice;
+    /// in exchange the dedup set does not grow by 33+ bytes for every page of the database,
+    /// which is what keeps a 1 GiB database's backup under 100 MiB of memory. Storing a chunk
+    /// twice is valid: every stored copy is indexed and any indexed location may be read.
+    pub fn store_page(&mut self, data: &[u8]) -> Result<ChunkId> {
+        let id = self.key.chunk_id(data);
+        self.summary.chunks_seen += 1;
+        self.summary.bytes_seen += data.len() as u64;
+        if self.index.contains(&id) {
+            return Ok(id);
+        }
+        self.append(id, data)?;
+        Ok(id)
     }
 
     /// Stores one chunk (if new) and returns its id.
@@ -157,6 +168,11 @@ impl<'r> ChunkWriter<'r> {
         if self.index.contains(&id) || !self.pending.insert(id) {
             return Ok(id);
         }
+        self.append(id, data)?;
+        Ok(id)
+    }
+
+    fn append(&mut self, id: ChunkId, data: &[u8]) -> Result<()> {
         self.summary.chunks_new += 1;
         self.summary.bytes_new += data.len() as u64;
         let off = self.block.data.len() as u32;
@@ -165,7 +181,7 @@ impl<'r> ChunkWriter<'r> {
         if self.block.data.len() >= BLOCK_TARGET {
             self.flush_block()?;
         }
-        Ok(id)
+        Ok(())
     }
 
     /// Stores a byte stream cut by the keyed content-defined chunker; returns the chunk ids in

@@ -218,8 +218,6 @@ fn read_snapshot(
     }
 
     progress.start("database pages", page_count as u64 * page_size as u64);
-    // Size the dedup set once instead of growing it (a grow briefly holds two copies).
-    writer.reserve(page_count as usize);
     let mut table = Vec::with_capacity(page_count as usize);
     let mut checksum = DbChecksum::default();
     let mut bytes = 0u64;
@@ -245,7 +243,7 @@ fn read_snapshot(
                     ),
                 ));
             }
-            let id = writer.store_chunk(data)?;
+            let id = writer.store_page(data)?;
             checksum.toggle(key, pgno, &id);
             table.push(id);
             bytes += data.len() as u64;
