@@ -159,6 +159,7 @@ impl Repository {
                 ),
             }
         }
+        index.finish();
         tracing::debug!(chunks = index.len(), "index loaded");
         self.index = index;
         Ok(())

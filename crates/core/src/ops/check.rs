@@ -103,6 +103,7 @@ pub fn check(
             Err(e) => problem(&mut r, ObjectKind::Index, &ix.name, e.to_string()),
         }
     }
+    index.finish();
     r.packs = pack_entries.len();
     r.all_indexes_readable = !r.problems.iter().any(|p| p.object.starts_with("index/"));
 
