@@ -69,7 +69,7 @@ impl Index {
 
     /// Sorts for lookups; a chunk listed more than once keeps the location added first.
     pub fn finish(&mut self) {
-        self.entries.sort_by(|a, b| a.0.cmp(&b.0));
+        self.entries.sort_by_key(|e| e.0);
         self.entries.dedup_by(|later, first| later.0 == first.0);
         self.entries.shrink_to_fit();
         self.sorted = true;
