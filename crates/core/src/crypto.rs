@@ -71,9 +71,10 @@ impl MasterKey {
         &self.secret
     }
 
-    /// The id of a chunk: BLAKE3 keyed with the id key.
+    /// The id of a chunk: BLAKE3 keyed with the id key, first 16 bytes.
     pub fn chunk_id(&self, data: &[u8]) -> ChunkId {
-        ChunkId(*blake3::keyed_hash(&self.id_key, data).as_bytes())
+        let h = blake3::keyed_hash(&self.id_key, data);
+        ChunkId(h.as_bytes()[..ChunkId::LEN].try_into().expect("16 bytes"))
     }
 
     /// The keyed hasher of the rolling database checksum (its own derived key, so checksum

@@ -23,20 +23,17 @@ pub struct Location {
 
 /// Chunk id -> location, for all loaded index objects.
 ///
-/// Held as one sorted vector of (first 16 bytes of the id, location): 36 bytes per chunk, no
-/// hash-table slack (a `HashMap` keyed by full ids costs ~110 bytes per chunk at its load
-/// factor). A 16-byte prefix of a keyed 256-bit hash identifies a chunk among the ~2^20 chunks
-/// of a large repository with a collision probability near 2^-88; even then nothing wrong is
-/// ever restored, because the reader re-hashes every chunk against its full id.
+/// Held as one sorted vector of (id, location): 36 bytes per chunk, no hash-table slack (a
+/// `HashMap` costs about twice that at its load factor).
 #[derive(Debug, Default)]
 pub struct Index {
     packs: Vec<ObjectId>,
-    entries: Vec<([u8; 16], Location)>,
+    entries: Vec<(ChunkId, Location)>,
     sorted: bool,
 }
 
-fn key(id: &ChunkId) -> [u8; 16] {
-    id.0[..16].try_into().expect("16 bytes")
+fn key(id: &ChunkId) -> ChunkId {
+    *id
 }
 
 impl Index {
@@ -115,7 +112,7 @@ mod tests {
 
     fn entry(b: u8, off: u32) -> BlockEntry {
         BlockEntry {
-            id: ChunkId([b; 32]),
+            id: ChunkId([b; 16]),
             block_offset: off,
             block_len: 10,
             offset: 0,
@@ -130,9 +127,9 @@ mod tests {
         ix.add_pack(ObjectId([2; 32]), &[entry(7, 99), entry(5, 8)]);
         ix.finish();
         assert_eq!(ix.len(), 3);
-        let l = ix.get(&ChunkId([7; 32])).unwrap();
+        let l = ix.get(&ChunkId([7; 16])).unwrap();
         assert_eq!((ix.pack(l.pack), l.block_offset), (ObjectId([1; 32]), 8));
-        assert!(ix.contains(&ChunkId([5; 32])));
-        assert!(!ix.contains(&ChunkId([4; 32])));
+        assert!(ix.contains(&ChunkId([5; 16])));
+        assert!(!ix.contains(&ChunkId([4; 16])));
     }
 }

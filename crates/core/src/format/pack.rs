@@ -28,7 +28,7 @@ pub const CODEC_NONE: u8 = 0;
 /// Codec byte: zstd frame.
 pub const CODEC_ZSTD: u8 = 1;
 /// Encoded size of one [`BlockEntry`].
-pub const ENTRY_LEN: usize = 48;
+pub const ENTRY_LEN: usize = ChunkId::LEN + 16;
 
 /// Where one chunk sits inside a pack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,25 +46,9 @@ pub struct BlockEntry {
 }
 
 impl BlockEntry {
-    /// Appends the 48-byte encoding.
-    pub fn encode(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.id.0);
-        for v in [self.block_offset, self.block_len, self.offset, self.len] {
-            out.extend_from_slice(&v.to_le_bytes());
-        }
-    }
-
-    /// Decodes one entry from exactly 48 bytes.
-    pub fn decode(b: &[u8]) -> BlockEntry {
-        let u =
-            |i: usize| u32::from_le_bytes(b[32 + 4 * i..36 + 4 * i].try_into().expect("4 bytes"));
-        BlockEntry {
-            id: ChunkId(b[..32].try_into().expect("32 bytes")),
-            block_offset: u(0),
-            block_len: u(1),
-            offset: u(2),
-            len: u(3),
-        }
+    /// The four u32 fields, in their encoded order.
+    fn fields(&self) -> [u32; 4] {
+        [self.block_offset, self.block_len, self.offset, self.len]
     }
 }
 
@@ -77,14 +61,9 @@ pub fn encode_entries(entries: &[BlockEntry]) -> Vec<u8> {
     for e in entries {
         out.extend_from_slice(&e.id.0);
     }
-    for field in [
-        |e: &BlockEntry| e.block_offset,
-        |e: &BlockEntry| e.block_len,
-        |e: &BlockEntry| e.offset,
-        |e: &BlockEntry| e.len,
-    ] {
+    for k in 0..4 {
         for e in entries {
-            out.extend_from_slice(&field(e).to_le_bytes());
+            out.extend_from_slice(&e.fields()[k].to_le_bytes());
         }
     }
     out
@@ -106,14 +85,15 @@ pub fn decode_entries<'a>(b: &'a [u8], what: &str) -> Result<(Vec<BlockEntry>, &
                 "{what}: entry list says {n} entries but is shorter"
             )
         })?;
-    let ids = &b[4..4 + 32 * n];
+    const L: usize = ChunkId::LEN;
+    let ids = &b[4..4 + L * n];
     let col = |k: usize, i: usize| {
-        let at = 4 + 32 * n + 4 * (k * n + i);
+        let at = 4 + L * n + 4 * (k * n + i);
         u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
     };
     let entries = (0..n)
         .map(|i| BlockEntry {
-            id: ChunkId(ids[32 * i..32 * i + 32].try_into().expect("32 bytes")),
+            id: ChunkId(ids[L * i..L * i + L].try_into().expect("id bytes")),
             block_offset: col(0, i),
             block_len: col(1, i),
             offset: col(2, i),
