@@ -1,19 +1,3 @@
 #!/usr/bin/env bash
 # lifeboat, restoring with --verify quick (PRAGMA quick_check instead of integrity_check).
-#   backup  : a hot, page-level backup of the live WAL database $SRC into $ST/repo
-#   restore : the latest point, verified by lifeboat (checksum, integrity_check, row counts), to $OUT
-# LIFEBOAT may point at a binary (default: target/release/lifeboat of this checkout, else PATH).
-. "$(dirname "$0")/_lib.sh"
-ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
-if [ -z "${LIFEBOAT:-}" ]; then
-  if [ -x "$ROOT/target/release/lifeboat" ]; then LIFEBOAT="$ROOT/target/release/lifeboat"; else LIFEBOAT=lifeboat; fi
-fi
-export LIFEBOAT_PASSWORD="$PASSWORD"
-case "$1" in
-  kind)      echo snapshot ;;
-  available) command -v "$LIFEBOAT" >/dev/null ;;
-  version)   "$LIFEBOAT" --version ;;
-  init)      "$LIFEBOAT" --repo "$ST/repo" init ;;
-  backup)    "$LIFEBOAT" --repo "$ST/repo" backup --name chat "$SRC" ;;
-  restore)   "$LIFEBOAT" --repo "$ST/repo" restore chat latest --verify quick -o "$OUT" ;;
-esac
+LIFEBOAT_VERIFY=quick exec "$(dirname "$0")/lifeboat.sh" "$@"

@@ -15,5 +15,5 @@ case "$1" in
   version)   "$LIFEBOAT" --version ;;
   init)      "$LIFEBOAT" --repo "$ST/repo" init ;;
   backup)    "$LIFEBOAT" --repo "$ST/repo" backup --name chat "$SRC" ;;
-  restore)   "$LIFEBOAT" --repo "$ST/repo" restore chat latest -o "$OUT" ;;
+  restore)   "$LIFEBOAT" --repo "$ST/repo" restore chat latest --verify "${LIFEBOAT_VERIFY:-full}" -o "$OUT" ;;
 esac

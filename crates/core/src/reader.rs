@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::crypto::MasterKey;
 use crate::error::{err, Error, Result};
-use crate::format::pack::{decode_block, BLOCK_AAD, CODEC_NONE, CODEC_ZSTD, MAX_BLOCK_LEN};
+use crate::format::pack::{decode_block_with, BLOCK_AAD};
 use crate::id::ChunkId;
 use crate::index::Index;
 use crate::storage::{ObjectKind, Storage};
@@ -197,8 +197,8 @@ impl<'r> ChunkReader<'r> {
         }
     }
 
-    /// Like [`Self::load_block`], decrypting in place and decompressing into `out` with a
-    /// reused context (the parallel restore path).
+    /// Reads one sealed block (one ranged read), decrypts it in place and decompresses it into
+    /// `out` with the caller's context (reused across blocks on the parallel restore path).
     fn decode_block_into(
         &self,
         pack: u32,
@@ -223,42 +223,13 @@ impl<'r> ChunkReader<'r> {
                 "this pack is damaged: run `lifeboat check --read-data` to list what is affected; nothing was restored from it",
             )
         })?;
-        out.clear();
-        match plain.first() {
-            Some(&CODEC_NONE) => out.extend_from_slice(&plain[1..]),
-            Some(&CODEC_ZSTD) => {
-                let n = zstd::zstd_safe::get_frame_content_size(&plain[1..])
-                    .ok()
-                    .flatten()
-                    .filter(|&l| l as usize <= MAX_BLOCK_LEN)
-                    .ok_or_else(|| err!(Corrupt, "{}: zstd block without a valid size", what()))?;
-                out.reserve(n as usize);
-                dctx.decompress_to_buffer(&plain[1..], out)
-                    .map_err(|e| err!(Corrupt, "{}: bad zstd block: {e}", what()))?;
-            }
-            Some(c) => return Err(err!(Corrupt, "{}: unknown block codec {c}", what())),
-            None => return Err(err!(Corrupt, "{}: empty block", what())),
-        }
-        Ok(())
+        decode_block_with(plain, &what(), dctx, out)
     }
 
     fn load_block(&self, pack: u32, offset: u32, len: u32) -> Result<Vec<u8>> {
-        let pack_id = self.index.pack(pack);
-        let what = format!("pack {} (block at offset {offset})", pack_id.to_hex());
-        let sealed = self
-            .storage
-            .read_range(
-                ObjectKind::Pack,
-                &pack_id.to_hex(),
-                offset as u64,
-                len as u64,
-            )
-            .map_err(|e| Error::from(e).context(format!("read pack {pack_id}")))?;
-        let plain = self.key.open(BLOCK_AAD, &sealed).map_err(|e| {
-            e.context(&what).with_hint(
-                "this pack is damaged: run `lifeboat check --read-data` to list what is affected; nothing was restored from it",
-            )
-        })?;
-        decode_block(&plain, &what)
+        let mut dctx = zstd::bulk::Decompressor::new().map_err(|e| err!(Other, "zstd: {e}"))?;
+        let mut out = Vec::new();
+        self.decode_block_into(pack, offset, len, &mut dctx, &mut out)?;
+        Ok(out)
     }
 }

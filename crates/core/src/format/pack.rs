@@ -182,23 +182,39 @@ pub fn decode_trailer(b: &[u8], what: &str) -> Result<Vec<TrailerBlock>> {
 /// Bytes before the first block.
 pub const PACK_HEADER_LEN: usize = 8;
 
-/// Largest decoded block a reader accepts (writers make about 1 MiB).
+/// Largest decoded block a reader accepts (writers make about 4 MiB).
 pub const MAX_BLOCK_LEN: usize = 64 * 1024 * 1024;
 
-/// Decodes a block's plaintext.
-pub fn decode_block(plain: &[u8], what: &str) -> Result<Vec<u8>> {
+/// Decodes a block's plaintext into `out` (cleared first) with a reusable zstd context.
+pub fn decode_block_with(
+    plain: &[u8],
+    what: &str,
+    dctx: &mut zstd::bulk::Decompressor<'_>,
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    out.clear();
     match plain.first() {
-        Some(&CODEC_NONE) => Ok(plain[1..].to_vec()),
+        Some(&CODEC_NONE) => out.extend_from_slice(&plain[1..]),
         Some(&CODEC_ZSTD) => {
             let len = zstd::zstd_safe::get_frame_content_size(&plain[1..])
                 .ok()
                 .flatten()
                 .filter(|&l| l as usize <= MAX_BLOCK_LEN)
                 .ok_or_else(|| err!(Corrupt, "{what}: zstd block without a valid size"))?;
-            zstd::bulk::decompress(&plain[1..], len as usize)
-                .map_err(|e| err!(Corrupt, "{what}: bad zstd block: {e}"))
+            out.reserve(len as usize);
+            dctx.decompress_to_buffer(&plain[1..], out)
+                .map_err(|e| err!(Corrupt, "{what}: bad zstd block: {e}"))?;
         }
-        Some(c) => Err(err!(Corrupt, "{what}: unknown block codec {c}")),
-        None => Err(err!(Corrupt, "{what}: empty block")),
+        Some(c) => return Err(err!(Corrupt, "{what}: unknown block codec {c}")),
+        None => return Err(err!(Corrupt, "{what}: empty block")),
     }
+    Ok(())
+}
+
+/// Decodes a block's plaintext.
+pub fn decode_block(plain: &[u8], what: &str) -> Result<Vec<u8>> {
+    let mut dctx = zstd::bulk::Decompressor::new().map_err(|e| err!(Other, "zstd: {e}"))?;
+    let mut out = Vec::new();
+    decode_block_with(plain, what, &mut dctx, &mut out)?;
+    Ok(out)
 }
