@@ -227,7 +227,9 @@ fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-fn set_owner(path: &Path, e: &TreeEntry, report: &mut TreeRestoreReport) {
+/// Sets the recorded owner on `path`; a warning (naming `shown`, the final path) says when
+/// that is not possible.
+fn set_owner(path: &Path, shown: &Path, e: &TreeEntry, report: &mut TreeRestoreReport) {
     let md = match fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(_) => return,
@@ -243,7 +245,7 @@ fn set_owner(path: &Path, e: &TreeEntry, report: &mut TreeRestoreReport) {
         };
         report.warnings.push(format!(
             "{}: owner {}:{} not set ({why})",
-            path.display(),
+            shown.display(),
             e.uid,
             e.gid
         ));
@@ -303,7 +305,7 @@ pub fn restore(
                 let t = e.target.as_deref().unwrap_or_default();
                 std::os::unix::fs::symlink(t, &path)
                     .map_err(|err| Error::io(path.display(), err))?;
-                set_owner(&path, e, &mut report);
+                set_owner(&path, &path, e, &mut report);
             }
             EntryKind::File => {
                 restore_file(reader, e, &path, &mut report)?;
@@ -312,7 +314,7 @@ pub fn restore(
         }
     }
     for (path, e) in dirs.iter().rev() {
-        set_owner(path, e, &mut report);
+        set_owner(path, path, e, &mut report);
         fs::set_permissions(path, fs::Permissions::from_mode(e.mode))
             .map_err(|err| Error::io(path.display(), err))?;
         if let Ok(d) = File::open(path) {
@@ -371,7 +373,7 @@ fn restore_file(
         f.sync_all().map_err(|err| Error::io(tmp.display(), err))?;
         f.set_times(FileTimes::new().set_modified(time_of(e.mtime_ns)))
             .map_err(|err| Error::io(tmp.display(), err))?;
-        set_owner(&tmp, e, report);
+        set_owner(&tmp, path, e, report);
         // chmod after chown: chown clears setuid/setgid bits.
         fs::set_permissions(&tmp, fs::Permissions::from_mode(e.mode))
             .map_err(|err| Error::io(tmp.display(), err))?;
