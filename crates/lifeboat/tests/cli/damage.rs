@@ -67,6 +67,14 @@ fn assert_detected_and_refused(env: &Env, object: &str) {
     );
 }
 
+/// The biggest pack: the one holding the database pages.
+fn largest_pack(env: &Env) -> PathBuf {
+    env.packs()
+        .into_iter()
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap()
+}
+
 fn name_of(p: &Path) -> String {
     p.file_name().unwrap().to_string_lossy().into_owned()
 }
@@ -74,11 +82,7 @@ fn name_of(p: &Path) -> String {
 #[test]
 fn flipped_byte_in_a_pack() {
     let (env, _) = setup();
-    let pack = env
-        .packs()
-        .into_iter()
-        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
-        .unwrap();
+    let pack = largest_pack(&env);
     let mut b = std::fs::read(&pack).unwrap();
     let mid = b.len() / 2;
     b[mid] ^= 0x40;
@@ -89,11 +93,7 @@ fn flipped_byte_in_a_pack() {
 #[test]
 fn truncated_pack() {
     let (env, _) = setup();
-    let pack = env
-        .packs()
-        .into_iter()
-        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
-        .unwrap();
+    let pack = largest_pack(&env);
     let len = std::fs::metadata(&pack).unwrap().len();
     std::fs::OpenOptions::new()
         .write(true)
