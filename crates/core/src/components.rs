@@ -48,6 +48,151 @@ pub fn load_page_table(reader: &mut ChunkReader<'_>, body: &SqliteBody) -> Resul
     Ok(table)
 }
 
+/// Builds the page table of a new capture one page at a time, against the previous point's
+/// **base** table (`docs/FORMAT.md` §9.1).
+///
+/// With a usable previous base it keeps only the cumulative delta (pages whose id differs
+/// from the base, plus pages past its end) and streams the base one segment (1,024 ids,
+/// 16 KiB) at a time, so an incremental backup of a 4 GiB database holds kilobytes of page
+/// table instead of two 18 MiB tables. When the delta grows past `limit` pages it switches,
+/// once, to a full table (rebuilt from the base and the delta so far) and the caller writes a
+/// new base. Without a previous base it builds the full table from the start.
+pub struct PageTableBuilder<'p> {
+    state: TableState<'p>,
+    pages: usize,
+    page_count: usize,
+}
+
+enum TableState<'p> {
+    Full(Vec<ChunkId>),
+    Delta {
+        previous: &'p SqliteBody,
+        limit: usize,
+        /// Index into `previous.base` of the segment held in `segment`.
+        next_segment: usize,
+        segment: Vec<ChunkId>,
+        /// Page position (0-based) of `segment[0]`.
+        segment_start: usize,
+        delta: Vec<(u32, ChunkId)>,
+    },
+}
+
+/// What [`PageTableBuilder::finish`] produced.
+pub enum PageTable {
+    /// Every page's id: store a new base.
+    Full(Vec<ChunkId>),
+    /// (page number, id) of every page that differs from the previous base, in page order:
+    /// store this delta and reuse the previous base.
+    Delta(Vec<(u32, ChunkId)>),
+}
+
+impl<'p> PageTableBuilder<'p> {
+    /// A builder for `page_count` pages. `previous` is the previous point's body when its base
+    /// segments are all readable (call [`PageTableBuilder::usable_base`] first); `limit` is
+    /// the largest delta (in pages) worth keeping.
+    pub fn new(page_count: u32, previous: Option<&'p SqliteBody>, limit: usize) -> Self {
+        let state = match previous {
+            Some(previous) => TableState::Delta {
+                previous,
+                limit,
+                next_segment: 0,
+                segment: Vec::new(),
+                segment_start: 0,
+                delta: Vec::new(),
+            },
+            None => TableState::Full(Vec::with_capacity(page_count as usize)),
+        };
+        PageTableBuilder {
+            state,
+            pages: 0,
+            page_count: page_count as usize,
+        }
+    }
+
+    /// Whether `previous`'s base can serve as the base of a delta: every segment is stored,
+    /// authenticates and decodes, and together they list `base_pages` ids. Reading them all
+    /// first (a few blocks) means a damaged base falls back to a full table up front instead
+    /// of failing the capture half way.
+    pub fn usable_base(reader: &mut ChunkReader<'_>, previous: &SqliteBody) -> Result<()> {
+        let mut n = 0usize;
+        for seg in &previous.base {
+            n += decode_base(&reader.read(seg)?)?.len();
+        }
+        if n != previous.base_pages as usize {
+            return Err(err!(
+                Corrupt,
+                "page table lists {n} pages, the point says {}",
+                previous.base_pages
+            ));
+        }
+        Ok(())
+    }
+
+    /// Records the id of the next page (pages come in order, page 1 first).
+    pub fn push(&mut self, reader: &mut ChunkReader<'_>, id: ChunkId) -> Result<()> {
+        let p = self.pages;
+        self.pages += 1;
+        let TableState::Delta {
+            previous,
+            limit,
+            next_segment,
+            segment,
+            segment_start,
+            delta,
+        } = &mut self.state
+        else {
+            let TableState::Full(table) = &mut self.state else {
+                unreachable!()
+            };
+            table.push(id);
+            return Ok(());
+        };
+        while p >= *segment_start + segment.len() && *next_segment < previous.base.len() {
+            *segment_start += segment.len();
+            *segment = decode_base(&reader.read(&previous.base[*next_segment])?)?;
+            *next_segment += 1;
+        }
+        if segment.get(p.wrapping_sub(*segment_start)) != Some(&id) {
+            delta.push((p as u32 + 1, id));
+        }
+        if delta.len() > *limit {
+            let table = rebuild(reader, previous, delta, p + 1, self.page_count)?;
+            self.state = TableState::Full(table);
+        }
+        Ok(())
+    }
+
+    /// The table or delta for the pages pushed so far.
+    pub fn finish(self) -> PageTable {
+        match self.state {
+            TableState::Full(t) => PageTable::Full(t),
+            TableState::Delta { delta, .. } => PageTable::Delta(delta),
+        }
+    }
+}
+
+/// The first `pages` ids: the previous base patched with the delta.
+fn rebuild(
+    reader: &mut ChunkReader<'_>,
+    previous: &SqliteBody,
+    delta: &[(u32, ChunkId)],
+    pages: usize,
+    capacity: usize,
+) -> Result<Vec<ChunkId>> {
+    let mut table = Vec::with_capacity(capacity.max(pages));
+    for seg in &previous.base {
+        if table.len() >= pages {
+            break;
+        }
+        table.extend(decode_base(&reader.read(seg)?)?);
+    }
+    table.resize(pages, ChunkId::default());
+    for (pgno, id) in delta {
+        table[*pgno as usize - 1] = *id;
+    }
+    Ok(table)
+}
+
 /// The entries of a tree, in stored (parent-before-child) order.
 pub fn load_tree(reader: &mut ChunkReader<'_>, body: &TreeBody) -> Result<Vec<TreeEntry>> {
     let bytes = reader.read_bytes(&body.entries)?;

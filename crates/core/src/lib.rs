@@ -32,7 +32,7 @@ mod repository;
 mod storage;
 mod writer;
 
-pub use components::{load_page_table, load_tree, DbChecksum};
+pub use components::{load_page_table, load_tree, DbChecksum, PageTable, PageTableBuilder};
 pub use crypto::MasterKey;
 pub use error::{Error, ErrorKind, Result};
 pub use format::config::{ChunkerParams, RepoConfig, REPO_VERSION};

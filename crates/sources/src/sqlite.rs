@@ -27,8 +27,8 @@ use std::path::{Path, PathBuf};
 
 use lifeboat_core::{
     encode_base, encode_delta, load_page_table, ChunkId, ChunkReader, ChunkWriter, Component,
-    ComponentKind, DbChecksum, Error, ErrorKind, MasterKey, Progress, Result, SqliteBody,
-    SEGMENT_PAGES,
+    ComponentKind, DbChecksum, Error, ErrorKind, MasterKey, PageTable, PageTableBuilder, Progress,
+    Result, SqliteBody, SEGMENT_PAGES,
 };
 use rusqlite::{Connection, OpenFlags};
 
@@ -101,7 +101,8 @@ struct Snapshot {
     user_version: i64,
     schema_version: Option<String>,
     row_counts: BTreeMap<String, u64>,
-    table: Vec<ChunkId>,
+    page_count: u32,
+    table: PageTable,
     checksum: DbChecksum,
     bytes: u64,
 }
@@ -131,15 +132,24 @@ pub fn capture(
         )
         .with_hint("check the path; list it under `files` or `config` if it is an ordinary file"));
     }
-    let snap = read_snapshot(writer, key, path, progress)?;
-    let (base, base_pages, delta) = store_table(writer, reader, &snap.table, previous)?;
+    // The previous point's base is reused (with a cumulative delta) only if it is intact.
+    let previous = previous.filter(|prev| {
+        prev.base.iter().all(|s| writer.has(s))
+            && PageTableBuilder::usable_base(reader, prev)
+                .inspect_err(|e| {
+                    tracing::warn!("previous page table unreadable, writing a full one: {e}")
+                })
+                .is_ok()
+    });
+    let snap = read_snapshot(writer, reader, key, path, previous, progress)?;
+    let (base, base_pages, delta) = store_table(writer, snap.table, previous)?;
     Ok(Component {
         kind: ComponentKind::Sqlite,
         path: path.display().to_string(),
         size: snap.bytes,
         sqlite: Some(SqliteBody {
             page_size: snap.page_size,
-            page_count: snap.table.len() as u32,
+            page_count: snap.page_count,
             checksum: snap.checksum.to_hex(),
             base,
             base_pages,
@@ -158,8 +168,10 @@ pub fn capture(
 
 fn read_snapshot(
     writer: &mut ChunkWriter<'_>,
+    reader: &mut ChunkReader<'_>,
     key: &MasterKey,
     path: &Path,
+    previous: Option<&SqliteBody>,
     progress: &dyn Progress,
 ) -> Result<Snapshot> {
     let conn = Connection::open_with_flags(
@@ -218,7 +230,9 @@ fn read_snapshot(
     }
 
     progress.start("database pages", page_count as u64 * page_size as u64);
-    let mut table = Vec::with_capacity(page_count as usize);
+    let limit = previous.map_or(0, |p| (p.base_pages as f64 * REBASE_FRACTION) as usize);
+    let mut table = PageTableBuilder::new(page_count, previous, limit);
+    let mut pages = 0u32;
     let mut checksum = DbChecksum::default();
     let mut bytes = 0u64;
     {
@@ -234,7 +248,7 @@ fn read_snapshot(
                 .get_ref(1)
                 .and_then(|v| v.as_blob().map_err(Into::into))
                 .map_err(|e| sql_err(path, "read page", e))?;
-            if pgno as usize != table.len() + 1 || data.len() != page_size as usize {
+            if pgno != pages + 1 || data.len() != page_size as usize {
                 return Err(src_err(
                     path,
                     format!(
@@ -245,7 +259,8 @@ fn read_snapshot(
             }
             let id = writer.store_page(data)?;
             checksum.toggle(key, pgno, &id);
-            table.push(id);
+            table.push(reader, id)?;
+            pages += 1;
             bytes += data.len() as u64;
             progress.inc(data.len() as u64);
         }
@@ -253,10 +268,10 @@ fn read_snapshot(
     conn.execute_batch("COMMIT")
         .map_err(|e| sql_err(path, "end read transaction", e))?;
     progress.finish();
-    if table.len() != page_count as usize {
+    if pages != page_count {
         return Err(src_err(
             path,
-            format!("read {} pages, expected {page_count}", table.len()),
+            format!("read {pages} pages, expected {page_count}"),
         ));
     }
     Ok(Snapshot {
@@ -265,56 +280,39 @@ fn read_snapshot(
         user_version,
         schema_version,
         row_counts,
-        table,
+        page_count,
+        table: table.finish(),
         checksum,
         bytes,
     })
 }
 
-/// Stores the page table: reuse the previous base with a cumulative delta when the delta is
-/// small, otherwise a new base. Returns (base segments, base pages, delta segments).
+/// Stores the page table: the previous base with a cumulative delta, or a new base.
+/// Returns (base segments, base pages, delta segments).
 fn store_table(
     writer: &mut ChunkWriter<'_>,
-    reader: &mut ChunkReader<'_>,
-    table: &[ChunkId],
+    table: PageTable,
     previous: Option<&SqliteBody>,
 ) -> Result<(Vec<ChunkId>, u32, Vec<ChunkId>)> {
-    if let Some(prev) = previous {
-        if prev.base.iter().all(|s| writer.has(s)) {
-            match load_base(reader, prev) {
-                Ok(base) => {
-                    let delta: Vec<(u32, ChunkId)> = table
-                        .iter()
-                        .enumerate()
-                        .filter(|(i, id)| base.get(*i) != Some(id))
-                        .map(|(i, id)| (i as u32 + 1, *id))
-                        .collect();
-                    if (delta.len() as f64) <= base.len() as f64 * REBASE_FRACTION {
-                        let mut segs = Vec::new();
-                        for part in delta.chunks(SEGMENT_PAGES) {
-                            segs.push(writer.store_chunk(&encode_delta(part))?);
-                        }
-                        return Ok((prev.base.clone(), prev.base_pages, segs));
-                    }
-                }
-                Err(e) => tracing::warn!("previous page table unreadable, writing a full one: {e}"),
+    match (table, previous) {
+        (PageTable::Delta(delta), Some(prev)) => {
+            let mut segs = Vec::new();
+            for part in delta.chunks(SEGMENT_PAGES) {
+                segs.push(writer.store_chunk(&encode_delta(part))?);
             }
+            Ok((prev.base.clone(), prev.base_pages, segs))
+        }
+        (PageTable::Full(table), _) => {
+            let mut segs = Vec::new();
+            for part in table.chunks(SEGMENT_PAGES) {
+                segs.push(writer.store_chunk(&encode_base(part))?);
+            }
+            Ok((segs, table.len() as u32, Vec::new()))
+        }
+        (PageTable::Delta(_), None) => {
+            unreachable!("a delta is only built against a previous base")
         }
     }
-    let mut segs = Vec::new();
-    for part in table.chunks(SEGMENT_PAGES) {
-        segs.push(writer.store_chunk(&encode_base(part))?);
-    }
-    Ok((segs, table.len() as u32, Vec::new()))
-}
-
-fn load_base(reader: &mut ChunkReader<'_>, body: &SqliteBody) -> Result<Vec<ChunkId>> {
-    let base_only = SqliteBody {
-        page_count: body.base_pages,
-        delta: Vec::new(),
-        ..body.clone()
-    };
-    load_page_table(reader, &base_only)
 }
 
 /// How to restore a database.
@@ -440,42 +438,70 @@ fn write_and_verify(
     progress.start("restoring pages", table.len() as u64 * page);
     // Blocks are fetched, authenticated and decoded on all cores; each page is written at its
     // own offset, so old (base) and new (delta) blocks need not arrive in page order.
+    // The table is read in windows of WINDOW_PAGES pages so the reader's per-page work list
+    // stays under 8 MiB whatever the database size (a block that straddles two windows, or
+    // holds changed pages from all over the file, is read once per window it serves).
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    reader.read_parallel(table, threads, &|batch| {
-        // Consecutive pages (most of a block) are copied into one buffer and written with a
-        // single pwrite: per-page writes from two threads contend on the file's lock.
-        let mut run: Vec<u8> = Vec::new();
-        let mut run_start = 0usize;
-        let flush = |run: &mut Vec<u8>, start: usize| -> Result<()> {
-            if !run.is_empty() {
-                file.write_all_at(run, start as u64 * page)
-                    .map_err(|e| Error::io(tmp.display(), e))?;
-                progress.inc(run.len() as u64);
-                run.clear();
-            }
-            Ok(())
-        };
-        for (i, d) in batch {
-            if d.len() as u64 != page {
-                return Err(Error::new(
-                    ErrorKind::Corrupt,
-                    format!("page {} has {} bytes, expected {page}", i + 1, d.len()),
-                ));
-            }
-            if !run.is_empty() && run_start + run.len() / page as usize != *i {
-                flush(&mut run, run_start)?;
-            }
-            if run.is_empty() {
-                run_start = *i;
-            }
-            run.extend_from_slice(d);
-        }
-        flush(&mut run, run_start)
-    })?;
+    for (w, part) in table.chunks(WINDOW_PAGES).enumerate() {
+        let first = w * WINDOW_PAGES;
+        reader.read_parallel(part, threads, &|batch| {
+            write_pages(&file, tmp, page, first, batch, progress)
+        })?;
+    }
+
     progress.finish();
     file.sync_all().map_err(|e| Error::io(tmp.display(), e))?;
     drop(file);
     verify_db(tmp, body, verify)
+}
+
+/// Pages per [`ChunkReader::read_parallel`] call in a restore (2 GiB of 4 KiB pages).
+const WINDOW_PAGES: usize = 1 << 19;
+/// Largest single `pwrite` of consecutive pages.
+const RUN_BYTES: usize = 1 << 20;
+
+/// Writes one block's pages (positions relative to `first`) at their offsets in `file`.
+fn write_pages(
+    file: &File,
+    tmp: &Path,
+    page: u64,
+    first: usize,
+    batch: &[(usize, &[u8])],
+    progress: &dyn Progress,
+) -> Result<()> {
+    // Consecutive pages (most of a block) are copied into one buffer and written with a
+    // single pwrite: per-page writes from two threads contend on the file's lock.
+    let mut run: Vec<u8> = Vec::with_capacity(RUN_BYTES.min(batch.len() * page as usize));
+    let mut run_start = 0usize;
+    let flush = |run: &mut Vec<u8>, start: usize| -> Result<()> {
+        if !run.is_empty() {
+            file.write_all_at(run, start as u64 * page)
+                .map_err(|e| Error::io(tmp.display(), e))?;
+            progress.inc(run.len() as u64);
+            run.clear();
+        }
+        Ok(())
+    };
+    for (i, d) in batch {
+        let i = first + i;
+        if d.len() as u64 != page {
+            return Err(Error::new(
+                ErrorKind::Corrupt,
+                format!("page {} has {} bytes, expected {page}", i + 1, d.len()),
+            ));
+        }
+        if !run.is_empty() && run_start + run.len() / page as usize != i {
+            flush(&mut run, run_start)?;
+        }
+        if run.is_empty() {
+            run_start = i;
+        }
+        run.extend_from_slice(d);
+        if run.len() >= RUN_BYTES {
+            flush(&mut run, run_start)?;
+        }
+    }
+    flush(&mut run, run_start)
 }
 
 /// Gives the restored file the database's recorded owner and mode (so the app, often running
