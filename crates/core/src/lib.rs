@@ -47,5 +47,8 @@ pub use ops::keys::{add_key, list_keys, remove_key, KeyInfo};
 pub use progress::{NoProgress, Progress};
 pub use reader::{BatchSink, ChunkReader};
 pub use repository::{read_config, Repository};
-pub use storage::{ListEntry, ObjectKind, ObjectWriter, Storage, StorageError, StorageResult};
+pub use storage::{
+    ListEntry, ObjectKind, ObjectWriter, RequestCounter, RequestStats, Storage, StorageError,
+    StorageResult,
+};
 pub use writer::{ChunkWriter, WriteSummary};

@@ -1,4 +1,4 @@
-//! The storage interface every destination implements (local directory now; S3 and SFTP later).
+//! The storage interface every destination implements (local directory, S3; SFTP next).
 //!
 //! It is deliberately small, like redb's `StorageBackend` and Litestream's `ReplicaClient`:
 //! list with sizes, read whole or a range, write, delete. Encryption, compression, caching,
@@ -22,6 +22,7 @@
 //! - **Retry is the caller's decision.** Errors say whether a retry can help
 //!   ([`StorageError::is_retryable`]).
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// What kind of object a name refers to. Each kind has its own namespace (directory).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -104,6 +105,15 @@ pub enum StorageError {
         /// what is missing and how to fix it
         message: String,
     },
+    /// A remote store failed a request (after its own retries, if any).
+    Remote {
+        /// kind/name of the object, or the listing, concerned
+        what: String,
+        /// what the store or the network said, on one line (no secrets)
+        message: String,
+        /// whether trying again later may succeed (5xx, reset, timeout)
+        retryable: bool,
+    },
     /// Any other I/O error.
     Io {
         /// kind/name or path concerned
@@ -117,6 +127,7 @@ impl StorageError {
     /// Whether the same request may succeed later (timeouts, resets, 5xx).
     pub fn is_retryable(&self) -> bool {
         match self {
+            StorageError::Remote { retryable, .. } => *retryable,
             StorageError::Io { source, .. } => matches!(
                 source.kind(),
                 std::io::ErrorKind::Interrupted
@@ -142,6 +153,7 @@ impl fmt::Display for StorageError {
                 "{what} is truncated: {size} bytes, needed at least {wanted_end}"
             ),
             StorageError::Unavailable { message } => f.write_str(message),
+            StorageError::Remote { what, message, .. } => write!(f, "{what}: {message}"),
             StorageError::Io { what, source } => write!(f, "{what}: {source}"),
         }
     }
@@ -159,6 +171,14 @@ impl From<StorageError> for crate::Error {
                 )
             }
             StorageError::Unavailable { message } => crate::Error::new(ErrorKind::Repository, message),
+            StorageError::Remote { retryable, .. } => {
+                let e = crate::Error::new(ErrorKind::Io, e.to_string());
+                if retryable {
+                    e.retryable().with_hint("the store or the network failed after several retries; run the command again (nothing incomplete became visible)")
+                } else {
+                    e
+                }
+            }
             StorageError::Io { what, source } => crate::Error::io(what, source),
         }
     }
@@ -205,6 +225,78 @@ pub trait Storage: Send + Sync {
             kind,
             buf: Vec::new(),
         }))
+    }
+
+    /// Requests sent so far, by type (what `--stats` shows). Remote stores count real
+    /// requests (a listing counts one per page, a multipart upload one per part plus two);
+    /// a local directory counts operations.
+    fn requests(&self) -> RequestStats {
+        RequestStats::default()
+    }
+}
+
+/// Requests a storage has sent, by type.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RequestStats {
+    /// Listings (pages).
+    pub list: u64,
+    /// Reads, whole or ranged.
+    pub get: u64,
+    /// Size queries.
+    pub head: u64,
+    /// Writes (and multipart parts).
+    pub put: u64,
+    /// Deletions.
+    pub delete: u64,
+}
+
+impl RequestStats {
+    /// All requests.
+    pub fn total(&self) -> u64 {
+        self.list + self.get + self.head + self.put + self.delete
+    }
+}
+
+/// Thread-safe counters behind [`Storage::requests`], for implementations.
+#[derive(Debug, Default)]
+pub struct RequestCounter {
+    list: AtomicU64,
+    get: AtomicU64,
+    head: AtomicU64,
+    put: AtomicU64,
+    delete: AtomicU64,
+}
+
+impl RequestCounter {
+    /// Counts `n` listing pages.
+    pub fn list(&self, n: u64) {
+        self.list.fetch_add(n, Ordering::Relaxed);
+    }
+    /// Counts `n` reads.
+    pub fn get(&self, n: u64) {
+        self.get.fetch_add(n, Ordering::Relaxed);
+    }
+    /// Counts `n` size queries.
+    pub fn head(&self, n: u64) {
+        self.head.fetch_add(n, Ordering::Relaxed);
+    }
+    /// Counts `n` writes.
+    pub fn put(&self, n: u64) {
+        self.put.fetch_add(n, Ordering::Relaxed);
+    }
+    /// Counts `n` deletions.
+    pub fn delete(&self, n: u64) {
+        self.delete.fetch_add(n, Ordering::Relaxed);
+    }
+    /// The counts so far.
+    pub fn stats(&self) -> RequestStats {
+        RequestStats {
+            list: self.list.load(Ordering::Relaxed),
+            get: self.get.load(Ordering::Relaxed),
+            head: self.head.load(Ordering::Relaxed),
+            put: self.put.load(Ordering::Relaxed),
+            delete: self.delete.load(Ordering::Relaxed),
+        }
     }
 }
 

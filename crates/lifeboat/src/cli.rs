@@ -10,9 +10,9 @@ mod restore;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::destination::Location;
 use clap::{Args, Parser, Subcommand};
 use lifeboat_core::{Error, ErrorKind, Repository, Result, Storage};
-use lifeboat_storage::LocalStorage;
 
 use crate::config::Config;
 use crate::password::PasswordSource;
@@ -50,9 +50,11 @@ pub struct Global {
     /// Config file (default: ./lifeboat.toml, then /etc/lifeboat/lifeboat.toml)
     #[arg(long, short = 'c', global = true, env = "LIFEBOAT_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Repository directory; overrides the config's repository
+    /// Repository: a directory or s3://BUCKET/PREFIX (endpoint, region and credentials from
+    /// AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY or the config's
+    /// [repository.NAME] table); overrides the config's repository
     #[arg(long, short = 'r', global = true, env = "LIFEBOAT_REPO")]
-    pub repo: Option<PathBuf>,
+    pub repo: Option<String>,
     /// File whose first line is the repository password (or LIFEBOAT_PASSWORD_FILE)
     #[arg(long, global = true)]
     pub password_file: Option<String>,
@@ -68,6 +70,10 @@ pub struct Global {
     /// No progress bars (they are off anyway when stderr is not a terminal)
     #[arg(long, global = true)]
     pub no_progress: bool,
+    /// Print the requests sent to the repository's storage (by type) on stderr at the end;
+    /// object stores bill per request
+    #[arg(long, global = true)]
+    pub stats: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -113,7 +119,7 @@ pub enum Command {
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> Result<()> {
     let ctx = Context::new(cli.global);
-    match cli.command {
+    let res = match cli.command {
         Command::Init(a) => init::run(&ctx, a),
         Command::Backup(a) => backup::run(&ctx, a),
         Command::Points(a) => points::run(&ctx, a),
@@ -121,19 +127,45 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Check(a) => check::run(&ctx, a),
         Command::Key(a) => key::run(&ctx, a),
         Command::Demo(a) => crate::demo::run(&ctx, a),
+    };
+    if ctx.global.stats {
+        ctx.print_stats();
     }
+    res
 }
 
 /// Global options resolved lazily: config, repository, password.
 pub struct Context {
     pub global: Global,
     pub progress: Bars,
+    /// Every storage opened, for `--stats`.
+    opened: std::sync::Mutex<Vec<(String, Arc<dyn Storage>)>>,
 }
 
 impl Context {
     fn new(global: Global) -> Context {
         let progress = Bars::new(global.no_progress || global.quiet);
-        Context { global, progress }
+        Context {
+            global,
+            progress,
+            opened: Default::default(),
+        }
+    }
+
+    /// `--stats`: requests per storage opened, on stderr.
+    fn print_stats(&self) {
+        for (loc, s) in self.opened.lock().expect("stats").iter() {
+            let r = s.requests();
+            eprintln!(
+                "requests to {loc}: {} (list {}, get {}, head {}, put {}, delete {})",
+                r.total(),
+                r.list,
+                r.get,
+                r.head,
+                r.put,
+                r.delete
+            );
+        }
     }
 
     /// The config file, if one is given or found.
@@ -160,26 +192,32 @@ impl Context {
     /// The storage and password for `app` (or the only repository).
     pub fn storage_for(&self, app: Option<&str>) -> Result<(Arc<dyn Storage>, Vec<u8>)> {
         let config = self.config()?;
-        let (path, pw_cfg) = match (&self.global.repo, &config) {
+        let (location, repo_cfg) = match (&self.global.repo, &config) {
             (Some(p), c) => {
-                let pw = c
+                // --repo may name a path or URL that the config file describes further.
+                let cfg = c
                     .as_ref()
                     .and_then(|c| c.repository.values().find(|r| &r.path == p))
-                    .map(|r| r.password())
-                    .unwrap_or_default();
-                (p.clone(), pw)
+                    .cloned();
+                (p.clone(), cfg)
             }
             (None, Some(c)) => {
                 let (_, r) = c.repository_for(app)?;
-                (r.path.clone(), r.password())
+                (r.path.clone(), Some(r.clone()))
             }
             (None, None) => return Err(Error::new(ErrorKind::Usage, "no repository given")
                 .with_hint(
-                "pass --repo PATH (or set LIFEBOAT_REPO), or write a lifeboat.toml (see README)",
+                "pass --repo PATH|s3://BUCKET/PREFIX (or set LIFEBOAT_REPO), or write a lifeboat.toml (see README)",
             )),
         };
+        let pw_cfg = repo_cfg.as_ref().map(|r| r.password()).unwrap_or_default();
+        let storage = Location::parse(&location)?.open(repo_cfg.as_ref())?;
+        self.opened
+            .lock()
+            .expect("stats")
+            .push((storage.location(), Arc::clone(&storage)));
         let password = self.cli_password().resolve(&pw_cfg, "LIFEBOAT_PASSWORD")?;
-        Ok((Arc::new(LocalStorage::new(path)), password))
+        Ok((storage, password))
     }
 
     /// Opens the repository for `app`.

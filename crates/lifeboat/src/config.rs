@@ -5,6 +5,14 @@
 //! path = "/var/backups/lifeboat"
 //! password_file = "/etc/lifeboat/password"   # or password_command = "pass show lifeboat"
 //!
+//! [repository.offsite]
+//! url = "s3://my-bucket/chat"                # an S3-compatible store
+//! endpoint = "https://s3.eu-central-003.backblazeb2.com"   # omit for AWS
+//! region = "eu-central-003"
+//! access_key_id = "003abc..."                # or AWS_ACCESS_KEY_ID
+//! secret_access_key_file = "/etc/lifeboat/s3-secret"       # or AWS_SECRET_ACCESS_KEY
+//! password_file = "/etc/lifeboat/password"
+//!
 //! [app.chat]
 //! repository = "local"                       # optional when there is one repository
 //! sqlite  = ["/srv/chat/chat.db"]
@@ -43,8 +51,20 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RepositoryConfig {
-    /// Directory of the repository.
-    pub path: PathBuf,
+    /// Where: a directory, or `s3://BUCKET/PREFIX` (`url` is accepted as another name).
+    #[serde(alias = "url")]
+    pub path: String,
+    /// S3: endpoint URL of a non-AWS store (MinIO, Garage, R2, B2).
+    pub endpoint: Option<String>,
+    /// S3: region (`us-east-1` when unset).
+    pub region: Option<String>,
+    /// S3: path-style addressing (default: on when `endpoint` is set).
+    pub path_style: Option<bool>,
+    /// S3: access key id (else `AWS_ACCESS_KEY_ID`).
+    pub access_key_id: Option<String>,
+    /// S3: file holding the secret access key (else `AWS_SECRET_ACCESS_KEY`); the secret
+    /// itself never goes in this file.
+    pub secret_access_key_file: Option<PathBuf>,
     /// File with the password (first line).
     pub password_file: Option<String>,
     /// Command printing the password.
@@ -100,7 +120,14 @@ impl Config {
             }
         };
         for r in cfg.repository.values_mut() {
-            abs(&mut r.path);
+            if !r.path.contains("://") {
+                let mut p = PathBuf::from(&r.path);
+                abs(&mut p);
+                r.path = p.display().to_string();
+            }
+            if let Some(f) = &mut r.secret_access_key_file {
+                abs(f);
+            }
         }
         for a in cfg.app.values_mut() {
             a.sqlite
@@ -270,7 +297,10 @@ mod tests {
         )
         .unwrap();
         let c = Config::load(&p).unwrap();
-        assert_eq!(c.repository["r"].path, d.path().join("repo"));
+        assert_eq!(
+            c.repository["r"].path,
+            d.path().join("repo").display().to_string()
+        );
         let spec = c.app_spec("chat").unwrap();
         assert_eq!(spec.sources[0].path, d.path().join("chat.db"));
         assert_eq!(c.repository_for(Some("chat")).unwrap().0, "r");

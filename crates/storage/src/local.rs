@@ -9,12 +9,18 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use lifeboat_core::{ListEntry, ObjectKind, ObjectWriter, Storage, StorageError, StorageResult};
+use std::sync::Arc;
+
+use lifeboat_core::{
+    ListEntry, ObjectKind, ObjectWriter, RequestCounter, RequestStats, Storage, StorageError,
+    StorageResult,
+};
 
 /// A repository directory.
 #[derive(Debug, Clone)]
 pub struct LocalStorage {
     root: PathBuf,
+    counter: Arc<RequestCounter>,
 }
 
 fn io(what: impl std::fmt::Display, e: std::io::Error) -> StorageError {
@@ -35,7 +41,10 @@ impl LocalStorage {
     pub fn new(root: impl Into<PathBuf>) -> LocalStorage {
         let root = root.into();
         let root = std::path::absolute(&root).unwrap_or(root);
-        LocalStorage { root }
+        LocalStorage {
+            root,
+            counter: Arc::default(),
+        }
     }
 
     fn path(&self, kind: ObjectKind, name: &str) -> PathBuf {
@@ -119,6 +128,7 @@ impl ObjectWriter for LocalWriter<'_> {
         }
         let path = self.storage.path(self.kind, name);
         let what = self.storage.describe(self.kind, name);
+        self.storage.counter.put(1);
         let file = self.file.take().expect("open until finish");
         let res = (|| -> std::io::Result<()> {
             let file = file.into_inner().map_err(|e| e.into_error())?;
@@ -153,6 +163,7 @@ impl Storage for LocalStorage {
     }
 
     fn list(&self, kind: ObjectKind) -> StorageResult<Vec<ListEntry>> {
+        self.counter.list(1);
         let mut out = Vec::new();
         let mut scan = |dir: &Path| -> StorageResult<()> {
             let rd = match fs::read_dir(dir) {
@@ -209,6 +220,7 @@ impl Storage for LocalStorage {
     }
 
     fn read(&self, kind: ObjectKind, name: &str) -> StorageResult<Vec<u8>> {
+        self.counter.get(1);
         fs::read(self.path(kind, name)).map_err(|e| io(self.describe(kind, name), e))
     }
 
@@ -219,6 +231,7 @@ impl Storage for LocalStorage {
         offset: u64,
         len: u64,
     ) -> StorageResult<Vec<u8>> {
+        self.counter.get(1);
         let what = self.describe(kind, name);
         let mut f = File::open(self.path(kind, name)).map_err(|e| io(&what, e))?;
         let size = f.metadata().map_err(|e| io(&what, e))?.len();
@@ -245,6 +258,7 @@ impl Storage for LocalStorage {
                 ),
             });
         }
+        self.counter.put(1);
         let path = self.path(kind, name);
         let dir = path
             .parent()
@@ -295,11 +309,16 @@ impl Storage for LocalStorage {
     }
 
     fn delete(&self, kind: ObjectKind, name: &str) -> StorageResult<()> {
+        self.counter.delete(1);
         let path = self.path(kind, name);
         fs::remove_file(&path).map_err(|e| io(self.describe(kind, name), e))?;
         if let Some(dir) = path.parent() {
             let _ = sync_dir(dir);
         }
         Ok(())
+    }
+
+    fn requests(&self) -> RequestStats {
+        self.counter.stats()
     }
 }

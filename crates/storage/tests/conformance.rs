@@ -1,7 +1,8 @@
 //! One conformance test body for every [`Storage`] (after Litestream's
-//! `RunWithReplicaClient`): local directory and memory now; S3 and SFTP join in issue 5.
+//! `RunWithReplicaClient`): local directory, memory, S3 (the moto server `scripts/test.sh`
+//! starts; Garage too when `LIFEBOAT_TEST_GARAGE_*` is set); SFTP joins next.
 use lifeboat_core::{ObjectKind, Storage, StorageError};
-use lifeboat_storage::{LocalStorage, MemoryStorage};
+use lifeboat_storage::{CachedStorage, LocalStorage, MemoryStorage, S3Options, S3Storage};
 
 fn conformance(s: &dyn Storage) {
     // Empty listings, not errors.
@@ -100,6 +101,121 @@ fn local_directory() {
 #[test]
 fn memory() {
     conformance(&MemoryStorage::new());
+}
+
+/// S3 options for a fresh prefix in the test bucket, or `None` when the run opted out of
+/// services (`LIFEBOAT_TEST_NO_SERVICES=1`). Without either, the test fails: a test of a
+/// real S3 server must not pass because the server was missing.
+fn s3_options() -> Option<S3Options> {
+    let Ok(endpoint) = std::env::var("LIFEBOAT_TEST_S3_ENDPOINT") else {
+        if std::env::var_os("LIFEBOAT_TEST_NO_SERVICES").is_some() {
+            return None;
+        }
+        panic!("LIFEBOAT_TEST_S3_ENDPOINT is not set: run the suite with `bash scripts/test.sh` (it starts moto), or set LIFEBOAT_TEST_NO_SERVICES=1 to skip");
+    };
+    let bucket = std::env::var("LIFEBOAT_TEST_S3_BUCKET").expect("LIFEBOAT_TEST_S3_BUCKET");
+    let mut o = S3Options::new(bucket, format!("conformance-{}", rand_hex()));
+    o.endpoint = Some(endpoint);
+    o.path_style = true;
+    o.retries = 1;
+    Some(o)
+}
+
+fn rand_hex() -> String {
+    let mut b = [0u8; 8];
+    getrandom::fill(&mut b).unwrap();
+    hex::encode(b)
+}
+
+#[test]
+fn s3() {
+    let Some(o) = s3_options() else { return };
+    let s = S3Storage::new(o).unwrap();
+    conformance(&s);
+    assert!(s.requests().total() > 0, "requests are counted");
+}
+
+#[test]
+fn s3_multipart_upload_is_whole_and_counted() {
+    let Some(mut o) = s3_options() else { return };
+    o.multipart_threshold = 5 << 20;
+    o.part_size = 5 << 20;
+    let s = S3Storage::new(o).unwrap();
+    let big: Vec<u8> = (0..11_000_000u32).map(|i| (i * 13 % 251) as u8).collect();
+    let mut w = s.create(ObjectKind::Pack).unwrap();
+    for part in big.chunks(1 << 20) {
+        w.write(part).unwrap();
+    }
+    assert!(
+        s.list(ObjectKind::Pack).unwrap().is_empty(),
+        "not visible before finish"
+    );
+    w.finish("ab0011").unwrap();
+    // create + 3 parts + complete
+    assert_eq!(s.requests().put, 5);
+    assert_eq!(s.read(ObjectKind::Pack, "ab0011").unwrap(), big);
+    let l = s.list(ObjectKind::Pack).unwrap();
+    assert_eq!(
+        (l[0].name.as_str(), l[0].size),
+        ("ab0011", big.len() as u64)
+    );
+}
+
+#[test]
+fn s3_missing_bucket_is_a_clear_permanent_error() {
+    let Some(mut o) = s3_options() else { return };
+    o.bucket = format!("no-such-bucket-{}", rand_hex());
+    let s = S3Storage::new(o).unwrap();
+    for r in [
+        s.list(ObjectKind::Point).map(|_| ()),
+        s.read(ObjectKind::Config, "config").map(|_| ()),
+        s.write(ObjectKind::Point, "aa", b"x"),
+    ] {
+        let e = r.unwrap_err();
+        assert!(
+            matches!(e, StorageError::Unavailable { .. }),
+            "{e:?} should be Unavailable"
+        );
+        assert!(e.to_string().contains("does not exist"), "{e}");
+        assert!(!e.is_retryable());
+    }
+}
+
+#[test]
+fn s3_unreachable_endpoint_is_retryable_and_names_the_object() {
+    let Some(mut o) = s3_options() else { return };
+    // Nothing listens on port 9 of 127.0.0.1.
+    o.endpoint = Some("http://127.0.0.1:9".into());
+    o.retries = 0;
+    let s = S3Storage::new(o).unwrap();
+    let e = s.read(ObjectKind::Point, "abcd").unwrap_err();
+    assert!(e.is_retryable(), "{e:?}");
+    assert!(e.to_string().contains("point abcd"), "{e}");
+}
+
+#[test]
+fn cache_answers_reads_of_immutable_objects_and_checks_them() {
+    let d = tempfile::tempdir().unwrap();
+    let inner = std::sync::Arc::new(LocalStorage::new(d.path().join("repo")));
+    let c = CachedStorage::new(inner.clone(), d.path().join("cache"));
+    let data = b"a point manifest".to_vec();
+    let name = lifeboat_core::ObjectId::of(&data).to_hex();
+    c.write(ObjectKind::Point, &name, &data).unwrap();
+    let before = inner.requests().get;
+    assert_eq!(c.read(ObjectKind::Point, &name).unwrap(), data);
+    assert_eq!(inner.requests().get, before, "served from the cache");
+    // A damaged cache entry is not trusted: the store is asked again.
+    let cached = d.path().join("cache").join("points").join(&name);
+    std::fs::write(&cached, b"tampered").unwrap();
+    assert_eq!(c.read(ObjectKind::Point, &name).unwrap(), data);
+    assert_eq!(inner.requests().get, before + 1);
+    assert_eq!(std::fs::read(&cached).unwrap(), data, "repaired");
+    // Deleting removes the cached copy too.
+    c.delete(ObjectKind::Point, &name).unwrap();
+    assert!(matches!(
+        c.read(ObjectKind::Point, &name),
+        Err(StorageError::NotFound { .. })
+    ));
 }
 
 #[test]

@@ -1,0 +1,131 @@
+//! A local cache of a remote repository's small immutable objects: key slots, index objects
+//! and point manifests (restic keeps the same cache). With it, opening an S3 or SFTP
+//! repository costs a few listings instead of one request per index and per point, which is
+//! what keeps the backup of an unchanged app at a small, fixed number of requests.
+//!
+//! Safe by construction: those objects are named by the BLAKE3 hash of their bytes, so a
+//! cached copy is used only when its hash still equals its name (a damaged or foreign file is
+//! fetched again). Listings always go to the store, so a deleted object is never resurrected
+//! from the cache; the cache only answers reads of names the caller got from a listing or a
+//! point. Packs are never cached (restores read them once).
+use std::fs;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use lifeboat_core::{
+    ListEntry, ObjectId, ObjectKind, ObjectWriter, RequestStats, Storage, StorageResult,
+};
+
+/// A [`Storage`] that keeps key slots, indexes and points of `inner` in a local directory.
+pub struct CachedStorage {
+    inner: Arc<dyn Storage>,
+    dir: PathBuf,
+}
+
+impl CachedStorage {
+    /// Caches `inner` in `dir` (created on first use).
+    pub fn new(inner: Arc<dyn Storage>, dir: impl Into<PathBuf>) -> CachedStorage {
+        CachedStorage {
+            inner,
+            dir: dir.into(),
+        }
+    }
+
+    /// The default cache directory for a storage: `$LIFEBOAT_CACHE_DIR`, else
+    /// `$XDG_CACHE_HOME/lifeboat`, else `~/.cache/lifeboat`, then one directory per location.
+    pub fn default_dir(location: &str) -> Option<PathBuf> {
+        let base = std::env::var_os("LIFEBOAT_CACHE_DIR")
+            .map(PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("lifeboat"))
+            })
+            .or_else(|| {
+                std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache").join("lifeboat"))
+            })?;
+        let id = ObjectId::of(location.as_bytes()).to_hex();
+        Some(base.join(&id[..16]))
+    }
+
+    fn cached(kind: ObjectKind) -> bool {
+        matches!(
+            kind,
+            ObjectKind::Key | ObjectKind::Index | ObjectKind::Point
+        )
+    }
+
+    fn path(&self, kind: ObjectKind, name: &str) -> PathBuf {
+        self.dir.join(kind.dir()).join(name)
+    }
+
+    /// Best effort: a cache that cannot be written only costs requests.
+    fn store(&self, kind: ObjectKind, name: &str, data: &[u8]) {
+        let path = self.path(kind, name);
+        let res = (|| -> std::io::Result<()> {
+            let dir = path.parent().expect("cache paths have a parent");
+            fs::create_dir_all(dir)?;
+            let tmp = dir.join(format!(".tmp-{}-{name}", std::process::id()));
+            fs::write(&tmp, data)?;
+            fs::rename(&tmp, &path)
+        })();
+        if let Err(e) = res {
+            tracing::debug!("cache write {} failed: {e}", path.display());
+        }
+    }
+}
+
+impl Storage for CachedStorage {
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+
+    fn list(&self, kind: ObjectKind) -> StorageResult<Vec<ListEntry>> {
+        self.inner.list(kind)
+    }
+
+    fn read(&self, kind: ObjectKind, name: &str) -> StorageResult<Vec<u8>> {
+        if !Self::cached(kind) {
+            return self.inner.read(kind, name);
+        }
+        if let Ok(b) = fs::read(self.path(kind, name)) {
+            if ObjectId::of(&b).to_hex() == name {
+                return Ok(b);
+            }
+        }
+        let b = self.inner.read(kind, name)?;
+        if ObjectId::of(&b).to_hex() == name {
+            self.store(kind, name, &b);
+        }
+        Ok(b)
+    }
+
+    fn read_range(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+        offset: u64,
+        len: u64,
+    ) -> StorageResult<Vec<u8>> {
+        self.inner.read_range(kind, name, offset, len)
+    }
+
+    fn write(&self, kind: ObjectKind, name: &str, data: &[u8]) -> StorageResult<()> {
+        self.inner.write(kind, name, data)?;
+        if Self::cached(kind) && ObjectId::of(data).to_hex() == name {
+            self.store(kind, name, data);
+        }
+        Ok(())
+    }
+
+    fn delete(&self, kind: ObjectKind, name: &str) -> StorageResult<()> {
+        let _ = fs::remove_file(self.path(kind, name));
+        self.inner.delete(kind, name)
+    }
+
+    fn create(&self, kind: ObjectKind) -> StorageResult<Box<dyn ObjectWriter + '_>> {
+        self.inner.create(kind)
+    }
+
+    fn requests(&self) -> RequestStats {
+        self.inner.requests()
+    }
+}
