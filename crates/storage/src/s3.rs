@@ -177,11 +177,11 @@ impl S3Storage {
     }
 
     fn describe(&self, kind: ObjectKind, name: &str) -> String {
-        format!(
-            "{kind} {name} (s3://{}/{})",
-            self.opts.bucket,
-            self.key(kind, name)
-        )
+        let url = format!("s3://{}/{}", self.opts.bucket, self.key(kind, name));
+        match kind {
+            ObjectKind::Config => format!("config ({url})"),
+            _ => format!("{kind} {name} ({url})"),
+        }
     }
 
     /// Maps an `object_store` error to the storage contract, naming the object and the

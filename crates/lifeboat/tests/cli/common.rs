@@ -5,17 +5,58 @@ use assert_cmd::Command;
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
-/// A temp dir with a repository path inside.
+/// A temp dir with a repository path inside (or an S3 URL, see [`Env::s3`]).
 pub struct Env {
     pub dir: tempfile::TempDir,
     pub repo: PathBuf,
+    /// Extra environment for every `lifeboat` run.
+    pub envs: Vec<(String, String)>,
 }
 
 impl Env {
     pub fn new() -> Env {
         let dir = tempfile::tempdir().unwrap();
         let repo = dir.path().join("repo");
-        Env { dir, repo }
+        Env {
+            dir,
+            repo,
+            envs: Vec::new(),
+        }
+    }
+
+    /// A repository under a fresh prefix of the test bucket of the S3 server that
+    /// `scripts/test.sh` starts (moto), with its own cache directory. `None` only when the run
+    /// opted out of services (`LIFEBOAT_TEST_NO_SERVICES=1`); otherwise a missing server fails
+    /// the test.
+    pub fn s3() -> Option<Env> {
+        let Ok(endpoint) = std::env::var("LIFEBOAT_TEST_S3_ENDPOINT") else {
+            if std::env::var_os("LIFEBOAT_TEST_NO_SERVICES").is_some() {
+                return None;
+            }
+            panic!("LIFEBOAT_TEST_S3_ENDPOINT is not set: run the suite with `bash scripts/test.sh` (it starts moto), or set LIFEBOAT_TEST_NO_SERVICES=1 to skip");
+        };
+        let bucket = std::env::var("LIFEBOAT_TEST_S3_BUCKET").unwrap();
+        let mut env = Env::new();
+        let prefix = env
+            .dir
+            .path()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .replace(|c: char| !c.is_ascii_alphanumeric(), "");
+        env.repo = PathBuf::from(format!("s3://{bucket}/cli-{prefix}"));
+        let cache = env.path("cache").display().to_string();
+        for (k, v) in [
+            ("AWS_ENDPOINT_URL", endpoint.as_str()),
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("AWS_REGION", "us-east-1"),
+            ("LIFEBOAT_S3_RETRIES", "1"),
+            ("LIFEBOAT_CACHE_DIR", cache.as_str()),
+        ] {
+            env.envs.push((k.into(), v.into()));
+        }
+        Some(env)
     }
 
     pub fn path(&self, p: &str) -> PathBuf {
@@ -30,6 +71,7 @@ impl Env {
             .env_remove("LIFEBOAT_PASSWORD_FILE")
             .env_remove("LIFEBOAT_PASSWORD_COMMAND")
             .current_dir(self.dir.path())
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .arg("--repo")
             .arg(&self.repo);
         c

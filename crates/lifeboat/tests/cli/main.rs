@@ -11,6 +11,8 @@ mod damage;
 mod incremental;
 /// Bad input: not a SQLite file, missing paths, config errors, in-place refusals.
 mod refusals;
+/// Off-site destinations: a whole app through S3 (moto), request economy, clear refusals.
+mod remote;
 /// Hot backup while a writer commits; restore; consistency, integrity, row counts.
 mod sqlite_hot;
 /// Key slots, `points --json`, `--help`.

@@ -1,0 +1,123 @@
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use crate::common::*;
+
+fn write(p: &Path, data: &[u8], mode: u32) {
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, data).unwrap();
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// The number in `requests to ...: N (...)` that `--stats` prints.
+fn requests(stderr: &str) -> u64 {
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("requests to "))
+        .unwrap_or_else(|| panic!("no request line in {stderr}"));
+    let after = line
+        .split("): ")
+        .nth(1)
+        .unwrap_or(line.rsplit(": ").next().unwrap());
+    after.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+/// A whole app (SQLite, uploads, a 0600 secret) goes to S3 and comes back exactly; a second
+/// backup of the unchanged app costs at most 10 requests; `check --read-data` passes; a
+/// restore on a machine without the local cache works too.
+#[test]
+fn s3_app_round_trip_and_unchanged_backup_costs_few_requests() {
+    let Some(env) = Env::s3() else { return };
+    let db = env.path("app/chat.db");
+    std::fs::create_dir_all(env.path("app")).unwrap();
+    make_db(&db, 20_000, 300);
+    let up = env.path("app/uploads");
+    let big: Vec<u8> = (0..2_000_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 11) as u8)
+        .collect();
+    write(&up.join("a/photo.bin"), &big, 0o644);
+    write(&up.join("note.txt"), b"hello", 0o640);
+    let key = env.path("app/jwt.key");
+    write(&key, b"-----BEGIN PRIVATE KEY-----\nsecret\n", 0o600);
+
+    env.init();
+    let backup = || {
+        let o = env
+            .lb()
+            .args(["--stats", "backup", "--name", "chat", "--secret"])
+            .arg(&key)
+            .arg(&db)
+            .arg(&up)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        stderr(&o)
+    };
+    backup();
+    let second = backup();
+    let n = requests(&second);
+    assert!(
+        n <= 10,
+        "unchanged backup made {n} requests (limit 10): {second}"
+    );
+
+    env.lb().args(["check", "--read-data"]).assert().success();
+
+    // Another machine: no cache.
+    std::fs::remove_dir_all(env.path("cache")).unwrap();
+    let out = env.path("out");
+    let o = env
+        .lb()
+        .args(["restore", "chat", "latest", "--to"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = |p: &Path| out.join(p.strip_prefix("/").unwrap());
+    assert_eq!(std::fs::read(r(&up).join("a/photo.bin")).unwrap(), big);
+    assert_eq!(std::fs::read(r(&up).join("note.txt")).unwrap(), b"hello");
+    assert_eq!(
+        std::fs::read(r(&key)).unwrap(),
+        std::fs::read(&key).unwrap()
+    );
+    let mode = std::fs::metadata(r(&key)).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o600, "secret keeps its mode");
+    let rdb = r(&db);
+    assert_eq!(integrity(&rdb), "ok");
+    assert_eq!(count(&rdb, "messages"), count(&db, "messages"));
+}
+
+/// A bucket that does not exist: one line naming the bucket and the cause, exit 3, for the
+/// first command that touches it.
+#[test]
+fn s3_missing_bucket_is_named() {
+    let Some(mut env) = Env::s3() else { return };
+    env.repo = "s3://no-such-bucket-lifeboat/x".into();
+    let o = fails(
+        env.lb().args(["init", "--kdf-memory-mib", "8"]),
+        3,
+        "\"no-such-bucket-lifeboat\" does not exist",
+    );
+    let first = stderr(&o);
+    assert!(
+        first.lines().next().unwrap().starts_with("error: "),
+        "{first}"
+    );
+    fails(env.lb().arg("points"), 3, "does not exist");
+}
+
+/// An endpoint where nothing listens: a clear error that says a retry may help, exit 1.
+#[test]
+fn s3_unreachable_endpoint_fails_cleanly() {
+    let Some(mut env) = Env::s3() else { return };
+    for (k, v) in env.envs.iter_mut() {
+        if k == "AWS_ENDPOINT_URL" {
+            *v = "http://127.0.0.1:9".into();
+        }
+        if k == "LIFEBOAT_S3_RETRIES" {
+            *v = "0".into();
+        }
+    }
+    let o = fails(env.lb().arg("points"), 1, "config");
+    assert!(stderr(&o).contains("temporary"), "{}", stderr(&o));
+}
