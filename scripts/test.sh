@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite, with the real services it needs: an S3 server (moto) bound to
-# 127.0.0.1 is started here, `cargo nextest run --workspace` runs against it, and everything
+# The whole test suite, with the real services it needs: two S3 servers (moto; the second
+# checks signatures, for wrong-credential tests) bound to 127.0.0.1 are started here, `cargo nextest run --workspace` runs against it, and everything
 # started is stopped by pid on exit. README's test command; .ci/run calls exactly this.
 #   bash scripts/test.sh                 # all tests
 #   bash scripts/test.sh -E 'test(s3)'   # extra arguments go to nextest
@@ -11,8 +11,15 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 S="$ROOT/scripts/services"
 export MOTO_DIR="${MOTO_DIR:-/tmp/lifeboat-test-moto}"
 export MOTO_PORT="${MOTO_PORT:-53950}"
-cleanup() { bash "$S/moto.sh" stop || true; }
+AUTH_DIR="$MOTO_DIR-auth" AUTH_PORT=$((MOTO_PORT + 1))
+cleanup() {
+  bash "$S/moto.sh" stop || true
+  MOTO_DIR="$AUTH_DIR" bash "$S/moto.sh" stop || true
+}
 trap cleanup EXIT
+eval "$(MOTO_DIR="$AUTH_DIR" MOTO_PORT="$AUTH_PORT" MOTO_AUTH=1 bash "$S/moto.sh" start)"
+export LIFEBOAT_TEST_S3_AUTH_ENDPOINT="$S3_ENDPOINT" LIFEBOAT_TEST_S3_AUTH_KEY="$AWS_ACCESS_KEY_ID" \
+  LIFEBOAT_TEST_S3_AUTH_SECRET="$AWS_SECRET_ACCESS_KEY"
 eval "$(bash "$S/moto.sh" start)"
 export LIFEBOAT_TEST_S3_ENDPOINT="$S3_ENDPOINT" LIFEBOAT_TEST_S3_BUCKET="$S3_BUCKET"
 cd "$ROOT"

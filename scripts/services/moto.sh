@@ -5,7 +5,8 @@
 #   moto.sh stop   -> kill by pid, rm state dir (the venv is kept)
 #   moto.sh env    -> print export lines
 # Env knobs: MOTO_PORT (53950), MOTO_DIR (/tmp/lifeboat-moto), MOTO_VENV (/tmp/lifeboat-venv), S3_BUCKET,
-#            MOTO_FORCE_VENV=1 (ignore the image's global moto)
+#            MOTO_FORCE_VENV=1 (ignore the image's global moto),
+#            MOTO_AUTH=1 (check signatures; prints the generated key id and secret as AWS_*)
 # Reset all state between tests without restarting: curl -X POST $S3_ENDPOINT/moto-api/reset
 set -euo pipefail
 MOTO_PORT=${MOTO_PORT:-53950}
@@ -51,11 +52,35 @@ start() {
     log "already running"; print_env >&3; return
   fi
   rm -rf "$MOTO_DIR"; mkdir -p "$MOTO_DIR"
-  "$MOTO_SERVER" -H 127.0.0.1 -p "$MOTO_PORT" </dev/null >"$MOTO_DIR/moto.log" 2>&1 3>&- &
+  # MOTO_AUTH=1: signatures are checked (after 3 unauthenticated set-up calls that create an
+  # IAM user with S3 rights), so wrong-credential tests have a server that refuses them.
+  local auth_env=()
+  if [ "${MOTO_AUTH:-0}" = 1 ]; then auth_env=(env INITIAL_NO_AUTH_ACTION_COUNT=3); fi
+  "${auth_env[@]}" "$MOTO_SERVER" -H 127.0.0.1 -p "$MOTO_PORT" </dev/null >"$MOTO_DIR/moto.log" 2>&1 3>&- &
   local pid=$!; echo "$pid" > "$MOTO_DIR/moto.pid"
   for _ in $(seq 1 200); do
     kill -0 "$pid" 2>/dev/null || { cat "$MOTO_DIR/moto.log"; exit 1; }
     if curl -fsS -o /dev/null "http://127.0.0.1:$MOTO_PORT/moto-api/" 2>/dev/null; then
+      if [ "${MOTO_AUTH:-0}" = 1 ]; then
+        "$MOTO_PY" - "http://127.0.0.1:$MOTO_PORT" "$S3_BUCKET" > "$MOTO_DIR/keys" <<'PY'
+import json, sys, boto3
+ep, bucket = sys.argv[1], sys.argv[2]
+iam = boto3.client("iam", endpoint_url=ep, region_name="us-east-1",
+                   aws_access_key_id="setup", aws_secret_access_key="setup")
+iam.create_user(UserName="lb")
+k = iam.create_access_key(UserName="lb")["AccessKey"]
+iam.put_user_policy(UserName="lb", PolicyName="s3all", PolicyDocument=json.dumps(
+    {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))
+s3 = boto3.client("s3", endpoint_url=ep, region_name="us-east-1",
+                  aws_access_key_id=k["AccessKeyId"], aws_secret_access_key=k["SecretAccessKey"])
+s3.create_bucket(Bucket=bucket)
+print(k["AccessKeyId"], k["SecretAccessKey"])
+PY
+        read -r key secret < "$MOTO_DIR/keys"
+        print_env | sed -e "s|^export AWS_ACCESS_KEY_ID=.*|export AWS_ACCESS_KEY_ID=$key|" \
+                        -e "s|^export AWS_SECRET_ACCESS_KEY=.*|export AWS_SECRET_ACCESS_KEY=$secret|" >&3
+        return
+      fi
       # create the bucket with a plain signed-or-not PUT (moto doesn't check signatures by default)
       curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$MOTO_PORT/$S3_BUCKET"
       print_env >&3; return
