@@ -2,6 +2,8 @@
 //! mode, real directories and a real repository directory. One integration binary, one
 //! module per concern:
 mod common;
+/// A TCP proxy that injects network faults in front of the test S3 server.
+mod fault_proxy;
 
 /// Wrong password, flipped byte, truncated and missing objects, newer format: detected, named,
 /// and restore refuses.
