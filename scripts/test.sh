@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, with the real services it needs: two S3 servers (moto; the second
-# checks signatures, for wrong-credential tests) bound to 127.0.0.1 are started here, `cargo nextest run --workspace` runs against it, and everything
+# checks signatures, for wrong-credential tests) and an OpenSSH sshd for SFTP (installed with
+# apt-get when missing), all bound to 127.0.0.1, are started here, `cargo nextest run --workspace` runs against it, and everything
 # started is stopped by pid on exit. README's test command; .ci/run calls exactly this.
 #   bash scripts/test.sh                 # all tests
 #   bash scripts/test.sh -E 'test(s3)'   # extra arguments go to nextest
@@ -11,12 +12,19 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 S="$ROOT/scripts/services"
 export MOTO_DIR="${MOTO_DIR:-/tmp/lifeboat-test-moto}"
 export MOTO_PORT="${MOTO_PORT:-53950}"
+export SFTP_DIR="${SFTP_DIR:-/tmp/lifeboat-test-sftp}"
+export SFTP_PORT="${SFTP_PORT:-52222}"
 AUTH_DIR="$MOTO_DIR-auth" AUTH_PORT=$((MOTO_PORT + 1))
 cleanup() {
   bash "$S/moto.sh" stop || true
   MOTO_DIR="$AUTH_DIR" bash "$S/moto.sh" stop || true
+  bash "$S/sftp.sh" stop || true
 }
 trap cleanup EXIT
+eval "$(bash "$S/sftp.sh" start)"
+export LIFEBOAT_TEST_SFTP_HOST="$SFTP_HOST" LIFEBOAT_TEST_SFTP_PORT="$SFTP_PORT" \
+  LIFEBOAT_TEST_SFTP_USER="$SFTP_USER" LIFEBOAT_TEST_SFTP_KEY="$SFTP_KEY" \
+  LIFEBOAT_TEST_SFTP_KNOWN_HOSTS="$SFTP_KNOWN_HOSTS" LIFEBOAT_TEST_SFTP_HOME="$SFTP_HOME"
 eval "$(MOTO_DIR="$AUTH_DIR" MOTO_PORT="$AUTH_PORT" MOTO_AUTH=1 bash "$S/moto.sh" start)"
 export LIFEBOAT_TEST_S3_AUTH_ENDPOINT="$S3_ENDPOINT" LIFEBOAT_TEST_S3_AUTH_KEY="$AWS_ACCESS_KEY_ID" \
   LIFEBOAT_TEST_S3_AUTH_SECRET="$AWS_SECRET_ACCESS_KEY"

@@ -43,6 +43,7 @@ pub use format::tree::{EntryKind, TreeEntry};
 pub use id::{ChunkId, ObjectId};
 pub use index::{Index, Location};
 pub use ops::check::{check, CheckOptions, CheckReport, Problem};
+pub use ops::copy::{copy, init_replica, CopyReport};
 pub use ops::keys::{add_key, list_keys, remove_key, KeyInfo};
 pub use progress::{NoProgress, Progress};
 pub use reader::{BatchSink, ChunkReader};

@@ -2,6 +2,7 @@
 //! one library operation. Each variant's doc comment is its `--help`.
 mod backup;
 mod check;
+mod copy;
 mod init;
 mod key;
 mod points;
@@ -14,7 +15,7 @@ use crate::destination::Location;
 use clap::{Args, Parser, Subcommand};
 use lifeboat_core::{Error, ErrorKind, Repository, Result, Storage};
 
-use crate::config::Config;
+use crate::config::{Config, RepositoryConfig};
 use crate::password::PasswordSource;
 use crate::progress::Bars;
 
@@ -83,8 +84,11 @@ pub enum Command {
     /// The password comes from LIFEBOAT_PASSWORD, --password-file or --password-command
     /// (or the repository's password_file in lifeboat.toml). Keep it safe: without it the
     /// backups cannot be read. Add more passwords later with `lifeboat key add`.
+    ///
+    /// With --from SOURCE the new repository is a replica of SOURCE instead (same id and
+    /// passwords, no new key): `lifeboat copy` then keeps it up to date.
     #[command(
-        after_help = "Example:\n  LIFEBOAT_PASSWORD=... lifeboat init --repo /var/backups/lifeboat"
+        after_help = "Examples:\n  LIFEBOAT_PASSWORD=... lifeboat init --repo /var/backups/lifeboat\n  lifeboat init --repo s3://my-bucket/chat --from /var/backups/lifeboat"
     )]
     Init(init::InitArgs),
     /// Back up an app (or some paths) as one recovery point.
@@ -96,6 +100,12 @@ pub enum Command {
     /// Restore a point into a directory, a file, or in place, verified.
     #[command(after_help = restore::AFTER_HELP)]
     Restore(restore::RestoreArgs),
+    /// Copy the points another replica of the repository lacks (off-site copies).
+    ///
+    /// Objects are copied as they are (encrypted; no password needed), each verified against
+    /// its name, in the order a backup writes them: packs, indexes, then points.
+    #[command(after_help = copy::AFTER_HELP)]
+    Copy(copy::CopyArgs),
     /// Check the repository: structure, and with --read-data every byte.
     #[command(
         after_help = "Examples:\n  lifeboat check\n  lifeboat check --read-data --json\n\nExits 5 when anything is damaged; each problem names the object and the points that depend on it."
@@ -123,6 +133,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Init(a) => init::run(&ctx, a),
         Command::Backup(a) => backup::run(&ctx, a),
         Command::Points(a) => points::run(&ctx, a),
+        Command::Copy(a) => copy::run(&ctx, a),
         Command::Restore(a) => restore::run(&ctx, a),
         Command::Check(a) => check::run(&ctx, a),
         Command::Key(a) => key::run(&ctx, a),
@@ -189,33 +200,67 @@ impl Context {
         }
     }
 
-    /// The storage and password for `app` (or the only repository).
-    pub fn storage_for(&self, app: Option<&str>) -> Result<(Arc<dyn Storage>, Vec<u8>)> {
+    /// The location of `app`'s repository (or the only one, or `--repo`) and its table in
+    /// the config file, if any.
+    fn location_for(&self, app: Option<&str>) -> Result<(String, Option<RepositoryConfig>)> {
         let config = self.config()?;
-        let (location, repo_cfg) = match (&self.global.repo, &config) {
-            (Some(p), c) => {
-                // --repo may name a path or URL that the config file describes further.
-                let cfg = c
-                    .as_ref()
-                    .and_then(|c| c.repository.values().find(|r| &r.path == p))
-                    .cloned();
-                (p.clone(), cfg)
-            }
+        match (&self.global.repo, &config) {
+            (Some(p), c) => Ok(self.resolve(p, c.as_ref())),
             (None, Some(c)) => {
                 let (_, r) = c.repository_for(app)?;
-                (r.path.clone(), Some(r.clone()))
+                Ok((r.path.clone(), Some(r.clone())))
             }
-            (None, None) => return Err(Error::new(ErrorKind::Usage, "no repository given")
+            (None, None) => Err(Error::new(ErrorKind::Usage, "no repository given")
                 .with_hint(
-                "pass --repo PATH|s3://BUCKET/PREFIX (or set LIFEBOAT_REPO), or write a lifeboat.toml (see README)",
+                "pass --repo PATH|s3://BUCKET/PREFIX|sftp://USER@HOST/PATH (or set LIFEBOAT_REPO), or write a lifeboat.toml (see README)",
             )),
-        };
-        let pw_cfg = repo_cfg.as_ref().map(|r| r.password()).unwrap_or_default();
-        let storage = Location::parse(&location)?.open(repo_cfg.as_ref())?;
+        }
+    }
+
+    /// A repository given by the name of a `[repository.NAME]` table, or by a path or URL
+    /// (which a table may describe further).
+    fn resolve(&self, s: &str, config: Option<&Config>) -> (String, Option<RepositoryConfig>) {
+        if let Some(r) = config.and_then(|c| c.repository.get(s)) {
+            return (r.path.clone(), Some(r.clone()));
+        }
+        let cfg = config
+            .and_then(|c| c.repository.values().find(|r| r.path == s))
+            .cloned();
+        (s.to_string(), cfg)
+    }
+
+    /// Opens the storage of a location (no password needed: replicas are copied as ciphertext).
+    fn open_storage(
+        &self,
+        location: &str,
+        cfg: Option<&RepositoryConfig>,
+    ) -> Result<Arc<dyn Storage>> {
+        let storage = Location::parse(location)?.open(cfg)?;
         self.opened
             .lock()
             .expect("stats")
             .push((storage.location(), Arc::clone(&storage)));
+        Ok(storage)
+    }
+
+    /// The storage of `app`'s repository, without asking for a password.
+    pub fn storage_only(&self, app: Option<&str>) -> Result<Arc<dyn Storage>> {
+        let (location, cfg) = self.location_for(app)?;
+        self.open_storage(&location, cfg.as_ref())
+    }
+
+    /// The storage of a repository named in the config or given by path or URL.
+    pub fn storage_named(&self, s: &str) -> Result<Arc<dyn Storage>> {
+        let config = self.config()?;
+        let (location, cfg) = self.resolve(s, config.as_ref());
+        self.open_storage(&location, cfg.as_ref())
+    }
+
+    /// The storage and password for `app` (or the only repository).
+    pub fn storage_for(&self, app: Option<&str>) -> Result<(Arc<dyn Storage>, Vec<u8>)> {
+        let (location, repo_cfg) = self.location_for(app)?;
+        let pw_cfg = repo_cfg.as_ref().map(|r| r.password()).unwrap_or_default();
+        let storage = self.open_storage(&location, repo_cfg.as_ref())?;
         let password = self.cli_password().resolve(&pw_cfg, "LIFEBOAT_PASSWORD")?;
         Ok((storage, password))
     }

@@ -13,8 +13,16 @@
 //! secret_access_key_file = "/etc/lifeboat/s3-secret"       # or AWS_SECRET_ACCESS_KEY
 //! password_file = "/etc/lifeboat/password"
 //!
+//! [repository.nas]
+//! url = "sftp://lifeboat@nas.lan:22/volume1/backups/chat"
+//! identity_file = "/etc/lifeboat/id_ed25519"  # else ssh-agent, else ~/.ssh/id_*
+//! known_hosts = "/etc/lifeboat/known_hosts"   # else ~/.ssh/known_hosts
+//! # host_key_fingerprint = "SHA256:..."       # pin instead of known_hosts
+//! password_file = "/etc/lifeboat/password"
+//!
 //! [app.chat]
 //! repository = "local"                       # optional when there is one repository
+//! copy_to = ["offsite", "nas"]               # replicas `lifeboat copy chat` fills
 //! sqlite  = ["/srv/chat/chat.db"]
 //! files   = ["/srv/chat/uploads"]
 //! secrets = ["/srv/chat/ssh_host_key", "/srv/chat/.env"]
@@ -65,6 +73,12 @@ pub struct RepositoryConfig {
     /// S3: file holding the secret access key (else `AWS_SECRET_ACCESS_KEY`); the secret
     /// itself never goes in this file.
     pub secret_access_key_file: Option<PathBuf>,
+    /// SFTP: private key file (else ssh-agent, else ~/.ssh/id_ed25519, id_ecdsa, id_rsa).
+    pub identity_file: Option<PathBuf>,
+    /// SFTP: known_hosts file (else ~/.ssh/known_hosts).
+    pub known_hosts: Option<PathBuf>,
+    /// SFTP: accept exactly the host key with this fingerprint (`SHA256:...`).
+    pub host_key_fingerprint: Option<String>,
     /// File with the password (first line).
     pub password_file: Option<String>,
     /// Command printing the password.
@@ -77,6 +91,9 @@ pub struct RepositoryConfig {
 pub struct AppConfig {
     /// Repository name (optional when only one is defined).
     pub repository: Option<String>,
+    /// Replicas that `lifeboat copy APP` keeps up to date (names of [repository.NAME]).
+    #[serde(default)]
+    pub copy_to: Vec<String>,
     /// SQLite databases.
     #[serde(default)]
     pub sqlite: Vec<PathBuf>,
@@ -125,7 +142,14 @@ impl Config {
                 abs(&mut p);
                 r.path = p.display().to_string();
             }
-            if let Some(f) = &mut r.secret_access_key_file {
+            for f in [
+                &mut r.secret_access_key_file,
+                &mut r.identity_file,
+                &mut r.known_hosts,
+            ]
+            .into_iter()
+            .flatten()
+            {
                 abs(f);
             }
         }
@@ -138,11 +162,15 @@ impl Config {
                 .for_each(abs);
         }
         for (name, a) in &cfg.app {
-            if let Some(r) = &a.repository {
+            for r in a.repository.iter().chain(&a.copy_to) {
                 if !cfg.repository.contains_key(r) {
                     return Err(cfg.key_error(
                         &format!("app.{name}"),
-                        "repository",
+                        if a.repository.as_ref() == Some(r) {
+                            "repository"
+                        } else {
+                            "copy_to"
+                        },
                         &format!("no repository named {r:?} is defined"),
                     ));
                 }

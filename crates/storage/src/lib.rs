@@ -3,19 +3,21 @@
 //! Destinations that implement [`lifeboat_core::Storage`]:
 //! - [`LocalStorage`]: a directory (local disk, external drive, NFS mount);
 //! - [`S3Storage`]: an S3-compatible object store (AWS, MinIO, Garage, R2, B2);
+//! - [`SftpStorage`]: a directory on an SFTP server (OpenSSH), host key checked;
 //! - [`MemoryStorage`]: in memory, for unit tests only;
 //! - [`CachedStorage`]: a local cache of a remote store's keys, indexes and points.
 //!
-//! SFTP comes next (issue 5) and must pass the same conformance test
-//! (`tests/conformance.rs`).
+//! Every one passes the same conformance test (`tests/conformance.rs`).
 #![deny(missing_docs)]
 
 mod cache;
 mod local;
 mod memory;
 mod s3;
+mod sftp;
 
 pub use cache::CachedStorage;
 pub use local::LocalStorage;
 pub use memory::MemoryStorage;
 pub use s3::{S3Options, S3Storage};
+pub use sftp::{SftpOptions, SftpStorage};

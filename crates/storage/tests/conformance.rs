@@ -1,8 +1,10 @@
 //! One conformance test body for every [`Storage`] (after Litestream's
 //! `RunWithReplicaClient`): local directory, memory, S3 (the moto server `scripts/test.sh`
-//! starts; Garage too when `LIFEBOAT_TEST_GARAGE_*` is set); SFTP joins next.
+//! starts) and SFTP (the private OpenSSH sshd it starts).
 use lifeboat_core::{ObjectKind, Storage, StorageError};
-use lifeboat_storage::{CachedStorage, LocalStorage, MemoryStorage, S3Options, S3Storage};
+use lifeboat_storage::{
+    CachedStorage, LocalStorage, MemoryStorage, S3Options, S3Storage, SftpOptions, SftpStorage,
+};
 
 fn conformance(s: &dyn Storage) {
     // Empty listings, not errors.
@@ -260,4 +262,113 @@ fn walk(p: &std::path::Path) -> Vec<String> {
         }
     }
     out
+}
+
+/// SFTP options for a fresh directory on the test sshd, or `None` when the run opted out of
+/// services; without either the test fails.
+fn sftp_options() -> Option<SftpOptions> {
+    let Ok(host) = std::env::var("LIFEBOAT_TEST_SFTP_HOST") else {
+        if std::env::var_os("LIFEBOAT_TEST_NO_SERVICES").is_some() {
+            return None;
+        }
+        panic!("LIFEBOAT_TEST_SFTP_HOST is not set: run the suite with `bash scripts/test.sh` (it starts sshd), or set LIFEBOAT_TEST_NO_SERVICES=1 to skip");
+    };
+    let var = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} is not set"));
+    let home = var("LIFEBOAT_TEST_SFTP_HOME");
+    let mut o = SftpOptions::new(
+        host,
+        var("LIFEBOAT_TEST_SFTP_USER"),
+        format!("{home}/conformance-{}", rand_hex()),
+    );
+    o.port = var("LIFEBOAT_TEST_SFTP_PORT").parse().unwrap();
+    o.identity_file = Some(var("LIFEBOAT_TEST_SFTP_KEY").into());
+    o.known_hosts = Some(var("LIFEBOAT_TEST_SFTP_KNOWN_HOSTS").into());
+    o.retries = 1;
+    Some(o)
+}
+
+#[test]
+fn sftp() {
+    let Some(o) = sftp_options() else { return };
+    let root = o.root.clone();
+    let s = SftpStorage::new(o).unwrap();
+    conformance(&s);
+    assert!(s.requests().total() > 0, "requests are counted");
+    // No temp files are left behind.
+    let leftovers: Vec<_> = walk(std::path::Path::new(&root))
+        .into_iter()
+        .filter(|p| p.contains(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+fn refused(o: SftpOptions, needle: &str) {
+    let s = SftpStorage::new(o).unwrap();
+    let e = s.list(ObjectKind::Point).unwrap_err();
+    assert!(matches!(e, StorageError::Unavailable { .. }), "{e:?}");
+    assert!(e.to_string().contains(needle), "{e}");
+    assert!(!e.is_retryable());
+}
+
+#[test]
+fn sftp_changed_host_key_is_refused() {
+    let Some(mut o) = sftp_options() else { return };
+    // known_hosts pins another key (the client's public key) for this host and port.
+    let d = tempfile::tempdir().unwrap();
+    let key = o.identity_file.clone().unwrap();
+    let pubkey = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    let kh = d.path().join("known_hosts");
+    let other: Vec<&str> = pubkey.split_whitespace().take(2).collect();
+    std::fs::write(
+        &kh,
+        format!("[{}]:{} {}\n", o.host, o.port, other.join(" ")),
+    )
+    .unwrap();
+    o.known_hosts = Some(kh);
+    refused(o, "HOST KEY MISMATCH");
+}
+
+#[test]
+fn sftp_unknown_host_key_is_refused_not_trusted() {
+    let Some(mut o) = sftp_options() else { return };
+    let d = tempfile::tempdir().unwrap();
+    let kh = d.path().join("known_hosts");
+    std::fs::write(&kh, "").unwrap();
+    o.known_hosts = Some(kh.clone());
+    refused(o, "refusing to trust it on first use");
+    assert_eq!(
+        std::fs::read_to_string(&kh).unwrap(),
+        "",
+        "known_hosts untouched"
+    );
+}
+
+#[test]
+fn sftp_pinned_fingerprint_is_enforced() {
+    let Some(mut o) = sftp_options() else { return };
+    let out = std::process::Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(o.known_hosts.as_ref().unwrap())
+        .output()
+        .unwrap();
+    let listing = String::from_utf8(out.stdout).unwrap();
+    let fp = listing.split_whitespace().nth(1).unwrap().to_string();
+    assert!(fp.starts_with("SHA256:"), "{listing}");
+    o.known_hosts = Some("/nonexistent/known_hosts".into());
+    o.host_key_fingerprint = Some("SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into());
+    refused(o.clone(), "not the pinned");
+    o.host_key_fingerprint = Some(fp);
+    let s = SftpStorage::new(o).unwrap();
+    assert!(s.list(ObjectKind::Point).unwrap().is_empty());
+}
+
+#[test]
+fn sftp_missing_or_wrong_client_key_is_named() {
+    let Some(mut o) = sftp_options() else { return };
+    let key = o.identity_file.clone().unwrap();
+    o.identity_file = Some("/nonexistent/id_ed25519".into());
+    refused(o.clone(), "does not exist");
+    // The server's own host key is a valid key that is not authorized.
+    o.identity_file = Some(key.parent().unwrap().join("host_ed25519"));
+    refused(o, "refused the login");
 }

@@ -28,6 +28,9 @@ pub struct PointSummary<'a> {
     pub added: u64,
     pub duration_ms: u64,
     pub components: Vec<serde_json::Value>,
+    /// Replicas (the app's `copy_to`) that hold this point too; empty when none are configured.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub copied_to: Vec<String>,
 }
 
 pub fn summary<'a>(id: &ObjectId, p: &'a Point) -> PointSummary<'a> {
@@ -40,6 +43,7 @@ pub fn summary<'a>(id: &ObjectId, p: &'a Point) -> PointSummary<'a> {
         size: p.components.iter().map(|c| c.size).sum(),
         added: p.stats.bytes_stored,
         duration_ms: p.stats.duration_ms,
+        copied_to: Vec::new(),
         components: p
             .components
             .iter()
@@ -69,11 +73,39 @@ pub fn run(ctx: &Context, a: PointsArgs) -> Result<()> {
         .into_iter()
         .filter(|(_, p)| a.app.as_ref().is_none_or(|x| &p.app == x))
         .collect();
+    // Where each point lives: the app's replicas are listed (one listing each).
+    let mut replicas: Vec<(String, std::collections::HashSet<String>)> = Vec::new();
+    if let (Some(app), Some(cfg)) = (&a.app, ctx.config()?) {
+        for t in cfg
+            .app
+            .get(app)
+            .map(|x| x.copy_to.clone())
+            .unwrap_or_default()
+        {
+            let names = ctx
+                .storage_named(&t)?
+                .list(lifeboat_core::ObjectKind::Point)?
+                .into_iter()
+                .map(|e| e.name)
+                .collect();
+            replicas.push((t, names));
+        }
+    }
+    let where_ = |id: &ObjectId| -> Vec<String> {
+        replicas
+            .iter()
+            .filter(|(_, names)| names.contains(&id.to_hex()))
+            .map(|(t, _)| t.clone())
+            .collect()
+    };
     if a.json {
         json(
             &points
                 .iter()
-                .map(|(id, p)| summary(id, p))
+                .map(|(id, p)| PointSummary {
+                    copied_to: where_(id),
+                    ..summary(id, p)
+                })
                 .collect::<Vec<_>>(),
         );
         return Ok(());
@@ -83,8 +115,18 @@ pub fn run(ctx: &Context, a: PointsArgs) -> Result<()> {
         return Ok(());
     }
     println!(
-        "{:<9} {:<24} {:<12} {:<18} {:>10} {:>10}  CONTENTS",
-        "ID", "TIME", "APP", "TAGS", "SIZE", "ADDED"
+        "{:<9} {:<24} {:<12} {:<18} {:>10} {:>10}  CONTENTS{}",
+        "ID",
+        "TIME",
+        "APP",
+        "TAGS",
+        "SIZE",
+        "ADDED",
+        if replicas.is_empty() {
+            ""
+        } else {
+            "  COPIED TO"
+        }
     );
     for (id, p) in &points {
         let s = summary(id, p);
@@ -96,8 +138,21 @@ pub fn run(ctx: &Context, a: PointsArgs) -> Result<()> {
                 k => k.as_str().to_string(),
             })
             .collect();
+        let copied = if replicas.is_empty() {
+            String::new()
+        } else {
+            let w = where_(id);
+            format!(
+                "  {}",
+                if w.is_empty() {
+                    "-".into()
+                } else {
+                    w.join(",")
+                }
+            )
+        };
         println!(
-            "{:<9} {:<24} {:<12} {:<18} {:>10} {:>10}  {}",
+            "{:<9} {:<24} {:<12} {:<18} {:>10} {:>10}  {}{copied}",
             id.short(),
             local_time(&p.time),
             p.app,

@@ -24,6 +24,46 @@ impl Env {
         }
     }
 
+    /// A repository in a fresh directory on the test sshd that `scripts/test.sh` starts, logged
+    /// in with its client key and checked against its known_hosts. `None` only when the run
+    /// opted out of services.
+    pub fn sftp() -> Option<Env> {
+        let Ok(host) = std::env::var("LIFEBOAT_TEST_SFTP_HOST") else {
+            if std::env::var_os("LIFEBOAT_TEST_NO_SERVICES").is_some() {
+                return None;
+            }
+            panic!("LIFEBOAT_TEST_SFTP_HOST is not set: run the suite with `bash scripts/test.sh` (it starts sshd), or set LIFEBOAT_TEST_NO_SERVICES=1 to skip");
+        };
+        let var = |k: &str| std::env::var(k).unwrap();
+        let mut env = Env::new();
+        let dir = env
+            .dir
+            .path()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .replace(|c: char| !c.is_ascii_alphanumeric(), "");
+        env.repo = PathBuf::from(format!(
+            "sftp://{}@{host}:{}{}/cli-{dir}",
+            var("LIFEBOAT_TEST_SFTP_USER"),
+            var("LIFEBOAT_TEST_SFTP_PORT"),
+            var("LIFEBOAT_TEST_SFTP_HOME"),
+        ));
+        let cache = env.path("cache").display().to_string();
+        for (k, v) in [
+            ("LIFEBOAT_SFTP_IDENTITY_FILE", var("LIFEBOAT_TEST_SFTP_KEY")),
+            (
+                "LIFEBOAT_SFTP_KNOWN_HOSTS",
+                var("LIFEBOAT_TEST_SFTP_KNOWN_HOSTS"),
+            ),
+            ("LIFEBOAT_SFTP_RETRIES", "1".into()),
+            ("LIFEBOAT_CACHE_DIR", cache),
+        ] {
+            env.envs.push((k.into(), v));
+        }
+        Some(env)
+    }
+
     /// A repository under a fresh prefix of the test bucket of the S3 server that
     /// `scripts/test.sh` starts (moto), with its own cache directory. `None` only when the run
     /// opted out of services (`LIFEBOAT_TEST_NO_SERVICES=1`); otherwise a missing server fails
@@ -200,4 +240,12 @@ pub fn fails(cmd: &mut assert_cmd::Command, code: i32, needle: &str) -> std::pro
         stderr(&o)
     );
     o
+}
+
+/// The biggest pack of a local repository: the one holding the database pages.
+pub fn largest_pack(env: &Env) -> PathBuf {
+    env.packs()
+        .into_iter()
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap()
 }

@@ -67,14 +67,6 @@ fn assert_detected_and_refused(env: &Env, object: &str) {
     );
 }
 
-/// The biggest pack: the one holding the database pages.
-fn largest_pack(env: &Env) -> PathBuf {
-    env.packs()
-        .into_iter()
-        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
-        .unwrap()
-}
-
 fn name_of(p: &Path) -> String {
     p.file_name().unwrap().to_string_lossy().into_owned()
 }

@@ -28,6 +28,65 @@ fn requests(stderr: &str) -> u64 {
 #[test]
 fn s3_app_round_trip_and_unchanged_backup_costs_few_requests() {
     let Some(env) = Env::s3() else { return };
+    app_round_trip(env);
+}
+
+/// The same through SFTP (the private sshd), host key checked against its known_hosts.
+#[test]
+fn sftp_app_round_trip_and_unchanged_backup_costs_few_requests() {
+    let Some(env) = Env::sftp() else { return };
+    app_round_trip(env);
+}
+
+/// SFTP refusals through the CLI: a known_hosts that lists another key for the server, and a
+/// missing client key; each one line naming the cause, exit 3.
+#[test]
+fn sftp_wrong_host_key_and_missing_client_key_are_named() {
+    let Some(mut env) = Env::sftp() else { return };
+    let kh = env.path("known_hosts");
+    let key = std::env::var("LIFEBOAT_TEST_SFTP_KEY").unwrap();
+    let pubkey = std::fs::read_to_string(format!("{key}.pub")).unwrap();
+    let real =
+        std::fs::read_to_string(std::env::var("LIFEBOAT_TEST_SFTP_KNOWN_HOSTS").unwrap()).unwrap();
+    let hostport = real.split_whitespace().next().unwrap();
+    let other: Vec<&str> = pubkey.split_whitespace().take(2).collect();
+    std::fs::write(&kh, format!("{hostport} {}\n", other.join(" "))).unwrap();
+    set_env(
+        &mut env,
+        "LIFEBOAT_SFTP_KNOWN_HOSTS",
+        &kh.display().to_string(),
+    );
+    let o = fails(
+        env.lb().args(["init", "--kdf-memory-mib", "8"]),
+        3,
+        "HOST KEY MISMATCH",
+    );
+    assert_eq!(
+        stderr(&o)
+            .lines()
+            .filter(|l| l.starts_with("error:"))
+            .count(),
+        1
+    );
+
+    set_env(
+        &mut env,
+        "LIFEBOAT_SFTP_KNOWN_HOSTS",
+        &std::env::var("LIFEBOAT_TEST_SFTP_KNOWN_HOSTS").unwrap(),
+    );
+    set_env(
+        &mut env,
+        "LIFEBOAT_SFTP_IDENTITY_FILE",
+        "/nonexistent/id_ed25519",
+    );
+    fails(
+        env.lb().args(["init", "--kdf-memory-mib", "8"]),
+        3,
+        "/nonexistent/id_ed25519 does not exist",
+    );
+}
+
+fn app_round_trip(env: Env) {
     let db = env.path("app/chat.db");
     std::fs::create_dir_all(env.path("app")).unwrap();
     make_db(&db, 20_000, 300);
@@ -342,4 +401,135 @@ fn s3_backup_killed_mid_upload_leaves_a_consistent_repository() {
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(count(&out, "messages"), count(&db, "messages"));
+}
+
+/// A local repository with two off-site replicas (S3 and SFTP) declared in lifeboat.toml:
+/// `init --from` makes them, `copy chat` fills both, `points chat` shows where each point is,
+/// each replica passes `check --read-data` and restores the app; a second copy moves nothing;
+/// a repository that is not a replica is refused; a damaged source pack stops the copy before
+/// any point is copied.
+#[test]
+fn copy_fills_s3_and_sftp_replicas() {
+    let (Some(s3), Some(sftp)) = (Env::s3(), Env::sftp()) else {
+        return;
+    };
+    let local = Env::new();
+    // One process environment serves all three repositories.
+    let mut envs = s3.envs.clone();
+    envs.extend(
+        sftp.envs
+            .iter()
+            .filter(|(k, _)| k != "LIFEBOAT_CACHE_DIR")
+            .cloned(),
+    );
+    let cfg = local.path("lifeboat.toml");
+    let db = local.path("app/chat.db");
+    std::fs::create_dir_all(local.path("app")).unwrap();
+    make_db(&db, 5_000, 200);
+    std::fs::write(
+        &cfg,
+        format!(
+            "[repository.local]\npath = \"{}\"\n\n[repository.offsite]\nurl = \"{}\"\n\n[repository.nas]\nurl = \"{}\"\n\n[app.chat]\nrepository = \"local\"\ncopy_to = [\"offsite\", \"nas\"]\nsqlite = [\"{}\"]\n",
+            local.repo.display(),
+            s3.repo.display(),
+            sftp.repo.display(),
+            db.display()
+        ),
+    )
+    .unwrap();
+    let lb = || {
+        let mut c = assert_cmd::Command::cargo_bin("lifeboat").unwrap();
+        c.env("LIFEBOAT_PASSWORD", PASSWORD)
+            .env("LIFEBOAT_CONFIG", &cfg)
+            .envs(envs.iter().map(|(k, v)| (k, v)))
+            .current_dir(local.dir.path());
+        c
+    };
+    lb().args(["init", "--kdf-memory-mib", "8", "--repo", "local"])
+        .assert()
+        .success();
+    for t in ["offsite", "nas"] {
+        lb().args(["init", "--repo", t, "--from", "local"])
+            .assert()
+            .success();
+    }
+    lb().args(["backup", "chat"]).assert().success();
+    add_rows(&db, 200, "second");
+    lb().args(["backup", "chat"]).assert().success();
+
+    let o = lb().args(["copy", "chat"]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o).matches("2 point(s) copied").count(),
+        2,
+        "{}",
+        stdout(&o)
+    );
+    let o = lb().args(["copy", "chat"]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o)
+            .matches("0 point(s) copied (2 already there)")
+            .count(),
+        2,
+        "{}",
+        stdout(&o)
+    );
+
+    let o = lb().args(["points", "chat", "--json"]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let pts: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(pts.len(), 2);
+    for p in &pts {
+        assert_eq!(p["copied_to"], serde_json::json!(["offsite", "nas"]), "{p}");
+    }
+
+    for t in ["offsite", "nas"] {
+        lb().args(["check", "--read-data", "--repo", t])
+            .assert()
+            .success();
+        let out = local.path(&format!("from-{t}.db"));
+        let o = lb()
+            .args(["restore", "chat", "latest", "--repo", t, "-o"])
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{t}: {}", stderr(&o));
+        assert_eq!(count(&out, "messages"), count(&db, "messages"));
+    }
+
+    // Not a replica: refused, nothing written.
+    let other = Env::new();
+    other.init();
+    fails(
+        lb().args(["copy", "--repo", "local", "--to"])
+            .arg(&other.repo),
+        6,
+        "is not a replica",
+    );
+
+    // A damaged pack in the source: the copy to a fresh replica fails naming it, and the
+    // replica gets no point.
+    let fresh = Env::new();
+    lb().args(["init", "--from", "local", "--repo"])
+        .arg(&fresh.repo)
+        .assert()
+        .success();
+    let pack = largest_pack(&local);
+    let mut bytes = std::fs::read(&pack).unwrap();
+    bytes[100] ^= 1;
+    std::fs::write(&pack, bytes).unwrap();
+    fails(
+        lb().args(["copy", "--repo", "local", "--to"])
+            .arg(&fresh.repo),
+        5,
+        "no point was copied",
+    );
+    assert!(
+        !fresh.repo.join("points").exists()
+            || std::fs::read_dir(fresh.repo.join("points"))
+                .unwrap()
+                .count()
+                == 0
+    );
 }

@@ -1,0 +1,173 @@
+//! Replicas: one repository in several places (a fast local disk and an off-site store).
+//!
+//! A replica has the same config (id, chunker) and key slots as its source, so every object
+//! has the same bytes and the same name in both, and copying is moving ciphertext: no
+//! password is needed, nothing is decrypted or re-chunked, and deduplication carries over.
+//! [`init_replica`] makes an empty location a replica; [`copy`] brings over every object the
+//! destination lacks.
+//!
+//! Safety:
+//! - every object is verified on the way: its bytes must hash to its name (a damaged source
+//!   object is never written to the destination);
+//! - the order of writes is the backup's (§11 of `FORMAT.md`): packs, then index objects,
+//!   then points, so a point becomes visible in the destination only after everything it
+//!   may reference is there;
+//! - if any source pack or index is damaged or vanished, no point is copied (a point might
+//!   need it) and the call fails naming the objects; what was copied stays (it is valid and
+//!   the next run skips it).
+use serde::Serialize;
+
+use crate::error::{err, Error, Result};
+use crate::format::config::RepoConfig;
+use crate::id::ObjectId;
+use crate::progress::Progress;
+use crate::repository::read_config;
+use crate::storage::{ObjectKind, Storage, StorageError};
+
+/// What [`copy`] did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CopyReport {
+    /// Points copied (now in both).
+    pub points: usize,
+    /// Index objects copied.
+    pub indexes: usize,
+    /// Packs copied.
+    pub packs: usize,
+    /// Key slots copied (a slot added to the source since the last copy).
+    pub keys: usize,
+    /// Bytes copied.
+    pub bytes: u64,
+    /// Points of the source the destination already had.
+    pub points_present: usize,
+}
+
+/// Makes the empty location `to` a replica of the repository at `from`: key slots first,
+/// then the config (the order of `init`). Refuses when `to` already holds a repository.
+pub fn init_replica(from: &dyn Storage, to: &dyn Storage) -> Result<RepoConfig> {
+    let config = read_config(from)?;
+    match to.read(ObjectKind::Config, "config") {
+        Ok(_) => {
+            return Err(
+                err!(Refused, "{} already holds a repository", to.location()).with_hint(
+                    "use `lifeboat copy` to bring it up to date, or choose an empty location",
+                ),
+            )
+        }
+        Err(StorageError::NotFound { .. }) => {}
+        Err(e) => return Err(Error::from(e).context("look for an existing repository")),
+    }
+    copy_kind(from, to, ObjectKind::Key, &mut CopyReport::default(), None)?;
+    let bytes = from.read(ObjectKind::Config, "config")?;
+    to.write(ObjectKind::Config, "config", &bytes)?;
+    Ok(config)
+}
+
+/// Copies every key slot, pack, index object and point of `from` that `to` lacks, in that
+/// order, verifying each. Both must be the same repository (see [`init_replica`]).
+pub fn copy(from: &dyn Storage, to: &dyn Storage, progress: &dyn Progress) -> Result<CopyReport> {
+    let a = read_config(from)?;
+    let b = read_config(to)?;
+    if a.id != b.id {
+        return Err(err!(
+            Refused,
+            "{} (repository {}) is not a replica of {} (repository {})",
+            to.location(),
+            &b.id[..8.min(b.id.len())],
+            from.location(),
+            &a.id[..8.min(a.id.len())]
+        )
+        .with_hint(
+            "a copy target must be created with `lifeboat init --from SOURCE`; copying between different repositories would re-encrypt everything",
+        ));
+    }
+    let mut report = CopyReport::default();
+    copy_kind(from, to, ObjectKind::Key, &mut report, None)?;
+    let mut damaged = Vec::new();
+    for kind in [ObjectKind::Pack, ObjectKind::Index] {
+        damaged.extend(copy_kind(from, to, kind, &mut report, Some(progress))?);
+    }
+    if !damaged.is_empty() {
+        return Err(err!(
+            Corrupt,
+            "{} object(s) of {} could not be copied: {}; no point was copied",
+            damaged.len(),
+            from.location(),
+            damaged.join(", ")
+        )
+        .with_hint("run `lifeboat check --read-data` on the source; the objects copied so far are valid and are not copied again"));
+    }
+    let bad_points = copy_kind(from, to, ObjectKind::Point, &mut report, None)?;
+    if !bad_points.is_empty() {
+        return Err(err!(
+            Corrupt,
+            "point(s) of {} could not be copied: {}",
+            from.location(),
+            bad_points.join(", ")
+        )
+        .with_hint("run `lifeboat check` on the source"));
+    }
+    Ok(report)
+}
+
+/// Copies the objects of `kind` that `to` lacks. Returns the names (as `kind/name`) of source
+/// objects that were damaged or vanished; storage failures end the call.
+fn copy_kind(
+    from: &dyn Storage,
+    to: &dyn Storage,
+    kind: ObjectKind,
+    report: &mut CopyReport,
+    progress: Option<&dyn Progress>,
+) -> Result<Vec<String>> {
+    let mut have: std::collections::HashSet<String> =
+        to.list(kind)?.into_iter().map(|e| e.name).collect();
+    let (mut want, both): (Vec<_>, Vec<_>) = from
+        .list(kind)?
+        .into_iter()
+        .partition(|e| !have.contains(&e.name));
+    have = both.into_iter().map(|e| e.name).collect();
+    want.sort_by(|a, b| a.name.cmp(&b.name));
+    if kind == ObjectKind::Point {
+        report.points_present = have.len();
+    }
+    if let Some(p) = progress {
+        p.start(
+            &format!("copying {kind}s"),
+            want.iter().map(|e| e.size).sum(),
+        );
+    }
+    let mut damaged = Vec::new();
+    for e in &want {
+        let bytes = match from.read(kind, &e.name) {
+            Ok(b) => b,
+            Err(StorageError::NotFound { .. }) => {
+                damaged.push(format!("{kind}/{} (vanished)", e.name));
+                continue;
+            }
+            Err(err) => return Err(Error::from(err).context(format!("read {kind} {}", e.name))),
+        };
+        if ObjectId::of(&bytes).to_hex() != e.name {
+            damaged.push(format!(
+                "{kind}/{} (content does not match its name)",
+                e.name
+            ));
+            continue;
+        }
+        to.write(kind, &e.name, &bytes)
+            .map_err(|err| Error::from(err).context(format!("write {kind} {}", e.name)))?;
+        report.bytes += bytes.len() as u64;
+        match kind {
+            ObjectKind::Pack => report.packs += 1,
+            ObjectKind::Index => report.indexes += 1,
+            ObjectKind::Point => report.points += 1,
+            ObjectKind::Key => report.keys += 1,
+            ObjectKind::Config => {}
+        }
+        if let Some(p) = progress {
+            p.inc(e.size);
+        }
+    }
+    if let Some(p) = progress {
+        p.finish();
+    }
+    Ok(damaged)
+}
