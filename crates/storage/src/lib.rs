@@ -21,3 +21,17 @@ pub use local::LocalStorage;
 pub use memory::MemoryStorage;
 pub use s3::{S3Options, S3Storage};
 pub use sftp::{SftpOptions, SftpStorage};
+
+/// The private tokio runtime a remote storage blocks on (see `docs/ARCHITECTURE.md`,
+/// execution model): two worker threads, named after the storage.
+fn client_runtime(name: &str) -> lifeboat_core::StorageResult<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name(format!("lifeboat-{name}"))
+        .enable_all()
+        .build()
+        .map_err(|e| lifeboat_core::StorageError::Io {
+            what: format!("start the {name} client runtime"),
+            source: e,
+        })
+}

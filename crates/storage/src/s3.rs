@@ -142,15 +142,7 @@ impl S3Storage {
         let store = b.build().map_err(|e| StorageError::Unavailable {
             message: format!("S3 destination s3://{}: {e}", opts.bucket),
         })?;
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("lifeboat-s3")
-            .enable_all()
-            .build()
-            .map_err(|e| StorageError::Io {
-                what: "start the S3 client runtime".into(),
-                source: e,
-            })?;
+        let rt = crate::client_runtime("s3")?;
         Ok(S3Storage {
             store: Arc::new(store),
             rt,

@@ -178,15 +178,7 @@ enum Failure {
 impl SftpStorage {
     /// Connects lazily: the first request connects, checks the host key and logs in.
     pub fn new(opts: SftpOptions) -> StorageResult<SftpStorage> {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("lifeboat-sftp")
-            .enable_all()
-            .build()
-            .map_err(|e| StorageError::Io {
-                what: "start the SFTP client runtime".into(),
-                source: e,
-            })?;
+        let rt = crate::client_runtime("sftp")?;
         Ok(SftpStorage {
             opts: Arc::new(opts),
             rt,

@@ -28,21 +28,10 @@ impl Env {
     /// in with its client key and checked against its known_hosts. `None` only when the run
     /// opted out of services.
     pub fn sftp() -> Option<Env> {
-        let Ok(host) = std::env::var("LIFEBOAT_TEST_SFTP_HOST") else {
-            if std::env::var_os("LIFEBOAT_TEST_NO_SERVICES").is_some() {
-                return None;
-            }
-            panic!("LIFEBOAT_TEST_SFTP_HOST is not set: run the suite with `bash scripts/test.sh` (it starts sshd), or set LIFEBOAT_TEST_NO_SERVICES=1 to skip");
-        };
+        let host = service_var("LIFEBOAT_TEST_SFTP_HOST", "sshd")?;
         let var = |k: &str| std::env::var(k).unwrap();
         let mut env = Env::new();
-        let dir = env
-            .dir
-            .path()
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .replace(|c: char| !c.is_ascii_alphanumeric(), "");
+        let dir = env.unique_name();
         env.repo = PathBuf::from(format!(
             "sftp://{}@{host}:{}{}/cli-{dir}",
             var("LIFEBOAT_TEST_SFTP_USER"),
@@ -69,21 +58,10 @@ impl Env {
     /// opted out of services (`LIFEBOAT_TEST_NO_SERVICES=1`); otherwise a missing server fails
     /// the test.
     pub fn s3() -> Option<Env> {
-        let Ok(endpoint) = std::env::var("LIFEBOAT_TEST_S3_ENDPOINT") else {
-            if std::env::var_os("LIFEBOAT_TEST_NO_SERVICES").is_some() {
-                return None;
-            }
-            panic!("LIFEBOAT_TEST_S3_ENDPOINT is not set: run the suite with `bash scripts/test.sh` (it starts moto), or set LIFEBOAT_TEST_NO_SERVICES=1 to skip");
-        };
+        let endpoint = service_var("LIFEBOAT_TEST_S3_ENDPOINT", "moto")?;
         let bucket = std::env::var("LIFEBOAT_TEST_S3_BUCKET").unwrap();
         let mut env = Env::new();
-        let prefix = env
-            .dir
-            .path()
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .replace(|c: char| !c.is_ascii_alphanumeric(), "");
+        let prefix = env.unique_name();
         env.repo = PathBuf::from(format!("s3://{bucket}/cli-{prefix}"));
         let cache = env.path("cache").display().to_string();
         for (k, v) in [
@@ -97,6 +75,27 @@ impl Env {
             env.envs.push((k.into(), v.into()));
         }
         Some(env)
+    }
+
+    /// A name unique to this test (from its temp dir), for remote prefixes and directories.
+    fn unique_name(&self) -> String {
+        self.dir
+            .path()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .replace(|c: char| !c.is_ascii_alphanumeric(), "")
+    }
+
+    /// Runs `lifeboat ARGS...` and asserts success; returns stdout and stderr.
+    pub fn ok(&self, args: &[&dyn AsRef<std::ffi::OsStr>]) -> (String, String) {
+        let o = self
+            .lb()
+            .args(args.iter().map(|a| a.as_ref()))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        (stdout(&o), stderr(&o))
     }
 
     pub fn path(&self, p: &str) -> PathBuf {
@@ -248,4 +247,15 @@ pub fn largest_pack(env: &Env) -> PathBuf {
         .into_iter()
         .max_by_key(|p| std::fs::metadata(p).unwrap().len())
         .unwrap()
+}
+
+/// The value of a variable that `scripts/test.sh` sets when it starts `service`; `None` only
+/// when the run opted out (`LIFEBOAT_TEST_NO_SERVICES=1`). A missing service fails the test: it
+/// must never pass because the server was absent.
+pub fn service_var(name: &str, service: &str) -> Option<String> {
+    match std::env::var(name) {
+        Ok(v) => Some(v),
+        Err(_) if std::env::var_os("LIFEBOAT_TEST_NO_SERVICES").is_some() => None,
+        Err(_) => panic!("{name} is not set: run the suite with `bash scripts/test.sh` (it starts {service}), or set LIFEBOAT_TEST_NO_SERVICES=1 to skip"),
+    }
 }

@@ -324,22 +324,9 @@ fn s3_backups_through_network_faults_complete_or_fail_without_damage() {
     );
     assert!(proxy.injected() > 0, "no fault was injected");
     set_env(&mut env, "LIFEBOAT_S3_RETRIES", "1");
-    let o = env
-        .lb()
-        .args(["backup", "--name", "chat"])
-        .arg(&db)
-        .arg(&up)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
+    env.ok(&[&"backup", &"--name", &"chat", &db, &up]);
     let out = env.path("out");
-    let o = env
-        .lb()
-        .args(["restore", "chat", "latest", "--to"])
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
+    env.ok(&[&"restore", &"chat", &"latest", &"--to", &out]);
     let r = |p: &Path| out.join(p.strip_prefix("/").unwrap());
     assert_eq!(integrity(&r(&db)), "ok");
     assert_eq!(count(&r(&db), "messages"), count(&db, "messages"));
@@ -385,21 +372,9 @@ fn s3_backup_killed_mid_upload_leaves_a_consistent_repository() {
         );
     }
     assert!(killed_running > 0, "every backup ended before its kill");
-    let o = env
-        .lb()
-        .args(["backup", "--name", "chat"])
-        .arg(&db)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
+    env.ok(&[&"backup", &"--name", &"chat", &db]);
     let out = env.path("restored.db");
-    let o = env
-        .lb()
-        .args(["restore", "chat", "latest", "-o"])
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
+    env.ok(&[&"restore", &"chat", &"latest", &"-o", &out]);
     assert_eq!(count(&out, "messages"), count(&db, "messages"));
 }
 
