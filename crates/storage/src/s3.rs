@@ -262,13 +262,9 @@ impl S3Storage {
     fn get_range(&self, kind: ObjectKind, name: &str, r: Range<u64>) -> StorageResult<Vec<u8>> {
         let what = self.describe(kind, name);
         let wanted = r.end - r.start;
-        // An empty or out-of-bounds range: S3 answers 416, so ask for the size instead.
-        let size = if wanted == 0 {
-            Some(self.head(kind, name)?)
-        } else {
-            None
-        };
-        if let Some(size) = size {
+        // An empty range: S3 answers 416, so ask for the size instead.
+        if wanted == 0 {
+            let size = self.head(kind, name)?;
             if r.end > size {
                 return Err(StorageError::Truncated {
                     what,
