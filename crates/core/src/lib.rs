@@ -38,7 +38,9 @@ pub use error::{Error, ErrorKind, Result};
 pub use format::config::{ChunkerParams, RepoConfig, REPO_VERSION};
 pub use format::key::{hostname, KdfParams};
 pub use format::pagetable::{encode_base, encode_delta, SEGMENT_PAGES};
-pub use format::point::{Component, ComponentKind, Point, PointStats, SqliteBody, TreeBody};
+pub use format::point::{
+    Component, ComponentKind, Point, PointStats, PostgresBody, SqliteBody, TreeBody,
+};
 pub use format::tree::{EntryKind, TreeEntry};
 pub use id::{ChunkId, ObjectId};
 pub use index::{Index, Location};

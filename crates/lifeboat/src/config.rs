@@ -28,12 +28,26 @@
 //! secrets = ["/srv/chat/ssh_host_key", "/srv/chat/.env"]
 //! config  = ["/srv/chat/config.toml"]
 //! exclude = ["*.tmp", "cache/**"]
+//!
+//! [app.chatalot]
+//! files   = ["/srv/chatalot/uploads"]
+//! secrets = ["/srv/chatalot/jwt_private.pem", "/srv/chatalot/.env"]
+//! [[app.chatalot.postgres]]                  # one table per server; repeatable
+//! url = "postgresql://chatalot@127.0.0.1:5432/chatalot"   # or the PG* environment
+//! # databases = ["chatalot", "chatalot_jobs"] # several databases on that server
+//! # password_file = "/etc/lifeboat/pg-password"            # else PGPASSWORD / ~/.pgpass
+//! # command = ["docker", "exec", "-i", "chatalot-db"]     # run pg_dump etc. in a container
+//! # bin_dir = "/usr/lib/postgresql/16/bin"   # client programs (else PATH)
+//! # globals = true                           # roles too (pg_dumpall --globals-only)
+//! # schema_only = false
+//! # terminate_connections = false            # in-place restore: end sessions, or refuse
 //! ```
 //! Relative paths are relative to the directory of the config file.
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use lifeboat_core::{ComponentKind, Error, ErrorKind, Result};
+use lifeboat_sources::postgres::PgSource;
 use lifeboat_sources::{AppSpec, SourceSpec};
 use serde::Deserialize;
 
@@ -109,6 +123,96 @@ pub struct AppConfig {
     /// Exclude globs for `files`.
     #[serde(default)]
     pub exclude: Vec<String>,
+    /// PostgreSQL servers and their databases.
+    #[serde(default)]
+    pub postgres: Vec<PostgresConfig>,
+}
+
+/// `[[app.NAME.postgres]]`: databases on one PostgreSQL server.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresConfig {
+    /// libpq URL or `key=value` string (else the `PG*` environment).
+    pub url: Option<String>,
+    /// The database (else the URL's, else `PGDATABASE`).
+    pub database: Option<String>,
+    /// Several databases on this server.
+    #[serde(default)]
+    pub databases: Vec<String>,
+    /// Command prefix for the client programs, e.g. `["docker", "exec", "-i", "db"]`.
+    #[serde(default)]
+    pub command: Vec<String>,
+    /// Directory of pg_dump, pg_restore, psql.
+    pub bin_dir: Option<PathBuf>,
+    /// File with the password (first line).
+    pub password_file: Option<PathBuf>,
+    /// Dump roles and tablespaces too.
+    #[serde(default)]
+    pub globals: bool,
+    /// Schema only, no data.
+    #[serde(default)]
+    pub schema_only: bool,
+    /// In-place restore ends other sessions instead of refusing.
+    #[serde(default)]
+    pub terminate_connections: bool,
+}
+
+impl PostgresConfig {
+    /// One source per database.
+    pub fn sources(&self) -> std::result::Result<Vec<PgSource>, String> {
+        let mut dbs = self.databases.clone();
+        dbs.extend(self.database.clone());
+        if dbs.is_empty() {
+            let from_url = self.url.as_deref().and_then(url_database);
+            let from_env = std::env::var("PGDATABASE").ok().filter(|s| !s.is_empty());
+            match from_url.or(from_env) {
+                Some(d) => dbs.push(d),
+                None => {
+                    return Err(
+                        "names no database: set `database`, `databases`, a URL ending in /NAME, or PGDATABASE"
+                            .into(),
+                    )
+                }
+            }
+        }
+        Ok(dbs
+            .into_iter()
+            .map(|database| PgSource {
+                url: self.url.clone(),
+                database,
+                wrapper: self.command.clone(),
+                bin_dir: self.bin_dir.clone(),
+                password_file: self.password_file.clone(),
+                globals: self.globals,
+                schema_only: self.schema_only,
+                terminate_connections: self.terminate_connections,
+            })
+            .collect())
+    }
+}
+
+/// The database named by a `postgresql://.../NAME` URL.
+fn url_database(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1.split('?').next()?;
+    let db = rest.split_once('/')?.1;
+    (!db.is_empty()).then(|| {
+        // Undo percent-encoding of the few characters a name may hold.
+        let mut out = Vec::new();
+        let b = db.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'%' && i + 2 < b.len() {
+                if let Ok(v) = u8::from_str_radix(&db[i + 1..i + 3], 16) {
+                    out.push(v);
+                    i += 3;
+                    continue;
+                }
+            }
+            out.push(b[i]);
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    })
 }
 
 impl Config {
@@ -130,7 +234,11 @@ impl Config {
         })?;
         cfg.file = path.to_path_buf();
         cfg.text = text;
-        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        // `-c lifeboat.toml` has the parent "": paths are relative to the absolute directory.
+        let base = std::path::absolute(path)
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+            .unwrap_or_default();
         let abs = |p: &mut PathBuf| {
             if p.is_relative() {
                 *p = base.join(&*p);
@@ -154,6 +262,14 @@ impl Config {
             }
         }
         for a in cfg.app.values_mut() {
+            for pg in &mut a.postgres {
+                for f in [&mut pg.bin_dir, &mut pg.password_file]
+                    .into_iter()
+                    .flatten()
+                {
+                    abs(f);
+                }
+            }
             a.sqlite
                 .iter_mut()
                 .chain(&mut a.files)
@@ -179,12 +295,25 @@ impl Config {
                 && a.files.is_empty()
                 && a.secrets.is_empty()
                 && a.config.is_empty()
+                && a.postgres.is_empty()
             {
                 return Err(cfg.key_error(
                     &format!("app.{name}"),
                     "",
-                    "the app lists no sources (sqlite, files, secrets, config)",
+                    "the app lists no sources (sqlite, postgres, files, secrets, config)",
                 ));
+            }
+            for pg in &a.postgres {
+                if let Err(msg) = pg.sources() {
+                    return Err(cfg.key_error(&format!("app.{name}.postgres"), "", &msg));
+                }
+                if pg.command.first().is_some_and(|c| c.is_empty()) {
+                    return Err(cfg.key_error(
+                        &format!("app.{name}.postgres"),
+                        "command",
+                        "the wrapper command is empty",
+                    ));
+                }
             }
         }
         Ok(cfg)
@@ -222,13 +351,16 @@ impl Config {
             ))
         })?;
         let mut sources = Vec::new();
+        // Databases first: they are what must match the files' moment most closely.
+        sources.extend(
+            a.sqlite
+                .iter()
+                .map(|p| SourceSpec::path(ComponentKind::Sqlite, p.clone())),
+        );
+        sources.extend(self.pg_sources(name).into_iter().map(SourceSpec::postgres));
         let mut add = |kind, paths: &[PathBuf]| {
-            sources.extend(paths.iter().map(|p| SourceSpec {
-                kind,
-                path: p.clone(),
-            }));
+            sources.extend(paths.iter().map(|p| SourceSpec::path(kind, p.clone())));
         };
-        add(ComponentKind::Sqlite, &a.sqlite);
         add(ComponentKind::Files, &a.files);
         add(ComponentKind::Secret, &a.secrets);
         add(ComponentKind::Config, &a.config);
@@ -266,6 +398,19 @@ impl Config {
             )
             .with_hint("set `repository = \"NAME\"` in the app, or pass --repo PATH")),
         }
+    }
+
+    /// The app's PostgreSQL databases (empty for an unknown app).
+    pub fn pg_sources(&self, app: &str) -> Vec<PgSource> {
+        self.app
+            .get(app)
+            .map(|a| {
+                a.postgres
+                    .iter()
+                    .flat_map(|p| p.sources().unwrap_or_default())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Whether an app of this name exists.

@@ -139,26 +139,11 @@ pub fn run(ctx: &Context, a: DemoArgs) -> Result<()> {
     let spec = AppSpec {
         name: "chat".into(),
         sources: vec![
-            SourceSpec {
-                kind: ComponentKind::Sqlite,
-                path: d.db.clone(),
-            },
-            SourceSpec {
-                kind: ComponentKind::Files,
-                path: d.uploads.clone(),
-            },
-            SourceSpec {
-                kind: ComponentKind::Secret,
-                path: d.host_key.clone(),
-            },
-            SourceSpec {
-                kind: ComponentKind::Secret,
-                path: d.env.clone(),
-            },
-            SourceSpec {
-                kind: ComponentKind::Config,
-                path: d.config.clone(),
-            },
+            SourceSpec::path(ComponentKind::Sqlite, d.db.clone()),
+            SourceSpec::path(ComponentKind::Files, d.uploads.clone()),
+            SourceSpec::path(ComponentKind::Secret, d.host_key.clone()),
+            SourceSpec::path(ComponentKind::Secret, d.env.clone()),
+            SourceSpec::path(ComponentKind::Config, d.config.clone()),
         ],
         excludes: vec!["*.tmp".into()],
     };
@@ -196,6 +181,7 @@ pub fn run(ctx: &Context, a: DemoArgs) -> Result<()> {
         only: Vec::new(),
         force: true,
         verify: Verify::Full,
+        postgres: Default::default(),
     };
     let t = Instant::now();
     let restored = restore_point(&mut repo, &point, &opts, &ctx.progress)?;

@@ -163,6 +163,7 @@ pub fn capture(
             gid: Some(md.gid()),
         }),
         tree: None,
+        postgres: None,
     })
 }
 

@@ -202,6 +202,7 @@ pub fn capture(
         path: root.display().to_string(),
         size,
         sqlite: None,
+        postgres: None,
         tree: Some(TreeBody {
             entries: ids,
             files,

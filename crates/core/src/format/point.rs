@@ -60,6 +60,9 @@ pub enum ComponentKind {
     Secret,
     /// One config file: versioned, readable.
     Config,
+    /// A PostgreSQL database, captured by `pg_dump --format=custom` in one snapshot. Its dump
+    /// (and the roles, when asked for) is stored as a tree (`dump`, `globals.sql`).
+    Postgres,
 }
 
 impl ComponentKind {
@@ -70,7 +73,13 @@ impl ComponentKind {
             ComponentKind::Files => "files",
             ComponentKind::Secret => "secret",
             ComponentKind::Config => "config",
+            ComponentKind::Postgres => "postgres",
         }
+    }
+
+    /// Whether this is a database (`--only db` selects both kinds).
+    pub fn is_database(self) -> bool {
+        matches!(self, ComponentKind::Sqlite | ComponentKind::Postgres)
     }
 }
 
@@ -86,9 +95,44 @@ pub struct Component {
     /// Present for [`ComponentKind::Sqlite`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sqlite: Option<SqliteBody>,
-    /// Present for files, secret and config.
+    /// Present for files, secret and config; for postgres, the dump files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tree: Option<TreeBody>,
+    /// Present for [`ComponentKind::Postgres`]: what the server said at capture.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<PostgresBody>,
+}
+
+/// A PostgreSQL database: facts recorded in the dump's snapshot. The dump itself is the
+/// component's tree (file `dump`, and `globals.sql` when roles were dumped).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PostgresBody {
+    /// Database name.
+    pub database: String,
+    /// `server_version` (e.g. `15.18`).
+    pub server_version: String,
+    /// `server_version_num` (e.g. 150018).
+    pub server_version_num: u32,
+    /// Major version of the `pg_dump` that wrote the dump (a `pg_restore` at least this new
+    /// reads it).
+    pub pg_dump_major: u32,
+    /// `pg_database_size` at capture, bytes.
+    pub database_size: u64,
+    /// Database encoding (`UTF8`), collation and ctype, recreated on restore.
+    pub encoding: String,
+    /// `datcollate`.
+    pub collate: String,
+    /// `datctype`.
+    pub ctype: String,
+    /// Owner role of the database.
+    pub owner: String,
+    /// The dump holds the schema only (no table data).
+    pub schema_only: bool,
+    /// The tree holds `globals.sql` (`pg_dumpall --globals-only`: roles, tablespaces).
+    pub globals: bool,
+    /// Rows per table (`schema.table`, quoted where SQL needs it), counted in the dump's
+    /// snapshot, so a restore must match exactly.
+    pub row_counts: BTreeMap<String, u64>,
 }
 
 /// A SQLite database as pages.

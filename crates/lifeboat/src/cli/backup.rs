@@ -84,16 +84,10 @@ pub fn run(ctx: &Context, a: BackupArgs) -> Result<()> {
             let mut sources = Vec::new();
             for t in &a.targets {
                 let p = abs(Path::new(t))?;
-                sources.push(SourceSpec {
-                    kind: classify(&p)?,
-                    path: p,
-                });
+                sources.push(SourceSpec::path(classify(&p)?, p));
             }
             for s in &a.secret {
-                sources.push(SourceSpec {
-                    kind: ComponentKind::Secret,
-                    path: abs(s)?,
-                });
+                sources.push(SourceSpec::path(ComponentKind::Secret, abs(s)?));
             }
             // Databases first: they are the part that moves; files follow right after.
             sources.sort_by_key(|s| s.kind != ComponentKind::Sqlite);

@@ -135,6 +135,7 @@ pub fn run(ctx: &Context, a: PointsArgs) -> Result<()> {
             .iter()
             .map(|c| match c.kind {
                 lifeboat_core::ComponentKind::Sqlite => "db".to_string(),
+                lifeboat_core::ComponentKind::Postgres => "pg".to_string(),
                 k => k.as_str().to_string(),
             })
             .collect();

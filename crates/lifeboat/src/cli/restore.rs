@@ -2,11 +2,12 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use lifeboat_core::{ComponentKind, Error, ErrorKind, Result};
+use lifeboat_core::{Component, ComponentKind, Error, ErrorKind, Result};
+use lifeboat_sources::postgres::PgSource;
 use lifeboat_sources::sqlite::Verify;
 use lifeboat_sources::{
-    backup_app, restore_point, sqlite::is_sqlite_file, AppSpec, RestoreOptions, RestoreTarget,
-    SourceSpec,
+    backup_app, restore_point, sqlite::is_sqlite_file, AppSpec, PgRestoreSettings, RestoreOptions,
+    RestoreTarget, SourceSpec,
 };
 
 use super::Context;
@@ -17,12 +18,21 @@ Examples:
   lifeboat restore chat latest --to /tmp/scratch     everything under /tmp/scratch/<original path>
   lifeboat restore chat 1a2b3c4d --only db -o /tmp/chat.db
   lifeboat restore chat latest --yes                 in place (takes a pre-restore point first)
+  lifeboat restore chatalot --only db --pg-database chatalot_drill   PostgreSQL into a new database
+  lifeboat restore chatalot --to /tmp/scratch        files under /tmp/scratch, each PostgreSQL
+                                                     database into <name>_restored_<point time>
 
 Every chunk is authenticated before it is written. A database is written to a temporary file
 beside its target, checked (checksum, PRAGMA integrity_check, row counts against the point) and
 only then renamed over the target, after stale -wal/-shm files are removed; on any failure the old
 database stays as it was. In place, lifeboat refuses to replace a database that another process
-has open or that changed after the point was taken, unless --force.";
+has open or that changed after the point was taken, unless --force.
+
+PostgreSQL: the dump is fetched and authenticated into a private temporary file ($TMPDIR), then
+pg_restore --exit-on-error loads a new database created with the recorded encoding and locale,
+and its row counts are compared with the point (counted in the dump's own snapshot). In place,
+that new database is built under a temporary name and swapped in by renames only after it
+verified; other sessions of the original make the restore refuse, unless --pg-terminate.";
 
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
@@ -35,9 +45,30 @@ pub struct RestoreArgs {
     /// Restore the one selected component to exactly this path (use with --only if the point has several)
     #[arg(long, short = 'o', value_name = "PATH")]
     pub output: Option<PathBuf>,
-    /// Only these parts: db, files, secrets, config (repeatable)
+    /// Only these parts: db (every database), postgres, files, secrets, config (repeatable)
     #[arg(long, value_parser = parse_kind)]
     pub only: Vec<ComponentKind>,
+    /// PostgreSQL: restore into this new database (refused if it exists) instead of in place
+    #[arg(long, value_name = "NAME")]
+    pub pg_database: Option<String>,
+    /// PostgreSQL: restore onto this server (libpq URL) instead of the configured one
+    #[arg(long, value_name = "URL")]
+    pub pg_url: Option<String>,
+    /// PostgreSQL: parallel pg_restore jobs (default: cores, at most 4)
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<u32>,
+    /// PostgreSQL: restore only this table (`name` or `schema.name`; repeatable; new database only)
+    #[arg(long, value_name = "NAME")]
+    pub table: Vec<String>,
+    /// PostgreSQL: run the point's roles/tablespaces script first (point made with globals = true)
+    #[arg(long)]
+    pub pg_globals: bool,
+    /// PostgreSQL: objects owned by the restoring user; no GRANTs (for a server without the roles)
+    #[arg(long)]
+    pub pg_no_owner: bool,
+    /// PostgreSQL: end other sessions of a database replaced in place (default: refuse)
+    #[arg(long)]
+    pub pg_terminate: bool,
     /// Replace a database even if it is open by another process or newer than the point
     #[arg(long)]
     pub force: bool,
@@ -68,11 +99,14 @@ fn parse_verify(s: &str) -> std::result::Result<Verify, String> {
 
 fn parse_kind(s: &str) -> std::result::Result<ComponentKind, String> {
     match s {
-        "db" | "sqlite" | "database" => Ok(ComponentKind::Sqlite),
+        "db" | "database" | "databases" | "sqlite" => Ok(ComponentKind::Sqlite),
+        "postgres" | "pg" | "postgresql" => Ok(ComponentKind::Postgres),
         "files" | "uploads" => Ok(ComponentKind::Files),
         "secret" | "secrets" => Ok(ComponentKind::Secret),
         "config" => Ok(ComponentKind::Config),
-        _ => Err(format!("{s:?} is not one of db, files, secrets, config")),
+        _ => Err(format!(
+            "{s:?} is not one of db, postgres, files, secrets, config"
+        )),
     }
 }
 
@@ -94,8 +128,13 @@ pub fn run(ctx: &Context, a: RestoreArgs) -> Result<()> {
     };
     let mut repo = ctx.open(app.as_deref())?;
     let (id, mut point) = repo.find_point(app.as_deref(), &spec)?;
-    if !a.only.is_empty() {
-        point.components.retain(|c| a.only.contains(&c.kind));
+    let mut only = a.only.clone();
+    if only.contains(&ComponentKind::Sqlite) {
+        // `db` means every database of the point.
+        only.push(ComponentKind::Postgres);
+    }
+    if !only.is_empty() {
+        point.components.retain(|c| only.contains(&c.kind));
     }
     if point.components.is_empty() {
         return Err(Error::new(
@@ -106,6 +145,13 @@ pub fn run(ctx: &Context, a: RestoreArgs) -> Result<()> {
     let target = match (&a.to, &a.output) {
         (Some(dir), _) => RestoreTarget::Into(dir.clone()),
         (None, Some(out)) => {
+            if point.components[0].kind == ComponentKind::Postgres {
+                return Err(Error::new(
+                    ErrorKind::Usage,
+                    "a PostgreSQL database restores into a database, not a file",
+                )
+                .with_hint("use --pg-database NAME"));
+            }
             if point.components.len() != 1 {
                 return Err(Error::new(
                     ErrorKind::Usage,
@@ -131,19 +177,46 @@ pub fn run(ctx: &Context, a: RestoreArgs) -> Result<()> {
         }
         (None, None) => RestoreTarget::InPlace,
     };
-    let in_place = a.to.is_none() && a.output.is_none();
+    let mut pg = PgRestoreSettings {
+        connections: match (&config, &app) {
+            (Some(c), Some(app)) => c.pg_sources(app),
+            _ => Vec::new(),
+        },
+        url: a.pg_url.clone(),
+        database: a.pg_database.clone(),
+        tables: a.table.clone(),
+        globals: a.pg_globals,
+        no_owner: a.pg_no_owner,
+        terminate: a.pg_terminate,
+        ..PgRestoreSettings::default()
+    };
+    if let Some(j) = a.jobs {
+        pg.jobs = j.max(1);
+    }
+    // What an in-place restore replaces: everything, except databases sent to a new name.
+    let replaced: Vec<Component> = if a.to.is_none() && a.output.is_none() {
+        point
+            .components
+            .iter()
+            .filter(|c| c.kind != ComponentKind::Postgres || a.pg_database.is_none())
+            .cloned()
+            .collect()
+    } else {
+        Vec::new()
+    };
     let opts = RestoreOptions {
         target,
         only: Vec::new(),
         force: a.force,
         verify: a.verify,
+        postgres: pg,
     };
-    // Refusals (open or newer database) come before the question and the safety point.
+    // Refusals (open or newer database, name taken) come before the question and the safety point.
     lifeboat_sources::app::preflight(&point, &opts)?;
-    if in_place {
-        confirm_in_place(&point, a.yes)?;
+    if !replaced.is_empty() {
+        confirm_in_place(&replaced, &point.time, a.yes)?;
         if !a.no_safety_point {
-            safety_point(ctx, &mut repo, &point)?;
+            safety_point(ctx, &mut repo, &point.app, &replaced, &opts.postgres)?;
         }
     }
     let restored = restore_point(&mut repo, &point, &opts, &ctx.progress)?;
@@ -158,7 +231,7 @@ pub fn run(ctx: &Context, a: RestoreArgs) -> Result<()> {
         crate::output::local_time(&point.time)
     );
     for r in &restored {
-        let kind = if r.kind == ComponentKind::Sqlite {
+        let kind = if r.kind.is_database() {
             "db"
         } else {
             r.kind.as_str()
@@ -171,11 +244,11 @@ pub fn run(ctx: &Context, a: RestoreArgs) -> Result<()> {
     Ok(())
 }
 
-fn confirm_in_place(point: &lifeboat_core::Point, yes: bool) -> Result<()> {
+fn confirm_in_place(replaced: &[Component], time: &str, yes: bool) -> Result<()> {
     if yes {
         return Ok(());
     }
-    let list: Vec<_> = point.components.iter().map(|c| c.path.as_str()).collect();
+    let list: Vec<_> = replaced.iter().map(|c| c.path.as_str()).collect();
     if !std::io::stdin().is_terminal() {
         return Err(Error::new(
             ErrorKind::Refused,
@@ -186,7 +259,7 @@ fn confirm_in_place(point: &lifeboat_core::Point, yes: bool) -> Result<()> {
     eprint!(
         "Replace {} with the point from {}? [y/N] ",
         list.join(", "),
-        point.time
+        time
     );
     let _ = std::io::stderr().flush();
     let mut line = String::new();
@@ -205,10 +278,33 @@ fn confirm_in_place(point: &lifeboat_core::Point, yes: bool) -> Result<()> {
 fn safety_point(
     ctx: &Context,
     repo: &mut lifeboat_core::Repository,
-    point: &lifeboat_core::Point,
+    app: &str,
+    replaced: &[Component],
+    pg: &PgRestoreSettings,
 ) -> Result<()> {
     let mut sources = Vec::new();
-    for c in &point.components {
+    for c in replaced {
+        if let Some(body) = &c.postgres {
+            let mut conn = pg
+                .connections
+                .iter()
+                .find(|s| s.database == body.database)
+                .cloned()
+                .unwrap_or_else(|| PgSource {
+                    database: body.database.clone(),
+                    ..PgSource::default()
+                });
+            if let Some(u) = &pg.url {
+                conn.url = Some(u.clone());
+            }
+            // Only what exists can be saved; a database that is gone has nothing to lose.
+            if lifeboat_sources::postgres::database_exists(&conn, &body.database)? {
+                conn.globals = false;
+                conn.schema_only = false;
+                sources.push(SourceSpec::postgres(conn));
+            }
+            continue;
+        }
         let p = Path::new(&c.path);
         let Ok(md) = std::fs::metadata(p) else {
             continue;
@@ -223,16 +319,13 @@ fn safety_point(
             // Includes a damaged database: keep its bytes as a plain file.
             ComponentKind::Config
         };
-        sources.push(SourceSpec {
-            kind,
-            path: p.to_path_buf(),
-        });
+        sources.push(SourceSpec::path(kind, p.to_path_buf()));
     }
     if sources.is_empty() {
         return Ok(());
     }
     let mut spec = AppSpec {
-        name: point.app.clone(),
+        name: app.to_string(),
         sources,
         excludes: Vec::new(),
     };
@@ -251,16 +344,10 @@ fn safety_point(
                         p.push(side);
                         let p = std::path::PathBuf::from(p);
                         if p.is_file() {
-                            raw.push(SourceSpec {
-                                kind: ComponentKind::Config,
-                                path: p,
-                            });
+                            raw.push(SourceSpec::path(ComponentKind::Config, p));
                         }
                     }
-                    raw.push(SourceSpec {
-                        kind: ComponentKind::Config,
-                        path: s.path,
-                    });
+                    raw.push(SourceSpec::path(ComponentKind::Config, s.path));
                 } else {
                     raw.push(s);
                 }
