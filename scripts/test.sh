@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, with the real services it needs: two S3 servers (moto; the second
-# checks signatures, for wrong-credential tests) and an OpenSSH sshd for SFTP (installed with
-# apt-get when missing), all bound to 127.0.0.1, are started here, `cargo nextest run --workspace` runs against it, and everything
+# checks signatures, for wrong-credential tests), an OpenSSH sshd for SFTP (installed with
+# apt-get when missing) and a PostgreSQL server (initdb in /tmp, run as user postgres; apt-get
+# when missing), all bound to 127.0.0.1, are started here, `cargo nextest run --workspace` runs against it, and everything
 # started is stopped by pid on exit. README's test command; .ci/run calls exactly this.
 #   bash scripts/test.sh                 # all tests
 #   bash scripts/test.sh -E 'test(s3)'   # extra arguments go to nextest
@@ -14,13 +15,20 @@ export MOTO_DIR="${MOTO_DIR:-/tmp/lifeboat-test-moto}"
 export MOTO_PORT="${MOTO_PORT:-53950}"
 export SFTP_DIR="${SFTP_DIR:-/tmp/lifeboat-test-sftp}"
 export SFTP_PORT="${SFTP_PORT:-52222}"
+export PG_DIR="${PG_DIR:-/tmp/lifeboat-test-pg}"
+export PG_PORT="${PG_PORT:-55432}"
 AUTH_DIR="$MOTO_DIR-auth" AUTH_PORT=$((MOTO_PORT + 1))
 cleanup() {
   bash "$S/moto.sh" stop || true
   MOTO_DIR="$AUTH_DIR" bash "$S/moto.sh" stop || true
   bash "$S/sftp.sh" stop || true
+  bash "$S/pg.sh" stop || true
 }
 trap cleanup EXIT
+eval "$(bash "$S/pg.sh" start)"
+# Tests get the server as a URL (never PG* variables, so nothing leaks into other tests).
+export LIFEBOAT_TEST_PG_URL="postgresql://postgres@127.0.0.1:$PG_PORT" LIFEBOAT_TEST_PG_BIN="$PG_BIN"
+unset PGHOST PGPORT PGUSER PGDATABASE
 eval "$(bash "$S/sftp.sh" start)"
 export LIFEBOAT_TEST_SFTP_HOST="$SFTP_HOST" LIFEBOAT_TEST_SFTP_PORT="$SFTP_PORT" \
   LIFEBOAT_TEST_SFTP_USER="$SFTP_USER" LIFEBOAT_TEST_SFTP_KEY="$SFTP_KEY" \

@@ -56,7 +56,14 @@ pub fn summary<'a>(id: &ObjectId, p: &'a Point) -> PointSummary<'a> {
                     v["user_version"] = s.user_version.into();
                     v["row_counts"] = serde_json::to_value(&s.row_counts).unwrap_or_default();
                 }
-                if let Some(t) = &c.tree {
+                if let Some(pg) = &c.postgres {
+                    v["database"] = pg.database.clone().into();
+                    v["server_version"] = pg.server_version.clone().into();
+                    v["database_size"] = pg.database_size.into();
+                    v["schema_only"] = pg.schema_only.into();
+                    v["globals"] = pg.globals.into();
+                    v["row_counts"] = serde_json::to_value(&pg.row_counts).unwrap_or_default();
+                } else if let Some(t) = &c.tree {
                     v["files"] = t.files.into();
                     v["dirs"] = t.dirs.into();
                 }

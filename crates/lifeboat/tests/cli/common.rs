@@ -104,7 +104,13 @@ impl Env {
 
     /// `lifeboat --repo <repo>` with the password in the environment and no config lookup.
     pub fn lb(&self) -> Command {
-        let mut c = Command::cargo_bin("lifeboat").unwrap();
+        Command::from_std(self.lb_std())
+    }
+
+    /// [`Env::lb`] as a plain `std::process::Command`, for runs that must be spawned (and
+    /// killed) rather than waited for.
+    pub fn lb_std(&self) -> std::process::Command {
+        let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("lifeboat"));
         c.env("LIFEBOAT_PASSWORD", PASSWORD)
             .env_remove("LIFEBOAT_CONFIG")
             .env_remove("LIFEBOAT_PASSWORD_FILE")

@@ -11,6 +11,9 @@ mod damage;
 /// Deduplication: unchanged and lightly changed databases add little; incremental chains
 /// restore exactly.
 mod incremental;
+/// PostgreSQL apps on a real server: hot dump beside a writer, new-database and in-place
+/// restores, failing and killed dumps, dedup of an unchanged database, wrappers, roles.
+mod postgres;
 /// Bad input: not a SQLite file, missing paths, config errors, in-place refusals.
 mod refusals;
 /// Off-site destinations: a whole app through S3 (moto), request economy, clear refusals.
