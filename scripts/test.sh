@@ -11,13 +11,16 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 S="$ROOT/scripts/services"
+# The first port from $1 on that nothing listens on (the machine is shared: a fixed port may
+# be taken, which once failed a run with "Address already in use").
+free_port() { local p=$1; while (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; do p=$((p + 1)); done; echo "$p"; }
 export MOTO_DIR="${MOTO_DIR:-/tmp/lifeboat-test-moto}"
-export MOTO_PORT="${MOTO_PORT:-53950}"
+export MOTO_PORT="${MOTO_PORT:-$(free_port 53950)}"
 export SFTP_DIR="${SFTP_DIR:-/tmp/lifeboat-test-sftp}"
-export SFTP_PORT="${SFTP_PORT:-52222}"
+export SFTP_PORT="${SFTP_PORT:-$(free_port 52222)}"
 export PG_DIR="${PG_DIR:-/tmp/lifeboat-test-pg}"
-export PG_PORT="${PG_PORT:-55432}"
-AUTH_DIR="$MOTO_DIR-auth" AUTH_PORT=$((MOTO_PORT + 1))
+export PG_PORT="${PG_PORT:-$(free_port 55432)}"
+AUTH_DIR="$MOTO_DIR-auth" AUTH_PORT=$(free_port $((MOTO_PORT + 1)))
 cleanup() {
   bash "$S/moto.sh" stop || true
   MOTO_DIR="$AUTH_DIR" bash "$S/moto.sh" stop || true

@@ -39,13 +39,21 @@ pub struct DemoArgs {
     /// Messages in the demo database before the backup starts
     #[arg(long, default_value_t = 20_000)]
     pub messages: u32,
+    /// Run the Chatalot-shaped demo instead: PostgreSQL + uploads + secrets, the database
+    /// restored into a new database. Needs a server: `--postgres=postgresql://USER@HOST:PORT/postgres`,
+    /// or `--postgres` alone to use the PG* environment
+    #[arg(long, value_name = "URL", num_args = 0..=1, default_missing_value = "")]
+    pub postgres: Option<String>,
+    /// Directory of psql, pg_dump and pg_restore for --postgres (else PATH)
+    #[arg(long, value_name = "DIR")]
+    pub pg_bin: Option<PathBuf>,
 }
 
 fn e(what: &str) -> impl Fn(rusqlite::Error) -> Error + '_ {
     move |err| Error::new(ErrorKind::Other, format!("demo: {what}: {err}"))
 }
 
-fn io(what: impl std::fmt::Display) -> impl Fn(std::io::Error) -> Error {
+pub(crate) fn io(what: impl std::fmt::Display) -> impl Fn(std::io::Error) -> Error {
     move |err| Error::io(&what, err)
 }
 
@@ -78,6 +86,9 @@ pub fn run(ctx: &Context, a: DemoArgs) -> Result<()> {
             p
         }
     };
+    if let Some(url) = a.postgres {
+        return crate::demo_postgres::run(ctx, &root, Some(url), a.pg_bin, a.messages, a.keep);
+    }
     let started = Instant::now();
     let d = Demo {
         db: root.join("app/data/chat.db"),
@@ -195,23 +206,7 @@ pub fn run(ctx: &Context, a: DemoArgs) -> Result<()> {
     }
 
     let after = snapshot_files(&d)?;
-    for (path, (hash, mode)) in &before {
-        match after.get(path) {
-            Some((h, m)) if h == hash && m == mode => {}
-            Some((_, m)) => {
-                return Err(Error::new(
-                    ErrorKind::Verify,
-                    format!("demo: {path} differs after restore (mode {m:o})"),
-                ))
-            }
-            None => {
-                return Err(Error::new(
-                    ErrorKind::Verify,
-                    format!("demo: {path} is missing after restore"),
-                ))
-            }
-        }
-    }
+    compare_files(&before, &after)?;
     let key_mode = std::fs::metadata(&d.host_key)
         .map_err(io(d.host_key.display()))?
         .permissions()
@@ -300,48 +295,22 @@ fn make_app(d: &Demo, messages: u32) -> Result<()> {
     }
     tx.commit().map_err(e("commit"))?;
 
-    let write = |p: &Path, data: &[u8], mode: u32| -> Result<()> {
-        if let Some(parent) = p.parent() {
-            std::fs::create_dir_all(parent).map_err(io(parent.display()))?;
-        }
-        std::fs::write(p, data).map_err(io(p.display()))?;
-        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).map_err(io(p.display()))
-    };
-    for i in 0..12u32 {
-        let data: Vec<u8> = (0..(3000 + i * 9000))
-            .map(|j| ((j * 31 + i * 7) % 251) as u8)
-            .collect();
-        write(
-            &d.uploads.join(format!("{:02}/upload-{i}.bin", i % 3)),
-            &data,
-            0o644,
-        )?;
-    }
-    write(
-        &d.uploads.join("avatars/user1.png"),
-        b"\x89PNG fake avatar",
-        0o640,
-    )?;
-    write(&d.uploads.join("scratch.tmp"), b"excluded temp file", 0o644)?;
-    std::fs::create_dir_all(d.uploads.join("empty")).map_err(io("empty dir"))?;
-    let link = d.uploads.join("latest-avatar");
-    let _ = std::fs::remove_file(&link);
-    std::os::unix::fs::symlink("avatars/user1.png", &link).map_err(io(link.display()))?;
+    write_uploads(&d.uploads)?;
     let key: String = (0..280)
         .map(|i| (b'A' + ((i * 13 + 5) % 26) as u8) as char)
         .collect();
-    write(
+    write_file(
         &d.host_key,
         format!("-----BEGIN OPENSSH PRIVATE KEY-----\n{key}\n-----END OPENSSH PRIVATE KEY-----\n")
             .as_bytes(),
         0o600,
     )?;
-    write(
+    write_file(
         &d.env,
         b"JWT_SECRET=demo-not-secret\nDATABASE=data/chat.db\n",
         0o600,
     )?;
-    write(
+    write_file(
         &d.config,
         b"[server]\nport = 2222\nname = \"demo chat\"\n",
         0o644,
@@ -349,8 +318,73 @@ fn make_app(d: &Demo, messages: u32) -> Result<()> {
     Ok(())
 }
 
+/// Writes a file with `mode`, creating its directory.
+pub(crate) fn write_file(p: &Path, data: &[u8], mode: u32) -> Result<()> {
+    if let Some(parent) = p.parent() {
+        std::fs::create_dir_all(parent).map_err(io(parent.display()))?;
+    }
+    std::fs::write(p, data).map_err(io(p.display()))?;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).map_err(io(p.display()))
+}
+
+/// An uploads directory: nested files, a 0640 avatar, an excluded temp file, an empty dir
+/// and a symlink.
+pub(crate) fn write_uploads(uploads: &Path) -> Result<()> {
+    for i in 0..12u32 {
+        let data: Vec<u8> = (0..(3000 + i * 9000))
+            .map(|j| ((j * 31 + i * 7) % 251) as u8)
+            .collect();
+        write_file(
+            &uploads.join(format!("{:02}/upload-{i}.bin", i % 3)),
+            &data,
+            0o644,
+        )?;
+    }
+    write_file(
+        &uploads.join("avatars/user1.png"),
+        b"\x89PNG fake avatar",
+        0o640,
+    )?;
+    write_file(&uploads.join("scratch.tmp"), b"excluded temp file", 0o644)?;
+    std::fs::create_dir_all(uploads.join("empty")).map_err(io("empty dir"))?;
+    let link = uploads.join("latest-avatar");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink("avatars/user1.png", &link).map_err(io(link.display()))?;
+    Ok(())
+}
+
+/// Every file of `before` is in `after` with the same content and mode.
+pub(crate) fn compare_files(
+    before: &BTreeMap<String, (String, u32)>,
+    after: &BTreeMap<String, (String, u32)>,
+) -> Result<()> {
+    for (path, (hash, mode)) in before {
+        match after.get(path) {
+            Some((h, m)) if h == hash && m == mode => {}
+            Some((_, m)) => {
+                return Err(Error::new(
+                    ErrorKind::Verify,
+                    format!("demo: {path} differs after restore (mode {m:o})"),
+                ))
+            }
+            None => {
+                return Err(Error::new(
+                    ErrorKind::Verify,
+                    format!("demo: {path} is missing after restore"),
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Hash and mode of every file that must come back (not the DB, which is checked by SQLite).
 fn snapshot_files(d: &Demo) -> Result<BTreeMap<String, (String, u32)>> {
+    snapshot_paths(&[&d.uploads, &d.host_key, &d.env, &d.config])
+}
+
+/// Hash (or link target) and mode of every file under `roots` (`*.tmp` skipped).
+pub(crate) fn snapshot_paths(roots: &[&Path]) -> Result<BTreeMap<String, (String, u32)>> {
     let mut out = BTreeMap::new();
     let mut add = |p: &Path| -> Result<()> {
         let md = std::fs::symlink_metadata(p).map_err(io(p.display()))?;
@@ -384,10 +418,13 @@ fn snapshot_files(d: &Demo) -> Result<BTreeMap<String, (String, u32)>> {
         }
         Ok(())
     }
-    walk(&d.uploads, &mut add)?;
-    add(&d.host_key)?;
-    add(&d.env)?;
-    add(&d.config)?;
+    for r in roots {
+        if r.is_dir() {
+            walk(r, &mut add)?;
+        } else {
+            add(r)?;
+        }
+    }
     Ok(out)
 }
 

@@ -3,6 +3,7 @@
 mod cli;
 mod config;
 mod demo;
+mod demo_postgres;
 mod destination;
 mod output;
 mod password;

@@ -678,3 +678,28 @@ fn wrapped_tools_selective_tables_and_roles() {
     );
     assert!(pg.exists(&db));
 }
+
+#[test]
+fn chatalot_demo_runs_against_the_server() {
+    let Some(pg) = Pg::get() else { return };
+    let env = Env::new();
+    let o = assert_cmd::Command::cargo_bin("lifeboat")
+        .unwrap()
+        .args(["demo", "--messages", "3000", "--dir"])
+        .arg(env.path("demo"))
+        .arg(format!("--postgres={}", pg.url("postgres")))
+        .arg("--pg-bin")
+        .arg(&pg.bin)
+        .output()
+        .unwrap();
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}\n{}", stderr(&o));
+    assert!(out.contains("row counts of 3 tables match"), "{out}");
+    assert!(
+        out.contains("each table's md5 equal to the source's"),
+        "{out}"
+    );
+    assert!(out.contains("all succeeded"), "{out}");
+    // The demo drops its databases.
+    assert!(pg.databases_like("lifeboat_demo_%").is_empty());
+}

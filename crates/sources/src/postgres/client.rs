@@ -157,7 +157,7 @@ impl PgSource {
 
     /// Runs a SQL script with `psql` on database `db` and returns its rows. Statements run one
     /// by one (so `CREATE DATABASE` works); the first error stops the script.
-    pub(crate) fn psql(&self, db: &str, sql: &str) -> Result<Rows> {
+    pub fn psql(&self, db: &str, sql: &str) -> Result<Vec<Vec<String>>> {
         let mut s = Session::open(self, db)?;
         let rows = s.query(sql)?;
         s.close()?;
