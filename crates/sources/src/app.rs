@@ -410,10 +410,17 @@ fn restore_component(
             }
             .label(),
             bytes: r.bytes,
-            verified: format!(
-                "dump authenticated chunk by chunk, pg_restore --exit-on-error ok, row counts of {} tables match",
-                r.tables_checked
-            ),
+            verified: if c.postgres.as_ref().is_some_and(|b| b.schema_only) {
+                format!(
+                    "dump authenticated chunk by chunk, pg_restore --exit-on-error ok, schema only: {} tables present",
+                    r.tables_checked
+                )
+            } else {
+                format!(
+                    "dump authenticated chunk by chunk, pg_restore --exit-on-error ok, row counts of {} tables match",
+                    r.tables_checked
+                )
+            },
             warnings: r.warnings,
         });
     }

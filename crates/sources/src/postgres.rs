@@ -183,7 +183,7 @@ pub fn capture(
 
     progress.start(&format!("pg_dump {}", src.database), 0);
     let mut cmd = src.command("pg_dump")?;
-    cmd.args(["--format=custom", "--compress=0"])
+    cmd.args(["--no-password", "--format=custom", "--compress=0"])
         .arg(format!("--snapshot={snapshot}"))
         .arg(format!("--dbname={}", src.conninfo(&src.database)));
     if src.schema_only {
@@ -239,7 +239,7 @@ pub fn capture(
     ];
     if src.globals {
         let mut cmd = src.command("pg_dumpall")?;
-        cmd.arg("--globals-only")
+        cmd.args(["--no-password", "--globals-only"])
             .arg(format!("--dbname={}", src.conninfo(&src.database)))
             .arg(format!("--database={}", src.database));
         let out = spawn(cmd, "pg_dumpall", src, Stdio::null())?
@@ -596,7 +596,7 @@ fn rand_u32() -> u32 {
 
 fn run_globals(conn: &PgSource, maint: &str, sql: &[u8]) -> Result<Vec<String>> {
     let mut cmd = conn.command("psql")?;
-    cmd.args(["-X", "-q", "-f", "-"])
+    cmd.args(["-X", "-q", "--no-password", "-f", "-"])
         .arg(format!("--dbname={}", conn.conninfo(maint)));
     let mut child = spawn(cmd, "psql", conn, Stdio::piped())?;
     let err = StderrTail::start(&mut child);
@@ -625,7 +625,7 @@ fn run_globals(conn: &PgSource, maint: &str, sql: &[u8]) -> Result<Vec<String>> 
 
 fn run_pg_restore(conn: &PgSource, db: &str, dump: &Path, opts: &PgRestoreOptions) -> Result<()> {
     let mut cmd = conn.command("pg_restore")?;
-    cmd.arg("--exit-on-error")
+    cmd.args(["--no-password", "--exit-on-error"])
         .arg(format!("--dbname={}", conn.conninfo(db)));
     if opts.no_owner {
         cmd.args(["--no-owner", "--no-privileges"]);

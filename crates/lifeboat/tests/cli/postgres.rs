@@ -703,3 +703,98 @@ fn chatalot_demo_runs_against_the_server() {
     // The demo drops its databases.
     assert!(pg.databases_like("lifeboat_demo_%").is_empty());
 }
+
+#[test]
+fn schema_only_point_restores_every_table_empty() {
+    let Some(pg) = Pg::get() else { return };
+    let env = Env::new();
+    env.init();
+    let db = unique(&env);
+    make_chat(&pg, &db, 1_000);
+    make_files(&env);
+    let cfg = config(&env, &pg, &pg.url(&db), "schema_only = true");
+    env.ok(&[
+        &"--config",
+        &cfg,
+        &"backup",
+        &"chatalot",
+        &"--tag",
+        &"pre-migration",
+    ]);
+    let points = point_json(&env, &cfg);
+    let c = pg_component(&points[0]);
+    assert_eq!(c["schema_only"], true);
+    assert_eq!(c["row_counts"]["public.messages"], 1_000);
+    let target = format!("{db}_schema");
+    pg.adopt(&target);
+    let (out, _) = env.ok(&[
+        &"--config",
+        &cfg,
+        &"restore",
+        &"chatalot",
+        &"--only",
+        &"db",
+        &"--pg-database",
+        &target,
+    ]);
+    assert!(out.contains("schema only: 3 tables present"), "{out}");
+    assert_eq!(pg.count(&target, "messages"), 0);
+    assert_eq!(pg.count(&target, "\"Odd Settings\""), 0);
+}
+
+#[test]
+fn several_databases_in_one_point_restore_side_by_side() {
+    let Some(pg) = Pg::get() else { return };
+    let env = Env::new();
+    env.init();
+    let a = unique(&env);
+    let b = format!("{a}_jobs");
+    make_chat(&pg, &a, 700);
+    make_chat(&pg, &b, 40);
+    make_files(&env);
+    let cfg = config(
+        &env,
+        &pg,
+        &pg.url("postgres"),
+        &format!("databases = [\"{a}\", \"{b}\"]"),
+    );
+    env.ok(&[&"--config", &cfg, &"backup", &"chatalot"]);
+    let points = point_json(&env, &cfg);
+    let dbs: Vec<_> = points[0]["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["kind"] == "postgres")
+        .map(|c| c["database"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(dbs, vec![a.clone(), b.clone()]);
+    // One name for two databases is ambiguous.
+    fails(
+        env.lb().args(["--config"]).arg(&cfg).args([
+            "restore",
+            "chatalot",
+            "--only",
+            "db",
+            "--pg-database",
+            "x",
+        ]),
+        2,
+        "names one database, the point has 2",
+    );
+    // A drill restores each beside its original, under a name with the point's time.
+    let (out, _) = env.ok(&[
+        &"--config",
+        &cfg,
+        &"restore",
+        &"chatalot",
+        &"--to",
+        &env.path("scratch"),
+    ]);
+    let made = pg.databases_like(&format!("{a}%_restored_%"));
+    for m in &made {
+        pg.adopt(m);
+    }
+    assert_eq!(made.len(), 2, "{made:?}\n{out}");
+    let counts: Vec<i64> = made.iter().map(|m| pg.count(m, "messages")).collect();
+    assert!(counts.contains(&700) && counts.contains(&40), "{counts:?}");
+}

@@ -295,6 +295,8 @@ pub(crate) fn tool_error(src: &PgSource, tool: &str, status: &str, stderr: &str)
 }
 
 /// One `psql` process kept open for a conversation: used to hold the snapshot a dump reads.
+/// Every client program runs with `--no-password`: an unattended backup must fail with "no
+/// password supplied", never wait at a prompt.
 pub(crate) struct Session {
     child: Child,
     stdin: Option<ChildStdin>,
@@ -306,9 +308,18 @@ pub(crate) struct Session {
 impl Session {
     pub(crate) fn open(src: &PgSource, db: &str) -> Result<Session> {
         let mut cmd = src.command("psql")?;
-        cmd.args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-F"])
-            .arg(SEP.to_string())
-            .arg(format!("--dbname={}", src.conninfo(db)));
+        cmd.args([
+            "-X",
+            "-q",
+            "--no-password",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-F",
+        ])
+        .arg(SEP.to_string())
+        .arg(format!("--dbname={}", src.conninfo(db)));
         let mut child = spawn(cmd, "psql", src, Stdio::piped())?;
         let err = StderrTail::start(&mut child);
         let stdin = child.stdin.take();
