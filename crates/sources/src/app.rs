@@ -238,6 +238,26 @@ impl Default for PgRestoreSettings {
     }
 }
 
+impl PgRestoreSettings {
+    /// How to reach database `database`: its configured connection (else the `PG*`
+    /// environment), on the `url` server when one is given.
+    pub fn connection_for(&self, database: &str) -> PgSource {
+        let mut conn = self
+            .connections
+            .iter()
+            .find(|p| p.database == database)
+            .cloned()
+            .unwrap_or_else(|| PgSource {
+                database: database.to_string(),
+                ..PgSource::default()
+            });
+        if let Some(u) = &self.url {
+            conn.url = Some(u.clone());
+        }
+        conn
+    }
+}
+
 /// The connection and options used to restore postgres component `c` of a point.
 fn pg_plan(
     c: &Component,
@@ -251,18 +271,7 @@ fn pg_plan(
         )
     })?;
     let s = &opts.postgres;
-    let mut conn = s
-        .connections
-        .iter()
-        .find(|p| p.database == body.database)
-        .cloned()
-        .unwrap_or_else(|| PgSource {
-            database: body.database.clone(),
-            ..PgSource::default()
-        });
-    if let Some(u) = &s.url {
-        conn.url = Some(u.clone());
-    }
+    let conn = s.connection_for(&body.database);
     let target = match (&s.database, &opts.target) {
         (Some(name), _) => PgTarget::New(name.clone()),
         (None, RestoreTarget::InPlace) => PgTarget::Replace,

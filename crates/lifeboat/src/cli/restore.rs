@@ -3,7 +3,6 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use lifeboat_core::{Component, ComponentKind, Error, ErrorKind, Result};
-use lifeboat_sources::postgres::PgSource;
 use lifeboat_sources::sqlite::Verify;
 use lifeboat_sources::{
     backup_app, restore_point, sqlite::is_sqlite_file, AppSpec, PgRestoreSettings, RestoreOptions,
@@ -285,18 +284,7 @@ fn safety_point(
     let mut sources = Vec::new();
     for c in replaced {
         if let Some(body) = &c.postgres {
-            let mut conn = pg
-                .connections
-                .iter()
-                .find(|s| s.database == body.database)
-                .cloned()
-                .unwrap_or_else(|| PgSource {
-                    database: body.database.clone(),
-                    ..PgSource::default()
-                });
-            if let Some(u) = &pg.url {
-                conn.url = Some(u.clone());
-            }
+            let mut conn = pg.connection_for(&body.database);
             // Only what exists can be saved; a database that is gone has nothing to lose.
             if lifeboat_sources::postgres::database_exists(&conn, &body.database)? {
                 conn.globals = false;

@@ -210,6 +210,13 @@ fn make_files(env: &Env) {
     }
 }
 
+/// `lifeboat --repo REPO --config CFG`.
+fn with_config(env: &Env, cfg: &Path) -> assert_cmd::Command {
+    let mut c = env.lb();
+    c.arg("--config").arg(cfg);
+    c
+}
+
 fn point_json(env: &Env, cfg: &Path) -> Vec<serde_json::Value> {
     let (out, _) = env.ok(&[&"--config", &cfg, &"points", &"--json"]);
     serde_json::from_str(&out).unwrap()
@@ -317,7 +324,7 @@ fn chatalot_backs_up_while_writing_and_restores_into_a_new_database() {
     }
     // A second restore under the same name is refused, nothing touched.
     fails(
-        env.lb().args(["--config"]).arg(&cfg).args([
+        with_config(&env, &cfg).args([
             "restore",
             "chatalot",
             "--only",
@@ -351,10 +358,7 @@ fn failing_dumps_make_no_point_and_say_why() {
         &format!("password_file = \"{}\"", pw.display()),
     );
     fails(
-        env.lb()
-            .args(["--config"])
-            .arg(&cfg)
-            .args(["backup", "chatalot"]),
+        with_config(&env, &cfg).args(["backup", "chatalot"]),
         7,
         "password authentication failed",
     );
@@ -366,10 +370,7 @@ fn failing_dumps_make_no_point_and_say_why() {
     // A database that does not exist.
     let cfg = config(&env, &pg, &pg.url(&format!("{db}_missing")), "");
     let o = fails(
-        env.lb()
-            .args(["--config"])
-            .arg(&cfg)
-            .args(["backup", "chatalot"]),
+        with_config(&env, &cfg).args(["backup", "chatalot"]),
         7,
         "does not exist",
     );
@@ -381,10 +382,7 @@ fn failing_dumps_make_no_point_and_say_why() {
     // A server that is not there.
     let cfg = config(&env, &pg, "postgresql://postgres@127.0.0.1:1/x", "");
     fails(
-        env.lb()
-            .args(["--config"])
-            .arg(&cfg)
-            .args(["backup", "chatalot"]),
+        with_config(&env, &cfg).args(["backup", "chatalot"]),
         7,
         "is the server running",
     );
@@ -409,10 +407,7 @@ fn failing_dumps_make_no_point_and_say_why() {
     )
     .unwrap();
     let o = fails(
-        env.lb()
-            .args(["--config"])
-            .arg(&cfg)
-            .args(["backup", "chatalot"]),
+        with_config(&env, &cfg).args(["backup", "chatalot"]),
         6,
         "pg_dump 12 is older than the server",
     );
@@ -542,10 +537,7 @@ fn in_place_restore_swaps_only_after_verifying_and_refuses_open_sessions() {
     );
     // Without --yes on a non-terminal: refused.
     fails(
-        env.lb()
-            .args(["--config"])
-            .arg(&cfg)
-            .args(["restore", "chatalot", "--only", "db"]),
+        with_config(&env, &cfg).args(["restore", "chatalot", "--only", "db"]),
         6,
         "pass --yes",
     );
@@ -566,10 +558,7 @@ fn in_place_restore_swaps_only_after_verifying_and_refuses_open_sessions() {
         std::thread::sleep(Duration::from_millis(20));
     }
     fails(
-        env.lb()
-            .args(["--config"])
-            .arg(&cfg)
-            .args(["restore", "chatalot", "--only", "db", "--yes"]),
+        with_config(&env, &cfg).args(["restore", "chatalot", "--only", "db", "--yes"]),
         6,
         "other session(s) are connected",
     );
@@ -670,7 +659,7 @@ fn wrapped_tools_selective_tables_and_roles() {
     }
     // --table only into a new database.
     fails(
-        env.lb().args(["--config"]).arg(&cfg).args([
+        with_config(&env, &cfg).args([
             "restore", "chatalot", "--only", "db", "--yes", "--table", "users",
         ]),
         2,
@@ -770,14 +759,7 @@ fn several_databases_in_one_point_restore_side_by_side() {
     assert_eq!(dbs, vec![a.clone(), b.clone()]);
     // One name for two databases is ambiguous.
     fails(
-        env.lb().args(["--config"]).arg(&cfg).args([
-            "restore",
-            "chatalot",
-            "--only",
-            "db",
-            "--pg-database",
-            "x",
-        ]),
+        with_config(&env, &cfg).args(["restore", "chatalot", "--only", "db", "--pg-database", "x"]),
         2,
         "names one database, the point has 2",
     );
