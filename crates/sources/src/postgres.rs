@@ -335,11 +335,14 @@ pub fn database_exists(conn: &PgSource, db: &str) -> Result<bool> {
     Ok(rows.first().and_then(|r| r.first()).map(String::as_str) == Some("1"))
 }
 
+/// Client sessions of `db` other than ours. Autovacuum workers are not counted: the server
+/// cancels them itself when a database is renamed or dropped (they once made an in-place
+/// restore refuse for no reason).
 fn other_sessions(conn: &PgSource, db: &str) -> Result<u64> {
     let rows = conn.psql(
         maintenance_db(db),
         &format!(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = {} AND pid <> pg_backend_pid();",
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = {} AND pid <> pg_backend_pid() AND backend_type = 'client backend';",
             literal(db)
         ),
     )?;
@@ -766,7 +769,7 @@ fn swap_in(
             conn.psql(
                 maint,
                 &format!(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = {} AND pid <> pg_backend_pid();",
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = {} AND pid <> pg_backend_pid() AND backend_type = 'client backend';",
                     literal(original)
                 ),
             )?;
