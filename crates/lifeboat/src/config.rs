@@ -47,7 +47,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use lifeboat_core::{ComponentKind, Error, ErrorKind, Result};
-use lifeboat_sources::postgres::PgSource;
+use lifeboat_sources::postgres::{url_database, PgSource};
 use lifeboat_sources::{AppSpec, SourceSpec};
 use serde::Deserialize;
 
@@ -189,30 +189,6 @@ impl PostgresConfig {
             })
             .collect())
     }
-}
-
-/// The database named by a `postgresql://.../NAME` URL.
-fn url_database(url: &str) -> Option<String> {
-    let rest = url.split_once("://")?.1.split('?').next()?;
-    let db = rest.split_once('/')?.1;
-    (!db.is_empty()).then(|| {
-        // Undo percent-encoding of the few characters a name may hold.
-        let mut out = Vec::new();
-        let b = db.as_bytes();
-        let mut i = 0;
-        while i < b.len() {
-            if b[i] == b'%' && i + 2 < b.len() {
-                if let Ok(v) = u8::from_str_radix(&db[i + 1..i + 3], 16) {
-                    out.push(v);
-                    i += 3;
-                    continue;
-                }
-            }
-            out.push(b[i]);
-            i += 1;
-        }
-        String::from_utf8_lossy(&out).into_owned()
-    })
 }
 
 impl Config {

@@ -28,8 +28,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-pub use client::PgSource;
 use client::{ident, literal, spawn, tool_error, Session, StderrTail};
+pub use client::{url_database, PgSource};
 use lifeboat_core::{
     load_tree, ChunkReader, ChunkWriter, Component, ComponentKind, EntryKind, Error, ErrorKind,
     PostgresBody, Progress, Result, TreeBody, TreeEntry,

@@ -60,7 +60,18 @@ impl PgSource {
                 };
                 let start = base.find("://").map_or(0, |i| i + 3);
                 let end = base[start..].find('/').map_or(base.len(), |i| start + i);
-                let mut out = format!("{}/{}", &base[..end], percent_encode(db));
+                // A password in the URL goes to the child as PGPASSWORD (see `command`), never
+                // on its command line, where every local user could read it in /proc.
+                let authority = match url_password(u) {
+                    Some(_) => {
+                        let auth = &base[start..end];
+                        let (user, host) = auth.rsplit_once('@').expect("password implies @");
+                        let user = user.split(':').next().unwrap_or(user);
+                        format!("{}{user}@{host}", &base[..start])
+                    }
+                    None => base[..end].to_string(),
+                };
+                let mut out = format!("{authority}/{}", percent_encode(db));
                 if let Some(q) = query {
                     out.push('?');
                     out.push_str(q);
@@ -122,6 +133,8 @@ impl PgSource {
                     .with_kind(ErrorKind::Usage)
             })?;
             cmd.env("PGPASSWORD", text.lines().next().unwrap_or_default());
+        } else if let Some(pw) = self.url.as_deref().and_then(url_password) {
+            cmd.env("PGPASSWORD", pw);
         }
         if std::env::var_os("PGCONNECT_TIMEOUT").is_none() {
             cmd.env("PGCONNECT_TIMEOUT", "15");
@@ -394,6 +407,44 @@ impl Drop for Session {
     }
 }
 
+/// The database a `postgresql://.../NAME` URL names (percent-decoded), if any.
+pub fn url_database(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1.split('?').next()?;
+    let db = rest.split_once('/')?.1;
+    (!db.is_empty()).then(|| percent_decode(db))
+}
+
+/// The (percent-decoded) password of a `postgresql://user:password@host/...` URL.
+fn url_password(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?']).next()?;
+    let (userinfo, _) = authority.rsplit_once('@')?;
+    let (_, pw) = userinfo.split_once(':')?;
+    Some(percent_decode(pw))
+}
+
+/// Undoes `%XX` escapes (invalid ones are kept as they are).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            if let Some(v) = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// `'...'` quoting for key=value connection strings.
 fn quote_conninfo(s: &str) -> String {
     format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
@@ -432,14 +483,31 @@ mod tests {
             database: "app".into(),
             ..Default::default()
         };
+        // The password never goes on a command line.
         assert_eq!(
             s.conninfo("app_new"),
-            "postgresql://u:pw@db.lan:5433/app_new?sslmode=require"
+            "postgresql://u@db.lan:5433/app_new?sslmode=require"
         );
         assert_eq!(
             s.conninfo("a b"),
-            "postgresql://u:pw@db.lan:5433/a%20b?sslmode=require"
+            "postgresql://u@db.lan:5433/a%20b?sslmode=require"
         );
+        let cmd = s.command("psql").unwrap();
+        let env: Vec<_> = cmd.get_envs().collect();
+        assert!(env.contains(&(
+            std::ffi::OsStr::new("PGPASSWORD"),
+            Some(std::ffi::OsStr::new("pw"))
+        )));
+        assert_eq!(
+            url_password("postgresql://u:p%40ss@h/d").as_deref(),
+            Some("p@ss")
+        );
+        assert_eq!(url_password("postgresql://u@h/d"), None);
+        assert_eq!(
+            url_database("postgresql://h:1/my%20db?x=1").as_deref(),
+            Some("my db")
+        );
+        assert_eq!(url_database("postgresql://h:1"), None);
         assert_eq!(s.label(), "postgresql://u@db.lan:5433/app");
         let s = PgSource {
             url: Some("postgresql://h".into()),
