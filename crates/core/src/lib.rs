@@ -29,6 +29,7 @@ mod ops;
 mod progress;
 mod reader;
 mod repository;
+mod retention;
 mod storage;
 mod writer;
 
@@ -50,6 +51,7 @@ pub use ops::keys::{add_key, list_keys, remove_key, KeyInfo};
 pub use progress::{NoProgress, Progress};
 pub use reader::{BatchSink, ChunkReader};
 pub use repository::{read_config, Repository};
+pub use retention::{parse_span, plan as plan_retention, Decision, Policy};
 pub use storage::{
     ListEntry, ObjectKind, ObjectWriter, RequestCounter, RequestStats, Storage, StorageError,
     StorageResult,
