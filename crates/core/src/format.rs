@@ -3,8 +3,10 @@
 pub mod config;
 pub mod index;
 pub mod key;
+pub mod lease;
 pub mod object;
 pub mod pack;
 pub mod pagetable;
 pub mod point;
+pub mod prune;
 pub mod tree;

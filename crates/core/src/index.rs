@@ -48,6 +48,8 @@ struct ChunkLoc {
 #[derive(Debug, Default)]
 pub struct Index {
     packs: Vec<ObjectId>,
+    /// Per pack position: condemned by a pending prune (readable, but not for deduplication).
+    condemned: Vec<bool>,
     blocks: Vec<BlockLoc>,
     entries: Vec<(ChunkId, ChunkLoc)>,
     sorted: bool,
@@ -63,8 +65,16 @@ impl Index {
 
     /// Adds one pack's entries. Call [`Index::finish`] after the last one.
     pub fn add_pack(&mut self, pack: ObjectId, entries: &[BlockEntry]) {
+        self.add_pack_as(pack, entries, false);
+    }
+
+    /// Adds one pack's entries; a `condemned` pack (a pending prune will delete it) still
+    /// serves reads but [`Index::contains`] ignores it, so no new point comes to depend on it.
+    /// Add condemned packs after the others: the first-added location of a chunk wins.
+    pub fn add_pack_as(&mut self, pack: ObjectId, entries: &[BlockEntry], condemned: bool) {
         let p = self.packs.len() as u32;
         self.packs.push(pack);
+        self.condemned.push(condemned);
         self.entries.reserve(entries.len());
         for e in entries {
             let b = BlockLoc {
@@ -103,9 +113,11 @@ impl Index {
         self.sorted = true;
     }
 
-    /// Whether the chunk is stored.
+    /// Whether the chunk is stored in a pack that is not condemned (what deduplication may
+    /// rely on).
     pub fn contains(&self, id: &ChunkId) -> bool {
-        self.get(id).is_some()
+        self.get(id)
+            .is_some_and(|l| !self.condemned[l.pack as usize])
     }
 
     /// Location of a chunk.
@@ -168,5 +180,22 @@ mod tests {
         assert_eq!((ix.pack(l.pack), l.block_offset), (ObjectId([1; 32]), 8));
         assert!(ix.contains(&ChunkId([5; 16])));
         assert!(!ix.contains(&ChunkId([4; 16])));
+    }
+
+    #[test]
+    fn condemned_packs_serve_reads_but_not_deduplication() {
+        let mut ix = Index::default();
+        ix.add_pack(ObjectId([1; 32]), &[entry(7, 8)]);
+        ix.add_pack_as(ObjectId([2; 32]), &[entry(7, 50), entry(9, 8)], true);
+        ix.finish();
+        // 7 is also in a live pack: found there, usable.
+        assert!(ix.contains(&ChunkId([7; 16])));
+        assert_eq!(
+            ix.pack(ix.get(&ChunkId([7; 16])).unwrap().pack),
+            ObjectId([1; 32])
+        );
+        // 9 is only in the condemned pack: readable, not for dedup.
+        assert!(ix.get(&ChunkId([9; 16])).is_some());
+        assert!(!ix.contains(&ChunkId([9; 16])));
     }
 }

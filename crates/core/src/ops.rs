@@ -2,4 +2,6 @@
 //! need to know every source kind, live in `lifeboat-sources`.
 pub mod check;
 pub mod copy;
+pub mod forget;
 pub mod keys;
+pub mod prune;

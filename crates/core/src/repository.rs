@@ -1,4 +1,5 @@
 //! An open repository: storage + config + unlocked master key + (once loaded) the index.
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use crate::crypto::MasterKey;
@@ -8,6 +9,7 @@ use crate::format::index::{IndexFile, INDEX_MAGIC};
 use crate::format::key::{KdfParams, KeyFile};
 use crate::format::object;
 use crate::format::point::{Point, POINT_MAGIC};
+use crate::format::prune::{PruneRecord, PRUNE_MAGIC};
 use crate::id::ObjectId;
 use crate::index::Index;
 use crate::reader::ChunkReader;
@@ -21,6 +23,7 @@ pub struct Repository {
     key: MasterKey,
     key_name: String,
     index: Index,
+    seen_prunes: Vec<String>,
 }
 
 impl std::fmt::Debug for Repository {
@@ -84,6 +87,7 @@ impl Repository {
             key,
             key_name,
             index: Index::default(),
+            seen_prunes: Vec::new(),
         })
     }
 
@@ -131,6 +135,7 @@ impl Repository {
                     key,
                     key_name: slot.name.clone(),
                     index: Index::default(),
+                    seen_prunes: Vec::new(),
                 });
             }
         }
@@ -145,24 +150,75 @@ impl Repository {
             .with_hint("check LIFEBOAT_PASSWORD, --password-file or --password-command; `lifeboat key list` shows the slots"))
     }
 
-    /// Reads every index object into memory.
+    /// Reads every index object into memory. Packs condemned by a pending prune record are
+    /// loaded last and flagged: they serve reads, never deduplication. The names of the
+    /// records seen are kept ([`Repository::seen_prunes`]) for the caller's lease.
     pub fn load_index(&mut self) -> Result<()> {
+        let records = self.prune_records()?;
+        let mut condemned_indexes = HashSet::new();
+        let mut condemned_packs = HashSet::new();
+        for (_, r) in &records {
+            condemned_indexes.extend(r.indexes.iter().cloned());
+            condemned_packs.extend(r.packs.iter().filter_map(|p| ObjectId::from_hex(p)));
+        }
         let mut index = Index::default();
+        let mut later = Vec::new();
         for entry in self.storage.list(ObjectKind::Index)? {
-            // A damaged index must not stop every later backup and restore: its chunks are
-            // simply unknown (a backup stores them again; `check` names the damaged object).
-            match self.read_index(&entry.name) {
-                Ok(file) => index.add(&file),
-                Err(e) => tracing::warn!(
-                    "ignoring damaged index {}: {e} (run `lifeboat check`)",
-                    entry.name
-                ),
+            if condemned_indexes.contains(&entry.name) {
+                later.push(entry.name);
+                continue;
             }
+            self.add_index_object(&mut index, &entry.name, &condemned_packs);
+        }
+        for name in later {
+            self.add_index_object(&mut index, &name, &condemned_packs);
         }
         index.finish();
         tracing::debug!(chunks = index.len(), "index loaded");
         self.index = index;
+        self.seen_prunes = records.into_iter().map(|(n, _)| n).collect();
         Ok(())
+    }
+
+    fn add_index_object(&self, index: &mut Index, name: &str, condemned: &HashSet<ObjectId>) {
+        // A damaged index must not stop every later backup and restore: its chunks are
+        // simply unknown (a backup stores them again; `check` names the damaged object).
+        match self.read_index(name) {
+            Ok(file) => {
+                for (pack, entries) in &file.packs {
+                    index.add_pack_as(*pack, entries, condemned.contains(pack));
+                }
+            }
+            Err(e) => tracing::warn!("ignoring damaged index {name}: {e} (run `lifeboat check`)"),
+        }
+    }
+
+    /// The prune records [`Repository::load_index`] saw.
+    pub fn seen_prunes(&self) -> &[String] {
+        &self.seen_prunes
+    }
+
+    /// Every readable prune record (`prune/<id>`), by name. A damaged one is skipped with a
+    /// warning: its deletions then never run, which loses nothing.
+    pub fn prune_records(&self) -> Result<Vec<(String, PruneRecord)>> {
+        let mut out = Vec::new();
+        for e in self.storage.list(ObjectKind::Prune)? {
+            let what = format!("prune record {}", e.name);
+            let read = self
+                .storage
+                .read(ObjectKind::Prune, &e.name)
+                .map_err(Error::from)
+                .and_then(|b| {
+                    verify_name(&e.name, &b, &what)?;
+                    object::open(&self.key, PRUNE_MAGIC, &b, &what)
+                })
+                .and_then(|p| PruneRecord::decode(&p, &what));
+            match read {
+                Ok(r) => out.push((e.name, r)),
+                Err(err) => tracing::warn!("ignoring {what}: {err}"),
+            }
+        }
+        Ok(out)
     }
 
     /// Reads and decodes one index object.

@@ -37,16 +37,22 @@ pub enum ObjectKind {
     Index,
     /// Point manifests: one recovery point each.
     Point,
+    /// `leases/<random>`: an operation in progress (not content-addressed, rewritten to refresh).
+    Lease,
+    /// `prune/<id>`: what a prune condemned and has yet to delete.
+    Prune,
 }
 
 impl ObjectKind {
     /// Every kind, in the order `check` visits them.
-    pub const ALL: [ObjectKind; 5] = [
+    pub const ALL: [ObjectKind; 7] = [
         ObjectKind::Config,
         ObjectKind::Key,
         ObjectKind::Index,
         ObjectKind::Point,
         ObjectKind::Pack,
+        ObjectKind::Lease,
+        ObjectKind::Prune,
     ];
 
     /// The directory (prefix) of this kind in a repository.
@@ -57,6 +63,8 @@ impl ObjectKind {
             ObjectKind::Pack => "packs",
             ObjectKind::Index => "index",
             ObjectKind::Point => "points",
+            ObjectKind::Lease => "leases",
+            ObjectKind::Prune => "prune",
         }
     }
 }
@@ -69,6 +77,8 @@ impl fmt::Display for ObjectKind {
             ObjectKind::Pack => "pack",
             ObjectKind::Index => "index",
             ObjectKind::Point => "point",
+            ObjectKind::Lease => "lease",
+            ObjectKind::Prune => "prune record",
         })
     }
 }

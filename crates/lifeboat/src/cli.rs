@@ -3,9 +3,11 @@
 mod backup;
 mod check;
 mod copy;
+mod forget;
 mod init;
 mod key;
 mod points;
+mod prune;
 mod restore;
 
 use std::path::PathBuf;
@@ -106,6 +108,12 @@ pub enum Command {
     /// its name, in the order a backup writes them: packs, indexes, then points.
     #[command(after_help = copy::AFTER_HELP)]
     Copy(copy::CopyArgs),
+    /// Remove points that a retention policy does not keep (GFS, last N, within, tags).
+    #[command(after_help = forget::AFTER_HELP)]
+    Forget(forget::ForgetArgs),
+    /// Delete data that no point references; repack mostly-dead packs.
+    #[command(after_help = prune::AFTER_HELP)]
+    Prune(prune::PruneArgs),
     /// Check the repository: structure, and with --read-data every byte.
     #[command(
         after_help = "Examples:\n  lifeboat check\n  lifeboat check --read-data --json\n\nExits 5 when anything is damaged; each problem names the object and the points that depend on it."
@@ -136,6 +144,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Copy(a) => copy::run(&ctx, a),
         Command::Restore(a) => restore::run(&ctx, a),
         Command::Check(a) => check::run(&ctx, a),
+        Command::Forget(a) => forget::run(&ctx, a),
+        Command::Prune(a) => prune::run(&ctx, a),
         Command::Key(a) => key::run(&ctx, a),
         Command::Demo(a) => crate::demo::run(&ctx, a),
     };
@@ -202,7 +212,10 @@ impl Context {
 
     /// The location of `app`'s repository (or the only one, or `--repo`) and its table in
     /// the config file, if any.
-    fn location_for(&self, app: Option<&str>) -> Result<(String, Option<RepositoryConfig>)> {
+    pub(crate) fn location_for(
+        &self,
+        app: Option<&str>,
+    ) -> Result<(String, Option<RepositoryConfig>)> {
         let config = self.config()?;
         match (&self.global.repo, &config) {
             (Some(p), c) => Ok(self.resolve(p, c.as_ref())),
@@ -236,6 +249,7 @@ impl Context {
         cfg: Option<&RepositoryConfig>,
     ) -> Result<Arc<dyn Storage>> {
         let storage = Location::parse(location)?.open(cfg)?;
+        let storage = lifeboat_storage::CrashBefore::from_env(storage);
         self.opened
             .lock()
             .expect("stats")

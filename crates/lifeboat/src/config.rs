@@ -126,6 +126,75 @@ pub struct AppConfig {
     /// PostgreSQL servers and their databases.
     #[serde(default)]
     pub postgres: Vec<PostgresConfig>,
+    /// Retention policy of this app's points (every destination).
+    pub keep: Option<KeepConfig>,
+    /// Retention per destination (`[app.X.keep_in.offsite]`), replacing `keep` there.
+    #[serde(default)]
+    pub keep_in: BTreeMap<String, KeepConfig>,
+}
+
+/// `[app.NAME.keep]`: which points `lifeboat forget` keeps.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeepConfig {
+    /// The N newest points.
+    #[serde(default)]
+    pub last: u32,
+    /// Newest point of each of the N most recent hours with points.
+    #[serde(default)]
+    pub hourly: u32,
+    /// ... days.
+    #[serde(default)]
+    pub daily: u32,
+    /// ... ISO weeks.
+    #[serde(default)]
+    pub weekly: u32,
+    /// ... months.
+    #[serde(default)]
+    pub monthly: u32,
+    /// ... years.
+    #[serde(default)]
+    pub yearly: u32,
+    /// Every point within this duration of the newest (`30d`, `12h`, `2w`).
+    pub within: Option<String>,
+    /// Points with these tags are never removed (`pinned`).
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// The N newest points with a tag (`{ pre-migration = 2 }`).
+    #[serde(default)]
+    pub tagged: BTreeMap<String, u32>,
+    /// Time zone of the calendar rules (default: the system's).
+    pub timezone: Option<String>,
+}
+
+impl KeepConfig {
+    /// The policy, and the time zone its calendar rules use.
+    pub fn policy(&self) -> Result<(lifeboat_core::Policy, jiff::tz::TimeZone)> {
+        let tz = match &self.timezone {
+            Some(name) => jiff::tz::TimeZone::get(name).map_err(|e| {
+                Error::new(ErrorKind::Usage, format!("unknown time zone {name:?}: {e}"))
+            })?,
+            None => jiff::tz::TimeZone::system(),
+        };
+        Ok((
+            lifeboat_core::Policy {
+                last: self.last,
+                hourly: self.hourly,
+                daily: self.daily,
+                weekly: self.weekly,
+                monthly: self.monthly,
+                yearly: self.yearly,
+                within: self
+                    .within
+                    .as_deref()
+                    .map(lifeboat_core::parse_span)
+                    .transpose()?,
+                tags: self.tags.clone(),
+                tagged: self.tagged.clone(),
+            },
+            tz,
+        ))
+    }
 }
 
 /// `[[app.NAME.postgres]]`: databases on one PostgreSQL server.
@@ -279,6 +348,25 @@ impl Config {
                     "the app lists no sources (sqlite, postgres, files, secrets, config)",
                 ));
             }
+            for (dest, k) in a
+                .keep
+                .iter()
+                .map(|k| ("keep".to_string(), k))
+                .chain(a.keep_in.iter().map(|(d, k)| (format!("keep_in.{d}"), k)))
+            {
+                if let Err(e) = k.policy() {
+                    return Err(cfg.key_error(&format!("app.{name}.{dest}"), "", e.message()));
+                }
+            }
+            for d in a.keep_in.keys() {
+                if !cfg.repository.contains_key(d) {
+                    return Err(cfg.key_error(
+                        &format!("app.{name}.keep_in.{d}"),
+                        "",
+                        &format!("no repository named {d:?} is defined"),
+                    ));
+                }
+            }
             for pg in &a.postgres {
                 if let Err(msg) = pg.sources() {
                     return Err(cfg.key_error(&format!("app.{name}.postgres"), "", &msg));
@@ -344,6 +432,7 @@ impl Config {
             name: name.to_string(),
             sources,
             excludes: a.exclude.clone(),
+            time: None,
         })
     }
 
@@ -387,6 +476,21 @@ impl Config {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// The retention settings of `app` in repository `repo` (a `[repository.NAME]` name):
+    /// `keep_in.NAME` if set, else `keep`.
+    pub fn keep_for(&self, app: &str, repo: Option<&str>) -> Option<&KeepConfig> {
+        let a = self.app.get(app)?;
+        repo.and_then(|r| a.keep_in.get(r)).or(a.keep.as_ref())
+    }
+
+    /// The name of the `[repository.NAME]` whose location is `location`.
+    pub fn repository_name(&self, location: &str) -> Option<&str> {
+        self.repository
+            .iter()
+            .find(|(n, r)| r.path == location || n.as_str() == location)
+            .map(|(n, _)| n.as_str())
     }
 
     /// Whether an app of this name exists.

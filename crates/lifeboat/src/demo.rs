@@ -157,6 +157,7 @@ pub fn run(ctx: &Context, a: DemoArgs) -> Result<()> {
             SourceSpec::path(ComponentKind::Config, d.config.clone()),
         ],
         excludes: vec!["*.tmp".into()],
+        time: None,
     };
     let c0 = commits.load(Ordering::Relaxed);
     let (id, point) = backup_app(&mut repo, &spec, &["manual".into()], &ctx.progress)?;

@@ -171,6 +171,7 @@ pub fn run(
             SourceSpec::path(ComponentKind::Secret, env.clone()),
         ],
         excludes: vec!["*.tmp".into()],
+        time: None,
     };
     let c0 = commits.load(Ordering::Relaxed);
     let backed_up = backup_app(&mut repo, &spec, &["manual".into()], &ctx.progress);

@@ -14,6 +14,11 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // `lifeboat points | head` must end quietly, like other Unix tools, not panic on EPIPE.
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let args = cli::Cli::parse();
     output::init_logging(args.global.verbose, args.global.quiet);
     match cli::run(args) {

@@ -4,8 +4,8 @@ use std::time::Instant;
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use lifeboat_core::{
-    hostname, Component, ComponentKind, Error, ErrorKind, ObjectId, Point, PointStats, Progress,
-    Repository, Result,
+    hostname, Component, ComponentKind, Error, ErrorKind, LeaseGuard, ObjectId, Point, PointStats,
+    Progress, Repository, Result,
 };
 use serde::Serialize;
 
@@ -54,6 +54,9 @@ pub struct AppSpec {
     /// Glob patterns excluded from `files` sources (matched against the relative path and
     /// the file name).
     pub excludes: Vec<String>,
+    /// The time to record as the capture time instead of now. Only for tests and benchmarks
+    /// that need a year of points quickly (`backup --point-time`, hidden).
+    pub time: Option<jiff::Timestamp>,
 }
 
 /// Builds a glob set, with a clear error for a bad pattern.
@@ -76,7 +79,7 @@ pub fn backup_app(
     progress: &dyn Progress,
 ) -> Result<(ObjectId, Point)> {
     let started = Instant::now();
-    let time = jiff::Timestamp::now();
+    let time = app.time.unwrap_or_else(jiff::Timestamp::now);
     if app.sources.is_empty() {
         return Err(Error::new(
             ErrorKind::Usage,
@@ -104,7 +107,11 @@ pub fn backup_app(
         }
     }
     let excludes = build_excludes(&app.excludes)?;
+    // Lease first, then the index: a prune that condemns packs after this point is seen
+    // here (and skipped), one that did before waits for this lease to end.
+    let lease = LeaseGuard::acquire(std::sync::Arc::clone(repo.storage()), "backup")?;
     repo.load_index()?;
+    lease.set_seen_prunes(repo.seen_prunes().to_vec())?;
     let previous = repo
         .points()?
         .into_iter()
@@ -169,6 +176,7 @@ pub fn backup_app(
             bytes_stored: summary.bytes_stored,
         },
     };
+    lease.check_alive()?;
     let id = repo.write_point(&point)?;
     Ok((id, point))
 }
@@ -365,7 +373,10 @@ pub fn restore_point(
     progress: &dyn Progress,
 ) -> Result<Vec<RestoredComponent>> {
     preflight(point, opts)?;
+    // A prune waits for this restore instead of deleting packs under it.
+    let lease = LeaseGuard::acquire(std::sync::Arc::clone(repo.storage()), "restore")?;
     repo.load_index()?;
+    lease.set_seen_prunes(repo.seen_prunes().to_vec())?;
     let point_time = point.timestamp()?;
     let selected: Vec<&Component> = point
         .components

@@ -11,12 +11,14 @@
 #![deny(missing_docs)]
 
 mod cache;
+mod crash;
 mod local;
 mod memory;
 mod s3;
 mod sftp;
 
 pub use cache::CachedStorage;
+pub use crash::CrashBefore;
 pub use local::LocalStorage;
 pub use memory::MemoryStorage;
 pub use s3::{S3Options, S3Storage};

@@ -17,9 +17,12 @@
 //!   the next run skips it).
 use serde::Serialize;
 
+use std::sync::Arc;
+
 use crate::error::{err, Error, Result};
 use crate::format::config::RepoConfig;
 use crate::id::ObjectId;
+use crate::lease::LeaseGuard;
 use crate::progress::Progress;
 use crate::repository::read_config;
 use crate::storage::{ObjectKind, Storage, StorageError};
@@ -64,9 +67,13 @@ pub fn init_replica(from: &dyn Storage, to: &dyn Storage) -> Result<RepoConfig> 
 
 /// Copies every key slot, pack, index object and point of `from` that `to` lacks, in that
 /// order, verifying each. Both must be the same repository (see [`init_replica`]).
-pub fn copy(from: &dyn Storage, to: &dyn Storage, progress: &dyn Progress) -> Result<CopyReport> {
+pub fn copy(
+    from: &dyn Storage,
+    to: &Arc<dyn Storage>,
+    progress: &dyn Progress,
+) -> Result<CopyReport> {
     let a = read_config(from)?;
-    let b = read_config(to)?;
+    let b = read_config(to.as_ref())?;
     if a.id != b.id {
         return Err(err!(
             Refused,
@@ -80,6 +87,9 @@ pub fn copy(from: &dyn Storage, to: &dyn Storage, progress: &dyn Progress) -> Re
             "a copy target must be created with `lifeboat init --from SOURCE`; copying between different repositories would re-encrypt everything",
         ));
     }
+    // A prune of the replica must not delete a pack this copy found there and relies on.
+    let lease = LeaseGuard::acquire(Arc::clone(to), "copy")?;
+    let to = to.as_ref();
     let mut report = CopyReport::default();
     copy_kind(from, to, ObjectKind::Key, &mut report, None)?;
     let mut damaged = Vec::new();
@@ -96,6 +106,7 @@ pub fn copy(from: &dyn Storage, to: &dyn Storage, progress: &dyn Progress) -> Re
         )
         .with_hint("run `lifeboat check --read-data` on the source; the objects copied so far are valid and are not copied again"));
     }
+    lease.check_alive()?;
     let bad_points = copy_kind(from, to, ObjectKind::Point, &mut report, None)?;
     if !bad_points.is_empty() {
         return Err(err!(
@@ -160,7 +171,7 @@ fn copy_kind(
             ObjectKind::Index => report.indexes += 1,
             ObjectKind::Point => report.points += 1,
             ObjectKind::Key => report.keys += 1,
-            ObjectKind::Config => {}
+            ObjectKind::Config | ObjectKind::Lease | ObjectKind::Prune => {}
         }
         if let Some(p) = progress {
             p.inc(e.size);

@@ -36,6 +36,10 @@ pub struct BackupArgs {
     /// Print the new point as JSON on stdout
     #[arg(long)]
     pub json: bool,
+    /// Record this time (RFC 3339) as the point's capture time instead of now: for tests and
+    /// benchmarks of retention only
+    #[arg(long, hide = true, value_name = "TIME")]
+    pub point_time: Option<jiff::Timestamp>,
 }
 
 fn abs(p: &Path) -> Result<PathBuf> {
@@ -102,9 +106,12 @@ pub fn run(ctx: &Context, a: BackupArgs) -> Result<()> {
                 name,
                 sources,
                 excludes: a.exclude.clone(),
+                time: None,
             }
         }
     };
+    let mut spec = spec;
+    spec.time = a.point_time;
     let mut repo = ctx.open(app_name.as_deref())?;
     let tags = if a.tag.is_empty() {
         vec!["manual".to_string()]

@@ -51,7 +51,7 @@ pub fn run(ctx: &Context, a: CopyArgs) -> Result<()> {
     for t in &targets {
         let to = ctx.storage_named(t)?;
         let start = std::time::Instant::now();
-        let r = copy(from.as_ref(), to.as_ref(), &ctx.progress)?;
+        let r = copy(from.as_ref(), &to, &ctx.progress)?;
         if !a.json {
             println!(
                 "{} -> {}: {} point(s) copied ({} already there), {} pack(s), {} index(es), {} in {}",

@@ -316,6 +316,7 @@ fn safety_point(
         name: app.to_string(),
         sources,
         excludes: Vec::new(),
+        time: None,
     };
     let tags = ["pre-restore".to_string()];
     let id = match backup_app(repo, &spec, &tags, &ctx.progress) {

@@ -18,6 +18,9 @@ mod postgres;
 mod refusals;
 /// Off-site destinations: a whole app through S3 (moto), request economy, clear refusals.
 mod remote;
+/// Retention (forget with reasons) and prune: space freed, kill-at-every-step, concurrent
+/// backups and prunes.
+mod retention;
 /// Hot backup while a writer commits; restore; consistency, integrity, row counts.
 mod sqlite_hot;
 /// Key slots, `points --json`, `--help`.

@@ -1,0 +1,30 @@
+//! `forget`: removes the points a retention plan did not keep. Deleting a point manifest is
+//! atomic and the data it referenced stays until `prune`, so a forget killed half-way leaves
+//! some points removed and every other point whole.
+use crate::error::{err, Error, Result};
+use crate::repository::Repository;
+use crate::retention::Decision;
+use crate::storage::{ObjectKind, StorageError};
+
+/// Deletes the points `decisions` does not keep; returns how many were deleted.
+pub fn forget(repo: &Repository, decisions: &[Decision]) -> Result<u64> {
+    if !decisions.is_empty() && decisions.iter().all(|d| !d.keep) {
+        return Err(err!(
+            Refused,
+            "the plan removes every point; nothing was deleted"
+        ));
+    }
+    let mut n = 0;
+    for d in decisions.iter().filter(|d| !d.keep) {
+        match repo.storage().delete(ObjectKind::Point, &d.id) {
+            Ok(()) | Err(StorageError::NotFound { .. }) => n += 1,
+            Err(e) => {
+                return Err(Error::from(e).context(format!(
+                    "delete point {} ({n} points were deleted before)",
+                    &d.id[..8]
+                )))
+            }
+        }
+    }
+    Ok(n)
+}

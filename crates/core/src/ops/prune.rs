@@ -1,0 +1,531 @@
+//! Prune: delete what no point references, repack mostly-dead packs, beside running backups
+//! and safe to kill at any step (`docs/ARCHITECTURE.md`, "Prune beside running backups").
+//!
+//! Phase 1 (mark) computes the live chunks of every point, copies the live chunks of packs
+//! that are mostly garbage into new packs, writes replacement index objects for the packs that
+//! stay, and only then writes a prune record (`prune/<id>`) naming the packs and index objects
+//! to delete. Nothing is deleted in phase 1.
+//!
+//! Phase 2 (sweep) runs for a record only when every live lease has seen it (so its holder
+//! never deduplicated against a condemned pack). It first re-checks every point written after
+//! the record against the condemned packs and keeps ("resurrects") a pack a new point needs,
+//! then deletes condemned index objects, then packs, then the record. Every delete tolerates
+//! "already gone", so a sweep killed half-way simply runs again.
+//!
+//! Memory: the live set is a hash set of chunk ids (about 20 bytes per live chunk) next to the
+//! loaded index (28 bytes per chunk): about 50 MiB for a repository of 1 million chunks, plus
+//! one pack's statistics per pack and the writer's blocks while repacking.
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::components::load_tree;
+use crate::crypto::MasterKey;
+use crate::error::{err, Error, Result};
+use crate::format::index::{IndexFile, INDEX_MAGIC};
+use crate::format::key::hostname;
+use crate::format::object;
+use crate::format::pack::BlockEntry;
+use crate::format::pagetable::{decode_base, decode_delta};
+use crate::format::point::Point;
+use crate::format::prune::{PruneRecord, PRUNE_MAGIC};
+use crate::id::{ChunkId, ObjectId};
+use crate::index::Index;
+use crate::lease::{list_leases, LeaseGuard};
+use crate::progress::Progress;
+use crate::reader::ChunkReader;
+use crate::repository::Repository;
+use crate::storage::{ObjectKind, StorageError};
+use crate::writer::ChunkWriter;
+
+/// How to prune.
+#[derive(Debug, Clone)]
+pub struct PruneOptions {
+    /// Repack a pack when less than this fraction of its bytes is live (0.0 = never).
+    pub repack_below: f64,
+    /// Compute and report only; write and delete nothing.
+    pub dry_run: bool,
+}
+
+impl Default for PruneOptions {
+    fn default() -> Self {
+        PruneOptions {
+            repack_below: 0.5,
+            dry_run: false,
+        }
+    }
+}
+
+/// What a prune did (or, with `dry_run`, would do).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PruneReport {
+    /// Points scanned.
+    pub points: u64,
+    /// Distinct live chunks.
+    pub live_chunks: u64,
+    /// Packs in the repository when phase 1 started.
+    pub packs: u64,
+    /// Packs deleted because nothing lives in them (including unindexed leftovers).
+    pub packs_deleted: u64,
+    /// Packs whose live chunks were copied to new packs, then deleted.
+    pub packs_repacked: u64,
+    /// Bytes of packs deleted (stored size).
+    pub bytes_deleted: u64,
+    /// Bytes of live chunks copied by repacking (before compression).
+    pub bytes_repacked: u64,
+    /// Index objects deleted.
+    pub indexes_deleted: u64,
+    /// Index objects written.
+    pub indexes_written: u64,
+    /// Packs a point written during the prune still needed (kept).
+    pub packs_resurrected: u64,
+    /// Prune records whose deletions ran to the end.
+    pub records_swept: u64,
+    /// Records whose deletions wait for running operations, with who they wait for.
+    pub deferred: Vec<String>,
+}
+
+fn storage_err(e: StorageError, what: String) -> Error {
+    Error::from(e).context(what)
+}
+
+/// Deletes an object; "already gone" is fine (a previous sweep got there first).
+fn delete(repo: &Repository, kind: ObjectKind, name: &str) -> Result<()> {
+    match repo.storage().delete(kind, name) {
+        Ok(()) | Err(StorageError::NotFound { .. }) => Ok(()),
+        Err(e) => Err(storage_err(e, format!("delete {kind} {name}"))),
+    }
+}
+
+/// Adds every chunk a point needs to `live`. Page-table segments already in `live` were
+/// decoded before (points share bases), so they are skipped.
+fn walk_point(
+    reader: &mut ChunkReader<'_>,
+    point: &Point,
+    live: &mut HashSet<ChunkId>,
+) -> Result<()> {
+    for c in &point.components {
+        if let Some(s) = &c.sqlite {
+            for seg in &s.base {
+                if live.insert(*seg) {
+                    live.extend(decode_base(&reader.read(seg)?)?);
+                }
+            }
+            for seg in &s.delta {
+                if live.insert(*seg) {
+                    live.extend(
+                        decode_delta(&reader.read(seg)?)?
+                            .into_iter()
+                            .map(|(_, id)| id),
+                    );
+                }
+            }
+        }
+        if let Some(t) = &c.tree {
+            live.extend(t.entries.iter().copied());
+            for e in load_tree(reader, t)? {
+                live.extend(e.chunks);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes an index object for `packs`; returns its name.
+fn write_index(repo: &Repository, packs: Vec<(ObjectId, Vec<BlockEntry>)>) -> Result<String> {
+    let file = IndexFile { packs };
+    let bytes = object::seal(repo.key(), INDEX_MAGIC, &file.encode())?;
+    let name = ObjectId::of(&bytes).to_hex();
+    repo.storage()
+        .write(ObjectKind::Index, &name, &bytes)
+        .map_err(|e| storage_err(e, format!("write index {name}")))?;
+    Ok(name)
+}
+
+/// Removes what a prune record condemned, unless a running operation could still depend on
+/// it. Returns false when deferred.
+fn sweep(
+    repo: &mut Repository,
+    name: &str,
+    record: &PruneRecord,
+    own: &LeaseGuard,
+    report: &mut PruneReport,
+    progress: &dyn Progress,
+) -> Result<bool> {
+    let now = jiff::Timestamp::now();
+    let own_name = own.name();
+    let (leases, unreadable) = list_leases(repo.storage().as_ref())?;
+    let mut waiting: Vec<String> = leases
+        .iter()
+        .filter(|l| l.name != own_name && !l.lease.expired(now))
+        .filter(|l| !l.lease.seen_prunes.iter().any(|s| s == name))
+        .map(|l| {
+            format!(
+                "{} on {} (pid {}, since {})",
+                l.lease.operation, l.lease.hostname, l.lease.pid, l.lease.started
+            )
+        })
+        .collect();
+    waiting.extend(unreadable);
+    if !waiting.is_empty() {
+        report.deferred.push(format!(
+            "prune record {} waits for: {}",
+            &name[..8.min(name.len())],
+            waiting.join("; ")
+        ));
+        return Ok(false);
+    }
+
+    let condemned: HashSet<ObjectId> = record
+        .packs
+        .iter()
+        .filter_map(|p| ObjectId::from_hex(p))
+        .collect();
+    // Points written since the record: whatever they need that lives only in a condemned
+    // pack keeps that pack.
+    repo.load_index()?;
+    let seen: HashSet<&str> = record.points.iter().map(String::as_str).collect();
+    let new_points: Vec<(ObjectId, Point)> = repo
+        .points()?
+        .into_iter()
+        .filter(|(id, _)| !seen.contains(id.to_hex().as_str()))
+        .collect();
+    let mut keep: HashSet<ObjectId> = HashSet::new();
+    if !new_points.is_empty() {
+        let mut needed = HashSet::new();
+        {
+            let mut reader = repo.reader();
+            for (_, p) in &new_points {
+                walk_point(&mut reader, p, &mut needed)?;
+            }
+        }
+        let index = repo.index();
+        for id in &needed {
+            if index.contains(id) {
+                continue;
+            }
+            if let Some(loc) = index.get(id) {
+                let pack = index.pack(loc.pack);
+                if condemned.contains(&pack) {
+                    keep.insert(pack);
+                }
+            }
+        }
+        if !keep.is_empty() {
+            // Give the kept packs an index object that is not condemned.
+            let mut entries: HashMap<ObjectId, Vec<BlockEntry>> = HashMap::new();
+            for ix in &record.indexes {
+                let file = match repo.read_index(ix) {
+                    Ok(f) => f,
+                    Err(e) if e.kind() == crate::ErrorKind::Corrupt => continue,
+                    Err(e) => return Err(e),
+                };
+                for (pack, list) in file.packs {
+                    if keep.contains(&pack) {
+                        entries.entry(pack).or_insert(list);
+                    }
+                }
+            }
+            if entries.len() < keep.len() {
+                // A kept pack with no index entries in the record's objects (it was
+                // unindexed when condemned): its own backup indexed it elsewhere. Keep it
+                // without writing anything.
+                tracing::debug!("some resurrected packs are indexed elsewhere");
+            }
+            if !entries.is_empty() {
+                write_index(repo, entries.into_iter().collect())?;
+                report.indexes_written += 1;
+            }
+            report.packs_resurrected += keep.len() as u64;
+        }
+    }
+
+    progress.start(
+        "deleting",
+        (record.indexes.len() + record.packs.len()) as u64,
+    );
+    for ix in &record.indexes {
+        delete(repo, ObjectKind::Index, ix)?;
+        report.indexes_deleted += 1;
+        progress.inc(1);
+    }
+    let sizes: HashMap<String, u64> = repo
+        .storage()
+        .list(ObjectKind::Pack)?
+        .into_iter()
+        .map(|e| (e.name, e.size))
+        .collect();
+    for p in &record.packs {
+        if ObjectId::from_hex(p).is_some_and(|id| keep.contains(&id)) {
+            progress.inc(1);
+            continue;
+        }
+        delete(repo, ObjectKind::Pack, p)?;
+        report.bytes_deleted += sizes.get(p).copied().unwrap_or(0);
+        progress.inc(1);
+    }
+    progress.finish();
+    delete(repo, ObjectKind::Prune, name)?;
+    report.records_swept += 1;
+    Ok(true)
+}
+
+/// Sweeps every pending record it may.
+fn sweep_all(
+    repo: &mut Repository,
+    own: &LeaseGuard,
+    report: &mut PruneReport,
+    progress: &dyn Progress,
+) -> Result<()> {
+    for (name, record) in repo.prune_records()? {
+        sweep(repo, &name, &record, own, report, progress)?;
+    }
+    Ok(())
+}
+
+/// Per pack: bytes of all chunks and of live ones, and which index objects list it.
+#[derive(Default)]
+struct PackStat {
+    total: u64,
+    live: u64,
+    indexes: Vec<String>,
+}
+
+/// Phase 1. Returns the name of the record written (None when there is nothing to do).
+fn mark(
+    repo: &mut Repository,
+    opts: &PruneOptions,
+    report: &mut PruneReport,
+    progress: &dyn Progress,
+) -> Result<Option<String>> {
+    repo.load_index()?;
+    // What pending records (deferred sweeps) already condemn is left to them.
+    let pending = repo.prune_records()?;
+    let pending_packs: HashSet<String> =
+        pending.iter().flat_map(|(_, r)| r.packs.clone()).collect();
+    let pending_indexes: HashSet<String> = pending
+        .iter()
+        .flat_map(|(_, r)| r.indexes.clone())
+        .collect();
+
+    let points = repo.points()?;
+    report.points = points.len() as u64;
+    progress.start("scanning points", points.len() as u64);
+    let mut live: HashSet<ChunkId> = HashSet::new();
+    {
+        let mut reader = repo.reader();
+        for (id, p) in &points {
+            walk_point(&mut reader, p, &mut live).map_err(|e| {
+                e.context(format!("read point {}", id.short())).with_hint(
+                    "prune never deletes while a point cannot be read completely; run `lifeboat check`",
+                )
+            })?;
+            progress.inc(1);
+        }
+    }
+    progress.finish();
+    report.live_chunks = live.len() as u64;
+
+    // Pack statistics from the index objects.
+    let mut stats: HashMap<ObjectId, PackStat> = HashMap::new();
+    let index_names: Vec<String> = repo
+        .storage()
+        .list(ObjectKind::Index)?
+        .into_iter()
+        .map(|e| e.name)
+        .filter(|n| !pending_indexes.contains(n))
+        .collect();
+    progress.start("reading index", index_names.len() as u64);
+    for name in &index_names {
+        let file = repo.read_index(name).map_err(|e| {
+            e.context("prune reads every index object")
+                .with_hint("run `lifeboat check`; prune refuses to work on a damaged index")
+        })?;
+        for (pack, entries) in &file.packs {
+            let st = stats.entry(*pack).or_default();
+            st.indexes.push(name.clone());
+            for e in entries {
+                st.total += e.len as u64;
+                // Live here only if this pack is where the index finds it.
+                if live.contains(&e.id) {
+                    if let Some(l) = repo.index().get(&e.id) {
+                        if repo.index().pack(l.pack) == *pack {
+                            st.live += e.len as u64;
+                        }
+                    }
+                }
+            }
+        }
+        progress.inc(1);
+    }
+    progress.finish();
+    let listed = repo.storage().list(ObjectKind::Pack)?;
+    report.packs = listed.len() as u64;
+
+    let mut condemned: Vec<ObjectId> = Vec::new();
+    let mut repack: Vec<ObjectId> = Vec::new();
+    for e in &listed {
+        if pending_packs.contains(&e.name) {
+            continue;
+        }
+        let Some(id) = ObjectId::from_hex(&e.name) else {
+            continue;
+        };
+        match stats.get(&id) {
+            // Unindexed: left by an interrupted backup (or one still writing; the lease rule
+            // and resurrection protect that case).
+            None => condemned.push(id),
+            Some(st) if st.live == 0 => condemned.push(id),
+            Some(st) if (st.live as f64) < opts.repack_below * st.total as f64 => repack.push(id),
+            Some(_) => {}
+        }
+    }
+    report.packs_deleted = condemned.len() as u64;
+    report.packs_repacked = repack.len() as u64;
+    if condemned.is_empty() && repack.is_empty() {
+        return Ok(None);
+    }
+    if opts.dry_run {
+        report.bytes_deleted = listed
+            .iter()
+            .filter(|e| {
+                ObjectId::from_hex(&e.name)
+                    .is_some_and(|id| condemned.contains(&id) || repack.contains(&id))
+            })
+            .map(|e| e.size)
+            .sum();
+        return Ok(None);
+    }
+
+    // Repack: live chunks of mostly-dead packs into new packs, through a writer that
+    // deduplicates against nothing (so every chunk is written again).
+    if !repack.is_empty() {
+        let repack_set: HashSet<ObjectId> = repack.iter().copied().collect();
+        let mut todo: Vec<(ObjectId, ChunkId, u32)> = Vec::new();
+        for name in &index_names {
+            let file = repo.read_index(name)?;
+            for (pack, entries) in file.packs {
+                if !repack_set.contains(&pack) {
+                    continue;
+                }
+                for e in entries {
+                    if live.contains(&e.id) {
+                        if let Some(l) = repo.index().get(&e.id) {
+                            if repo.index().pack(l.pack) == pack {
+                                todo.push((pack, e.id, e.block_offset));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        todo.sort_by_key(|(p, _, off)| (*p, *off));
+        todo.dedup_by_key(|(_, id, _)| *id);
+        progress.start("repacking", todo.len() as u64);
+        let empty = Index::default();
+        let summary = {
+            let storage = Arc::clone(repo.storage());
+            let key: &MasterKey = repo.key();
+            let mut writer = ChunkWriter::new(storage, key, &empty, repo.config().chunker);
+            let mut reader = repo.reader();
+            for (_, id, _) in &todo {
+                let data = reader.read(id)?;
+                report.bytes_repacked += data.len() as u64;
+                let got = writer.store_chunk(&data)?;
+                debug_assert_eq!(got, *id);
+                progress.inc(1);
+            }
+            writer.finish()?
+        };
+        report.indexes_written += summary.indexes.len() as u64;
+        progress.finish();
+        condemned.extend(repack);
+    }
+
+    // Every index object that lists a condemned pack is replaced by one for the packs it
+    // lists that stay.
+    let condemned_set: HashSet<ObjectId> = condemned.iter().copied().collect();
+    let mut condemned_indexes: Vec<String> = Vec::new();
+    let mut keep_entries: HashMap<ObjectId, Vec<BlockEntry>> = HashMap::new();
+    for name in &index_names {
+        let touches = stats
+            .iter()
+            .any(|(p, st)| condemned_set.contains(p) && st.indexes.contains(name));
+        if !touches {
+            continue;
+        }
+        condemned_indexes.push(name.clone());
+        for (pack, entries) in repo.read_index(name)?.packs {
+            if !condemned_set.contains(&pack) {
+                keep_entries.entry(pack).or_insert(entries);
+            }
+        }
+    }
+    let mut batch = Vec::new();
+    for (pack, entries) in keep_entries {
+        batch.push((pack, entries));
+        if batch.len() == 64 {
+            write_index(repo, std::mem::take(&mut batch))?;
+            report.indexes_written += 1;
+        }
+    }
+    if !batch.is_empty() {
+        write_index(repo, batch)?;
+        report.indexes_written += 1;
+    }
+
+    let record = PruneRecord {
+        time: jiff::Timestamp::now().to_string(),
+        hostname: hostname(),
+        packs: condemned.iter().map(ObjectId::to_hex).collect(),
+        indexes: condemned_indexes,
+        points: points.iter().map(|(id, _)| id.to_hex()).collect(),
+    };
+    let bytes = object::seal(repo.key(), PRUNE_MAGIC, &record.encode())?;
+    let name = ObjectId::of(&bytes).to_hex();
+    repo.storage()
+        .write(ObjectKind::Prune, &name, &bytes)
+        .map_err(|e| storage_err(e, "write prune record".into()))?;
+    Ok(Some(name))
+}
+
+/// Prunes the repository: finishes earlier prunes' deletions where allowed, marks what is
+/// garbage now, and deletes it unless a running operation could depend on it (then a later
+/// prune finishes the job; `report.deferred` says who it waits for).
+pub fn prune(
+    repo: &mut Repository,
+    opts: &PruneOptions,
+    progress: &dyn Progress,
+) -> Result<PruneReport> {
+    let mut report = PruneReport::default();
+    let lease = LeaseGuard::acquire(Arc::clone(repo.storage()), "prune")?;
+    let now = jiff::Timestamp::now();
+    let me = lease.name();
+    let (leases, _) = list_leases(repo.storage().as_ref())?;
+    if let Some(other) = leases
+        .iter()
+        .find(|l| l.name != me && l.lease.operation == "prune" && !l.lease.expired(now))
+    {
+        return Err(err!(
+            Refused,
+            "another prune is running on {} (pid {}, since {})",
+            other.lease.hostname,
+            other.lease.pid,
+            other.lease.started
+        )
+        .with_hint(format!(
+            "wait for it; if it was killed, its lease expires {} s after {}",
+            other.lease.ttl_secs, other.lease.refreshed
+        )));
+    }
+    if !opts.dry_run {
+        sweep_all(repo, &lease, &mut report, progress)?;
+    }
+    mark(repo, opts, &mut report, progress)?;
+    if !opts.dry_run {
+        sweep_all(repo, &lease, &mut report, progress)?;
+    }
+    lease.check_alive()?;
+    Ok(report)
+}

@@ -1,0 +1,223 @@
+use std::collections::BTreeMap;
+
+use clap::Args;
+use lifeboat_core::{forget, parse_span, plan_retention, Error, ErrorKind, Policy, Result};
+
+use super::Context;
+use crate::output::{json, local_time};
+
+pub const AFTER_HELP: &str = "\
+Examples:
+  lifeboat forget chat --dry-run                       what the app's [app.chat.keep] policy removes, and why
+  lifeboat forget chat --keep-daily 7 --keep-weekly 4 --keep-monthly 12 --prune
+  lifeboat forget chat --keep-last 5 --keep-tag pinned --keep-tagged pre-migration=2
+
+Policy (in lifeboat.toml: [app.NAME.keep], or [app.NAME.keep_in.REPOSITORY] for one destination):
+  last N           the N newest points
+  hourly/daily/weekly/monthly/yearly N
+                   the newest point of each of the N most recent hours/days/ISO weeks/months/
+                   years that have points, in `timezone` (default: the system's)
+  within 30d       every point within 30 days of the NEWEST point (not of now)
+  tags [..]        every point with one of these tags, e.g. pinned
+  tagged {t = N}   the N newest points tagged t
+The newest point is always kept; a policy with no rule is refused. Forget removes point
+manifests only; `lifeboat prune` (or --prune) then deletes the data no point needs.";
+
+#[derive(Debug, Args)]
+pub struct ForgetArgs {
+    /// App name (default: the only app in lifeboat.toml)
+    pub app: Option<String>,
+    /// Show every point with keep/remove and the rule that decided; change nothing
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    /// Run prune afterwards
+    #[arg(long)]
+    pub prune: bool,
+    /// Keep the N newest points
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<u32>,
+    /// Keep the newest point of each of the N most recent hours
+    #[arg(long, value_name = "N")]
+    pub keep_hourly: Option<u32>,
+    /// ... days
+    #[arg(long, value_name = "N")]
+    pub keep_daily: Option<u32>,
+    /// ... ISO weeks
+    #[arg(long, value_name = "N")]
+    pub keep_weekly: Option<u32>,
+    /// ... months
+    #[arg(long, value_name = "N")]
+    pub keep_monthly: Option<u32>,
+    /// ... years
+    #[arg(long, value_name = "N")]
+    pub keep_yearly: Option<u32>,
+    /// Keep every point within this duration of the newest (30d, 12h, 2w)
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within: Option<String>,
+    /// Keep every point with this tag (repeatable)
+    #[arg(long, value_name = "TAG")]
+    pub keep_tag: Vec<String>,
+    /// Keep the N newest points with a tag: TAG=N (repeatable)
+    #[arg(long, value_name = "TAG=N")]
+    pub keep_tagged: Vec<String>,
+    /// Time zone of the calendar rules (e.g. Europe/Berlin; default: lifeboat.toml's, else the system's)
+    #[arg(long, value_name = "TZ")]
+    pub timezone: Option<String>,
+    /// Print the plan as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+    /// With --prune: repack packs with less than this percentage of live data
+    #[arg(long, value_name = "PCT", default_value_t = 50)]
+    pub repack_below: u8,
+}
+
+impl ForgetArgs {
+    fn cli_policy(&self) -> Result<Option<Policy>> {
+        let given = self.keep_last.is_some()
+            || self.keep_hourly.is_some()
+            || self.keep_daily.is_some()
+            || self.keep_weekly.is_some()
+            || self.keep_monthly.is_some()
+            || self.keep_yearly.is_some()
+            || self.keep_within.is_some()
+            || !self.keep_tag.is_empty()
+            || !self.keep_tagged.is_empty();
+        if !given {
+            return Ok(None);
+        }
+        let mut tagged = BTreeMap::new();
+        for t in &self.keep_tagged {
+            let (tag, n) = t
+                .split_once('=')
+                .and_then(|(t, n)| Some((t.to_string(), n.parse::<u32>().ok()?)))
+                .ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::Usage,
+                        format!("--keep-tagged {t:?}: expected TAG=N, e.g. pre-migration=2"),
+                    )
+                })?;
+            tagged.insert(tag, n);
+        }
+        Ok(Some(Policy {
+            last: self.keep_last.unwrap_or(0),
+            hourly: self.keep_hourly.unwrap_or(0),
+            daily: self.keep_daily.unwrap_or(0),
+            weekly: self.keep_weekly.unwrap_or(0),
+            monthly: self.keep_monthly.unwrap_or(0),
+            yearly: self.keep_yearly.unwrap_or(0),
+            within: self.keep_within.as_deref().map(parse_span).transpose()?,
+            tags: self.keep_tag.clone(),
+            tagged,
+        }))
+    }
+}
+
+pub fn run(ctx: &Context, a: ForgetArgs) -> Result<()> {
+    let config = ctx.config()?;
+    let app = a
+        .app
+        .clone()
+        .or_else(|| {
+            config
+                .as_ref()
+                .and_then(|c| c.only_app())
+                .map(str::to_string)
+        })
+        .ok_or_else(|| {
+            Error::new(ErrorKind::Usage, "which app? `lifeboat forget APP`")
+                .with_hint("retention applies to one app's points at a time")
+        })?;
+    let (location, _) = ctx.location_for(Some(&app))?;
+    let repo_name = config
+        .as_ref()
+        .and_then(|c| c.repository_name(&location))
+        .map(str::to_string);
+    let from_config = config
+        .as_ref()
+        .and_then(|c| c.keep_for(&app, repo_name.as_deref()))
+        .map(|k| k.policy())
+        .transpose()?;
+    let (policy, mut tz) = match (a.cli_policy()?, from_config) {
+        (Some(p), cfg) => (
+            p,
+            cfg.map_or_else(jiff::tz::TimeZone::system, |(_, tz)| tz),
+        ),
+        (None, Some((p, tz))) => (p, tz),
+        (None, None) => {
+            return Err(Error::new(
+                ErrorKind::Usage,
+                format!("no retention policy for app {app}"),
+            )
+            .with_hint(format!(
+                "add [app.{app}.keep] (e.g. daily = 7, weekly = 4, monthly = 12) to lifeboat.toml, or pass --keep-daily etc."
+            )))
+        }
+    };
+    if let Some(name) = &a.timezone {
+        tz = jiff::tz::TimeZone::get(name).map_err(|e| {
+            Error::new(ErrorKind::Usage, format!("unknown time zone {name:?}: {e}"))
+        })?;
+    }
+    let mut repo = ctx.open(Some(&app))?;
+    let points: Vec<_> = repo
+        .points()?
+        .into_iter()
+        .filter(|(_, p)| p.app == app)
+        .collect();
+    let decisions = plan_retention(&points, &policy, &tz)?;
+    let removed = decisions.iter().filter(|d| !d.keep).count();
+    if a.json {
+        json(&serde_json::json!({
+            "app": app,
+            "policy": policy.describe(),
+            "dry_run": a.dry_run,
+            "points": decisions,
+        }));
+    } else {
+        println!(
+            "{:<9} {:<24} {:<24} {:<7} WHY",
+            "ID", "TIME", "TAGS", "ACTION"
+        );
+        for d in &decisions {
+            println!(
+                "{:<9} {:<24} {:<24} {:<7} {}",
+                &d.id[..8],
+                local_time(&d.time),
+                d.tags.join(","),
+                if d.keep { "keep" } else { "remove" },
+                if d.keep {
+                    d.reasons.join(", ")
+                } else {
+                    "no rule keeps it".into()
+                }
+            );
+        }
+        println!(
+            "app {app}: {} points, {} kept, {removed} {} (policy: {}{})",
+            decisions.len(),
+            decisions.len() - removed,
+            if a.dry_run {
+                "would be removed"
+            } else {
+                "removed"
+            },
+            policy.describe(),
+            repo_name.map_or(String::new(), |r| format!(", repository {r}"))
+        );
+    }
+    if a.dry_run {
+        return Ok(());
+    }
+    forget(&repo, &decisions)?;
+    if a.prune {
+        let opts = lifeboat_core::PruneOptions {
+            repack_below: a.repack_below as f64 / 100.0,
+            dry_run: false,
+        };
+        let report = lifeboat_core::prune(&mut repo, &opts, &ctx.progress)?;
+        if !a.json {
+            super::prune::print(&report);
+        }
+    }
+    Ok(())
+}

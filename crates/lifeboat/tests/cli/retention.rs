@@ -1,0 +1,239 @@
+//! Retention and prune: forget plans with reasons, prune frees space and every kept point
+//! restores; prune killed before each of its writes and deletes in turn; backups and prunes
+//! running at the same time.
+use std::path::Path;
+use std::process::Command as StdCommand;
+
+use crate::common::*;
+
+/// Rewrites a third of the messages (a day of edits spread over the whole file).
+fn churn(db: &Path, day: u32) {
+    let c = rusqlite::Connection::open(db).unwrap();
+    c.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+    c.execute(
+        "UPDATE messages SET body = printf('%s edited on day %d', substr(body, 1, 200), ?1) WHERE id % 3 = ?1 % 3",
+        (day,),
+    )
+    .unwrap();
+}
+
+/// An app `chat` with `days` daily points (synthetic times from 2026-01-01, 03:00 UTC).
+fn daily_points(env: &Env, days: u32) -> std::path::PathBuf {
+    let db = env.path("chat.db");
+    make_db(&db, 3000, 300);
+    for d in 0..days {
+        churn(&db, d);
+        let t = format!("2026-01-{:02}T03:00:00Z", d + 1);
+        env.ok(&[&"backup", &"--name", &"chat", &db, &"--point-time", &t]);
+    }
+    db
+}
+
+fn point_ids(env: &Env) -> Vec<String> {
+    env.points()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Every point restores (checksum, integrity_check and row counts are verified by restore).
+fn all_restore(env: &Env, tag: &str) {
+    for (i, id) in point_ids(env).iter().enumerate() {
+        let out = env.path(&format!("restored-{tag}-{i}"));
+        env.ok(&[&"restore", &id[..12].to_string(), &"--to", &out]);
+    }
+}
+
+#[test]
+fn forget_shows_why_and_prune_frees_space_while_kept_points_restore() {
+    let env = Env::new();
+    env.init();
+    daily_points(&env, 30);
+    let (plan, _) = env.ok(&[
+        &"forget",
+        &"chat",
+        &"--keep-daily",
+        &"3",
+        &"--keep-weekly",
+        &"2",
+        &"--keep-monthly",
+        &"1",
+        &"--timezone",
+        &"UTC",
+        &"--dry-run",
+    ]);
+    let rows: Vec<&str> = plan
+        .lines()
+        .filter(|l| l.contains(" keep ") || l.contains(" remove "))
+        .collect();
+    assert_eq!(rows.len(), 30, "{plan}");
+    assert!(plan.contains("daily 2026-01-30"), "{plan}");
+    assert!(plan.contains("weekly 2026-W05"), "{plan}");
+    assert!(plan.contains("monthly 2026-01"), "{plan}");
+    assert!(plan.contains("no rule keeps it"), "{plan}");
+    let kept = rows.iter().filter(|l| l.contains(" keep ")).count();
+    // Days 28-30, the newest of ISO week 4 (Jan 25, a Sunday) on top of week 5's, month = day 30.
+    assert_eq!(kept, 4, "{plan}");
+    assert_eq!(point_ids(&env).len(), 30, "a dry run changes nothing");
+
+    let before = env.repo_size();
+    let (out, _) = env.ok(&[
+        &"forget",
+        &"chat",
+        &"--keep-daily",
+        &"3",
+        &"--keep-weekly",
+        &"2",
+        &"--keep-monthly",
+        &"1",
+        &"--timezone",
+        &"UTC",
+        &"--prune",
+    ]);
+    assert!(out.contains("26 removed"), "{out}");
+    let after = env.repo_size();
+    assert!(
+        after * 10 < before * 7,
+        "prune freed too little: {before} -> {after}\n{out}"
+    );
+    assert_eq!(point_ids(&env).len(), 4);
+    env.ok(&[&"check", &"--read-data"]);
+    all_restore(&env, "a");
+    // A second prune finds nothing left to do.
+    let (out, _) = env.ok(&[&"prune"]);
+    assert!(out.contains("deleted 0 packs"), "{out}");
+    // A policy with no rule is refused; so is an app without one.
+    fails(env.lb().args(["forget", "chat"]), 2, "no retention policy");
+}
+
+/// Runs prune with a crash injected before its `k`-th write or delete; true if it crashed.
+fn prune_crashing_at(env: &Env, k: u32) -> bool {
+    let o = env
+        .lb()
+        .env("LIFEBOAT_CRASH_BEFORE_MUTATION", k.to_string())
+        .args(["prune", "--repack-below", "60"])
+        .output()
+        .unwrap();
+    if o.status.success() {
+        return false;
+    }
+    assert!(
+        stderr(&o).contains("crash injected"),
+        "prune failed without the injected crash: {}",
+        stderr(&o)
+    );
+    true
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    let _ = std::fs::remove_dir_all(to);
+    let st = StdCommand::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+#[test]
+fn prune_killed_before_each_of_its_writes_and_deletes_loses_nothing() {
+    let env = Env::new();
+    env.init();
+    daily_points(&env, 8);
+    env.ok(&[&"forget", &"chat", &"--keep-last", &"2"]);
+    let kept = point_ids(&env);
+    assert_eq!(kept.len(), 2);
+    let template = env.path("template");
+    copy_dir(&env.repo, &template);
+
+    let mut k = 1;
+    loop {
+        copy_dir(&template, &env.repo);
+        if !prune_crashing_at(&env, k) {
+            break;
+        }
+        // Killed at this step: the repository is whole and every kept point restores...
+        env.ok(&[&"check", &"--read-data"]);
+        let id = &kept[(k as usize) % 2];
+        env.ok(&[
+            &"restore",
+            &id[..12].to_string(),
+            &"--to",
+            &env.path(&format!("k{k}")),
+        ]);
+        // ...and the next prune finishes the job.
+        let (out, _) = env.ok(&[&"prune", &"--repack-below", &"60"]);
+        assert!(
+            !out.contains("deferred"),
+            "a dead prune's lease blocked: {out}"
+        );
+        env.ok(&[&"check", &"--read-data"]);
+        assert!(
+            !env.repo.join("prune").exists()
+                || std::fs::read_dir(env.repo.join("prune"))
+                    .unwrap()
+                    .next()
+                    .is_none(),
+            "a prune record was left after a complete prune"
+        );
+        k += 1;
+    }
+    assert!(k > 10, "only {k} kill points: prune did not work");
+    eprintln!("prune was killed at {} different steps", k - 1);
+    all_restore(&env, "end");
+    assert_eq!(point_ids(&env), kept);
+}
+
+#[test]
+fn backups_and_prunes_at_the_same_time_lose_nothing() {
+    let env = Env::new();
+    env.init();
+    let db = env.path("chat.db");
+    make_db(&db, 3000, 300);
+    env.ok(&[&"backup", &"--name", &"chat", &db]);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let pruner = {
+        let stop = std::sync::Arc::clone(&stop);
+        let repo = env.repo.clone();
+        let dir = env.dir.path().to_path_buf();
+        std::thread::spawn(move || {
+            let mut runs = 0;
+            let lb = |args: &[&str]| {
+                let o = StdCommand::new(assert_cmd::cargo::cargo_bin("lifeboat"))
+                    .env("LIFEBOAT_PASSWORD", PASSWORD)
+                    .env_remove("LIFEBOAT_CONFIG")
+                    .current_dir(&dir)
+                    .arg("--repo")
+                    .arg(&repo)
+                    .args(args)
+                    .output()
+                    .unwrap();
+                assert!(
+                    o.status.success(),
+                    "{args:?}: {}",
+                    String::from_utf8_lossy(&o.stderr)
+                );
+            };
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) || runs < 3 {
+                lb(&["forget", "chat", "--keep-last", "2"]);
+                lb(&["prune", "--repack-below", "60"]);
+                runs += 1;
+            }
+            runs
+        })
+    };
+    for day in 0..12 {
+        churn(&db, day);
+        env.ok(&[&"backup", &"--name", &"chat", &db]);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let runs = pruner.join().unwrap();
+    assert!(runs >= 3);
+    // Whatever the interleaving, every point left is whole; a last prune finishes any
+    // deletion that had to wait.
+    env.ok(&[&"prune"]);
+    env.ok(&[&"check", &"--read-data"]);
+    all_restore(&env, "c");
+    assert!(point_ids(&env).len() >= 2);
+}
