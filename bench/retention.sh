@@ -21,7 +21,9 @@ if [ ! -f "$SRC" ]; then
 fi
 rm -rf "$DIR"; mkdir -p "$DIR"
 cp "$SRC" "$DIR/chat.db"
-export LIFEBOAT_PASSWORD=bench-not-secret LIFEBOAT_CONFIG=/nonexistent
+export LIFEBOAT_PASSWORD=bench-not-secret
+unset LIFEBOAT_CONFIG
+cd "$DIR"   # no lifeboat.toml here
 R=(--repo "$DIR/repo")
 "$L" "${R[@]}" init --kdf-memory-mib 16 >/dev/null
 t0=$(date +%s)

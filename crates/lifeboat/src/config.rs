@@ -558,4 +558,32 @@ mod tests {
         assert_eq!(spec.sources[0].path, d.path().join("chat.db"));
         assert_eq!(c.repository_for(Some("chat")).unwrap().0, "r");
     }
+
+    #[test]
+    fn retention_per_app_and_per_destination() {
+        let c = load(
+            "[repository.local]\npath = \"/l\"\n[repository.offsite]\npath = \"s3://b/p\"\n\
+             [app.chat]\nsqlite = [\"/c.db\"]\n\
+             [app.chat.keep]\ndaily = 7\nweekly = 4\ntags = [\"pinned\"]\ntagged = { pre-migration = 2 }\ntimezone = \"Europe/Berlin\"\n\
+             [app.chat.keep_in.offsite]\nmonthly = 24\nwithin = \"30d\"\n",
+        )
+        .unwrap();
+        let (p, tz) = c.keep_for("chat", Some("local")).unwrap().policy().unwrap();
+        assert_eq!((p.daily, p.weekly, p.monthly), (7, 4, 0));
+        assert_eq!(p.tagged["pre-migration"], 2);
+        assert_eq!(tz.iana_name(), Some("Europe/Berlin"));
+        let (p, _) = c
+            .keep_for("chat", Some("offsite"))
+            .unwrap()
+            .policy()
+            .unwrap();
+        assert_eq!((p.daily, p.monthly), (0, 24));
+        assert!(p.within.is_some());
+        assert_eq!(c.repository_name("s3://b/p"), Some("offsite"));
+        // Errors name the table.
+        let e = load("[repository.r]\npath = \"/x\"\n[app.chat]\nsqlite = [\"/c.db\"]\n[app.chat.keep]\nwithin = \"soon\"\n").unwrap_err();
+        assert!(e.to_string().contains("app.chat.keep"), "{e}");
+        let e = load("[repository.r]\npath = \"/x\"\n[app.chat]\nsqlite = [\"/c.db\"]\n[app.chat.keep_in.nas]\ndaily = 1\n").unwrap_err();
+        assert!(e.to_string().contains("no repository named \"nas\""), "{e}");
+    }
 }
