@@ -139,6 +139,16 @@ impl LeaseGuard {
         self.shared.rewrite()
     }
 
+    /// Whether `lease` (as listed) is this one, under any of the names it had: a refresh
+    /// renames it, possibly between a `name()` and a listing.
+    pub fn is_mine(&self, lease: &Lease) -> bool {
+        let st = self.shared.state.lock().expect("lease lock");
+        lease.pid == st.lease.pid
+            && lease.hostname == st.lease.hostname
+            && lease.started == st.lease.started
+            && lease.operation == st.lease.operation
+    }
+
     /// The current object name of this lease.
     pub fn name(&self) -> String {
         self.shared.state.lock().expect("lease lock").name.clone()

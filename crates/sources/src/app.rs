@@ -373,10 +373,20 @@ pub fn restore_point(
     progress: &dyn Progress,
 ) -> Result<Vec<RestoredComponent>> {
     preflight(point, opts)?;
-    // A prune waits for this restore instead of deleting packs under it.
-    let lease = LeaseGuard::acquire(std::sync::Arc::clone(repo.storage()), "restore")?;
+    // A prune waits for this restore instead of deleting packs under it. Best effort: a
+    // restore from read-only media or with read-only credentials must still work (without
+    // the lease a concurrent prune can only make it fail loudly, never restore wrong data).
+    let lease = LeaseGuard::acquire(std::sync::Arc::clone(repo.storage()), "restore")
+        .map_err(|e| {
+            tracing::warn!(
+                "restoring without a lease (a prune elsewhere could interrupt this restore): {e}"
+            )
+        })
+        .ok();
     repo.load_index()?;
-    lease.set_seen_prunes(repo.seen_prunes().to_vec())?;
+    if let Some(l) = &lease {
+        let _ = l.set_seen_prunes(repo.seen_prunes().to_vec());
+    }
     let point_time = point.timestamp()?;
     let selected: Vec<&Component> = point
         .components

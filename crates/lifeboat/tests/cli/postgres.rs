@@ -217,6 +217,16 @@ fn with_config(env: &Env, cfg: &Path) -> assert_cmd::Command {
     c
 }
 
+/// A repository, a chat database with `messages` rows and the app's files.
+fn chat_app(pg: &Pg, messages: u32) -> (Env, String) {
+    let env = Env::new();
+    env.init();
+    let db = unique(&env);
+    make_chat(pg, &db, messages);
+    make_files(&env);
+    (env, db)
+}
+
 fn point_json(env: &Env, cfg: &Path) -> Vec<serde_json::Value> {
     let (out, _) = env.ok(&[&"--config", &cfg, &"points", &"--json"]);
     serde_json::from_str(&out).unwrap()
@@ -234,11 +244,7 @@ fn pg_component(point: &serde_json::Value) -> &serde_json::Value {
 #[test]
 fn chatalot_backs_up_while_writing_and_restores_into_a_new_database() {
     let Some(pg) = Pg::get() else { return };
-    let env = Env::new();
-    env.init();
-    let db = unique(&env);
-    make_chat(&pg, &db, 20_000);
-    make_files(&env);
+    let (env, db) = chat_app(&pg, 20_000);
     let cfg = config(&env, &pg, &pg.url(&db), "");
 
     let writer = Inserter::start(&pg, &db);
@@ -341,11 +347,7 @@ fn chatalot_backs_up_while_writing_and_restores_into_a_new_database() {
 #[test]
 fn failing_dumps_make_no_point_and_say_why() {
     let Some(pg) = Pg::get() else { return };
-    let env = Env::new();
-    env.init();
-    let db = unique(&env);
-    make_chat(&pg, &db, 100);
-    make_files(&env);
+    let (env, db) = chat_app(&pg, 100);
 
     // Wrong password for a role that must give one.
     let pw = env.path("pg-password");
@@ -522,11 +524,7 @@ fn large_database_killed_dump_leaves_no_point_and_unchanged_second_backup_adds_l
 #[test]
 fn in_place_restore_swaps_only_after_verifying_and_refuses_open_sessions() {
     let Some(pg) = Pg::get() else { return };
-    let env = Env::new();
-    env.init();
-    let db = unique(&env);
-    make_chat(&pg, &db, 2_000);
-    make_files(&env);
+    let (env, db) = chat_app(&pg, 2_000);
     let cfg = config(&env, &pg, &pg.url(&db), "");
     env.ok(&[&"--config", &cfg, &"backup", &"chatalot"]);
 
@@ -595,11 +593,7 @@ fn in_place_restore_swaps_only_after_verifying_and_refuses_open_sessions() {
 #[test]
 fn wrapped_tools_selective_tables_and_roles() {
     let Some(pg) = Pg::get() else { return };
-    let env = Env::new();
-    env.init();
-    let db = unique(&env);
-    make_chat(&pg, &db, 500);
-    make_files(&env);
+    let (env, db) = chat_app(&pg, 500);
     // A wrapper like `docker exec -i db`: logs each tool it runs, passes stdin/stdout through.
     let wrap = env.path("wrap.sh");
     let log = env.path("wrap.log");
@@ -696,11 +690,7 @@ fn chatalot_demo_runs_against_the_server() {
 #[test]
 fn schema_only_point_restores_every_table_empty() {
     let Some(pg) = Pg::get() else { return };
-    let env = Env::new();
-    env.init();
-    let db = unique(&env);
-    make_chat(&pg, &db, 1_000);
-    make_files(&env);
+    let (env, db) = chat_app(&pg, 1_000);
     let cfg = config(&env, &pg, &pg.url(&db), "schema_only = true");
     env.ok(&[
         &"--config",

@@ -49,19 +49,24 @@ fn forget_shows_why_and_prune_frees_space_while_kept_points_restore() {
     let env = Env::new();
     env.init();
     daily_points(&env, 30);
-    let (plan, _) = env.ok(&[
-        &"forget",
-        &"chat",
-        &"--keep-daily",
-        &"3",
-        &"--keep-weekly",
-        &"2",
-        &"--keep-monthly",
-        &"1",
-        &"--timezone",
-        &"UTC",
-        &"--dry-run",
-    ]);
+    // Days 28-30 daily, ISO weeks 5 and 4 (Jan 25), January monthly (day 30).
+    let forget = |last: &str| {
+        env.ok(&[
+            &"forget",
+            &"chat",
+            &"--keep-daily",
+            &"3",
+            &"--keep-weekly",
+            &"2",
+            &"--keep-monthly",
+            &"1",
+            &"--timezone",
+            &"UTC",
+            &last,
+        ])
+        .0
+    };
+    let plan = forget("--dry-run");
     let rows: Vec<&str> = plan
         .lines()
         .filter(|l| l.contains(" keep ") || l.contains(" remove "))
@@ -77,19 +82,7 @@ fn forget_shows_why_and_prune_frees_space_while_kept_points_restore() {
     assert_eq!(point_ids(&env).len(), 30, "a dry run changes nothing");
 
     let before = env.repo_size();
-    let (out, _) = env.ok(&[
-        &"forget",
-        &"chat",
-        &"--keep-daily",
-        &"3",
-        &"--keep-weekly",
-        &"2",
-        &"--keep-monthly",
-        &"1",
-        &"--timezone",
-        &"UTC",
-        &"--prune",
-    ]);
+    let out = forget("--prune");
     assert!(out.contains("26 removed"), "{out}");
     let after = env.repo_size();
     assert!(
