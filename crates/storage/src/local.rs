@@ -177,7 +177,13 @@ impl Storage for LocalStorage {
                 if name.starts_with('.') {
                     continue;
                 }
-                let md = ent.metadata().map_err(|e| io(ent.path().display(), e))?;
+                // An object deleted between the directory read and this call (a lease being
+                // refreshed, a point being forgotten) is simply not listed.
+                let md = match ent.metadata() {
+                    Ok(md) => md,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(io(ent.path().display(), e)),
+                };
                 if md.is_file() {
                     out.push(ListEntry {
                         name,
@@ -320,5 +326,36 @@ impl Storage for LocalStorage {
 
     fn requests(&self) -> RequestStats {
         self.counter.stats()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Leases are written and deleted all the time; a listing that meets a name whose file is
+    /// already gone must skip it, not fail (a prune once failed that way beside backups).
+    #[test]
+    fn listing_skips_objects_deleted_while_listing() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Arc::new(LocalStorage::new(d.path()));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let churn = {
+            let (s, stop) = (Arc::clone(&s), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut i = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let name = format!("{:016x}", i % 64);
+                    let _ = s.write(ObjectKind::Lease, &name, b"x");
+                    let _ = s.delete(ObjectKind::Lease, &format!("{:016x}", (i + 32) % 64));
+                    i += 1;
+                }
+            })
+        };
+        for _ in 0..3000 {
+            s.list(ObjectKind::Lease).unwrap();
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        churn.join().unwrap();
     }
 }
