@@ -135,13 +135,7 @@ pub fn run(ctx: &Context, a: DemoArgs) -> Result<()> {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
 
-    let repo_dir = root.join("repo");
-    let password = b"demo-password-not-for-real-use";
-    let mut repo = Repository::init(
-        Arc::new(LocalStorage::new(&repo_dir)),
-        password,
-        KdfParams::default(),
-    )?;
+    let (mut repo, repo_dir) = demo_repository(&root)?;
     println!(
         "2. created an encrypted repository at {}",
         repo_dir.display()
@@ -220,19 +214,7 @@ pub fn run(ctx: &Context, a: DemoArgs) -> Result<()> {
         db_body.row_counts.len()
     );
 
-    let report = check(&mut repo, CheckOptions { read_data: true }, &ctx.progress)?;
-    if !report.problems.is_empty() {
-        return Err(Error::new(
-            ErrorKind::Corrupt,
-            format!("demo: check found {:?}", report.problems),
-        ));
-    }
-    println!(
-        "7. check --read-data: {} points, {} packs, {} authenticated, no problems",
-        report.points,
-        report.packs,
-        size(report.bytes_read)
-    );
+    check_everything(ctx, &mut repo, 7)?;
     println!(
         "demo finished in {}: backup, disaster, restore and verification all succeeded",
         duration_ms(started.elapsed().as_millis() as u64)
@@ -241,7 +223,7 @@ pub fn run(ctx: &Context, a: DemoArgs) -> Result<()> {
         println!(
             "the demo app and repository are in {} (password: {})",
             d.root.display(),
-            String::from_utf8_lossy(password)
+            String::from_utf8_lossy(DEMO_PASSWORD)
         );
     }
     Ok(())
@@ -316,6 +298,38 @@ fn make_app(d: &Demo, messages: u32) -> Result<()> {
         b"[server]\nport = 2222\nname = \"demo chat\"\n",
         0o644,
     )?;
+    Ok(())
+}
+
+/// The demos' repository password (printed when the directory is kept).
+pub(crate) const DEMO_PASSWORD: &[u8] = b"demo-password-not-for-real-use";
+
+/// A new repository at `root/repo` (returned with its path).
+pub(crate) fn demo_repository(root: &Path) -> Result<(Repository, PathBuf)> {
+    let dir = root.join("repo");
+    let repo = Repository::init(
+        Arc::new(LocalStorage::new(&dir)),
+        DEMO_PASSWORD,
+        KdfParams::default(),
+    )?;
+    Ok((repo, dir))
+}
+
+/// `check --read-data`; step `n` of the demo's printout.
+pub(crate) fn check_everything(ctx: &Context, repo: &mut Repository, n: u32) -> Result<()> {
+    let report = check(repo, CheckOptions { read_data: true }, &ctx.progress)?;
+    if !report.problems.is_empty() {
+        return Err(Error::new(
+            ErrorKind::Corrupt,
+            format!("demo: check found {:?}", report.problems),
+        ));
+    }
+    println!(
+        "{n}. check --read-data: {} points, {} packs, {} authenticated, no problems",
+        report.points,
+        report.packs,
+        size(report.bytes_read)
+    );
     Ok(())
 }
 

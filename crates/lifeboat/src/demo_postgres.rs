@@ -10,18 +10,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use lifeboat_core::{
-    check, CheckOptions, ComponentKind, Error, ErrorKind, KdfParams, Repository, Result,
-};
+use lifeboat_core::{ComponentKind, Error, ErrorKind, Result};
 use lifeboat_sources::postgres::PgSource;
 use lifeboat_sources::{
     backup_app, restore_point, sqlite::Verify, AppSpec, PgRestoreSettings, RestoreOptions,
     RestoreTarget, SourceSpec,
 };
-use lifeboat_storage::LocalStorage;
 
 use crate::cli::Context;
-use crate::demo::{compare_files, io, snapshot_paths, write_file, write_uploads};
+use crate::demo::{
+    check_everything, compare_files, demo_repository, io, snapshot_paths, write_file, write_uploads,
+};
 use crate::output::{duration_ms, size};
 
 fn one(conn: &PgSource, db: &str, sql: &str) -> Result<String> {
@@ -155,13 +154,7 @@ pub fn run(
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
 
-    let repo_dir = root.join("repo");
-    let password = b"demo-password-not-for-real-use";
-    let mut repo = Repository::init(
-        Arc::new(LocalStorage::new(&repo_dir)),
-        password,
-        KdfParams::default(),
-    )?;
+    let (mut repo, repo_dir) = demo_repository(root)?;
     let spec = AppSpec {
         name: "chatalot".into(),
         sources: vec![
@@ -257,19 +250,7 @@ pub fn run(
         "5. verified: {restored_db} has the {in_point} messages of the snapshot, users and channels, each table's md5 equal to the source's; {} files byte-equal with their modes (jwt_private.pem 600)",
         before.len()
     );
-    let report = check(&mut repo, CheckOptions { read_data: true }, &ctx.progress)?;
-    if !report.problems.is_empty() {
-        return Err(Error::new(
-            ErrorKind::Corrupt,
-            format!("demo: check found {:?}", report.problems),
-        ));
-    }
-    println!(
-        "6. check --read-data: {} points, {} packs, {} authenticated, no problems",
-        report.points,
-        report.packs,
-        size(report.bytes_read)
-    );
+    check_everything(ctx, &mut repo, 6)?;
     println!(
         "demo finished in {}: backup, disaster, restore and verification all succeeded{}",
         duration_ms(started.elapsed().as_millis() as u64),
