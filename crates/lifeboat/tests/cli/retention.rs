@@ -271,3 +271,69 @@ fn backup_and_forget_killed_before_each_write_or_delete_lose_nothing() {
         eprintln!("{what} was killed at {} different steps", k - 1);
     }
 }
+
+#[test]
+fn each_destination_keeps_by_its_own_policy() {
+    let env = Env::new();
+    let db = env.path("chat.db");
+    make_db(&db, 2000, 200);
+    let cfg = env.path("lifeboat.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[repository.local]\npath = \"local\"\n[repository.offsite]\npath = \"offsite\"\n\
+             [app.chat]\nrepository = \"local\"\ncopy_to = [\"offsite\"]\nsqlite = [\"{}\"]\n\
+             [app.chat.keep]\nlast = 1\n[app.chat.keep_in.offsite]\nlast = 3\n",
+            db.display()
+        ),
+    )
+    .unwrap();
+    let lb = || {
+        let mut c = assert_cmd::Command::cargo_bin("lifeboat").unwrap();
+        c.env("LIFEBOAT_PASSWORD", PASSWORD)
+            .env("LIFEBOAT_CONFIG", &cfg)
+            .current_dir(env.dir.path());
+        c
+    };
+    lb().args(["init", "--kdf-memory-mib", "8", "--repo", "local"])
+        .assert()
+        .success();
+    lb().args(["init", "--repo", "offsite", "--from", "local"])
+        .assert()
+        .success();
+    for day in 0..4 {
+        churn(&db, day);
+        lb().args(["backup", "chat"]).assert().success();
+    }
+    lb().args(["copy", "chat"]).assert().success();
+    let count = |repo: &str| {
+        let o = lb()
+            .args(["points", "--repo", repo, "--json"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_slice::<Vec<serde_json::Value>>(&o.stdout)
+            .unwrap()
+            .len()
+    };
+    assert_eq!((count("local"), count("offsite")), (4, 4));
+    let o = lb().args(["forget", "chat", "--prune"]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("repository local"), "{}", stdout(&o));
+    let o = lb()
+        .args(["forget", "chat", "--repo", "offsite", "--prune"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("policy: last 3, repository offsite"),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!((count("local"), count("offsite")), (1, 3));
+    for repo in ["local", "offsite"] {
+        lb().args(["check", "--repo", repo, "--read-data"])
+            .assert()
+            .success();
+    }
+}
