@@ -56,6 +56,10 @@ pub struct CheckReport {
     pub unindexed_packs: usize,
     /// Whether every index object could be read (if not, unindexed packs may hold live data).
     pub all_indexes_readable: bool,
+    /// Prune records whose deletions have not run yet (they wait for running operations).
+    pub pending_prunes: usize,
+    /// Packs those records condemn (still present, still readable).
+    pub condemned_packs: usize,
     /// Everything wrong, each naming its object.
     pub problems: Vec<Problem>,
 }
@@ -117,6 +121,14 @@ pub fn check(
         .keys()
         .filter(|n| ObjectId::from_hex(n).is_none_or(|id| !pack_entries.contains_key(&id)))
         .count();
+    let records = repo.prune_records()?;
+    r.pending_prunes = records.len();
+    r.condemned_packs = records
+        .iter()
+        .flat_map(|(_, rec)| rec.packs.iter())
+        .filter(|p| sizes.contains_key(*p))
+        .collect::<HashSet<_>>()
+        .len();
     let mut bad_packs: HashSet<ObjectId> = HashSet::new();
     let total: u64 = pack_entries
         .keys()

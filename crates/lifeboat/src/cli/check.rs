@@ -38,9 +38,15 @@ pub fn run(ctx: &Context, a: CheckArgs) -> Result<()> {
                 String::new()
             }
         );
+        if report.pending_prunes > 0 {
+            println!(
+                "note: {} prune record(s) wait to delete {} packs (no point needs them; the next `lifeboat prune` deletes them once running backups have ended)",
+                report.pending_prunes, report.condemned_packs
+            );
+        }
         if report.unindexed_packs > 0 && report.all_indexes_readable {
             println!(
-                "note: {} packs are in no index (left by an interrupted backup; harmless)",
+                "note: {} packs are in no index (left by an interrupted backup; harmless; `lifeboat prune` deletes them)",
                 report.unindexed_packs
             );
         } else if report.unindexed_packs > 0 {

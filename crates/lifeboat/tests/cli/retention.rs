@@ -147,7 +147,14 @@ fn prune_killed_before_each_of_its_writes_and_deletes_loses_nothing() {
             break;
         }
         // Killed at this step: the repository is whole and every kept point restores...
-        env.ok(&[&"check", &"--read-data"]);
+        let (checked, _) = env.ok(&[&"check", &"--read-data"]);
+        let pending =
+            std::fs::read_dir(env.repo.join("prune")).is_ok_and(|mut d| d.next().is_some());
+        assert_eq!(
+            pending,
+            checked.contains("prune record(s) wait"),
+            "check must say when a prune record is pending: {checked}"
+        );
         let id = &kept[(k as usize) % 2];
         env.ok(&[
             &"restore",
