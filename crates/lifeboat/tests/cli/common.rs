@@ -247,6 +247,16 @@ pub fn fails(cmd: &mut assert_cmd::Command, code: i32, needle: &str) -> std::pro
     o
 }
 
+/// `lifeboat` driven by config file `cfg` (no `--repo`), run in `dir`, with the password in
+/// the environment.
+pub fn lb_config(cfg: &Path, dir: &Path) -> Command {
+    let mut c = Command::cargo_bin("lifeboat").unwrap();
+    c.env("LIFEBOAT_PASSWORD", PASSWORD)
+        .env("LIFEBOAT_CONFIG", cfg)
+        .current_dir(dir);
+    c
+}
+
 /// The biggest pack of a local repository: the one holding the database pages.
 pub fn largest_pack(env: &Env) -> PathBuf {
     env.packs()

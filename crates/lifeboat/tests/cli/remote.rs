@@ -419,11 +419,8 @@ fn copy_fills_s3_and_sftp_replicas() {
     )
     .unwrap();
     let lb = || {
-        let mut c = assert_cmd::Command::cargo_bin("lifeboat").unwrap();
-        c.env("LIFEBOAT_PASSWORD", PASSWORD)
-            .env("LIFEBOAT_CONFIG", &cfg)
-            .envs(envs.iter().map(|(k, v)| (k, v)))
-            .current_dir(local.dir.path());
+        let mut c = lb_config(&cfg, local.dir.path());
+        c.envs(envs.iter().map(|(k, v)| (k, v)));
         c
     };
     lb().args(["init", "--kdf-memory-mib", "8", "--repo", "local"])

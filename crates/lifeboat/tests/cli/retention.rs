@@ -295,13 +295,7 @@ fn each_destination_keeps_by_its_own_policy() {
         ),
     )
     .unwrap();
-    let lb = || {
-        let mut c = assert_cmd::Command::cargo_bin("lifeboat").unwrap();
-        c.env("LIFEBOAT_PASSWORD", PASSWORD)
-            .env("LIFEBOAT_CONFIG", &cfg)
-            .current_dir(env.dir.path());
-        c
-    };
+    let lb = || lb_config(&cfg, env.dir.path());
     lb().args(["init", "--kdf-memory-mib", "8", "--repo", "local"])
         .assert()
         .success();
