@@ -29,9 +29,24 @@ pub fn lease_ttl() -> Duration {
 
 struct State {
     name: String,
+    /// The name before `name`: kept until the next refresh, so a prune that listed it just
+    /// before a refresh can still read it (deleting it at once let a live lease vanish
+    /// between a listing and a read).
+    previous: String,
     lease: Lease,
     last_ok: Instant,
+    last_ok_wall: std::time::SystemTime,
+    /// Set for good once refreshes failed for `ttl / 2` (by the monotonic or the wall
+    /// clock, which also counts suspend): a prune may have judged this lease dead meanwhile.
+    lapsed: bool,
     last_error: Option<String>,
+}
+
+impl State {
+    fn gap(&self) -> Duration {
+        let wall = self.last_ok_wall.elapsed().unwrap_or_default();
+        self.last_ok.elapsed().max(wall)
+    }
 }
 
 struct Shared {
@@ -49,12 +64,17 @@ impl Shared {
         let name = hex::encode(random_array::<8>()?);
         match self.storage.write(ObjectKind::Lease, &name, &bytes) {
             Ok(()) => {
+                if !st.name.is_empty() && st.gap() > self.ttl / 2 {
+                    st.lapsed = true;
+                }
                 let old = std::mem::replace(&mut st.name, name);
+                let before_last = std::mem::replace(&mut st.previous, old);
                 st.last_ok = Instant::now();
+                st.last_ok_wall = std::time::SystemTime::now();
                 st.last_error = None;
                 drop(st);
-                if !old.is_empty() {
-                    let _ = self.storage.delete(ObjectKind::Lease, &old);
+                if !before_last.is_empty() {
+                    let _ = self.storage.delete(ObjectKind::Lease, &before_last);
                 }
                 Ok(())
             }
@@ -85,6 +105,9 @@ impl LeaseGuard {
             ttl,
             state: Mutex::new(State {
                 name: String::new(),
+                previous: String::new(),
+                last_ok_wall: std::time::SystemTime::now(),
+                lapsed: false,
                 lease: Lease {
                     operation: operation.to_string(),
                     hostname: hostname(),
@@ -158,11 +181,11 @@ impl LeaseGuard {
     /// may soon treat this operation as dead, so it must not publish a point.
     pub fn check_alive(&self) -> Result<()> {
         let st = self.shared.state.lock().expect("lease lock");
-        let age = st.last_ok.elapsed();
-        if age > self.shared.ttl / 2 {
+        let age = st.gap();
+        if st.lapsed || age > self.shared.ttl / 2 {
             return Err(err!(
                 Io,
-                "the lease of this {} was not refreshed for {} s (last error: {}); nothing was published",
+                "the lease of this {} was not refreshed for {} s at some point (last error: {}); nothing was published",
                 st.lease.operation,
                 age.as_secs(),
                 st.last_error.as_deref().unwrap_or("none")
@@ -180,9 +203,14 @@ impl Drop for LeaseGuard {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        let name = self.name();
-        if !name.is_empty() {
-            let _ = self.shared.storage.delete(ObjectKind::Lease, &name);
+        let (name, previous) = {
+            let st = self.shared.state.lock().expect("lease lock");
+            (st.name.clone(), st.previous.clone())
+        };
+        for n in [name, previous] {
+            if !n.is_empty() {
+                let _ = self.shared.storage.delete(ObjectKind::Lease, &n);
+            }
         }
     }
 }

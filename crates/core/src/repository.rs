@@ -154,6 +154,16 @@ impl Repository {
     /// loaded last and flagged: they serve reads, never deduplication. The names of the
     /// records seen are kept ([`Repository::seen_prunes`]) for the caller's lease.
     pub fn load_index(&mut self) -> Result<()> {
+        self.load_index_with(false)
+    }
+
+    /// [`Repository::load_index`] that fails on any index object it cannot read, instead of
+    /// skipping it: what prune needs (a skipped index would make live chunks look dead).
+    pub fn load_index_strict(&mut self) -> Result<()> {
+        self.load_index_with(true)
+    }
+
+    fn load_index_with(&mut self, strict: bool) -> Result<()> {
         let records = self.prune_records()?;
         let mut condemned_indexes = HashSet::new();
         let mut condemned_packs = HashSet::new();
@@ -168,10 +178,10 @@ impl Repository {
                 later.push(entry.name);
                 continue;
             }
-            self.add_index_object(&mut index, &entry.name, &condemned_packs);
+            self.add_index_object(&mut index, &entry.name, &condemned_packs, strict)?;
         }
         for name in later {
-            self.add_index_object(&mut index, &name, &condemned_packs);
+            self.add_index_object(&mut index, &name, &condemned_packs, strict)?;
         }
         index.finish();
         tracing::debug!(chunks = index.len(), "index loaded");
@@ -180,7 +190,13 @@ impl Repository {
         Ok(())
     }
 
-    fn add_index_object(&self, index: &mut Index, name: &str, condemned: &HashSet<ObjectId>) {
+    fn add_index_object(
+        &self,
+        index: &mut Index,
+        name: &str,
+        condemned: &HashSet<ObjectId>,
+        strict: bool,
+    ) -> Result<()> {
         // A damaged index must not stop every later backup and restore: its chunks are
         // simply unknown (a backup stores them again; `check` names the damaged object).
         match self.read_index(name) {
@@ -189,8 +205,14 @@ impl Repository {
                     index.add_pack_as(*pack, entries, condemned.contains(pack));
                 }
             }
+            Err(e) if strict => {
+                return Err(e.context("prune needs every index object").with_hint(
+                    "run `lifeboat check`; prune deletes nothing while an index cannot be read",
+                ))
+            }
             Err(e) => tracing::warn!("ignoring damaged index {name}: {e} (run `lifeboat check`)"),
         }
+        Ok(())
     }
 
     /// The prune records [`Repository::load_index`] saw.
@@ -267,6 +289,40 @@ impl Repository {
         verify_name(&id.to_hex(), &bytes, &what)?;
         let payload = object::open(&self.key, POINT_MAGIC, &bytes, &what)?;
         Point::decode(&payload, &what)
+    }
+
+    /// Every point, or an error if one cannot be read (a point deleted meanwhile is skipped):
+    /// what prune needs, since a skipped point's data would look dead.
+    pub fn points_strict(&self) -> Result<Vec<(ObjectId, Point)>> {
+        let mut out = Vec::new();
+        for e in self.storage.list(ObjectKind::Point)? {
+            let Some(id) = ObjectId::from_hex(&e.name) else {
+                continue;
+            };
+            let p =
+                match self.read_point(&id) {
+                    Ok(p) => p,
+                    // Forgotten meanwhile: not a point any more.
+                    Err(_)
+                        if matches!(
+                            self.storage.read(ObjectKind::Point, &e.name),
+                            Err(StorageError::NotFound { .. })
+                        ) =>
+                    {
+                        continue
+                    }
+                    Err(err) => return Err(err.with_hint(
+                        "prune deletes nothing while a point cannot be read; run `lifeboat check`",
+                    )),
+                };
+            out.push((id, p));
+        }
+        out.sort_by(|a, b| {
+            let ta = a.1.timestamp().ok();
+            let tb = b.1.timestamp().ok();
+            ta.cmp(&tb).then_with(|| a.0.cmp(&b.0))
+        });
+        Ok(out)
     }
 
     /// Every readable point, oldest first. Damaged points are skipped with a warning.

@@ -60,7 +60,7 @@ impl Lease {
         if here.is_some()
             && self.process_space == here
             && self.hostname == crate::format::key::hostname()
-            && !std::path::Path::new(&format!("/proc/{}", self.pid)).exists()
+            && !process_exists(self.pid)
         {
             return true;
         }
@@ -76,4 +76,19 @@ pub fn process_space() -> Option<String> {
     let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
     let ns = std::fs::read_link("/proc/self/ns/pid").ok()?;
     Some(format!("{} {}", boot.trim(), ns.display()))
+}
+
+/// Whether a process with this pid exists here: `kill(pid, 0)` fails with ESRCH only when it
+/// does not (EPERM means it exists but belongs to another user; `/proc` can hide such
+/// processes with `hidepid`, so it is not asked).
+fn process_exists(pid: u32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else {
+        return true;
+    };
+    if pid <= 0 {
+        return true;
+    }
+    // SAFETY: signal 0 only checks for existence and permission; nothing is delivered.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }

@@ -185,10 +185,10 @@ fn sweep(
         .collect();
     // Points written since the record: whatever they need that lives only in a condemned
     // pack keeps that pack.
-    repo.load_index()?;
+    repo.load_index_strict()?;
     let seen: HashSet<&str> = record.points.iter().map(String::as_str).collect();
     let new_points: Vec<(ObjectId, Point)> = repo
-        .points()?
+        .points_strict()?
         .into_iter()
         .filter(|(id, _)| !seen.contains(id.to_hex().as_str()))
         .collect();
@@ -202,16 +202,29 @@ fn sweep(
             }
         }
         let index = repo.index();
+        let mut unknown = 0usize;
         for id in &needed {
             if index.contains(id) {
                 continue;
             }
-            if let Some(loc) = index.get(id) {
-                let pack = index.pack(loc.pack);
-                if condemned.contains(&pack) {
-                    keep.insert(pack);
+            match index.get(id) {
+                Some(loc) => {
+                    let pack = index.pack(loc.pack);
+                    if condemned.contains(&pack) {
+                        keep.insert(pack);
+                    }
                 }
+                None => unknown += 1,
             }
+        }
+        if unknown > 0 {
+            // A point needs chunks no index knows: something is damaged or in flight. Delete
+            // nothing until that is understood.
+            report.deferred.push(format!(
+                "prune record {}: {unknown} chunks of points written since have no index entry; run `lifeboat check`",
+                &name[..8.min(name.len())]
+            ));
+            return Ok(false);
         }
         if !keep.is_empty() {
             // Give the kept packs an index object that is not condemned.
@@ -300,7 +313,7 @@ fn mark(
     report: &mut PruneReport,
     progress: &dyn Progress,
 ) -> Result<Option<String>> {
-    repo.load_index()?;
+    repo.load_index_strict()?;
     // What pending records (deferred sweeps) already condemn is left to them.
     let pending = repo.prune_records()?;
     let pending_packs: HashSet<String> =
@@ -310,7 +323,7 @@ fn mark(
         .flat_map(|(_, r)| r.indexes.clone())
         .collect();
 
-    let points = repo.points()?;
+    let points = repo.points_strict()?;
     report.points = points.len() as u64;
     progress.start("scanning points", points.len() as u64);
     let mut live: HashSet<ChunkId> = HashSet::new();
