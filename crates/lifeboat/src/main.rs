@@ -14,11 +14,9 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    // `lifeboat points | head` must end quietly, like other Unix tools, not panic on EPIPE.
-    // SAFETY: restoring the default disposition of SIGPIPE before any thread exists.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
+    // SIGPIPE stays ignored (Rust's default): with the default action a psql or pg_restore
+    // child that exits early would kill lifeboat in the middle of a restore, with no cleanup
+    // and no message. (So `lifeboat points | head` reports a broken pipe instead.)
     let args = cli::Cli::parse();
     output::init_logging(args.global.verbose, args.global.quiet);
     match cli::run(args) {

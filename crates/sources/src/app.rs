@@ -284,9 +284,11 @@ fn pg_plan(
         (Some(name), _) => PgTarget::New(name.clone()),
         (None, RestoreTarget::InPlace) => PgTarget::Replace,
         (None, RestoreTarget::Into(_)) => {
-            let stem: String = body.database.chars().take(36).collect();
             let t = point_time.strftime("%Y%m%d_%H%M%S");
-            PgTarget::New(format!("{stem}_restored_{t}"))
+            PgTarget::New(postgres::db_name_with_suffix(
+                &body.database,
+                &format!("_restored_{t}"),
+            ))
         }
     };
     Ok((

@@ -140,8 +140,13 @@ pub fn capture(
     }
     let dump_major = src.tool_major("pg_dump")?;
     let mut session = Session::open(src, &src.database)?;
+    // The session stays idle in its transaction while pg_dump runs: no idle or statement
+    // timeout may end it; its row counts wait at most 10 minutes for a lock (an ALTER TABLE
+    // queued between them and pg_dump's locks must not hang the backup for ever).
     let rows = session.query(
-        "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;
+        "SET idle_in_transaction_session_timeout = 0; SET statement_timeout = 0;
+         SET lock_timeout = '10min';
+         BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;
          SELECT pg_export_snapshot(), current_setting('server_version'),
                 current_setting('server_version_num'), pg_database_size(d.oid),
                 pg_encoding_to_char(d.encoding), d.datcollate, d.datctype,
@@ -183,9 +188,14 @@ pub fn capture(
 
     progress.start(&format!("pg_dump {}", src.database), 0);
     let mut cmd = src.command("pg_dump")?;
-    cmd.args(["--no-password", "--format=custom", "--compress=0"])
-        .arg(format!("--snapshot={snapshot}"))
-        .arg(format!("--dbname={}", src.conninfo(&src.database)));
+    cmd.args([
+        "--no-password",
+        "--format=custom",
+        "--compress=0",
+        "--lock-wait-timeout=10min",
+    ])
+    .arg(format!("--snapshot={snapshot}"))
+    .arg(format!("--dbname={}", src.conninfo(&src.database)));
     if src.schema_only {
         cmd.arg("--schema-only");
     }
@@ -500,10 +510,7 @@ pub fn restore(
     let mut warnings = Vec::new();
     let work = match &opts.target {
         PgTarget::New(name) => name.clone(),
-        PgTarget::Replace => {
-            let stem: String = body.database.chars().take(40).collect();
-            format!("{stem}_lbnew_{:08x}", rand_u32())
-        }
+        PgTarget::Replace => temp_db_name(&body.database, "lbnew"),
     };
     let maint = maintenance_db(&body.database);
     if let Some(sql) = globals {
@@ -576,8 +583,12 @@ pub fn restore(
         PgTarget::New(name) => name.clone(),
         PgTarget::Replace => {
             if let Err(e) = swap_in(conn, &work, &body.database, opts.terminate, &mut warnings) {
-                let msg = drop_work("the verified database could not be swapped in");
-                return Err(e.context(msg));
+                // Drop the new copy only if the original is back under its name.
+                if database_exists(conn, &body.database).unwrap_or(false) {
+                    let msg = drop_work("the verified database could not be swapped in");
+                    return Err(e.context(msg));
+                }
+                return Err(e);
             }
             body.database.clone()
         }
@@ -721,8 +732,26 @@ fn verify_counts(conn: &PgSource, db: &str, body: &PostgresBody, only: &[String]
     Ok(expected.len())
 }
 
-/// Puts the verified database `work` in place of `original`: no new sessions on the original,
-/// other sessions ended (or refused), rename original away, rename work in, drop the original.
+/// `<db>_<tag>` within PostgreSQL's 63-byte identifier limit (the name is cut on a character
+/// boundary, never the suffix).
+pub fn db_name_with_suffix(db: &str, suffix: &str) -> String {
+    let mut end = db.len().min(63usize.saturating_sub(suffix.len()));
+    while !db.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{suffix}", &db[..end])
+}
+
+/// `<db>_<tag>_<8 hex>` within PostgreSQL's 63-byte identifier limit (it would silently cut a
+/// longer name, and two cut names could collide).
+fn temp_db_name(db: &str, tag: &str) -> String {
+    db_name_with_suffix(db, &format!("_{tag}_{:08x}", rand_u32()))
+}
+
+/// Puts the verified database `work` in place of `original`: no new sessions on either, other
+/// sessions of the original ended (or refused), rename original away, rename work in, drop
+/// the original. Every failure path reopens the original under its own name, or says exactly
+/// where both databases are.
 fn swap_in(
     conn: &PgSource,
     work: &str,
@@ -731,105 +760,93 @@ fn swap_in(
     warnings: &mut Vec<String>,
 ) -> Result<()> {
     let maint = maintenance_db(original);
-    if !database_exists(conn, original)? {
-        conn.psql(
-            maint,
-            &format!(
-                "ALTER DATABASE {} RENAME TO {};",
-                ident(work),
-                ident(original)
-            ),
-        )?;
-        return Ok(());
-    }
-    let old = format!(
-        "{}_lbold_{:08x}",
-        original.chars().take(40).collect::<String>(),
-        rand_u32()
-    );
-    conn.psql(
-        maint,
-        &format!(
-            "ALTER DATABASE {} WITH ALLOW_CONNECTIONS false;",
-            ident(original)
-        ),
-    )?;
-    let reopen = || {
-        let _ = conn.psql(
-            maint,
-            &format!(
-                "ALTER DATABASE {} WITH ALLOW_CONNECTIONS true;",
-                ident(original)
-            ),
-        );
+    let sql = |q: String| conn.psql(maint, &q).map(|_| ());
+    let allow = |db: &str, yes: bool| {
+        sql(format!(
+            "ALTER DATABASE {} WITH ALLOW_CONNECTIONS {yes};",
+            ident(db)
+        ))
     };
-    let mut renamed = false;
-    for attempt in 0..50 {
-        if terminate {
-            conn.psql(
-                maint,
-                &format!(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = {} AND pid <> pg_backend_pid() AND backend_type = 'client backend';",
-                    literal(original)
-                ),
-            )?;
-        } else {
-            let n = other_sessions(conn, original)?;
-            if n > 0 {
-                reopen();
-                return Err(refuse_sessions(original, n));
-            }
-        }
-        match conn.psql(
-            maint,
-            &format!(
-                "ALTER DATABASE {} RENAME TO {};",
-                ident(original),
-                ident(&old)
-            ),
-        ) {
-            Ok(_) => {
-                renamed = true;
-                break;
-            }
-            // Terminated sessions take a moment to go away.
-            Err(e) if attempt < 49 && e.to_string().contains("being accessed") => {
-                std::thread::sleep(std::time::Duration::from_millis(100));
-            }
-            Err(e) => {
-                reopen();
-                return Err(e);
-            }
-        }
-    }
-    if !renamed {
-        reopen();
-        return Err(Error::new(
-            ErrorKind::Refused,
-            format!("sessions of {original} did not end"),
-        ));
-    }
-    if let Err(e) = conn.psql(
-        maint,
-        &format!(
+    // Nobody may connect to the new database before it has its final name (a session on it
+    // would make the rename fail after the original was moved away).
+    allow(work, false)?;
+    if !database_exists(conn, original)? {
+        sql(format!(
             "ALTER DATABASE {} RENAME TO {};",
             ident(work),
             ident(original)
-        ),
-    ) {
-        // Put the original back under its name before reporting.
-        let _ = conn.psql(
-            maint,
-            &format!(
-                "ALTER DATABASE {} RENAME TO {}; ALTER DATABASE {} WITH ALLOW_CONNECTIONS true;",
-                ident(&old),
-                ident(original),
-                ident(original)
-            ),
-        );
-        return Err(e);
+        ))?;
+        return allow(original, true);
     }
-    if let Err(e) = conn.psql(maint, &format!("DROP DATABASE {};", ident(&old))) {
+    let old = temp_db_name(original, "lbold");
+    allow(original, false)?;
+    // From here on, any early return must give the original back its connections.
+    let moved_away = (|| -> Result<()> {
+        for attempt in 0..50 {
+            if terminate {
+                sql(format!(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = {} AND pid <> pg_backend_pid() AND backend_type = 'client backend';",
+                    literal(original)
+                ))?;
+            } else {
+                let n = other_sessions(conn, original)?;
+                if n > 0 {
+                    return Err(refuse_sessions(original, n));
+                }
+            }
+            match sql(format!(
+                "ALTER DATABASE {} RENAME TO {};",
+                ident(original),
+                ident(&old)
+            )) {
+                Ok(()) => return Ok(()),
+                // Ended sessions take a moment to go away.
+                Err(e) if attempt < 49 && e.to_string().contains("being accessed") => {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::new(
+            ErrorKind::Refused,
+            format!("sessions of {original} did not end within 5 s"),
+        ))
+    })();
+    if let Err(e) = moved_away {
+        return Err(match allow(original, true) {
+            Ok(()) => e,
+            Err(re) => e.context(format!(
+                "DATABASE {original} IS CLOSED TO CONNECTIONS (reopening failed: {re}); run ALTER DATABASE \"{original}\" WITH ALLOW_CONNECTIONS true"
+            )),
+        });
+    }
+    if let Err(e) = sql(format!(
+        "ALTER DATABASE {} RENAME TO {};",
+        ident(work),
+        ident(original)
+    )) {
+        // Put the original back under its name before reporting.
+        let back = sql(format!(
+            "ALTER DATABASE {} RENAME TO {};",
+            ident(&old),
+            ident(original)
+        ))
+        .and_then(|_| allow(original, true));
+        return Err(match back {
+            Ok(()) => e,
+            Err(be) => Error::new(
+                ErrorKind::Other,
+                format!(
+                    "swap failed half way: the original database is now named {old} (closed to connections) and the verified restore is {work}; {e}; putting the original back failed: {be}"
+                ),
+            )
+            .with_hint(format!(
+                "rename one of them to {original} by hand and run ALTER DATABASE ... WITH ALLOW_CONNECTIONS true on it; nothing was dropped"
+            )),
+        });
+    }
+    allow(original, true)?;
+    if let Err(e) = sql(format!("DROP DATABASE {};", ident(&old))) {
         warnings.push(format!(
             "the replaced database was kept as {old} (drop failed: {e}); drop it when you no longer need it"
         ));

@@ -72,14 +72,29 @@ impl PgSource {
                     None => base[..end].to_string(),
                 };
                 let mut out = format!("{authority}/{}", percent_encode(db));
-                if let Some(q) = query {
+                // `password=` goes to PGPASSWORD too; `dbname=` would override the database.
+                let kept: Vec<&str> = query
+                    .unwrap_or("")
+                    .split('&')
+                    .filter(|kv| {
+                        !kv.is_empty() && !kv.starts_with("password=") && !kv.starts_with("dbname=")
+                    })
+                    .collect();
+                if !kept.is_empty() {
                     out.push('?');
-                    out.push_str(q);
+                    out.push_str(&kept.join("&"));
                 }
                 out
             }
-            // In key=value strings a later keyword overrides an earlier one.
-            Some(kv) => format!("{kv} dbname={}", quote_conninfo(db)),
+            // In key=value strings a later keyword overrides an earlier one. A `password=`
+            // word goes to PGPASSWORD instead (values with spaces must not hold a password).
+            Some(kv) => {
+                let kept: Vec<&str> = kv
+                    .split_whitespace()
+                    .filter(|w| !w.starts_with("password="))
+                    .collect();
+                format!("{} dbname={}", kept.join(" "), quote_conninfo(db))
+            }
         }
     }
 
@@ -346,12 +361,31 @@ impl Session {
         })
     }
 
-    /// Sends `sql` and reads every row it prints, up to an end marker.
+    /// Sends `sql` and reads every row it prints, up to an end marker. The script is written
+    /// from a thread while the rows are read: a long script (a count per table for thousands
+    /// of tables) would otherwise fill both pipes and hang.
     pub(crate) fn query(&mut self, sql: &str) -> Result<Rows> {
-        let stdin = self.stdin.as_mut().expect("open session");
-        let sent = writeln!(stdin, "{sql}\n\\echo {END}").and_then(|_| stdin.flush());
+        let mut stdin = self.stdin.take().expect("open session");
+        let script = format!("{sql}\n\\echo {END}\n");
+        let writer = std::thread::spawn(move || {
+            let r = stdin
+                .write_all(script.as_bytes())
+                .and_then(|_| stdin.flush());
+            (stdin, r)
+        });
+        let rows = self.read_reply();
+        let (stdin, sent) = writer.join().expect("psql writer thread");
+        self.stdin = Some(stdin);
+        match (rows, sent) {
+            (Some(rows), Ok(())) => Ok(rows),
+            _ => Err(self.failed()),
+        }
+    }
+
+    /// Rows up to the end marker; None if psql stopped first.
+    fn read_reply(&mut self) -> Option<Rows> {
         let mut rows = Vec::new();
-        if sent.is_ok() {
+        {
             let mut line = String::new();
             loop {
                 line.clear();
@@ -361,12 +395,12 @@ impl Session {
                 }
                 let l = line.trim_end_matches('\n');
                 if l == END {
-                    return Ok(rows);
+                    return Some(rows);
                 }
                 rows.push(l.split(SEP).map(str::to_string).collect());
             }
         }
-        Err(self.failed())
+        None
     }
 
     fn failed(&mut self) -> Error {
@@ -414,8 +448,20 @@ pub fn url_database(url: &str) -> Option<String> {
     (!db.is_empty()).then(|| percent_decode(db))
 }
 
-/// The (percent-decoded) password of a `postgresql://user:password@host/...` URL.
+/// The password a connection string carries: `user:password@` or `?password=` of a URL
+/// (percent-decoded), or a `password=` word of a key=value string.
 fn url_password(url: &str) -> Option<String> {
+    if !url.contains("://") {
+        return url
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("password="))
+            .map(|p| p.trim_matches('\'').to_string());
+    }
+    if let Some(q) = url.split_once('?').map(|(_, q)| q) {
+        if let Some(p) = q.split('&').find_map(|kv| kv.strip_prefix("password=")) {
+            return Some(percent_decode(p));
+        }
+    }
     let rest = url.split_once("://")?.1;
     let authority = rest.split(['/', '?']).next()?;
     let (userinfo, _) = authority.rsplit_once('@')?;
@@ -503,6 +549,24 @@ mod tests {
             Some("p@ss")
         );
         assert_eq!(url_password("postgresql://u@h/d"), None);
+        // Passwords in the query or in key=value strings never reach a command line either.
+        let q = PgSource {
+            url: Some("postgresql://u@h/d?sslmode=require&password=s%3Dcret&dbname=other".into()),
+            database: "d".into(),
+            ..Default::default()
+        };
+        assert_eq!(q.conninfo("x"), "postgresql://u@h/x?sslmode=require");
+        assert_eq!(
+            url_password(q.url.as_deref().unwrap()).as_deref(),
+            Some("s=cret")
+        );
+        let kv = PgSource {
+            url: Some("host=h user=u password=pw".into()),
+            database: "d".into(),
+            ..Default::default()
+        };
+        assert_eq!(kv.conninfo("x"), "host=h user=u dbname='x'");
+        assert_eq!(url_password("host=h password=pw").as_deref(), Some("pw"));
         assert_eq!(
             url_database("postgresql://h:1/my%20db?x=1").as_deref(),
             Some("my db")
