@@ -366,6 +366,27 @@ fn other_sessions(conn: &PgSource, db: &str) -> Result<u64> {
 /// The name a restore writes to; refusals (name taken, sessions open, pg_restore too old)
 /// before anything is fetched or created.
 pub fn preflight(conn: &PgSource, body: &PostgresBody, opts: &PgRestoreOptions) -> Result<()> {
+    if let Some(t) = opts
+        .tables
+        .iter()
+        .find(|t| !body.row_counts.keys().any(|name| table_matches(name, t)))
+    {
+        return Err(Error::new(
+            ErrorKind::Usage,
+            format!(
+                "--table {t}: database {} has no such table in this point",
+                body.database
+            ),
+        )
+        .with_hint(format!(
+            "its tables: {}",
+            body.row_counts
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
     let restore_major = conn.tool_major("pg_restore")?;
     if restore_major < body.pg_dump_major {
         return Err(Error::new(
@@ -684,16 +705,17 @@ fn run_pg_restore(conn: &PgSource, db: &str, dump: &Path, opts: &PgRestoreOption
     Ok(())
 }
 
+/// Whether recorded table `name` (`schema.table`, quoted where needed) is the one `--table t`
+/// names (`table` or `schema.table`).
+fn table_matches(name: &str, t: &str) -> bool {
+    let bare = |s: &str| s.replace('"', "");
+    let n = bare(name);
+    n == bare(t) || n.rsplit_once('.').is_some_and(|(_, tbl)| tbl == bare(t))
+}
+
 /// Compares row counts of the restored database with the point; returns the tables checked.
 fn verify_counts(conn: &PgSource, db: &str, body: &PostgresBody, only: &[String]) -> Result<usize> {
-    let selected = |name: &str| {
-        only.is_empty()
-            || only.iter().any(|t| {
-                let bare = |s: &str| s.replace('"', "");
-                let n = bare(name);
-                n == bare(t) || n.rsplit_once('.').is_some_and(|(_, tbl)| tbl == bare(t))
-            })
-    };
+    let selected = |name: &str| only.is_empty() || only.iter().any(|t| table_matches(name, t));
     let expected: BTreeMap<&String, &u64> = body
         .row_counts
         .iter()

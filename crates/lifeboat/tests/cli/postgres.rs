@@ -651,6 +651,23 @@ fn wrapped_tools_selective_tables_and_roles() {
             "{t} not run through the wrapper: {tools}"
         );
     }
+    // A table the point does not have is named, before anything is created.
+    let o = fails(
+        with_config(&env, &cfg).args([
+            "restore",
+            "chatalot",
+            "--only",
+            "db",
+            "--pg-database",
+            &format!("{db}_none"),
+            "--table",
+            "nosuch",
+        ]),
+        2,
+        "--table nosuch",
+    );
+    assert!(stderr(&o).contains("public.users"), "{}", stderr(&o));
+    assert!(!pg.exists(&format!("{db}_none")));
     // --table only into a new database.
     fails(
         with_config(&env, &cfg).args([
