@@ -622,13 +622,6 @@ pub fn restore(
     })
 }
 
-fn rand_u32() -> u32 {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    t.subsec_nanos() ^ std::process::id().rotate_left(16)
-}
-
 fn run_globals(conn: &PgSource, maint: &str, sql: &[u8]) -> Result<Vec<String>> {
     let mut cmd = conn.command("psql")?;
     cmd.args(["-X", "-q", "--no-password", "-f", "-"])
@@ -767,7 +760,7 @@ pub fn db_name_with_suffix(db: &str, suffix: &str) -> String {
 /// `<db>_<tag>_<8 hex>` within PostgreSQL's 63-byte identifier limit (it would silently cut a
 /// longer name, and two cut names could collide).
 fn temp_db_name(db: &str, tag: &str) -> String {
-    db_name_with_suffix(db, &format!("_{tag}_{:08x}", rand_u32()))
+    db_name_with_suffix(db, &format!("_{tag}_{}", crate::util::random_hex(4)))
 }
 
 /// Puts the verified database `work` in place of `original`: no new sessions on either, other

@@ -10,13 +10,19 @@ pub fn temp_path(target: &Path) -> PathBuf {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let mut rnd = [0u8; 6];
-    let _ = getrandom_fill(&mut rnd);
     target.with_file_name(format!(
         ".{name}.lifeboat-{}-{}",
         std::process::id(),
-        hex::encode(rnd)
+        random_hex(6)
     ))
+}
+
+/// `bytes` random bytes from the OS as hex (for temporary names; zeros if unavailable, which
+/// only makes a name collision, never a silent overwrite, possible: callers create exclusively).
+pub fn random_hex(bytes: usize) -> String {
+    let mut rnd = vec![0u8; bytes];
+    let _ = getrandom_fill(&mut rnd);
+    hex::encode(rnd)
 }
 
 fn getrandom_fill(buf: &mut [u8]) -> std::io::Result<()> {
