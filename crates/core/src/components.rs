@@ -207,10 +207,22 @@ pub fn load_tree(reader: &mut ChunkReader<'_>, body: &TreeBody) -> Result<Vec<Tr
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DbChecksum(pub [u8; 16]);
 
+/// The key of [`DbChecksum`], derived from the master key. Sources hold this (from
+/// [`crate::ChunkWriter::checksum_key`] or [`crate::ChunkReader::checksum_key`]), never the
+/// master key itself. Its `Debug` never shows the key.
+#[derive(Clone)]
+pub struct ChecksumKey(pub(crate) [u8; 32]);
+
+impl std::fmt::Debug for ChecksumKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ChecksumKey(..)")
+    }
+}
+
 impl DbChecksum {
     /// Folds page `pgno` (1-based) with content id `id` in or out (XOR is its own inverse).
-    pub fn toggle(&mut self, key: &crate::MasterKey, pgno: u32, id: &ChunkId) {
-        let mut h = key.checksum_hasher();
+    pub fn toggle(&mut self, key: &ChecksumKey, pgno: u32, id: &ChunkId) {
+        let mut h = blake3::Hasher::new_keyed(&key.0);
         h.update(b"lifeboat page v1");
         h.update(&pgno.to_le_bytes());
         h.update(&id.0);
@@ -221,7 +233,7 @@ impl DbChecksum {
     }
 
     /// The checksum of a whole table.
-    pub fn of_table(key: &crate::MasterKey, table: &[ChunkId]) -> DbChecksum {
+    pub fn of_table(key: &ChecksumKey, table: &[ChunkId]) -> DbChecksum {
         let mut c = DbChecksum::default();
         for (i, id) in table.iter().enumerate() {
             c.toggle(key, i as u32 + 1, id);

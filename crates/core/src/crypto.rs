@@ -77,10 +77,10 @@ impl MasterKey {
         ChunkId(h.as_bytes()[..ChunkId::LEN].try_into().expect("16 bytes"))
     }
 
-    /// The keyed hasher of the rolling database checksum (its own derived key, so checksum
-    /// terms can never collide with chunk ids).
-    pub fn checksum_hasher(&self) -> blake3::Hasher {
-        blake3::Hasher::new_keyed(&self.checksum_key)
+    /// The key of the rolling database checksum (its own derived key, so checksum terms can
+    /// never collide with chunk ids). Sources get this, never the master key.
+    pub(crate) fn checksum_key(&self) -> crate::components::ChecksumKey {
+        crate::components::ChecksumKey(self.checksum_key)
     }
 
     /// A 64-bit seed for the content-defined chunker, so that chunk boundaries (and hence

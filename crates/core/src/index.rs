@@ -148,11 +148,6 @@ impl Index {
     pub fn len(&self) -> usize {
         self.entries.len()
     }
-
-    /// Whether no chunk is known.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
 }
 
 #[cfg(test)]

@@ -88,7 +88,7 @@ impl Shared {
 }
 
 /// A lease held for as long as this value lives.
-pub struct LeaseGuard {
+pub(crate) struct LeaseGuard {
     shared: Arc<Shared>,
     stop: Option<Sender<()>>,
     thread: Option<JoinHandle<()>>,
@@ -97,9 +97,13 @@ pub struct LeaseGuard {
 impl LeaseGuard {
     /// Takes a lease for `operation` (`backup`, `prune`, ...).
     /// Needs no key: `copy` (which has no password) takes leases on replicas too.
-    pub fn acquire(storage: Arc<dyn Storage>, operation: &str) -> Result<Self> {
+    /// `ttl` is [`lease_ttl`] except in tests.
+    pub(crate) fn acquire(
+        storage: Arc<dyn Storage>,
+        operation: &str,
+        ttl: Duration,
+    ) -> Result<Self> {
         let now = jiff::Timestamp::now().to_string();
-        let ttl = lease_ttl();
         let shared = Arc::new(Shared {
             storage,
             ttl,
@@ -151,7 +155,7 @@ impl LeaseGuard {
 
     /// Records the prune records this operation has seen (and whose condemned packs it
     /// skips), and rewrites the lease now so a prune can tell.
-    pub fn set_seen_prunes(&self, names: Vec<String>) -> Result<()> {
+    pub(crate) fn set_seen_prunes(&self, names: Vec<String>) -> Result<()> {
         {
             let mut st = self.shared.state.lock().expect("lease lock");
             if st.lease.seen_prunes == names {
@@ -164,7 +168,7 @@ impl LeaseGuard {
 
     /// Whether `lease` (as listed) is this one, under any of the names it had: a refresh
     /// renames it, possibly between a `name()` and a listing.
-    pub fn is_mine(&self, lease: &Lease) -> bool {
+    pub(crate) fn is_mine(&self, lease: &Lease) -> bool {
         let st = self.shared.state.lock().expect("lease lock");
         lease.pid == st.lease.pid
             && lease.hostname == st.lease.hostname
@@ -172,14 +176,9 @@ impl LeaseGuard {
             && lease.operation == st.lease.operation
     }
 
-    /// The current object name of this lease.
-    pub fn name(&self) -> String {
-        self.shared.state.lock().expect("lease lock").name.clone()
-    }
-
     /// Fails if the lease has not been refreshed for half its lifetime: a prune elsewhere
     /// may soon treat this operation as dead, so it must not publish a point.
-    pub fn check_alive(&self) -> Result<()> {
+    pub(crate) fn check_alive(&self) -> Result<()> {
         let st = self.shared.state.lock().expect("lease lock");
         let age = st.gap();
         if st.lapsed || age > self.shared.ttl / 2 {
@@ -218,8 +217,6 @@ impl Drop for LeaseGuard {
 /// A lease found in the repository.
 #[derive(Debug, Clone)]
 pub struct LeaseInfo {
-    /// Object name.
-    pub name: String,
     /// Its content.
     pub lease: Lease,
 }
@@ -238,10 +235,7 @@ pub fn list_leases(storage: &dyn Storage) -> Result<(Vec<LeaseInfo>, Vec<String>
             Err(err) => return Err(Error::from(err).context("read leases")),
         };
         match Lease::from_bytes(&bytes, &what) {
-            Ok(lease) => ok.push(LeaseInfo {
-                name: e.name,
-                lease,
-            }),
+            Ok(lease) => ok.push(LeaseInfo { lease }),
             Err(err) => bad.push(format!("{what}: {err}")),
         }
     }

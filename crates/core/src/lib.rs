@@ -7,13 +7,17 @@
 //! - A [`Storage`] holds objects by ([`ObjectKind`], name); destinations implement it
 //!   (`lifeboat-storage`).
 //! - [`Repository::init`] / [`Repository::open`] unlock the master key from a password
-//!   (argon2id key slots) and read the config; [`Repository::load_index`] reads the index.
-//! - [`Repository::writer`] gives a [`ChunkWriter`]: chunks are identified by keyed BLAKE3,
-//!   deduplicated, grouped into ~1 MiB blocks, zstd-compressed, sealed with
-//!   XChaCha20-Poly1305 on all cores and packed; [`ChunkWriter::finish`] writes the index.
-//! - [`Repository::write_point`] makes a [`Point`] visible, last.
-//! - [`Repository::reader`] gives a [`ChunkReader`] that only returns authenticated data.
-//! - [`check()`] verifies structure and, with `read_data`, every byte.
+//!   (argon2id key slots) and read the config. The master key never leaves this crate.
+//! - [`Repository::begin_backup`] opens a [`BackupSession`]: it takes a lease, then loads the
+//!   index (the order a concurrent prune relies on). Its [`ChunkWriter`] identifies chunks by
+//!   keyed BLAKE3, deduplicates, groups them into 4 MiB blocks, compresses (zstd) and seals
+//!   (XChaCha20-Poly1305) on all cores and packs them (~16 MiB packs);
+//!   [`BackupSession::commit`] writes the index objects, checks the lease and makes the
+//!   [`Point`] visible, last. Nothing else writes a point.
+//! - [`Repository::begin_restore`] opens a [`RestoreSession`] whose [`ChunkReader`] only
+//!   returns authenticated data.
+//! - [`check()`], [`copy()`], [`forget()`], [`prune()`] are the repository-level operations;
+//!   the mutating ones hold a lease and publish nothing once it lapsed.
 //!
 //! The byte-level format is specified in `docs/FORMAT.md`; the layering in
 //! `docs/ARCHITECTURE.md`.
@@ -31,11 +35,13 @@ mod progress;
 mod reader;
 mod repository;
 mod retention;
+mod session;
 mod storage;
 mod writer;
 
-pub use components::{load_page_table, load_tree, DbChecksum, PageTable, PageTableBuilder};
-pub use crypto::MasterKey;
+pub use components::{
+    load_page_table, load_tree, ChecksumKey, DbChecksum, PageTable, PageTableBuilder,
+};
 pub use error::{Error, ErrorKind, Result};
 pub use format::config::{ChunkerParams, RepoConfig, REPO_VERSION};
 pub use format::key::{hostname, KdfParams};
@@ -45,8 +51,6 @@ pub use format::point::{
 };
 pub use format::tree::{EntryKind, TreeEntry};
 pub use id::{ChunkId, ObjectId};
-pub use index::{Index, Location};
-pub use lease::{lease_ttl, list_leases, LeaseGuard, LeaseInfo};
 pub use ops::check::{check, CheckOptions, CheckReport, Problem};
 pub use ops::copy::{copy, init_replica, CopyReport};
 pub use ops::forget::forget;
@@ -56,6 +60,7 @@ pub use progress::{NoProgress, Progress};
 pub use reader::{BatchSink, ChunkReader};
 pub use repository::{read_config, Repository};
 pub use retention::{parse_span, plan as plan_retention, Decision, Policy};
+pub use session::{BackupSession, RestoreSession};
 pub use storage::{
     ListEntry, ObjectKind, ObjectWriter, RequestCounter, RequestStats, Storage, StorageError,
     StorageResult,

@@ -24,7 +24,8 @@ pub type BatchSink<'a> = dyn Fn(&[(usize, &[u8])]) -> Result<()> + Sync + 'a;
 /// Index block number -> decoded block.
 type BlockCache = VecDeque<(u32, Arc<Vec<u8>>)>;
 
-/// Reads and authenticates chunks. Obtain one from [`crate::Repository::reader`].
+/// Reads and authenticates chunks. Obtain one from a [`crate::BackupSession`] or a
+/// [`crate::RestoreSession`].
 pub struct ChunkReader<'r> {
     storage: Arc<dyn Storage>,
     key: &'r MasterKey,
@@ -40,6 +41,11 @@ impl<'r> ChunkReader<'r> {
             index,
             cache: VecDeque::with_capacity(CACHE_BLOCKS),
         }
+    }
+
+    /// The key of the rolling database checksum, to recompute a restored page table's.
+    pub fn checksum_key(&self) -> crate::components::ChecksumKey {
+        self.key.checksum_key()
     }
 
     /// Calls `f` with the authenticated content of a chunk.

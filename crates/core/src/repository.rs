@@ -24,6 +24,9 @@ pub struct Repository {
     key_name: String,
     index: Index,
     seen_prunes: Vec<String>,
+    /// Lifetime of the leases this repository's sessions take ([`crate::lease_ttl`]; tests
+    /// shorten it).
+    pub(crate) lease_ttl: std::time::Duration,
 }
 
 impl std::fmt::Debug for Repository {
@@ -88,11 +91,12 @@ impl Repository {
             key_name,
             index: Index::default(),
             seen_prunes: Vec::new(),
+            lease_ttl: crate::lease::lease_ttl(),
         })
     }
 
     /// Opens an existing repository with `password` (tries every key slot). Does not load the
-    /// index; call [`Repository::load_index`] before reading or writing chunks.
+    /// index: a session does ([`Repository::begin_backup`], [`Repository::begin_restore`]).
     pub fn open(storage: Arc<dyn Storage>, password: &[u8]) -> Result<Repository> {
         let config = read_config(storage.as_ref())?;
         let slots = storage.list(ObjectKind::Key)?;
@@ -136,6 +140,7 @@ impl Repository {
                     key_name: slot.name.clone(),
                     index: Index::default(),
                     seen_prunes: Vec::new(),
+                    lease_ttl: crate::lease::lease_ttl(),
                 });
             }
         }
@@ -153,13 +158,13 @@ impl Repository {
     /// Reads every index object into memory. Packs condemned by a pending prune record are
     /// loaded last and flagged: they serve reads, never deduplication. The names of the
     /// records seen are kept ([`Repository::seen_prunes`]) for the caller's lease.
-    pub fn load_index(&mut self) -> Result<()> {
+    pub(crate) fn load_index(&mut self) -> Result<()> {
         self.load_index_with(false)
     }
 
     /// [`Repository::load_index`] that fails on any index object it cannot read, instead of
     /// skipping it: what prune needs (a skipped index would make live chunks look dead).
-    pub fn load_index_strict(&mut self) -> Result<()> {
+    pub(crate) fn load_index_strict(&mut self) -> Result<()> {
         self.load_index_with(true)
     }
 
@@ -216,13 +221,13 @@ impl Repository {
     }
 
     /// The prune records [`Repository::load_index`] saw.
-    pub fn seen_prunes(&self) -> &[String] {
+    pub(crate) fn seen_prunes(&self) -> &[String] {
         &self.seen_prunes
     }
 
     /// Every readable prune record (`prune/<id>`), by name. A damaged one is skipped with a
     /// warning: its deletions then never run, which loses nothing.
-    pub fn prune_records(&self) -> Result<Vec<(String, PruneRecord)>> {
+    pub(crate) fn prune_records(&self) -> Result<Vec<(String, PruneRecord)>> {
         let mut out = Vec::new();
         for e in self.storage.list(ObjectKind::Prune)? {
             let what = format!("prune record {}", e.name);
@@ -244,7 +249,7 @@ impl Repository {
     }
 
     /// Reads and decodes one index object.
-    pub fn read_index(&self, name: &str) -> Result<IndexFile> {
+    pub(crate) fn read_index(&self, name: &str) -> Result<IndexFile> {
         let what = format!("index {name}");
         let bytes = self.storage.read(ObjectKind::Index, name)?;
         verify_name(name, &bytes, &what)?;
@@ -253,12 +258,12 @@ impl Repository {
     }
 
     /// Replaces the in-memory index (check builds its own from the readable index objects).
-    pub fn load_index_from(&mut self, index: Index) {
+    pub(crate) fn load_index_from(&mut self, index: Index) {
         self.index = index;
     }
 
-    /// A writer for new chunks.
-    pub fn writer(&self) -> ChunkWriter<'_> {
+    /// A writer for new chunks (core only: others get one from a [`crate::BackupSession`]).
+    pub(crate) fn writer(&self) -> ChunkWriter<'_> {
         ChunkWriter::new(
             Arc::clone(&self.storage),
             &self.key,
@@ -267,13 +272,14 @@ impl Repository {
         )
     }
 
-    /// A reader of stored chunks.
-    pub fn reader(&self) -> ChunkReader<'_> {
+    /// A reader of stored chunks (core only: others get one from a session).
+    pub(crate) fn reader(&self) -> ChunkReader<'_> {
         ChunkReader::new(Arc::clone(&self.storage), &self.key, &self.index)
     }
 
-    /// Writes a point manifest; this is what makes a backup visible.
-    pub fn write_point(&self, point: &Point) -> Result<ObjectId> {
+    /// Writes a point manifest; this is what makes a backup visible. Only
+    /// [`crate::BackupSession::commit`] calls it (after the lease check).
+    pub(crate) fn write_point(&self, point: &Point) -> Result<ObjectId> {
         let bytes = object::seal(&self.key, POINT_MAGIC, &point.encode())?;
         let id = ObjectId::of(&bytes);
         self.storage
@@ -399,8 +405,8 @@ impl Repository {
     pub fn config(&self) -> &RepoConfig {
         &self.config
     }
-    /// The master key.
-    pub fn key(&self) -> &MasterKey {
+    /// The master key (never handed out of core).
+    pub(crate) fn key(&self) -> &MasterKey {
         &self.key
     }
     /// The key slot that unlocked this repository.
@@ -408,7 +414,7 @@ impl Repository {
         &self.key_name
     }
     /// The loaded index.
-    pub fn index(&self) -> &Index {
+    pub(crate) fn index(&self) -> &Index {
         &self.index
     }
 }

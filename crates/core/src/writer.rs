@@ -70,7 +70,8 @@ pub struct WriteSummary {
     pub packs: u64,
 }
 
-/// Writes chunks into a repository. Obtain one from [`crate::Repository::writer`].
+/// Writes chunks into a repository. Only a [`crate::BackupSession`] hands one out (or core's
+/// own prune), so nothing is stored without a lease and a loaded index.
 pub struct ChunkWriter<'r> {
     key: &'r MasterKey,
     index: &'r Index,
@@ -143,6 +144,11 @@ impl<'r> ChunkWriter<'r> {
             summary: WriteSummary::default(),
             blocks_sent: 0,
         }
+    }
+
+    /// The key of the rolling database checksum of pages stored through this writer.
+    pub fn checksum_key(&self) -> crate::components::ChecksumKey {
+        self.key.checksum_key()
     }
 
     /// Stores a database page: like [`ChunkWriter::store_chunk`], but a page is checked only

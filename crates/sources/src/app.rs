@@ -4,8 +4,8 @@ use std::time::Instant;
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use lifeboat_core::{
-    hostname, Component, ComponentKind, Error, ErrorKind, LeaseGuard, ObjectId, Point, PointStats,
-    Progress, Repository, Result,
+    hostname, Component, ComponentKind, Error, ErrorKind, ObjectId, Point, PointStats, Progress,
+    Repository, Result,
 };
 use serde::Serialize;
 
@@ -107,12 +107,11 @@ pub fn backup_app(
         }
     }
     let excludes = build_excludes(&app.excludes)?;
-    // Lease first, then the index: a prune that condemns packs after this point is seen
-    // here (and skipped), one that did before waits for this lease to end.
-    let lease = LeaseGuard::acquire(std::sync::Arc::clone(repo.storage()), "backup")?;
-    repo.load_index()?;
-    lease.set_seen_prunes(repo.seen_prunes().to_vec())?;
-    let previous = repo
+    // The session takes the lease, then loads the index: the order a concurrent prune
+    // relies on (core's `session.rs`).
+    let mut session = repo.begin_backup()?;
+    let previous = session
+        .repository()
         .points()?
         .into_iter()
         .rfind(|(_, p)| p.app == app.name)
@@ -127,41 +126,37 @@ pub fn backup_app(
     };
 
     let mut components = Vec::new();
-    let summary = {
-        let mut writer = repo.writer();
-        let mut reader = repo.reader();
-        for s in &app.sources {
-            let prev = find_prev(s.kind, &s.path);
-            let c = match s.kind {
-                ComponentKind::Sqlite => sqlite::capture(
-                    &mut writer,
-                    &mut reader,
-                    repo.key(),
-                    &s.path,
-                    prev.as_ref().and_then(|c| c.sqlite.as_ref()),
-                    progress,
-                )?,
-                ComponentKind::Postgres => postgres::capture(
-                    &mut writer,
-                    s.postgres.as_ref().expect("checked above"),
-                    progress,
-                )?,
-                kind => tree::capture(
-                    &mut writer,
-                    &mut reader,
-                    kind,
-                    &s.path,
-                    &excludes,
-                    prev.as_ref().and_then(|c| c.tree.as_ref()),
-                    progress,
-                )?,
-            };
-            tracing::info!(kind = c.kind.as_str(), path = %c.path, size = c.size, "captured");
-            components.push(c);
-        }
-        writer.finish()?
-    };
-    let point = Point {
+    let mut reader = session.reader();
+    for s in &app.sources {
+        let prev = find_prev(s.kind, &s.path);
+        let writer = session.writer();
+        let c = match s.kind {
+            ComponentKind::Sqlite => sqlite::capture(
+                writer,
+                &mut reader,
+                &s.path,
+                prev.as_ref().and_then(|c| c.sqlite.as_ref()),
+                progress,
+            )?,
+            ComponentKind::Postgres => postgres::capture(
+                writer,
+                s.postgres.as_ref().expect("checked above"),
+                progress,
+            )?,
+            kind => tree::capture(
+                writer,
+                &mut reader,
+                kind,
+                &s.path,
+                &excludes,
+                prev.as_ref().and_then(|c| c.tree.as_ref()),
+                progress,
+            )?,
+        };
+        tracing::info!(kind = c.kind.as_str(), path = %c.path, size = c.size, "captured");
+        components.push(c);
+    }
+    session.commit(|summary| Point {
         app: app.name.clone(),
         time: time.to_string(),
         tags: tags.to_vec(),
@@ -175,10 +170,7 @@ pub fn backup_app(
             bytes_new: summary.bytes_new,
             bytes_stored: summary.bytes_stored,
         },
-    };
-    lease.check_alive()?;
-    let id = repo.write_point(&point)?;
-    Ok((id, point))
+    })
 }
 
 /// Where a restore puts things.
@@ -375,20 +367,7 @@ pub fn restore_point(
     progress: &dyn Progress,
 ) -> Result<Vec<RestoredComponent>> {
     preflight(point, opts)?;
-    // A prune waits for this restore instead of deleting packs under it. Best effort: a
-    // restore from read-only media or with read-only credentials must still work (without
-    // the lease a concurrent prune can only make it fail loudly, never restore wrong data).
-    let lease = LeaseGuard::acquire(std::sync::Arc::clone(repo.storage()), "restore")
-        .map_err(|e| {
-            tracing::warn!(
-                "restoring without a lease (a prune elsewhere could interrupt this restore): {e}"
-            )
-        })
-        .ok();
-    repo.load_index()?;
-    if let Some(l) = &lease {
-        let _ = l.set_seen_prunes(repo.seen_prunes().to_vec());
-    }
+    let session = repo.begin_restore()?;
     let point_time = point.timestamp()?;
     let selected: Vec<&Component> = point
         .components
@@ -402,22 +381,20 @@ pub fn restore_point(
         ));
     }
     let mut out: Vec<RestoredComponent> = Vec::new();
-    let mut reader = repo.reader();
+    let mut reader = session.reader();
     for c in selected {
-        let r = restore_component(&mut reader, repo.key(), c, opts, point_time, progress).map_err(
-            |e| {
-                if out.is_empty() {
-                    e
-                } else {
-                    // Say what was already replaced, so the operator knows the app's state.
-                    let done: Vec<_> = out.iter().map(|r| r.path.as_str()).collect();
-                    e.context(format!(
-                        "restore stopped after replacing {}",
-                        done.join(", ")
-                    ))
-                }
-            },
-        )?;
+        let r = restore_component(&mut reader, c, opts, point_time, progress).map_err(|e| {
+            if out.is_empty() {
+                e
+            } else {
+                // Say what was already replaced, so the operator knows the app's state.
+                let done: Vec<_> = out.iter().map(|r| r.path.as_str()).collect();
+                e.context(format!(
+                    "restore stopped after replacing {}",
+                    done.join(", ")
+                ))
+            }
+        })?;
         out.push(r);
     }
     Ok(out)
@@ -425,7 +402,6 @@ pub fn restore_point(
 
 fn restore_component(
     reader: &mut lifeboat_core::ChunkReader<'_>,
-    key: &lifeboat_core::MasterKey,
     c: &Component,
     opts: &RestoreOptions,
     point_time: jiff::Timestamp,
@@ -464,7 +440,7 @@ fn restore_component(
                 point_time: Some(point_time),
                 verify: opts.verify,
             };
-            sqlite::restore(reader, key, body, &dest, sqlite_opts, progress)?;
+            sqlite::restore(reader, body, &dest, sqlite_opts, progress)?;
             Ok(RestoredComponent {
                 kind: c.kind,
                 path: dest.display().to_string(),

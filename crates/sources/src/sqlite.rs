@@ -27,8 +27,8 @@ use std::path::{Path, PathBuf};
 
 use lifeboat_core::{
     encode_base, encode_delta, load_page_table, ChunkId, ChunkReader, ChunkWriter, Component,
-    ComponentKind, DbChecksum, Error, ErrorKind, MasterKey, PageTable, PageTableBuilder, Progress,
-    Result, SqliteBody, SEGMENT_PAGES,
+    ComponentKind, DbChecksum, Error, ErrorKind, PageTable, PageTableBuilder, Progress, Result,
+    SqliteBody, SEGMENT_PAGES,
 };
 use rusqlite::{Connection, OpenFlags};
 
@@ -112,7 +112,6 @@ struct Snapshot {
 pub fn capture(
     writer: &mut ChunkWriter<'_>,
     reader: &mut ChunkReader<'_>,
-    key: &MasterKey,
     path: &Path,
     previous: Option<&SqliteBody>,
     progress: &dyn Progress,
@@ -141,7 +140,7 @@ pub fn capture(
                 })
                 .is_ok()
     });
-    let snap = read_snapshot(writer, reader, key, path, previous, progress)?;
+    let snap = read_snapshot(writer, reader, path, previous, progress)?;
     let (base, base_pages, delta) = store_table(writer, snap.table, previous)?;
     Ok(Component {
         kind: ComponentKind::Sqlite,
@@ -170,11 +169,11 @@ pub fn capture(
 fn read_snapshot(
     writer: &mut ChunkWriter<'_>,
     reader: &mut ChunkReader<'_>,
-    key: &MasterKey,
     path: &Path,
     previous: Option<&SqliteBody>,
     progress: &dyn Progress,
 ) -> Result<Snapshot> {
+    let key = &writer.checksum_key();
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -345,7 +344,6 @@ pub enum Verify {
 /// Restores `body` to `target`, verified, atomically (see the module docs).
 pub fn restore(
     reader: &mut ChunkReader<'_>,
-    key: &MasterKey,
     body: &SqliteBody,
     target: &Path,
     opts: SqliteRestoreOptions,
@@ -361,7 +359,7 @@ pub fn restore(
     preflight(target, opts)?;
     let table = load_page_table(reader, body)?;
     let tmp = temp_path(target);
-    let result = write_and_verify(reader, key, body, &table, &tmp, opts.verify, progress)
+    let result = write_and_verify(reader, body, &table, &tmp, opts.verify, progress)
         .and_then(|()| apply_owner_mode(&tmp, body));
     if let Err(e) = result {
         remove_with_sidecars(&tmp);
@@ -407,7 +405,6 @@ pub fn restore(
 
 fn write_and_verify(
     reader: &mut ChunkReader<'_>,
-    key: &MasterKey,
     body: &SqliteBody,
     table: &[ChunkId],
     tmp: &Path,
@@ -416,7 +413,7 @@ fn write_and_verify(
 ) -> Result<()> {
     // The table must match the point's checksum before any page is fetched: a wrong table
     // (mixed-up base and delta) fails here, not after gigabytes were written.
-    let checksum = DbChecksum::of_table(key, table);
+    let checksum = DbChecksum::of_table(&reader.checksum_key(), table);
     if checksum.to_hex() != body.checksum {
         return Err(Error::new(
             ErrorKind::Verify,

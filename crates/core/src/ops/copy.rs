@@ -22,9 +22,9 @@ use std::sync::Arc;
 use crate::error::{err, Error, Result};
 use crate::format::config::RepoConfig;
 use crate::id::ObjectId;
-use crate::lease::LeaseGuard;
 use crate::progress::Progress;
 use crate::repository::read_config;
+use crate::session::Publisher;
 use crate::storage::{ObjectKind, Storage, StorageError};
 
 /// What [`copy`] did.
@@ -88,7 +88,7 @@ pub fn copy(
         ));
     }
     // A prune of the replica must not delete a pack this copy found there and relies on.
-    let lease = LeaseGuard::acquire(Arc::clone(to), "copy")?;
+    let publisher = Publisher::acquire(Arc::clone(to), "copy", crate::lease::lease_ttl())?;
     let to = to.as_ref();
     let mut report = CopyReport::default();
     copy_kind(from, to, ObjectKind::Key, &mut report, None)?;
@@ -106,8 +106,8 @@ pub fn copy(
         )
         .with_hint("run `lifeboat check --read-data` on the source; the objects copied so far are valid and are not copied again"));
     }
-    lease.check_alive()?;
-    let bad_points = copy_kind(from, to, ObjectKind::Point, &mut report, None)?;
+    let bad_points =
+        publisher.publish(|| copy_kind(from, to, ObjectKind::Point, &mut report, None))?;
     if !bad_points.is_empty() {
         return Err(err!(
             Corrupt,

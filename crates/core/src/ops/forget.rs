@@ -4,7 +4,9 @@
 use crate::error::{err, Error, Result};
 use crate::repository::Repository;
 use crate::retention::Decision;
+use crate::session::Publisher;
 use crate::storage::{ObjectKind, StorageError};
+use std::sync::Arc;
 
 /// Deletes the points `decisions` does not keep; returns how many were deleted.
 pub fn forget(repo: &Repository, decisions: &[Decision]) -> Result<u64> {
@@ -14,6 +16,13 @@ pub fn forget(repo: &Repository, decisions: &[Decision]) -> Result<u64> {
             "the plan removes every point; nothing was deleted"
         ));
     }
+    // Deleting points cannot hurt a concurrent prune (it only makes more data dead), but
+    // forget goes through the same door as every mutation: a lease, checked before it acts.
+    let publisher = Publisher::acquire(Arc::clone(repo.storage()), "forget", repo.lease_ttl)?;
+    publisher.publish(|| delete_points(repo, decisions))
+}
+
+fn delete_points(repo: &Repository, decisions: &[Decision]) -> Result<u64> {
     let mut n = 0;
     for d in decisions.iter().filter(|d| !d.keep) {
         match repo.storage().delete(ObjectKind::Point, &d.id) {

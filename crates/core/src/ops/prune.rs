@@ -34,10 +34,11 @@ use crate::format::point::Point;
 use crate::format::prune::{PruneRecord, PRUNE_MAGIC};
 use crate::id::{ChunkId, ObjectId};
 use crate::index::Index;
-use crate::lease::{list_leases, LeaseGuard};
+use crate::lease::list_leases;
 use crate::progress::Progress;
 use crate::reader::ChunkReader;
 use crate::repository::Repository;
+use crate::session::Publisher;
 use crate::storage::{ObjectKind, StorageError};
 use crate::writer::ChunkWriter;
 
@@ -151,7 +152,7 @@ fn sweep(
     repo: &mut Repository,
     name: &str,
     record: &PruneRecord,
-    own: &LeaseGuard,
+    own: &Publisher,
     report: &mut PruneReport,
     progress: &dyn Progress,
 ) -> Result<bool> {
@@ -159,7 +160,7 @@ fn sweep(
     let (leases, unreadable) = list_leases(repo.storage().as_ref())?;
     let mut waiting: Vec<String> = leases
         .iter()
-        .filter(|l| !own.is_mine(&l.lease) && !l.lease.expired(now))
+        .filter(|l| !own.lease().is_mine(&l.lease) && !l.lease.expired(now))
         .filter(|l| !l.lease.seen_prunes.iter().any(|s| s == name))
         .map(|l| {
             format!(
@@ -248,13 +249,28 @@ fn sweep(
                 tracing::debug!("some resurrected packs are indexed elsewhere");
             }
             if !entries.is_empty() {
-                write_index(repo, entries.into_iter().collect())?;
+                own.publish(|| write_index(repo, entries.into_iter().collect()))?;
                 report.indexes_written += 1;
             }
             report.packs_resurrected += keep.len() as u64;
         }
     }
 
+    own.publish(|| delete_condemned(repo, name, record, &keep, report, progress))?;
+    report.records_swept += 1;
+    Ok(true)
+}
+
+/// The deletions of a sweep: index objects first (all replaced), then packs not kept, then
+/// the record itself, last (a killed sweep is simply run again).
+fn delete_condemned(
+    repo: &Repository,
+    name: &str,
+    record: &PruneRecord,
+    keep: &HashSet<ObjectId>,
+    report: &mut PruneReport,
+    progress: &dyn Progress,
+) -> Result<()> {
     progress.start(
         "deleting",
         (record.indexes.len() + record.packs.len()) as u64,
@@ -281,14 +297,13 @@ fn sweep(
     }
     progress.finish();
     delete(repo, ObjectKind::Prune, name)?;
-    report.records_swept += 1;
-    Ok(true)
+    Ok(())
 }
 
 /// Sweeps every pending record it may.
 fn sweep_all(
     repo: &mut Repository,
-    own: &LeaseGuard,
+    own: &Publisher,
     report: &mut PruneReport,
     progress: &dyn Progress,
 ) -> Result<()> {
@@ -309,6 +324,7 @@ struct PackStat {
 /// Phase 1. Returns the name of the record written (None when there is nothing to do).
 fn mark(
     repo: &mut Repository,
+    own: &Publisher,
     opts: &PruneOptions,
     report: &mut PruneReport,
     progress: &dyn Progress,
@@ -505,9 +521,11 @@ fn mark(
     };
     let bytes = object::seal(repo.key(), PRUNE_MAGIC, &record.encode())?;
     let name = ObjectId::of(&bytes).to_hex();
-    repo.storage()
-        .write(ObjectKind::Prune, &name, &bytes)
-        .map_err(|e| storage_err(e, "write prune record".into()))?;
+    own.publish(|| {
+        repo.storage()
+            .write(ObjectKind::Prune, &name, &bytes)
+            .map_err(|e| storage_err(e, "write prune record".into()))
+    })?;
     Ok(Some(name))
 }
 
@@ -520,7 +538,8 @@ pub fn prune(
     progress: &dyn Progress,
 ) -> Result<PruneReport> {
     let mut report = PruneReport::default();
-    let lease = LeaseGuard::acquire(Arc::clone(repo.storage()), "prune")?;
+    let publisher = Publisher::acquire(Arc::clone(repo.storage()), "prune", repo.lease_ttl)?;
+    let lease = publisher.lease();
     let now = jiff::Timestamp::now();
     let (leases, _) = list_leases(repo.storage().as_ref())?;
     if let Some(other) = leases
@@ -540,12 +559,12 @@ pub fn prune(
         )));
     }
     if !opts.dry_run {
-        sweep_all(repo, &lease, &mut report, progress)?;
+        sweep_all(repo, &publisher, &mut report, progress)?;
     }
-    mark(repo, opts, &mut report, progress)?;
+    mark(repo, &publisher, opts, &mut report, progress)?;
     if !opts.dry_run {
-        sweep_all(repo, &lease, &mut report, progress)?;
+        sweep_all(repo, &publisher, &mut report, progress)?;
     }
-    lease.check_alive()?;
+    publisher.lease().check_alive()?;
     Ok(report)
 }
