@@ -1,5 +1,9 @@
 //! An app = the sources that form one recovery point. Backing it up and restoring a point.
-use std::path::{Path, PathBuf};
+//!
+//! Nothing here knows a source kind: a backup validates and captures each [`Source`] in
+//! order, a restore asks [`registry::kind`] for the [`SourceKind`](crate::SourceKind) of each
+//! component.
+use std::sync::Arc;
 use std::time::Instant;
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
@@ -7,40 +11,50 @@ use lifeboat_core::{
     hostname, Component, ComponentKind, Error, ErrorKind, ObjectId, Point, PointStats, Progress,
     Repository, Result,
 };
-use serde::Serialize;
 
-use crate::postgres::{self, PgRestoreOptions, PgSource, PgTarget};
-use crate::sqlite::{self, SqliteRestoreOptions};
-use crate::tree::{self, TreeRestoreReport};
+pub use crate::postgres::PgRestoreSettings;
+use crate::postgres::{PgSource, PostgresSource};
+use crate::registry;
+pub use crate::source::{target_path, RestoreOptions, RestoreTarget, RestoredComponent};
+use crate::source::{Capture, RestoreContext, Source};
 
-/// One source of an app.
+/// One source of an app: a configured [`Source`] behind a cheap, cloneable handle.
+///
+/// `kind` and `path` are copies of the source's own, kept as fields for callers that sort or
+/// name sources by them; [`backup_app`] refuses a spec whose fields no longer match its
+/// source.
 #[derive(Debug, Clone)]
 pub struct SourceSpec {
-    /// What it is.
+    /// What it is ([`Source::kind`]).
     pub kind: ComponentKind,
-    /// Absolute path (empty for postgres).
-    pub path: PathBuf,
-    /// Connection and options of a postgres source.
-    pub postgres: Option<PgSource>,
+    /// Absolute path ([`Source::path`]; empty for postgres).
+    pub path: std::path::PathBuf,
+    source: Arc<dyn Source>,
 }
 
 impl SourceSpec {
     /// A file, directory or SQLite source at `path`.
-    pub fn path(kind: ComponentKind, path: impl Into<PathBuf>) -> SourceSpec {
-        SourceSpec {
-            kind,
-            path: path.into(),
-            postgres: None,
-        }
+    pub fn path(kind: ComponentKind, path: impl Into<std::path::PathBuf>) -> SourceSpec {
+        SourceSpec::new(registry::at_path(kind, path.into()))
     }
 
     /// A PostgreSQL database.
     pub fn postgres(source: PgSource) -> SourceSpec {
+        SourceSpec::new(Box::new(PostgresSource::new(source)))
+    }
+
+    /// Any configured source.
+    pub fn new(source: Box<dyn Source>) -> SourceSpec {
         SourceSpec {
-            kind: ComponentKind::Postgres,
-            path: PathBuf::new(),
-            postgres: Some(source),
+            kind: source.kind(),
+            path: source.path().map(|p| p.to_path_buf()).unwrap_or_default(),
+            source: Arc::from(source),
         }
+    }
+
+    /// The configured source.
+    pub fn source(&self) -> &dyn Source {
+        &*self.source
     }
 }
 
@@ -87,24 +101,18 @@ pub fn backup_app(
         ));
     }
     for s in &app.sources {
-        if s.kind == ComponentKind::Postgres {
-            if s.postgres.is_none() {
-                return Err(Error::new(
-                    ErrorKind::Usage,
-                    "internal: a postgres source without connection settings",
-                ));
-            }
-            continue;
-        }
-        if !s.path.is_absolute() {
+        if s.kind != s.source.kind()
+            || s.source.path().unwrap_or(std::path::Path::new("")) != s.path
+        {
             return Err(Error::new(
                 ErrorKind::Usage,
-                format!("source path {} is not absolute", s.path.display()),
+                format!(
+                    "internal: source {} was changed after it was made",
+                    s.source.describe()
+                ),
             ));
         }
-        if s.kind == ComponentKind::Sqlite {
-            sqlite::ensure_dbpage_available()?;
-        }
+        s.source.validate()?;
     }
     let excludes = build_excludes(&app.excludes)?;
     // The session takes the lease, then loads the index: the order a concurrent prune
@@ -116,43 +124,15 @@ pub fn backup_app(
         .into_iter()
         .rfind(|(_, p)| p.app == app.name)
         .map(|(_, p)| p);
-    let find_prev = |kind: ComponentKind, path: &Path| -> Option<Component> {
-        previous
-            .as_ref()?
-            .components
-            .iter()
-            .find(|c| c.kind == kind && Path::new(&c.path) == path)
-            .cloned()
-    };
-
     let mut components = Vec::new();
     let mut reader = session.reader();
     for s in &app.sources {
-        let prev = find_prev(s.kind, &s.path);
-        let writer = session.writer();
-        let c = match s.kind {
-            ComponentKind::Sqlite => sqlite::capture(
-                writer,
-                &mut reader,
-                &s.path,
-                prev.as_ref().and_then(|c| c.sqlite.as_ref()),
-                progress,
-            )?,
-            ComponentKind::Postgres => postgres::capture(
-                writer,
-                s.postgres.as_ref().expect("checked above"),
-                progress,
-            )?,
-            kind => tree::capture(
-                writer,
-                &mut reader,
-                kind,
-                &s.path,
-                &excludes,
-                prev.as_ref().and_then(|c| c.tree.as_ref()),
-                progress,
-            )?,
-        };
+        let prev = previous
+            .as_ref()
+            .and_then(|p| p.components.iter().find(|c| s.source.previous_match(c)));
+        tracing::debug!(kind = s.kind.as_str(), source = %s.source.describe(), "capturing");
+        let mut cx = Capture::new(session.writer(), &mut reader, &excludes);
+        let c = s.source.capture(&mut cx, prev, progress)?;
         tracing::info!(kind = c.kind.as_str(), path = %c.path, size = c.size, "captured");
         components.push(c);
     }
@@ -173,187 +153,29 @@ pub fn backup_app(
     })
 }
 
-/// Where a restore puts things.
-#[derive(Debug, Clone)]
-pub enum RestoreTarget {
-    /// Back to the paths recorded in the point.
-    InPlace,
-    /// Under this directory: a source at `/srv/chat/chat.db` lands at `DIR/srv/chat/chat.db`.
-    Into(PathBuf),
-}
-
-/// Restore options.
-#[derive(Debug, Clone)]
-pub struct RestoreOptions {
-    /// Where.
-    pub target: RestoreTarget,
-    /// Only these kinds (empty = all).
-    pub only: Vec<ComponentKind>,
-    /// Replace databases that are open or newer than the point.
-    pub force: bool,
-    /// How thoroughly restored databases are checked.
-    pub verify: sqlite::Verify,
-    /// How PostgreSQL databases are restored.
-    pub postgres: PgRestoreSettings,
-}
-
-/// PostgreSQL restore settings of a whole point.
-#[derive(Debug, Clone)]
-pub struct PgRestoreSettings {
-    /// The app's configured databases (connection, wrapper, tools), matched to the point's
-    /// databases by name. A database with no match uses the `PG*` environment.
-    pub connections: Vec<PgSource>,
-    /// Restore onto this server instead (a libpq URL); wrapper and tools still come from the
-    /// matching connection.
-    pub url: Option<String>,
-    /// Name of the new database (only with one database in the point). Unset: in place for
-    /// an in-place restore, else `<database>_restored_<point time>`.
-    pub database: Option<String>,
-    /// `pg_restore --jobs`.
-    pub jobs: u32,
-    /// Only these tables (new database only).
-    pub tables: Vec<String>,
-    /// Run the point's roles script first.
-    pub globals: bool,
-    /// Objects owned by the restoring user (`--no-owner --no-privileges`).
-    pub no_owner: bool,
-    /// End other sessions of a database being replaced instead of refusing.
-    pub terminate: bool,
-}
-
-impl Default for PgRestoreSettings {
-    fn default() -> Self {
-        PgRestoreSettings {
-            connections: Vec::new(),
-            url: None,
-            database: None,
-            jobs: std::thread::available_parallelism()
-                .map_or(2, |n| n.get() as u32)
-                .min(4),
-            tables: Vec::new(),
-            globals: false,
-            no_owner: false,
-            terminate: false,
-        }
-    }
-}
-
-impl PgRestoreSettings {
-    /// How to reach database `database`: its configured connection (else the `PG*`
-    /// environment), on the `url` server when one is given.
-    pub fn connection_for(&self, database: &str) -> PgSource {
-        let mut conn = self
-            .connections
-            .iter()
-            .find(|p| p.database == database)
-            .cloned()
-            .unwrap_or_else(|| PgSource {
-                database: database.to_string(),
-                ..PgSource::default()
-            });
-        if let Some(u) = &self.url {
-            conn.url = Some(u.clone());
-        }
-        conn
-    }
-}
-
-/// The connection and options used to restore postgres component `c` of a point.
-fn pg_plan(
-    c: &Component,
-    opts: &RestoreOptions,
-    point_time: jiff::Timestamp,
-) -> Result<(PgSource, PgRestoreOptions)> {
-    let body = c.postgres.as_ref().ok_or_else(|| {
-        Error::new(
-            ErrorKind::Corrupt,
-            format!("postgres component {} has no body", c.path),
-        )
-    })?;
-    let s = &opts.postgres;
-    let conn = s.connection_for(&body.database);
-    let target = match (&s.database, &opts.target) {
-        (Some(name), _) => PgTarget::New(name.clone()),
-        (None, RestoreTarget::InPlace) => PgTarget::Replace,
-        (None, RestoreTarget::Into(_)) => {
-            let t = point_time.strftime("%Y%m%d_%H%M%S");
-            PgTarget::New(postgres::db_name_with_suffix(
-                &body.database,
-                &format!("_restored_{t}"),
-            ))
-        }
-    };
-    Ok((
-        conn.clone(),
-        PgRestoreOptions {
-            target,
-            jobs: s.jobs.max(1),
-            tables: s.tables.clone(),
-            globals: s.globals,
-            no_owner: s.no_owner,
-            terminate: s.terminate || conn.terminate_connections,
-        },
-    ))
-}
-
-/// What a restore did, per component.
-#[derive(Debug, Clone, Serialize)]
-pub struct RestoredComponent {
-    /// Kind.
-    pub kind: ComponentKind,
-    /// Where it was written.
-    pub path: String,
-    /// Bytes written.
-    pub bytes: u64,
-    /// How it was verified.
-    pub verified: String,
-    /// What could not be restored exactly.
-    pub warnings: Vec<String>,
-}
-
-/// Where a component lands for a given target.
-pub fn target_path(target: &RestoreTarget, source: &str) -> PathBuf {
-    match target {
-        RestoreTarget::InPlace => PathBuf::from(source),
-        RestoreTarget::Into(dir) => dir.join(source.trim_start_matches('/')),
-    }
+/// The components of `point` that `opts.only` selects, in the point's order.
+fn select<'p>(point: &'p Point, opts: &RestoreOptions) -> Vec<&'p Component> {
+    point
+        .components
+        .iter()
+        .filter(|c| opts.only.is_empty() || opts.only.contains(&c.kind))
+        .collect()
 }
 
 /// Refuses early, before anything is written or a safety point is taken, when restoring the
 /// point's databases to `opts.target` would replace one that is open or newer (unless `force`).
 pub fn preflight(point: &Point, opts: &RestoreOptions) -> Result<()> {
-    let point_time = point.timestamp()?;
-    let selected: Vec<&Component> = point
-        .components
-        .iter()
-        .filter(|c| opts.only.is_empty() || opts.only.contains(&c.kind))
-        .collect();
-    let databases = selected
-        .iter()
-        .filter(|c| c.kind == ComponentKind::Postgres)
-        .count();
-    if opts.postgres.database.is_some() && databases > 1 {
-        return Err(Error::new(
-            ErrorKind::Usage,
-            format!("--pg-database names one database, the point has {databases}"),
-        )
-        .with_hint("restore them one at a time with --only postgres and a different --pg-database each, or use --to DIR for automatic names"));
+    let selected = select(point, opts);
+    let cx = RestoreContext {
+        options: opts,
+        point_time: point.timestamp()?,
+        selected: &selected,
+    };
+    for c in &selected {
+        registry::kind(c.kind).check_selection(&cx)?;
     }
-    for c in selected {
-        if c.kind == ComponentKind::Postgres {
-            let (conn, pg) = pg_plan(c, opts, point_time)?;
-            postgres::preflight(&conn, c.postgres.as_ref().expect("planned"), &pg)?;
-        }
-        if c.kind == ComponentKind::Sqlite {
-            sqlite::preflight(
-                &target_path(&opts.target, &c.path),
-                SqliteRestoreOptions {
-                    force: opts.force,
-                    point_time: Some(point_time),
-                    verify: opts.verify,
-                },
-            )?;
-        }
+    for c in &selected {
+        registry::kind(c.kind).preflight(c, &cx)?;
     }
     Ok(())
 }
@@ -368,12 +190,12 @@ pub fn restore_point(
 ) -> Result<Vec<RestoredComponent>> {
     preflight(point, opts)?;
     let session = repo.begin_restore()?;
-    let point_time = point.timestamp()?;
-    let selected: Vec<&Component> = point
-        .components
-        .iter()
-        .filter(|c| opts.only.is_empty() || opts.only.contains(&c.kind))
-        .collect();
+    let selected = select(point, opts);
+    let cx = RestoreContext {
+        options: opts,
+        point_time: point.timestamp()?,
+        selected: &selected,
+    };
     if selected.is_empty() {
         return Err(Error::new(
             ErrorKind::Usage,
@@ -382,97 +204,22 @@ pub fn restore_point(
     }
     let mut out: Vec<RestoredComponent> = Vec::new();
     let mut reader = session.reader();
-    for c in selected {
-        let r = restore_component(&mut reader, c, opts, point_time, progress).map_err(|e| {
-            if out.is_empty() {
-                e
-            } else {
-                // Say what was already replaced, so the operator knows the app's state.
-                let done: Vec<_> = out.iter().map(|r| r.path.as_str()).collect();
-                e.context(format!(
-                    "restore stopped after replacing {}",
-                    done.join(", ")
-                ))
-            }
-        })?;
+    for c in &selected {
+        let r = registry::kind(c.kind)
+            .restore(c, &cx, &mut reader, progress)
+            .map_err(|e| {
+                if out.is_empty() {
+                    e
+                } else {
+                    // Say what was already replaced, so the operator knows the app's state.
+                    let done: Vec<_> = out.iter().map(|r| r.path.as_str()).collect();
+                    e.context(format!(
+                        "restore stopped after replacing {}",
+                        done.join(", ")
+                    ))
+                }
+            })?;
         out.push(r);
     }
     Ok(out)
-}
-
-fn restore_component(
-    reader: &mut lifeboat_core::ChunkReader<'_>,
-    c: &Component,
-    opts: &RestoreOptions,
-    point_time: jiff::Timestamp,
-    progress: &dyn Progress,
-) -> Result<RestoredComponent> {
-    if c.kind == ComponentKind::Postgres {
-        let (conn, pg) = pg_plan(c, opts, point_time)?;
-        let r = postgres::restore(reader, c, &conn, &pg, progress)?;
-        return Ok(RestoredComponent {
-            kind: c.kind,
-            path: PgSource {
-                database: r.database.clone(),
-                ..conn
-            }
-            .label(),
-            bytes: r.bytes,
-            verified: if c.postgres.as_ref().is_some_and(|b| b.schema_only) {
-                format!(
-                    "dump authenticated chunk by chunk, pg_restore --exit-on-error ok, schema only: {} tables present",
-                    r.tables_checked
-                )
-            } else {
-                format!(
-                    "dump authenticated chunk by chunk, pg_restore --exit-on-error ok, row counts of {} tables match",
-                    r.tables_checked
-                )
-            },
-            warnings: r.warnings,
-        });
-    }
-    let dest = target_path(&opts.target, &c.path);
-    match (&c.sqlite, &c.tree) {
-        (Some(body), _) => {
-            let sqlite_opts = SqliteRestoreOptions {
-                force: opts.force,
-                point_time: Some(point_time),
-                verify: opts.verify,
-            };
-            sqlite::restore(reader, body, &dest, sqlite_opts, progress)?;
-            Ok(RestoredComponent {
-                kind: c.kind,
-                path: dest.display().to_string(),
-                bytes: body.page_count as u64 * body.page_size as u64,
-                verified: format!(
-                    "checksum, {} ok, row counts of {} tables match",
-                    match opts.verify {
-                        sqlite::Verify::Full => "integrity_check",
-                        sqlite::Verify::Quick => "quick_check",
-                    },
-                    body.row_counts.len()
-                ),
-                warnings: Vec::new(),
-            })
-        }
-        (None, Some(body)) => {
-            let TreeRestoreReport {
-                files,
-                bytes,
-                warnings,
-            } = tree::restore(reader, body, &dest, progress)?;
-            Ok(RestoredComponent {
-                kind: c.kind,
-                path: dest.display().to_string(),
-                bytes,
-                verified: format!("{files} files authenticated chunk by chunk, sizes match"),
-                warnings,
-            })
-        }
-        (None, None) => Err(Error::new(
-            ErrorKind::Corrupt,
-            format!("component {} has no body", c.path),
-        )),
-    }
 }

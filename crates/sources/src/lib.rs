@@ -9,17 +9,24 @@
 //! - [`postgres`]: PostgreSQL databases through `pg_dump --format=custom` in one exported
 //!   snapshot (row counts read in the same snapshot), restored into a new database or swapped
 //!   in place, verified by row counts;
+//! - [`Source`] (a configured source: validate, capture) and [`SourceKind`] (a kind: preflight,
+//!   restore), implemented once per kind in the modules above; [`registry`] maps each
+//!   [`ComponentKind`](lifeboat_core::ComponentKind) to its implementation, in one place;
 //! - [`app`]: an app's sources as one recovery point ([`backup_app`], [`restore_point`]).
 #![deny(missing_docs)]
 
 pub mod app;
 pub mod postgres;
+pub mod registry;
+mod source;
 pub mod sqlite;
 pub mod tree;
 mod util;
 
-pub use app::{
-    backup_app, build_excludes, restore_point, target_path, AppSpec, PgRestoreSettings,
-    RestoreOptions, RestoreTarget, RestoredComponent, SourceSpec,
+pub use app::{backup_app, build_excludes, restore_point, AppSpec, SourceSpec};
+pub use postgres::PgRestoreSettings;
+pub use source::{
+    target_path, Capture, RestoreContext, RestoreOptions, RestoreTarget, RestoredComponent, Source,
+    SourceKind,
 };
 pub use util::open_by_other_process;

@@ -35,6 +35,10 @@ use lifeboat_core::{
     PostgresBody, Progress, Result, TreeBody, TreeEntry,
 };
 
+use crate::source::{
+    Capture, RestoreContext, RestoreTarget, RestoredComponent, Source, SourceKind,
+};
+
 /// Name of the dump file in a postgres component's tree.
 pub const DUMP_FILE: &str = "dump";
 /// Name of the roles/tablespaces script in a postgres component's tree.
@@ -867,4 +871,201 @@ fn swap_in(
         ));
     }
     Ok(())
+}
+
+// ---- The `Source` and `SourceKind` implementations ----------------------------------------
+
+/// PostgreSQL restore settings of a whole point.
+#[derive(Debug, Clone)]
+pub struct PgRestoreSettings {
+    /// The app's configured databases (connection, wrapper, tools), matched to the point's
+    /// databases by name. A database with no match uses the `PG*` environment.
+    pub connections: Vec<PgSource>,
+    /// Restore onto this server instead (a libpq URL); wrapper and tools still come from the
+    /// matching connection.
+    pub url: Option<String>,
+    /// Name of the new database (only with one database in the point). Unset: in place for
+    /// an in-place restore, else `<database>_restored_<point time>`.
+    pub database: Option<String>,
+    /// `pg_restore --jobs`.
+    pub jobs: u32,
+    /// Only these tables (new database only).
+    pub tables: Vec<String>,
+    /// Run the point's roles script first.
+    pub globals: bool,
+    /// Objects owned by the restoring user (`--no-owner --no-privileges`).
+    pub no_owner: bool,
+    /// End other sessions of a database being replaced instead of refusing.
+    pub terminate: bool,
+}
+
+impl Default for PgRestoreSettings {
+    fn default() -> Self {
+        PgRestoreSettings {
+            connections: Vec::new(),
+            url: None,
+            database: None,
+            jobs: std::thread::available_parallelism()
+                .map_or(2, |n| n.get() as u32)
+                .min(4),
+            tables: Vec::new(),
+            globals: false,
+            no_owner: false,
+            terminate: false,
+        }
+    }
+}
+
+impl PgRestoreSettings {
+    /// How to reach database `database`: its configured connection (else the `PG*`
+    /// environment), on the `url` server when one is given.
+    pub fn connection_for(&self, database: &str) -> PgSource {
+        let mut conn = self
+            .connections
+            .iter()
+            .find(|p| p.database == database)
+            .cloned()
+            .unwrap_or_else(|| PgSource {
+                database: database.to_string(),
+                ..PgSource::default()
+            });
+        if let Some(u) = &self.url {
+            conn.url = Some(u.clone());
+        }
+        conn
+    }
+}
+
+/// The connection and options used to restore postgres component `c` of a point.
+fn pg_plan(c: &Component, cx: &RestoreContext<'_>) -> Result<(PgSource, PgRestoreOptions)> {
+    let (opts, point_time) = (cx.options, cx.point_time);
+    let body = c.postgres.as_ref().ok_or_else(|| {
+        Error::new(
+            ErrorKind::Corrupt,
+            format!("postgres component {} has no body", c.path),
+        )
+    })?;
+    let s = &opts.postgres;
+    let conn = s.connection_for(&body.database);
+    let target = match (&s.database, &opts.target) {
+        (Some(name), _) => PgTarget::New(name.clone()),
+        (None, RestoreTarget::InPlace) => PgTarget::Replace,
+        (None, RestoreTarget::Into(_)) => {
+            let t = point_time.strftime("%Y%m%d_%H%M%S");
+            PgTarget::New(db_name_with_suffix(
+                &body.database,
+                &format!("_restored_{t}"),
+            ))
+        }
+    };
+    Ok((
+        conn.clone(),
+        PgRestoreOptions {
+            target,
+            jobs: s.jobs.max(1),
+            tables: s.tables.clone(),
+            globals: s.globals,
+            no_owner: s.no_owner,
+            terminate: s.terminate || conn.terminate_connections,
+        },
+    ))
+}
+
+/// A configured PostgreSQL database: one database of a `[[app.NAME.postgres]]` table.
+#[derive(Debug, Clone)]
+pub struct PostgresSource {
+    conn: PgSource,
+}
+
+impl PostgresSource {
+    /// The database `conn.database` reached through `conn`.
+    pub fn new(conn: PgSource) -> PostgresSource {
+        PostgresSource { conn }
+    }
+}
+
+impl Source for PostgresSource {
+    fn kind(&self) -> ComponentKind {
+        ComponentKind::Postgres
+    }
+
+    fn describe(&self) -> String {
+        self.conn.label()
+    }
+
+    /// A dump is always whole: no previous component is used.
+    fn previous_match(&self, _c: &Component) -> bool {
+        false
+    }
+
+    fn capture(
+        &self,
+        cx: &mut Capture<'_, '_>,
+        _previous: Option<&Component>,
+        progress: &dyn Progress,
+    ) -> Result<Component> {
+        capture(cx.writer, &self.conn, progress)
+    }
+}
+
+/// Restores [`ComponentKind::Postgres`] components (see the module docs).
+pub struct PostgresKind;
+
+impl SourceKind for PostgresKind {
+    fn kinds(&self) -> &'static [ComponentKind] {
+        &[ComponentKind::Postgres]
+    }
+
+    fn check_selection(&self, cx: &RestoreContext<'_>) -> Result<()> {
+        let databases = cx
+            .selected
+            .iter()
+            .filter(|c| c.kind == ComponentKind::Postgres)
+            .count();
+        if cx.options.postgres.database.is_some() && databases > 1 {
+            return Err(Error::new(
+                ErrorKind::Usage,
+                format!("--pg-database names one database, the point has {databases}"),
+            )
+            .with_hint("restore them one at a time with --only postgres and a different --pg-database each, or use --to DIR for automatic names"));
+        }
+        Ok(())
+    }
+
+    fn preflight(&self, c: &Component, cx: &RestoreContext<'_>) -> Result<()> {
+        let (conn, pg) = pg_plan(c, cx)?;
+        preflight(&conn, c.postgres.as_ref().expect("planned"), &pg)
+    }
+
+    fn restore(
+        &self,
+        c: &Component,
+        cx: &RestoreContext<'_>,
+        reader: &mut ChunkReader<'_>,
+        progress: &dyn Progress,
+    ) -> Result<RestoredComponent> {
+        let (conn, pg) = pg_plan(c, cx)?;
+        let r = restore(reader, c, &conn, &pg, progress)?;
+        Ok(RestoredComponent {
+            kind: c.kind,
+            path: PgSource {
+                database: r.database.clone(),
+                ..conn
+            }
+            .label(),
+            bytes: r.bytes,
+            verified: if c.postgres.as_ref().is_some_and(|b| b.schema_only) {
+                format!(
+                    "dump authenticated chunk by chunk, pg_restore --exit-on-error ok, schema only: {} tables present",
+                    r.tables_checked
+                )
+            } else {
+                format!(
+                    "dump authenticated chunk by chunk, pg_restore --exit-on-error ok, row counts of {} tables match",
+                    r.tables_checked
+                )
+            },
+            warnings: r.warnings,
+        })
+    }
 }

@@ -32,6 +32,10 @@ use lifeboat_core::{
 };
 use rusqlite::{Connection, OpenFlags};
 
+use crate::source::{
+    no_body, require_absolute, target_path, Capture, RestoreContext, RestoredComponent, Source,
+    SourceKind,
+};
 use crate::util::{fsync_dir, temp_path};
 
 const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
@@ -637,4 +641,109 @@ fn refuse_if_unsafe(target: &Path, point_time: Option<jiff::Timestamp>) -> Resul
         }
     }
     Ok(())
+}
+
+// ---- The `Source` and `SourceKind` implementations ----------------------------------------
+
+/// A configured SQLite database file.
+#[derive(Debug, Clone)]
+pub struct SqliteSource {
+    path: PathBuf,
+}
+
+impl SqliteSource {
+    /// The database at `path` (checked to be absolute by [`Source::validate`]).
+    pub fn new(path: PathBuf) -> SqliteSource {
+        SqliteSource { path }
+    }
+}
+
+impl Source for SqliteSource {
+    fn kind(&self) -> ComponentKind {
+        ComponentKind::Sqlite
+    }
+
+    fn describe(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn path(&self) -> Option<&Path> {
+        Some(&self.path)
+    }
+
+    fn validate(&self) -> Result<()> {
+        require_absolute(&self.path)?;
+        ensure_dbpage_available()
+    }
+
+    fn capture(
+        &self,
+        cx: &mut Capture<'_, '_>,
+        previous: Option<&Component>,
+        progress: &dyn Progress,
+    ) -> Result<Component> {
+        capture(
+            cx.writer,
+            cx.reader,
+            &self.path,
+            previous.and_then(|c| c.sqlite.as_ref()),
+            progress,
+        )
+    }
+}
+
+/// Restores [`ComponentKind::Sqlite`] components (see the module docs).
+pub struct SqliteKind;
+
+impl SqliteKind {
+    fn options(cx: &RestoreContext<'_>) -> SqliteRestoreOptions {
+        SqliteRestoreOptions {
+            force: cx.options.force,
+            point_time: Some(cx.point_time),
+            verify: cx.options.verify,
+        }
+    }
+}
+
+impl SourceKind for SqliteKind {
+    fn kinds(&self) -> &'static [ComponentKind] {
+        &[ComponentKind::Sqlite]
+    }
+
+    fn at_path(&self, _kind: ComponentKind, path: PathBuf) -> Option<Box<dyn Source>> {
+        Some(Box::new(SqliteSource::new(path)))
+    }
+
+    fn preflight(&self, c: &Component, cx: &RestoreContext<'_>) -> Result<()> {
+        preflight(
+            &target_path(&cx.options.target, &c.path),
+            SqliteKind::options(cx),
+        )
+    }
+
+    fn restore(
+        &self,
+        c: &Component,
+        cx: &RestoreContext<'_>,
+        reader: &mut ChunkReader<'_>,
+        progress: &dyn Progress,
+    ) -> Result<RestoredComponent> {
+        let body = c.sqlite.as_ref().ok_or_else(|| no_body(c))?;
+        let dest = target_path(&cx.options.target, &c.path);
+        restore(reader, body, &dest, SqliteKind::options(cx), progress)?;
+        Ok(RestoredComponent {
+            kind: c.kind,
+            path: dest.display().to_string(),
+            bytes: body.page_count as u64 * body.page_size as u64,
+            verified: format!(
+                "checksum, {} ok, row counts of {} tables match",
+                match cx.options.verify {
+                    Verify::Full => "integrity_check",
+                    Verify::Quick => "quick_check",
+                },
+                body.row_counts.len()
+            ),
+            warnings: Vec::new(),
+        })
+    }
 }

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::fs::{self, File, FileTimes, OpenOptions};
 use std::io::BufWriter;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use globset::GlobSet;
@@ -18,6 +18,10 @@ use lifeboat_core::{
     Progress, Result, TreeBody, TreeEntry,
 };
 
+use crate::source::{
+    no_body, require_absolute, target_path, Capture, RestoreContext, RestoredComponent, Source,
+    SourceKind,
+};
 use crate::util::{fsync_dir, temp_path};
 
 fn src_err(path: &Path, msg: impl std::fmt::Display) -> Error {
@@ -389,4 +393,96 @@ fn restore_file(
     report.files += 1;
     report.bytes += e.size;
     Ok(())
+}
+
+// ---- The `Source` and `SourceKind` implementations ----------------------------------------
+
+/// A configured directory tree (`Files`) or single file (`Secret`, `Config`).
+#[derive(Debug, Clone)]
+pub struct TreeSource {
+    kind: ComponentKind,
+    path: PathBuf,
+}
+
+impl TreeSource {
+    /// The tree or file of `kind` at `path` (checked to be absolute by [`Source::validate`]).
+    pub fn new(kind: ComponentKind, path: PathBuf) -> TreeSource {
+        TreeSource { kind, path }
+    }
+}
+
+impl Source for TreeSource {
+    fn kind(&self) -> ComponentKind {
+        self.kind
+    }
+
+    fn describe(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn path(&self) -> Option<&Path> {
+        Some(&self.path)
+    }
+
+    fn validate(&self) -> Result<()> {
+        require_absolute(&self.path)
+    }
+
+    fn capture(
+        &self,
+        cx: &mut Capture<'_, '_>,
+        previous: Option<&Component>,
+        progress: &dyn Progress,
+    ) -> Result<Component> {
+        capture(
+            cx.writer,
+            cx.reader,
+            self.kind,
+            &self.path,
+            cx.excludes,
+            previous.and_then(|c| c.tree.as_ref()),
+            progress,
+        )
+    }
+}
+
+/// Restores file trees and single files: [`ComponentKind::Files`], [`ComponentKind::Secret`]
+/// and [`ComponentKind::Config`] components.
+pub struct TreeKind;
+
+impl SourceKind for TreeKind {
+    fn kinds(&self) -> &'static [ComponentKind] {
+        &[
+            ComponentKind::Files,
+            ComponentKind::Secret,
+            ComponentKind::Config,
+        ]
+    }
+
+    fn at_path(&self, kind: ComponentKind, path: PathBuf) -> Option<Box<dyn Source>> {
+        Some(Box::new(TreeSource::new(kind, path)))
+    }
+
+    fn restore(
+        &self,
+        c: &Component,
+        cx: &RestoreContext<'_>,
+        reader: &mut ChunkReader<'_>,
+        progress: &dyn Progress,
+    ) -> Result<RestoredComponent> {
+        let body = c.tree.as_ref().ok_or_else(|| no_body(c))?;
+        let dest = target_path(&cx.options.target, &c.path);
+        let TreeRestoreReport {
+            files,
+            bytes,
+            warnings,
+        } = restore(reader, body, &dest, progress)?;
+        Ok(RestoredComponent {
+            kind: c.kind,
+            path: dest.display().to_string(),
+            bytes,
+            verified: format!("{files} files authenticated chunk by chunk, sizes match"),
+            warnings,
+        })
+    }
 }

@@ -1,0 +1,232 @@
+//! The two traits every source kind implements, and what a restore is told and reports.
+//!
+//! - [`Source`] is a *configured* source: what one config line or one command-line path
+//!   names (a database file, an upload directory, a PostgreSQL database on a server). It
+//!   checks itself before a backup starts and captures itself into a backup session.
+//! - [`SourceKind`] is a *kind* of source, independent of any configuration: it puts a stored
+//!   [`Component`] back. A restore needs no config (the point says what it holds), so this
+//!   side works from the component alone plus the [`RestoreContext`].
+//!
+//! `app.rs` only iterates sources and components and calls these traits; the one mapping from
+//! [`ComponentKind`] to an implementation is [`crate::registry`]. Adding a kind means one
+//! file implementing both traits and one line there (plus its body in core's
+//! `format/point.rs` and `FORMAT.md`, if none of the existing bodies fits).
+use std::fmt::Debug;
+use std::path::{Path, PathBuf};
+
+use globset::GlobSet;
+use lifeboat_core::{
+    ChunkReader, ChunkWriter, Component, ComponentKind, Error, ErrorKind, Progress, Result,
+};
+use serde::Serialize;
+
+use crate::app::PgRestoreSettings;
+use crate::sqlite;
+
+/// A configured source: one thing an app backs up.
+///
+/// Contract:
+/// - [`Source::validate`] runs for every source of an app before the backup takes its lease
+///   and before any source is read; it reads nothing from the repository and writes nothing.
+///   Cheap checks that would otherwise fail halfway through a backup belong here.
+/// - [`Source::capture`] stores bytes only through the writer of the session it is given
+///   ([`Capture::writer`]), and returns the component that describes them; it never writes a
+///   point, an index or a pack itself (it cannot: only the session can). An error leaves no
+///   component (the session is dropped and no point is written). It must not change the
+///   source.
+/// - [`Source::previous_match`] picks this source's component from the app's previous point;
+///   `capture` then receives it and may reuse its chunks (only after checking
+///   [`ChunkWriter::has`]: an index can lose chunks to a prune).
+/// - [`Source::kind`] is the kind of every component `capture` returns, so that
+///   [`crate::registry::kind`] finds the implementation that restores it.
+pub trait Source: Send + Sync + Debug {
+    /// The kind of the components this source captures.
+    fn kind(&self) -> ComponentKind;
+
+    /// How the source is named in messages and listings: its path, or
+    /// `postgresql://user@host/db`.
+    fn describe(&self) -> String;
+
+    /// The file or directory, for a source that is one.
+    fn path(&self) -> Option<&Path> {
+        None
+    }
+
+    /// Checks that need no repository, before the backup starts (absolute path, a SQLite
+    /// built with `sqlite_dbpage`, connection settings present). Writes nothing.
+    fn validate(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Whether `c`, a component of the app's previous point, is this source's previous
+    /// capture. By default: same kind and same path.
+    fn previous_match(&self, c: &Component) -> bool {
+        c.kind == self.kind() && self.path().is_some_and(|p| Path::new(&c.path) == p)
+    }
+
+    /// Captures the source into the session behind `cx`. `previous` is this source's
+    /// component in the app's previous point (see [`Source::previous_match`]), if any.
+    fn capture(
+        &self,
+        cx: &mut Capture<'_, '_>,
+        previous: Option<&Component>,
+        progress: &dyn Progress,
+    ) -> Result<Component>;
+}
+
+/// What a capture may use: the backup session's writer and a reader of the repository, and
+/// the app's exclude patterns. Only [`crate::backup_app`] makes one, from a
+/// `BackupSession`.
+#[non_exhaustive]
+pub struct Capture<'a, 'r> {
+    /// The session's writer: the only way a capture stores anything.
+    pub writer: &'a mut ChunkWriter<'r>,
+    /// Reads (authenticated) chunks of earlier points: previous page tables and trees.
+    pub reader: &'a mut ChunkReader<'r>,
+    /// The app's exclude patterns (for file trees).
+    pub excludes: &'a GlobSet,
+}
+
+impl<'a, 'r> Capture<'a, 'r> {
+    pub(crate) fn new(
+        writer: &'a mut ChunkWriter<'r>,
+        reader: &'a mut ChunkReader<'r>,
+        excludes: &'a GlobSet,
+    ) -> Self {
+        Capture {
+            writer,
+            reader,
+            excludes,
+        }
+    }
+}
+
+/// A kind of source: how its stored components are put back. Needs no configuration.
+///
+/// Contract:
+/// - [`SourceKind::check_selection`] and [`SourceKind::preflight`] only refuse: they write
+///   nothing, create nothing and read nothing from the repository (they get no reader). A
+///   restore runs every component's `check_selection`, then every component's `preflight`,
+///   before the CLI takes a pre-restore point and before anything is fetched; so a refusal
+///   leaves everything as it was.
+/// - [`SourceKind::restore`] never lets an unauthenticated byte reach the target: every chunk
+///   comes from the reader, which authenticates it, and what the point records (checksums,
+///   sizes, row counts) is checked before the result replaces anything it would destroy. On
+///   error the target is as it was, or (trees, which merge) holds only complete,
+///   authenticated files. It repeats its own preflight (time passes between the two).
+/// - The [`RestoredComponent`] it returns says where the component went and how it was
+///   verified; its text is what the CLI prints and `--json` reports.
+pub trait SourceKind: Send + Sync {
+    /// The component kinds this implementation restores.
+    fn kinds(&self) -> &'static [ComponentKind];
+
+    /// A configured source of `kind` (one of [`SourceKind::kinds`]) at `path`, for a config
+    /// line or a command-line path. `None` when a path alone cannot name one (PostgreSQL).
+    fn at_path(&self, kind: ComponentKind, path: PathBuf) -> Option<Box<dyn Source>> {
+        let _ = (kind, path);
+        None
+    }
+
+    /// Refusals about the restore options and the selection as a whole (an option that names
+    /// one component when several are selected). Called once per selected component of this
+    /// kind with the same context, so it must give the same answer each time.
+    fn check_selection(&self, cx: &RestoreContext<'_>) -> Result<()> {
+        let _ = cx;
+        Ok(())
+    }
+
+    /// Refuses, before anything is written, when restoring `c` as `cx` says is unsafe or
+    /// impossible (a database open by another process or newer than the point, a target
+    /// name taken, tools too old).
+    fn preflight(&self, c: &Component, cx: &RestoreContext<'_>) -> Result<()> {
+        let _ = (c, cx);
+        Ok(())
+    }
+
+    /// Restores `c`, verified (see the trait's contract).
+    fn restore(
+        &self,
+        c: &Component,
+        cx: &RestoreContext<'_>,
+        reader: &mut ChunkReader<'_>,
+        progress: &dyn Progress,
+    ) -> Result<RestoredComponent>;
+}
+
+/// What a restore of a point knows, for every component of it.
+#[derive(Debug, Clone, Copy)]
+pub struct RestoreContext<'a> {
+    /// Target, verification level, force, PostgreSQL settings.
+    pub options: &'a RestoreOptions,
+    /// When the point was taken (refuse to replace newer data; names of restored databases).
+    pub point_time: jiff::Timestamp,
+    /// Every component being restored, in order.
+    pub selected: &'a [&'a Component],
+}
+
+/// Where a restore puts things.
+#[derive(Debug, Clone)]
+pub enum RestoreTarget {
+    /// Back to the paths recorded in the point.
+    InPlace,
+    /// Under this directory: a source at `/srv/chat/chat.db` lands at `DIR/srv/chat/chat.db`.
+    Into(PathBuf),
+}
+
+/// Restore options.
+#[derive(Debug, Clone)]
+pub struct RestoreOptions {
+    /// Where.
+    pub target: RestoreTarget,
+    /// Only these kinds (empty = all).
+    pub only: Vec<ComponentKind>,
+    /// Replace databases that are open or newer than the point.
+    pub force: bool,
+    /// How thoroughly restored databases are checked.
+    pub verify: sqlite::Verify,
+    /// How PostgreSQL databases are restored.
+    pub postgres: PgRestoreSettings,
+}
+
+/// What a restore did, per component.
+#[derive(Debug, Clone, Serialize)]
+pub struct RestoredComponent {
+    /// Kind.
+    pub kind: ComponentKind,
+    /// Where it was written.
+    pub path: String,
+    /// Bytes written.
+    pub bytes: u64,
+    /// How it was verified.
+    pub verified: String,
+    /// What could not be restored exactly.
+    pub warnings: Vec<String>,
+}
+
+/// Where a component lands for a given target.
+pub fn target_path(target: &RestoreTarget, source: &str) -> PathBuf {
+    match target {
+        RestoreTarget::InPlace => PathBuf::from(source),
+        RestoreTarget::Into(dir) => dir.join(source.trim_start_matches('/')),
+    }
+}
+
+/// Fails unless `path` is absolute (what a path source's [`Source::validate`] checks first).
+pub(crate) fn require_absolute(path: &Path) -> Result<()> {
+    if path.is_absolute() {
+        Ok(())
+    } else {
+        Err(Error::new(
+            ErrorKind::Usage,
+            format!("source path {} is not absolute", path.display()),
+        ))
+    }
+}
+
+/// The error for a component whose kind's body is missing.
+pub(crate) fn no_body(c: &Component) -> Error {
+    Error::new(
+        ErrorKind::Corrupt,
+        format!("component {} has no body", c.path),
+    )
+}
