@@ -223,3 +223,123 @@ pub fn restore_point(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use lifeboat_core::{KdfParams, NoProgress, Storage};
+    use lifeboat_storage::MemoryStorage;
+
+    use super::*;
+
+    fn repo() -> Repository {
+        let storage: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
+        let kdf = KdfParams {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        };
+        Repository::init(storage, b"pw", kdf).unwrap()
+    }
+
+    fn app(sources: Vec<SourceSpec>) -> AppSpec {
+        AppSpec {
+            name: "t".into(),
+            sources,
+            ..AppSpec::default()
+        }
+    }
+
+    #[test]
+    fn sources_are_validated_before_anything_is_written() {
+        let mut r = repo();
+        let mut err = |s: SourceSpec| {
+            backup_app(&mut r, &app(vec![s]), &[], &NoProgress)
+                .unwrap_err()
+                .to_string()
+        };
+        let relative = err(SourceSpec::path(ComponentKind::Files, "srv/uploads"));
+        assert!(
+            relative.contains("source path srv/uploads is not absolute"),
+            "{relative}"
+        );
+        let pg = err(SourceSpec::path(ComponentKind::Postgres, "/x"));
+        assert!(
+            pg.contains("internal: a postgres source without connection settings"),
+            "{pg}"
+        );
+        let mut changed = SourceSpec::path(ComponentKind::Files, "/srv/uploads");
+        changed.kind = ComponentKind::Sqlite;
+        let changed = err(changed);
+        assert!(
+            changed.contains("was changed after it was made"),
+            "{changed}"
+        );
+        assert!(r.points().unwrap().is_empty());
+    }
+
+    fn pg_component(db: &str) -> Component {
+        Component {
+            kind: ComponentKind::Postgres,
+            path: format!("postgresql:///{db}"),
+            size: 0,
+            sqlite: None,
+            tree: None,
+            postgres: Some(lifeboat_core::PostgresBody {
+                database: db.into(),
+                server_version: "15.0".into(),
+                server_version_num: 150000,
+                pg_dump_major: 15,
+                database_size: 0,
+                encoding: "UTF8".into(),
+                collate: "C".into(),
+                ctype: "C".into(),
+                owner: "postgres".into(),
+                schema_only: false,
+                globals: false,
+                row_counts: Default::default(),
+            }),
+        }
+    }
+
+    /// The selection-wide check runs before any component's preflight (which here would
+    /// need a server), whatever the order of the components.
+    #[test]
+    fn pg_database_with_two_databases_is_refused_before_any_preflight() {
+        let tree = Component {
+            kind: ComponentKind::Config,
+            path: "/nonexistent/app.toml".into(),
+            size: 0,
+            sqlite: None,
+            tree: None,
+            postgres: None,
+        };
+        let point = Point {
+            app: "t".into(),
+            time: "2025-01-01T00:00:00Z".into(),
+            tags: Vec::new(),
+            hostname: "h".into(),
+            lifeboat_version: "0".into(),
+            components: vec![tree, pg_component("a"), pg_component("b")],
+            stats: PointStats::default(),
+        };
+        let opts = RestoreOptions {
+            target: RestoreTarget::InPlace,
+            only: Vec::new(),
+            force: false,
+            verify: crate::sqlite::Verify::Full,
+            postgres: PgRestoreSettings {
+                database: Some("new".into()),
+                ..PgRestoreSettings::default()
+            },
+        };
+        let e = preflight(&point, &opts).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Usage);
+        assert!(
+            e.to_string()
+                .contains("--pg-database names one database, the point has 2"),
+            "{e}"
+        );
+    }
+}

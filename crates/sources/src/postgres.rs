@@ -972,9 +972,18 @@ fn pg_plan(c: &Component, cx: &RestoreContext<'_>) -> Result<(PgSource, PgRestor
 }
 
 /// A configured PostgreSQL database: one database of a `[[app.NAME.postgres]]` table.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PostgresSource {
     conn: PgSource,
+}
+
+/// Written by hand: the URL may hold a password, the label never does.
+impl std::fmt::Debug for PostgresSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresSource")
+            .field("label", &self.conn.label())
+            .finish_non_exhaustive()
+    }
 }
 
 impl PostgresSource {

@@ -39,6 +39,9 @@ use crate::sqlite;
 ///   [`ChunkWriter::has`]: an index can lose chunks to a prune).
 /// - [`Source::kind`] is the kind of every component `capture` returns, so that
 ///   [`crate::registry::kind`] finds the implementation that restores it.
+///
+/// `Send + Sync`: a [`crate::SourceSpec`] shares one source behind an `Arc` (a daemon may
+/// hold an app's sources across runs). `Debug` output must not print secrets it can avoid.
 pub trait Source: Send + Sync + Debug {
     /// The kind of the components this source captures.
     fn kind(&self) -> ComponentKind;
@@ -113,7 +116,10 @@ impl<'a, 'r> Capture<'a, 'r> {
 ///   comes from the reader, which authenticates it, and what the point records (checksums,
 ///   sizes, row counts) is checked before the result replaces anything it would destroy. On
 ///   error the target is as it was, or (trees, which merge) holds only complete,
-///   authenticated files. It repeats its own preflight (time passes between the two).
+///   authenticated files. It refuses again what its preflight refuses, checked at the time
+///   of writing (time passes between the two, and a confirmation prompt may sit between).
+/// - It reads only the component it is given; components are restored one after the other,
+///   in the point's order, and a failure stops the restore.
 /// - The [`RestoredComponent`] it returns says where the component went and how it was
 ///   verified; its text is what the CLI prints and `--json` reports.
 pub trait SourceKind: Send + Sync {
