@@ -249,7 +249,8 @@ impl Context {
         cfg: Option<&RepositoryConfig>,
     ) -> Result<Arc<dyn Storage>> {
         let storage = Location::parse(location)?.open(cfg)?;
-        let storage = lifeboat_storage::CrashBefore::from_env(storage);
+        #[cfg(feature = "fault-injection")]
+        let storage = fault_injection(storage);
         self.opened
             .lock()
             .expect("stats")
@@ -284,4 +285,12 @@ impl Context {
         let (storage, password) = self.storage_for(app)?;
         Repository::open(storage, &password)
     }
+}
+
+/// Test builds only (feature `fault-injection`, which `scripts/test.sh` turns on): wraps a
+/// storage so `LIFEBOAT_CRASH_BEFORE_MUTATION=N` aborts before its N-th write or delete (the
+/// kill-point tests). The shipped binary has no such switch; `.ci/run` checks it.
+#[cfg(feature = "fault-injection")]
+fn fault_injection(storage: Arc<dyn Storage>) -> Arc<dyn Storage> {
+    lifeboat_storage::CrashBefore::from_env(storage)
 }
