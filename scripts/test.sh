@@ -44,3 +44,6 @@ eval "$(bash "$S/moto.sh" start)"
 export LIFEBOAT_TEST_S3_ENDPOINT="$S3_ENDPOINT" LIFEBOAT_TEST_S3_BUCKET="$S3_BUCKET"
 cd "$ROOT"
 cargo nextest run --workspace --features lifeboat/fault-injection "$@"
+# nextest does not run doctests; core's compile_fail doctests prove no point can be written
+# without a session (crates/core/src/session.rs). Only on a full run (no nextest filter).
+if [ $# -eq 0 ]; then cargo test --doc --workspace; fi
