@@ -60,7 +60,7 @@ fn classify(p: &Path) -> Result<ComponentKind> {
 }
 
 pub fn run(ctx: &Context, a: BackupArgs) -> Result<()> {
-    let config = ctx.config()?;
+    let config = ctx.setup.config()?;
     let app_name = match (a.targets.as_slice(), &config) {
         ([one], Some(c)) if c.has_app(one) => Some(one.clone()),
         ([], Some(c)) if a.secret.is_empty() => Some(
@@ -112,7 +112,7 @@ pub fn run(ctx: &Context, a: BackupArgs) -> Result<()> {
     };
     let mut spec = spec;
     spec.time = a.point_time;
-    let mut repo = ctx.open(app_name.as_deref())?;
+    let mut repo = ctx.setup.open(app_name.as_deref())?;
     let tags = if a.tag.is_empty() {
         vec!["manual".to_string()]
     } else {

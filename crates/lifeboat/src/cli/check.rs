@@ -15,7 +15,7 @@ pub struct CheckArgs {
 }
 
 pub fn run(ctx: &Context, a: CheckArgs) -> Result<()> {
-    let mut repo = ctx.open(None)?;
+    let mut repo = ctx.setup.open(None)?;
     let report = check(
         &mut repo,
         CheckOptions {

@@ -29,12 +29,12 @@ pub struct CopyArgs {
 
 pub fn run(ctx: &Context, a: CopyArgs) -> Result<()> {
     let from = match &a.from {
-        Some(s) => ctx.storage_named(s)?,
-        None => ctx.storage_only(a.app.as_deref())?,
+        Some(s) => ctx.setup.storage_named(s)?,
+        None => ctx.setup.storage_only(a.app.as_deref())?,
     };
     let mut targets = a.to.clone();
     if targets.is_empty() {
-        if let (Some(app), Some(cfg)) = (&a.app, ctx.config()?) {
+        if let (Some(app), Some(cfg)) = (&a.app, ctx.setup.config()?) {
             targets = cfg
                 .app
                 .get(app)
@@ -49,7 +49,7 @@ pub fn run(ctx: &Context, a: CopyArgs) -> Result<()> {
     }
     let mut reports = Vec::new();
     for t in &targets {
-        let to = ctx.storage_named(t)?;
+        let to = ctx.setup.storage_named(t)?;
         let start = std::time::Instant::now();
         let r = copy(from.as_ref(), &to, &ctx.progress)?;
         if !a.json {

@@ -113,7 +113,7 @@ impl ForgetArgs {
 }
 
 pub fn run(ctx: &Context, a: ForgetArgs) -> Result<()> {
-    let config = ctx.config()?;
+    let config = ctx.setup.config()?;
     let app = a
         .app
         .clone()
@@ -127,7 +127,7 @@ pub fn run(ctx: &Context, a: ForgetArgs) -> Result<()> {
             Error::new(ErrorKind::Usage, "which app? `lifeboat forget APP`")
                 .with_hint("retention applies to one app's points at a time")
         })?;
-    let (location, _) = ctx.location_for(Some(&app))?;
+    let (location, _) = ctx.setup.location_for(Some(&app))?;
     let repo_name = config
         .as_ref()
         .and_then(|c| c.repository_name(&location))
@@ -158,7 +158,7 @@ pub fn run(ctx: &Context, a: ForgetArgs) -> Result<()> {
             Error::new(ErrorKind::Usage, format!("unknown time zone {name:?}: {e}"))
         })?;
     }
-    let mut repo = ctx.open(Some(&app))?;
+    let mut repo = ctx.setup.open(Some(&app))?;
     let points: Vec<_> = repo
         .points()?
         .into_iter()

@@ -16,8 +16,8 @@ pub struct InitArgs {
 
 pub fn run(ctx: &Context, a: InitArgs) -> Result<()> {
     if let Some(src) = &a.from {
-        let from = ctx.storage_named(src)?;
-        let to = ctx.storage_only(None)?;
+        let from = ctx.setup.storage_named(src)?;
+        let to = ctx.setup.storage_only(None)?;
         let config = init_replica(from.as_ref(), to.as_ref())?;
         println!(
             "created a replica of repository {} at {} (from {})",
@@ -28,7 +28,7 @@ pub fn run(ctx: &Context, a: InitArgs) -> Result<()> {
         println!("fill it with `lifeboat copy --to {}`", to.location());
         return Ok(());
     }
-    let (storage, password) = ctx.storage_for(None)?;
+    let (storage, password) = ctx.setup.storage_for(None)?;
     let kdf = KdfParams {
         memory_kib: a.kdf_memory_mib * 1024,
         ..KdfParams::default()

@@ -3,7 +3,7 @@ use lifeboat_core::{add_key, list_keys, remove_key, KdfParams, Result};
 
 use super::Context;
 use crate::output::{json, local_time};
-use crate::password::PasswordSource;
+use lifeboat_app::PasswordSource;
 
 #[derive(Debug, Subcommand)]
 pub enum KeyCommand {
@@ -43,7 +43,7 @@ pub struct RemoveArgs {
 }
 
 pub fn run(ctx: &Context, cmd: KeyCommand) -> Result<()> {
-    let repo = ctx.open(None)?;
+    let repo = ctx.setup.open(None)?;
     match cmd {
         KeyCommand::Add(a) => {
             let src = PasswordSource {

@@ -74,7 +74,7 @@ pub fn summary<'a>(id: &ObjectId, p: &'a Point) -> PointSummary<'a> {
 }
 
 pub fn run(ctx: &Context, a: PointsArgs) -> Result<()> {
-    let repo = ctx.open(a.app.as_deref())?;
+    let repo = ctx.setup.open(a.app.as_deref())?;
     let points: Vec<_> = repo
         .points()?
         .into_iter()
@@ -82,7 +82,7 @@ pub fn run(ctx: &Context, a: PointsArgs) -> Result<()> {
         .collect();
     // Where each point lives: the app's replicas are listed (one listing each).
     let mut replicas: Vec<(String, std::collections::HashSet<String>)> = Vec::new();
-    if let (Some(app), Some(cfg)) = (&a.app, ctx.config()?) {
+    if let (Some(app), Some(cfg)) = (&a.app, ctx.setup.config()?) {
         for t in cfg
             .app
             .get(app)
@@ -90,6 +90,7 @@ pub fn run(ctx: &Context, a: PointsArgs) -> Result<()> {
             .unwrap_or_default()
         {
             let names = ctx
+                .setup
                 .storage_named(&t)?
                 .list(lifeboat_core::ObjectKind::Point)?
                 .into_iter()

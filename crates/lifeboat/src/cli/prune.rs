@@ -57,7 +57,7 @@ pub fn print(r: &PruneReport) {
 }
 
 pub fn run(ctx: &Context, a: PruneArgs) -> Result<()> {
-    let mut repo = ctx.open(None)?;
+    let mut repo = ctx.setup.open(None)?;
     let opts = PruneOptions {
         repack_below: a.repack_below as f64 / 100.0,
         dry_run: a.dry_run,

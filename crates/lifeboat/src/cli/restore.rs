@@ -110,7 +110,7 @@ fn parse_kind(s: &str) -> std::result::Result<ComponentKind, String> {
 }
 
 pub fn run(ctx: &Context, a: RestoreArgs) -> Result<()> {
-    let config = ctx.config()?;
+    let config = ctx.setup.config()?;
     let is_app = |s: &str| config.as_ref().is_some_and(|c| c.has_app(s));
     let (app, spec) = match a.args.as_slice() {
         [] => (
@@ -125,7 +125,7 @@ pub fn run(ctx: &Context, a: RestoreArgs) -> Result<()> {
         [app, p] => (Some(app.clone()), p.clone()),
         _ => unreachable!("clap limits to 2"),
     };
-    let mut repo = ctx.open(app.as_deref())?;
+    let mut repo = ctx.setup.open(app.as_deref())?;
     let (id, mut point) = repo.find_point(app.as_deref(), &spec)?;
     let mut only = a.only.clone();
     if only.contains(&ComponentKind::Sqlite) {
