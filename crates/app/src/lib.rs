@@ -18,6 +18,8 @@
 //!   [`copy()`] ([`CopyRequest`] -> [`Copied`] per target); [`check()`] and its
 //!   [`check_verdict`]; [`points()`] ([`PointsReport`] of [`PointSummary`] rows); [`init`] /
 //!   [`init_from`] ([`Created`]); [`add_key`], [`list_keys`], [`remove_key`].
+//! - [`demo()`] runs the whole job on an embedded app through these operations, narrating
+//!   each step to a [`std::io::Write`].
 //!
 //! Progress goes to core's [`Progress`](lifeboat_core::Progress), which the front end draws.
 //! Errors are core's [`Error`](lifeboat_core::Error): their kind decides the exit code.
@@ -27,8 +29,11 @@ mod backup;
 mod check;
 mod config;
 mod copy;
+mod demo;
+mod demo_postgres;
 mod destination;
 mod forget;
+mod human;
 mod init;
 mod keys;
 mod password;
@@ -41,8 +46,10 @@ pub use backup::{backup, classify, BackupReport, BackupRequest};
 pub use check::{check, verdict as check_verdict};
 pub use config::{AppConfig, Config, PostgresConfig, RepositoryConfig};
 pub use copy::{copy, Copied, CopyRequest};
+pub use demo::{demo, DemoRequest};
 pub use destination::Location;
 pub use forget::{plan as forget_plan, ForgetPlan, ForgetRequest};
+pub use human::{duration_ms, size};
 pub use init::{init, init_from, Created};
 pub use keys::{add_key, list_keys, remove_key};
 pub use password::PasswordSource;

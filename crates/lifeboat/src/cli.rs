@@ -3,6 +3,7 @@
 mod backup;
 mod check;
 mod copy;
+mod demo;
 mod forget;
 mod init;
 mod key;
@@ -128,7 +129,7 @@ pub enum Command {
     #[command(
         after_help = "Example:\n  lifeboat demo\n  lifeboat demo --dir /tmp/lifeboat-demo --keep"
     )]
-    Demo(crate::demo::DemoArgs),
+    Demo(demo::DemoArgs),
 }
 
 /// Runs the parsed command.
@@ -144,7 +145,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Forget(a) => forget::run(&ctx, a),
         Command::Prune(a) => prune::run(&ctx, a),
         Command::Key(a) => key::run(&ctx, a),
-        Command::Demo(a) => crate::demo::run(&ctx, a),
+        Command::Demo(a) => demo::run(&ctx, a),
     };
     if ctx.global.stats {
         ctx.print_stats();

@@ -1,8 +1,6 @@
 //! lifeboat: CLI + glue. Parses arguments, runs one library operation, maps the result to an
 //! exit code (`docs/EXIT_CODES.md`). No backup logic lives here.
 mod cli;
-mod demo;
-mod demo_postgres;
 mod output;
 mod progress;
 
