@@ -2,7 +2,8 @@
 # The whole test suite, with the real services it needs: two S3 servers (moto; the second
 # checks signatures, for wrong-credential tests), an OpenSSH sshd for SFTP (installed with
 # apt-get when missing) and a PostgreSQL server (initdb in /tmp, run as user postgres; apt-get
-# when missing), all bound to 127.0.0.1, are started here, `cargo nextest run --workspace` runs against it, and everything
+# when missing), all bound to 127.0.0.1, are started here, `cargo nextest run --workspace` runs against it (with
+# the test-only `lifeboat/fault-injection` feature the kill-point tests need), and everything
 # started is stopped by pid on exit. README's test command; .ci/run calls exactly this.
 #   bash scripts/test.sh                 # all tests
 #   bash scripts/test.sh -E 'test(s3)'   # extra arguments go to nextest
@@ -42,4 +43,7 @@ export LIFEBOAT_TEST_S3_AUTH_ENDPOINT="$S3_ENDPOINT" LIFEBOAT_TEST_S3_AUTH_KEY="
 eval "$(bash "$S/moto.sh" start)"
 export LIFEBOAT_TEST_S3_ENDPOINT="$S3_ENDPOINT" LIFEBOAT_TEST_S3_BUCKET="$S3_BUCKET"
 cd "$ROOT"
-cargo nextest run --workspace "$@"
+cargo nextest run --workspace --features lifeboat/fault-injection "$@"
+# nextest does not run doctests; core's compile_fail doctests prove no point can be written
+# without a session (crates/core/src/session.rs). Only on a full run (no nextest filter).
+if [ $# -eq 0 ]; then cargo test --doc --workspace; fi

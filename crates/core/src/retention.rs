@@ -14,36 +14,107 @@
 use std::collections::BTreeMap;
 
 use jiff::{tz::TimeZone, Span, Timestamp, Zoned};
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::error::{err, Result};
 use crate::format::point::Point;
 use crate::id::ObjectId;
 
-/// A retention policy. Counts of 0 mean "rule not used".
-#[derive(Debug, Clone, Default)]
+/// A retention policy: the one type behind `lifeboat.toml`'s `[app.NAME.keep]` tables (it
+/// deserializes straight from them, with the same field names), the CLI's `--keep-*` flags
+/// and [`plan`]. Counts of 0 mean "rule not used"; [`Policy::default`] has no rule.
+///
+/// The time zone of the calendar rules is part of the policy (`timezone`, an IANA name;
+/// `None` means the system's): "daily" is only meaningful with the zone whose days it counts.
+/// [`Policy::validate`] checks what deserialization cannot (the zone is known).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Policy {
     /// The N newest points.
+    #[serde(default)]
     pub last: u32,
     /// Newest point of each of the N most recent hours with a point.
+    #[serde(default)]
     pub hourly: u32,
     /// ... days.
+    #[serde(default)]
     pub daily: u32,
     /// ... ISO weeks (Monday to Sunday).
+    #[serde(default)]
     pub weekly: u32,
     /// ... months.
+    #[serde(default)]
     pub monthly: u32,
     /// ... years.
+    #[serde(default)]
     pub yearly: u32,
-    /// Every point not older than this before the newest point.
+    /// Every point not older than this before the newest point (`"30d"`, `"12h"`, `"2w"`:
+    /// see [`parse_span`]).
+    #[serde(default, deserialize_with = "deserialize_span")]
     pub within: Option<Span>,
     /// Every point with one of these tags.
+    #[serde(default)]
     pub tags: Vec<String>,
     /// The N newest points with this tag.
+    #[serde(default)]
     pub tagged: BTreeMap<String, u32>,
+    /// Time zone of the calendar rules (IANA name, e.g. `Europe/Berlin`); `None`: the
+    /// system's. See [`Policy::time_zone`].
+    #[serde(default)]
+    pub timezone: Option<String>,
+}
+
+/// `within = "30d"`, parsed by [`parse_span`].
+fn deserialize_span<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Span>, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_span(&s)
+        .map(Some)
+        .map_err(|e| serde::de::Error::custom(e.message()))
+}
+
+impl PartialEq for Policy {
+    fn eq(&self, o: &Policy) -> bool {
+        (
+            self.last,
+            self.hourly,
+            self.daily,
+            self.weekly,
+            self.monthly,
+            self.yearly,
+        ) == (o.last, o.hourly, o.daily, o.weekly, o.monthly, o.yearly)
+            && self.within.map(|s| s.fieldwise()) == o.within.map(|s| s.fieldwise())
+            && self.tags == o.tags
+            && self.tagged == o.tagged
+            && self.timezone == o.timezone
+    }
 }
 
 impl Policy {
+    /// Checks what the type cannot: the time zone is known. Config loading and the CLI's
+    /// flags both call this.
+    pub fn validate(&self) -> Result<()> {
+        self.time_zone().map(|_| ())
+    }
+
+    /// The time zone of the calendar rules: `timezone`, or the system's.
+    pub fn time_zone(&self) -> Result<TimeZone> {
+        match &self.timezone {
+            Some(name) => {
+                TimeZone::get(name).map_err(|e| err!(Usage, "unknown time zone {name:?}: {e}"))
+            }
+            None => Ok(TimeZone::system()),
+        }
+    }
+
+    /// Parses one `tagged` rule written `TAG=N` (`pre-migration=2`).
+    pub fn parse_tagged(s: &str) -> Result<(String, u32)> {
+        s.split_once('=')
+            .and_then(|(t, n)| Some((t.to_string(), n.parse::<u32>().ok()?)))
+            .ok_or_else(|| err!(Usage, "{s:?}: expected TAG=N, e.g. pre-migration=2"))
+    }
+
     /// Whether no rule is set.
     pub fn is_empty(&self) -> bool {
         self.last == 0
@@ -451,5 +522,41 @@ mod tests {
         assert_eq!(d[0].reasons, vec!["newest"]);
         assert!(parse_span("30d").is_ok() && parse_span("P2W").is_ok());
         assert!(parse_span("soon").is_err());
+    }
+
+    #[test]
+    fn policy_time_zone_tagged_and_equality() {
+        let p = Policy {
+            timezone: Some("Europe/Berlin".into()),
+            ..Default::default()
+        };
+        assert_eq!(p.time_zone().unwrap().iana_name(), Some("Europe/Berlin"));
+        assert!(p.validate().is_ok());
+        let bad = Policy {
+            timezone: Some("Mars/Olympus".into()),
+            ..Default::default()
+        };
+        let e = bad.validate().unwrap_err();
+        assert!(
+            e.to_string().contains("unknown time zone \"Mars/Olympus\""),
+            "{e}"
+        );
+        assert!(Policy::default().validate().is_ok());
+        assert_eq!(
+            Policy::parse_tagged("pre-migration=2").unwrap(),
+            ("pre-migration".to_string(), 2)
+        );
+        assert!(Policy::parse_tagged("pre-migration").is_err());
+        assert!(Policy::parse_tagged("x=two").is_err());
+        let a = Policy {
+            within: Some(parse_span("30d").unwrap()),
+            ..Default::default()
+        };
+        let b = Policy {
+            within: Some(parse_span("30 days").unwrap()),
+            ..Default::default()
+        };
+        assert_eq!(a, b);
+        assert_ne!(a, Policy::default());
     }
 }

@@ -6,8 +6,9 @@
 //!
 //! # Contract (every implementation must pass the conformance test in `lifeboat-storage`)
 //! - **Names.** An object is addressed by ([`ObjectKind`], name). Names are lower-case hex
-//!   (or `"config"`), so every destination can hold them. The implementation owns the layout
-//!   (e.g. `packs/ab/abcd...`).
+//!   (or `"config"`), so every destination can hold them. The layout (e.g. `packs/ab/abcd...`)
+//!   is derived in one place, [`ObjectKind::object_path`] (FORMAT.md §1); a destination only
+//!   decides what the path is relative to (a directory, an S3 prefix).
 //! - **Atomic writes.** After [`Storage::write`] returns `Ok`, the whole object is durable
 //!   under its name; if it fails or the process dies, the name holds either nothing or a
 //!   previous complete object, never a prefix (temp name + fsync + rename locally and over
@@ -55,7 +56,9 @@ impl ObjectKind {
         ObjectKind::Prune,
     ];
 
-    /// The directory (prefix) of this kind in a repository.
+    /// The top directory (prefix) of this kind in a repository, `""` for `config` (which sits
+    /// at the root). FORMAT.md §1 is the reference; every destination derives its layout from
+    /// this and [`ObjectKind::object_path`], none keeps its own copy.
     pub fn dir(self) -> &'static str {
         match self {
             ObjectKind::Config => "",
@@ -65,6 +68,35 @@ impl ObjectKind {
             ObjectKind::Point => "points",
             ObjectKind::Lease => "leases",
             ObjectKind::Prune => "prune",
+        }
+    }
+
+    /// Whether objects of this kind sit one level below [`ObjectKind::dir`], in a fan-out
+    /// directory named by the first 2 characters of their name (packs: `packs/<id[0..2]>/<id>`),
+    /// so a listing must scan every subdirectory.
+    pub fn fanned_out(self) -> bool {
+        self == ObjectKind::Pack
+    }
+
+    /// The directory that holds object `name`, relative to the repository root, `/`-separated:
+    /// `""` for `config`, `packs/ab` for pack `ab12...`, `points` for a point. A name shorter
+    /// than 2 characters (never a real id) fans out to `00`.
+    pub fn object_dir(self, name: &str) -> String {
+        if self.fanned_out() {
+            format!("{}/{}", self.dir(), name.get(..2).unwrap_or("00"))
+        } else {
+            self.dir().to_string()
+        }
+    }
+
+    /// The path of object `name` relative to the repository root, `/`-separated (FORMAT.md
+    /// §1): `config` (whatever the name), `keys/<id>`, `packs/<id[0..2]>/<id>`, `index/<id>`,
+    /// `points/<id>`, `leases/<name>`, `prune/<id>`. Local and SFTP directories put it under
+    /// the repository directory, S3 under `PREFIX/`. The name is not validated here.
+    pub fn object_path(self, name: &str) -> String {
+        match self {
+            ObjectKind::Config => "config".to_string(),
+            _ => format!("{}/{name}", self.object_dir(name)),
         }
     }
 }
@@ -332,5 +364,40 @@ impl<S: Storage + ?Sized> ObjectWriter for BufferedWriter<'_, S> {
     }
     fn finish(self: Box<Self>, name: &str) -> StorageResult<()> {
         self.storage.write(self.kind, name, &self.buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The on-disk layout of FORMAT.md §1: changing any of these paths breaks every existing
+    /// repository (local, S3 and SFTP alike).
+    #[test]
+    fn object_paths_are_the_documented_layout() {
+        let id = "ab12cd34";
+        let expected = [
+            (ObjectKind::Config, "", "", "config"),
+            (ObjectKind::Key, "keys", "keys", "keys/ab12cd34"),
+            (ObjectKind::Pack, "packs", "packs/ab", "packs/ab/ab12cd34"),
+            (ObjectKind::Index, "index", "index", "index/ab12cd34"),
+            (ObjectKind::Point, "points", "points", "points/ab12cd34"),
+            (ObjectKind::Lease, "leases", "leases", "leases/ab12cd34"),
+            (ObjectKind::Prune, "prune", "prune", "prune/ab12cd34"),
+        ];
+        assert_eq!(
+            expected.len(),
+            ObjectKind::ALL.len(),
+            "every kind is pinned"
+        );
+        for (kind, dir, object_dir, path) in expected {
+            assert_eq!(kind.dir(), dir, "{kind}");
+            assert_eq!(kind.object_dir(id), object_dir, "{kind}");
+            assert_eq!(kind.object_path(id), path, "{kind}");
+            assert_eq!(kind.fanned_out(), kind == ObjectKind::Pack, "{kind}");
+        }
+        // `config` has one fixed name; a pack name too short to fan out goes to `00`.
+        assert_eq!(ObjectKind::Config.object_path("anything"), "config");
+        assert_eq!(ObjectKind::Pack.object_path("a"), "packs/00/a");
     }
 }

@@ -1,5 +1,6 @@
-//! The chunk writer: deduplicates chunks, groups new ones into ~1 MiB blocks, compresses and
-//! encrypts blocks on all cores, and packs them into ~16 MiB pack files.
+//! The chunk writer: deduplicates chunks, groups new ones into 4 MiB blocks (before
+//! compression; `BLOCK_TARGET`), compresses and encrypts blocks on all cores, and packs them
+//! into ~16 MiB pack files (`PACK_TARGET`). `docs/FORMAT.md` §6, writer policy.
 //!
 //! # Execution model
 //! The caller's thread reads the source, hashes each chunk (keyed BLAKE3) and checks the

@@ -3,6 +3,7 @@
 mod backup;
 mod check;
 mod copy;
+mod demo;
 mod forget;
 mod init;
 mod key;
@@ -11,14 +12,11 @@ mod prune;
 mod restore;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use crate::destination::Location;
 use clap::{Args, Parser, Subcommand};
-use lifeboat_core::{Error, ErrorKind, Repository, Result, Storage};
+use lifeboat_app::{PasswordSource, Setup};
+use lifeboat_core::Result;
 
-use crate::config::{Config, RepositoryConfig};
-use crate::password::PasswordSource;
 use crate::progress::Bars;
 
 const AFTER_HELP: &str = "\
@@ -131,7 +129,7 @@ pub enum Command {
     #[command(
         after_help = "Example:\n  lifeboat demo\n  lifeboat demo --dir /tmp/lifeboat-demo --keep"
     )]
-    Demo(crate::demo::DemoArgs),
+    Demo(demo::DemoArgs),
 }
 
 /// Runs the parsed command.
@@ -147,7 +145,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Forget(a) => forget::run(&ctx, a),
         Command::Prune(a) => prune::run(&ctx, a),
         Command::Key(a) => key::run(&ctx, a),
-        Command::Demo(a) => crate::demo::run(&ctx, a),
+        Command::Demo(a) => demo::run(&ctx, a),
     };
     if ctx.global.stats {
         ctx.print_stats();
@@ -155,28 +153,35 @@ pub fn run(cli: Cli) -> Result<()> {
     res
 }
 
-/// Global options resolved lazily: config, repository, password.
+/// What every subcommand gets: the app layer's [`Setup`] built from the global flags, and
+/// the progress display.
 pub struct Context {
     pub global: Global,
+    pub setup: Setup,
     pub progress: Bars,
-    /// Every storage opened, for `--stats`.
-    opened: std::sync::Mutex<Vec<(String, Arc<dyn Storage>)>>,
 }
 
 impl Context {
     fn new(global: Global) -> Context {
         let progress = Bars::new(global.no_progress || global.quiet);
+        let setup = Setup::new(
+            global.config.clone(),
+            global.repo.clone(),
+            PasswordSource {
+                command: global.password_command.clone(),
+                file: global.password_file.clone(),
+            },
+        );
         Context {
             global,
+            setup,
             progress,
-            opened: Default::default(),
         }
     }
 
     /// `--stats`: requests per storage opened, on stderr.
     fn print_stats(&self) {
-        for (loc, s) in self.opened.lock().expect("stats").iter() {
-            let r = s.requests();
+        for (loc, r) in self.setup.opened() {
             eprintln!(
                 "requests to {loc}: {} (list {}, get {}, head {}, put {}, delete {})",
                 r.total(),
@@ -187,101 +192,5 @@ impl Context {
                 r.delete
             );
         }
-    }
-
-    /// The config file, if one is given or found.
-    pub fn config(&self) -> Result<Option<Config>> {
-        if let Some(p) = &self.global.config {
-            return Config::load(p).map(Some);
-        }
-        for p in ["lifeboat.toml", "/etc/lifeboat/lifeboat.toml"] {
-            let p = PathBuf::from(p);
-            if p.exists() {
-                return Config::load(&p).map(Some);
-            }
-        }
-        Ok(None)
-    }
-
-    fn cli_password(&self) -> PasswordSource {
-        PasswordSource {
-            command: self.global.password_command.clone(),
-            file: self.global.password_file.clone(),
-        }
-    }
-
-    /// The location of `app`'s repository (or the only one, or `--repo`) and its table in
-    /// the config file, if any.
-    pub(crate) fn location_for(
-        &self,
-        app: Option<&str>,
-    ) -> Result<(String, Option<RepositoryConfig>)> {
-        let config = self.config()?;
-        match (&self.global.repo, &config) {
-            (Some(p), c) => Ok(self.resolve(p, c.as_ref())),
-            (None, Some(c)) => {
-                let (_, r) = c.repository_for(app)?;
-                Ok((r.path.clone(), Some(r.clone())))
-            }
-            (None, None) => Err(Error::new(ErrorKind::Usage, "no repository given")
-                .with_hint(
-                "pass --repo PATH|s3://BUCKET/PREFIX|sftp://USER@HOST/PATH (or set LIFEBOAT_REPO), or write a lifeboat.toml (see README)",
-            )),
-        }
-    }
-
-    /// A repository given by the name of a `[repository.NAME]` table, or by a path or URL
-    /// (which a table may describe further).
-    fn resolve(&self, s: &str, config: Option<&Config>) -> (String, Option<RepositoryConfig>) {
-        if let Some(r) = config.and_then(|c| c.repository.get(s)) {
-            return (r.path.clone(), Some(r.clone()));
-        }
-        let cfg = config
-            .and_then(|c| c.repository.values().find(|r| r.path == s))
-            .cloned();
-        (s.to_string(), cfg)
-    }
-
-    /// Opens the storage of a location (no password needed: replicas are copied as ciphertext).
-    fn open_storage(
-        &self,
-        location: &str,
-        cfg: Option<&RepositoryConfig>,
-    ) -> Result<Arc<dyn Storage>> {
-        let storage = Location::parse(location)?.open(cfg)?;
-        let storage = lifeboat_storage::CrashBefore::from_env(storage);
-        self.opened
-            .lock()
-            .expect("stats")
-            .push((storage.location(), Arc::clone(&storage)));
-        Ok(storage)
-    }
-
-    /// The storage of `app`'s repository, without asking for a password.
-    pub fn storage_only(&self, app: Option<&str>) -> Result<Arc<dyn Storage>> {
-        let (location, cfg) = self.location_for(app)?;
-        self.open_storage(&location, cfg.as_ref())
-    }
-
-    /// The storage of a repository named in the config or given by path or URL.
-    pub fn storage_named(&self, s: &str) -> Result<Arc<dyn Storage>> {
-        let config = self.config()?;
-        let (location, cfg) = self.resolve(s, config.as_ref());
-        self.open_storage(&location, cfg.as_ref())
-    }
-
-    /// The storage and password for `app` (or the only repository).
-    pub fn storage_for(&self, app: Option<&str>) -> Result<(Arc<dyn Storage>, Vec<u8>)> {
-        let (location, repo_cfg) = self.location_for(app)?;
-        let pw_cfg = repo_cfg.as_ref().map(|r| r.password()).unwrap_or_default();
-        let storage = self.open_storage(&location, repo_cfg.as_ref())?;
-        let password = self.cli_password().resolve(&pw_cfg, "LIFEBOAT_PASSWORD")?;
-        Ok((storage, password))
-    }
-
-    /// Opens the repository for `app`.
-    pub fn open(&self, app: Option<&str>) -> Result<Repository> {
-        let (storage, password) = self.storage_for(app)?;
-        Repository::open(storage, &password)
     }
 }

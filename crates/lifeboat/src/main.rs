@@ -1,12 +1,7 @@
 //! lifeboat: CLI + glue. Parses arguments, runs one library operation, maps the result to an
 //! exit code (`docs/EXIT_CODES.md`). No backup logic lives here.
 mod cli;
-mod config;
-mod demo;
-mod demo_postgres;
-mod destination;
 mod output;
-mod password;
 mod progress;
 
 use std::process::ExitCode;

@@ -8,10 +8,11 @@
 //! kept as short as reading the file. Row counts, `user_version` and the `schema_migrations`
 //! version are read in the same transaction, so they describe the same moment as the pages.
 //!
-//! Each page is one chunk (deduplicated by content); the writer groups new pages into ~1 MiB
-//! compressed blocks. The page table is stored as a base plus a cumulative delta against the
-//! previous point's base (`docs/FORMAT.md` §9), so a day that changes 7% of pages stores those
-//! pages and a small delta, not a new 32-bytes-per-page table.
+//! Each page is one chunk (deduplicated by content); the writer groups new pages into 4 MiB
+//! blocks (before compression) and blocks into ~16 MiB packs. The page table is stored as a
+//! base plus a cumulative delta against the previous point's base (`docs/FORMAT.md` §9), so a
+//! day that changes 7% of pages stores those pages and a small delta, not a new
+//! 16-bytes-per-page table.
 //!
 //! # Restore
 //! Pages are written in order to a temporary file beside the target, the rolling checksum is

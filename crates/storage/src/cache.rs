@@ -53,13 +53,30 @@ impl CachedStorage {
         )
     }
 
-    fn path(&self, kind: ObjectKind, name: &str) -> PathBuf {
-        self.dir.join(kind.dir()).join(name)
+    /// The cached copy's path: the repository layout ([`ObjectKind::object_path`]) under the
+    /// cache directory (`keys/<id>`, `index/<id>`, `points/<id>`). `None` for kinds that are
+    /// not cached and for names that are not plain alphanumerics (a name never becomes a path
+    /// outside the cache directory).
+    fn path(&self, kind: ObjectKind, name: &str) -> Option<PathBuf> {
+        let plain = !name.is_empty()
+            && name.len() <= 128
+            && name.bytes().all(|b| b.is_ascii_alphanumeric());
+        (Self::cached(kind) && plain).then(|| self.dir.join(kind.object_path(name)))
+    }
+
+    /// Drops the cached copy of an object whose name now holds other bytes (or nothing):
+    /// a read must return what the store holds, not an older copy.
+    fn forget(&self, kind: ObjectKind, name: &str) {
+        if let Some(path) = self.path(kind, name) {
+            let _ = fs::remove_file(path);
+        }
     }
 
     /// Best effort: a cache that cannot be written only costs requests.
     fn store(&self, kind: ObjectKind, name: &str, data: &[u8]) {
-        let path = self.path(kind, name);
+        let Some(path) = self.path(kind, name) else {
+            return;
+        };
         let res = (|| -> std::io::Result<()> {
             let dir = path.parent().expect("cache paths have a parent");
             fs::create_dir_all(dir)?;
@@ -83,10 +100,10 @@ impl Storage for CachedStorage {
     }
 
     fn read(&self, kind: ObjectKind, name: &str) -> StorageResult<Vec<u8>> {
-        if !Self::cached(kind) {
+        let Some(path) = self.path(kind, name) else {
             return self.inner.read(kind, name);
-        }
-        if let Ok(b) = fs::read(self.path(kind, name)) {
+        };
+        if let Ok(b) = fs::read(path) {
             if ObjectId::of(&b).to_hex() == name {
                 return Ok(b);
             }
@@ -109,6 +126,8 @@ impl Storage for CachedStorage {
     }
 
     fn write(&self, kind: ObjectKind, name: &str, data: &[u8]) -> StorageResult<()> {
+        // Forgotten first: whatever happens to the write, no older copy answers for the name.
+        self.forget(kind, name);
         self.inner.write(kind, name, data)?;
         if Self::cached(kind) && ObjectId::of(data).to_hex() == name {
             self.store(kind, name, data);
@@ -117,15 +136,43 @@ impl Storage for CachedStorage {
     }
 
     fn delete(&self, kind: ObjectKind, name: &str) -> StorageResult<()> {
-        let _ = fs::remove_file(self.path(kind, name));
+        self.forget(kind, name);
         self.inner.delete(kind, name)
     }
 
     fn create(&self, kind: ObjectKind) -> StorageResult<Box<dyn ObjectWriter + '_>> {
-        self.inner.create(kind)
+        let inner = self.inner.create(kind)?;
+        if !Self::cached(kind) {
+            return Ok(inner);
+        }
+        Ok(Box::new(CachedWriter {
+            cache: self,
+            kind,
+            inner,
+        }))
     }
 
     fn requests(&self) -> RequestStats {
         self.inner.requests()
+    }
+}
+
+/// A streamed object of a cached kind: finishing it drops any cached copy of its name (the
+/// bytes are not kept, so the next read fetches and caches them).
+struct CachedWriter<'s> {
+    cache: &'s CachedStorage,
+    kind: ObjectKind,
+    inner: Box<dyn ObjectWriter + 's>,
+}
+
+impl ObjectWriter for CachedWriter<'_> {
+    fn write(&mut self, data: &[u8]) -> StorageResult<()> {
+        self.inner.write(data)
+    }
+
+    fn finish(self: Box<Self>, name: &str) -> StorageResult<()> {
+        let CachedWriter { cache, kind, inner } = *self;
+        cache.forget(kind, name);
+        inner.finish(name)
     }
 }

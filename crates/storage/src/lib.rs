@@ -5,12 +5,15 @@
 //! - [`S3Storage`]: an S3-compatible object store (AWS, MinIO, Garage, R2, B2);
 //! - [`SftpStorage`]: a directory on an SFTP server (OpenSSH), host key checked;
 //! - [`MemoryStorage`]: in memory, for unit tests only;
-//! - [`CachedStorage`]: a local cache of a remote store's keys, indexes and points.
+//! - [`CachedStorage`]: a local cache of a remote store's keys, indexes and points;
+//! - `CrashBefore` (feature `fault-injection`, test builds only): aborts the process before
+//!   its N-th write or delete, for the kill-point tests.
 //!
 //! Every one passes the same conformance test (`tests/conformance.rs`).
 #![deny(missing_docs)]
 
 mod cache;
+#[cfg(feature = "fault-injection")]
 mod crash;
 mod local;
 mod memory;
@@ -18,6 +21,7 @@ mod s3;
 mod sftp;
 
 pub use cache::CachedStorage;
+#[cfg(feature = "fault-injection")]
 pub use crash::CrashBefore;
 pub use local::LocalStorage;
 pub use memory::MemoryStorage;

@@ -1,6 +1,7 @@
 //! A repository in a local directory.
 //!
-//! Layout: `config`, `keys/<id>`, `index/<id>`, `points/<id>`, `packs/<2 hex>/<id>`.
+//! Layout: [`ObjectKind::object_path`] under the directory (`config`, `keys/<id>`,
+//! `packs/<2 hex>/<id>`, ...; FORMAT.md §1).
 //! Writes go to `<dir>/.tmp-<random>` in the object's own directory, are fsynced, renamed
 //! over the final name and the directory is fsynced (Litestream's file replica pattern), so
 //! a crash leaves either nothing or the whole object under its name. Stray `.tmp-*` files
@@ -47,16 +48,17 @@ impl LocalStorage {
         }
     }
 
-    fn path(&self, kind: ObjectKind, name: &str) -> PathBuf {
-        match kind {
-            ObjectKind::Config => self.root.join("config"),
-            ObjectKind::Pack => self
-                .root
-                .join("packs")
-                .join(name.get(..2).unwrap_or("00"))
-                .join(name),
-            _ => self.root.join(kind.dir()).join(name),
+    /// `rel` (a `/`-separated path from [`ObjectKind`]) under the root.
+    fn under_root(&self, rel: &str) -> PathBuf {
+        if rel.is_empty() {
+            self.root.clone()
+        } else {
+            self.root.join(rel)
         }
+    }
+
+    fn path(&self, kind: ObjectKind, name: &str) -> PathBuf {
+        self.under_root(&kind.object_path(name))
     }
 
     /// Creates `dir` and any missing parents, fsyncing each parent so the new entries are
@@ -195,15 +197,15 @@ impl Storage for LocalStorage {
         };
         match kind {
             ObjectKind::Config => {
-                if let Ok(md) = fs::metadata(self.root.join("config")) {
+                if let Ok(md) = fs::metadata(self.path(kind, "config")) {
                     out.push(ListEntry {
                         name: "config".into(),
                         size: md.len(),
                     });
                 }
             }
-            ObjectKind::Pack => {
-                let base = self.root.join("packs");
+            _ if kind.fanned_out() => {
+                let base = self.under_root(kind.dir());
                 let rd = match fs::read_dir(&base) {
                     Ok(rd) => rd,
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
@@ -220,7 +222,7 @@ impl Storage for LocalStorage {
                     scan(&d)?;
                 }
             }
-            _ => scan(&self.root.join(kind.dir()))?,
+            _ => scan(&self.under_root(kind.dir()))?,
         }
         Ok(out)
     }
@@ -293,10 +295,7 @@ impl Storage for LocalStorage {
     fn create(&self, kind: ObjectKind) -> StorageResult<Box<dyn ObjectWriter + '_>> {
         // The temp file lives in the kind's top directory (e.g. `packs/`); `finish` renames
         // it into its final directory on the same filesystem, which is atomic.
-        let dir = match kind {
-            ObjectKind::Config => self.root.clone(),
-            _ => self.root.join(kind.dir()),
-        };
+        let dir = self.under_root(kind.dir());
         if !dir.is_dir() {
             self.create_dirs(&dir).map_err(|e| io(dir.display(), e))?;
         }

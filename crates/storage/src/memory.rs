@@ -5,10 +5,11 @@ use std::sync::Mutex;
 
 use lifeboat_core::{ListEntry, ObjectKind, Storage, StorageError, StorageResult};
 
-/// Objects in a map.
+/// Objects in a map, keyed by their layout path ([`ObjectKind::object_path`]), so names map to
+/// objects exactly as in a real destination (`config` has one name, whatever is asked).
 #[derive(Default)]
 pub struct MemoryStorage {
-    objects: Mutex<BTreeMap<(String, String), Vec<u8>>>,
+    objects: Mutex<BTreeMap<String, (ObjectKind, Vec<u8>)>>,
 }
 
 impl std::fmt::Debug for MemoryStorage {
@@ -23,8 +24,8 @@ impl MemoryStorage {
     pub fn new() -> MemoryStorage {
         MemoryStorage::default()
     }
-    fn key(kind: ObjectKind, name: &str) -> (String, String) {
-        (kind.to_string(), name.to_string())
+    fn key(kind: ObjectKind, name: &str) -> String {
+        kind.object_path(name)
     }
 }
 
@@ -33,15 +34,15 @@ impl Storage for MemoryStorage {
         "memory".into()
     }
     fn list(&self, kind: ObjectKind) -> StorageResult<Vec<ListEntry>> {
-        let k = kind.to_string();
         Ok(self
             .objects
             .lock()
             .expect("lock")
             .iter()
-            .filter(|((kk, _), _)| *kk == k)
-            .map(|((_, n), v)| ListEntry {
-                name: n.clone(),
+            .filter(|(_, (k, _))| *k == kind)
+            .map(|(path, (_, v))| ListEntry {
+                // The name is the path's last segment (`config` for the config).
+                name: path.rsplit('/').next().unwrap_or(path).to_string(),
                 size: v.len() as u64,
             })
             .collect())
@@ -51,7 +52,7 @@ impl Storage for MemoryStorage {
             .lock()
             .expect("lock")
             .get(&Self::key(kind, name))
-            .cloned()
+            .map(|(_, v)| v.clone())
             .ok_or_else(|| StorageError::NotFound {
                 what: format!("{kind} {name}"),
             })
@@ -78,7 +79,7 @@ impl Storage for MemoryStorage {
         self.objects
             .lock()
             .expect("lock")
-            .insert(Self::key(kind, name), data.to_vec());
+            .insert(Self::key(kind, name), (kind, data.to_vec()));
         Ok(())
     }
     fn delete(&self, kind: ObjectKind, name: &str) -> StorageResult<()> {

@@ -151,17 +151,18 @@ impl S3Storage {
         })
     }
 
-    fn key(&self, kind: ObjectKind, name: &str) -> String {
-        let rel = match kind {
-            ObjectKind::Config => "config".to_string(),
-            ObjectKind::Pack => format!("packs/{}/{name}", name.get(..2).unwrap_or("00")),
-            _ => format!("{}/{name}", kind.dir()),
-        };
-        if self.opts.prefix.is_empty() {
-            rel
-        } else {
-            format!("{}/{rel}", self.opts.prefix)
+    /// `rel` (a `/`-separated path from [`ObjectKind`]) under the prefix.
+    fn under_prefix(&self, rel: &str) -> String {
+        match (self.opts.prefix.is_empty(), rel.is_empty()) {
+            (true, _) => rel.to_string(),
+            (false, true) => self.opts.prefix.clone(),
+            (false, false) => format!("{}/{rel}", self.opts.prefix),
         }
+    }
+
+    /// The object's key: its layout path (FORMAT.md §1) under the prefix.
+    fn key(&self, kind: ObjectKind, name: &str) -> String {
+        self.under_prefix(&kind.object_path(name))
     }
 
     fn path(&self, kind: ObjectKind, name: &str) -> StorePath {
@@ -403,18 +404,8 @@ impl Storage for S3Storage {
                 Err(e) => Err(e),
             };
         }
-        let dir = self.key(kind, "x");
-        let dir = StorePath::from(&dir[..dir.len() - 2]);
-        let dir = match kind {
-            // `packs/<2 hex>/x` -> list `packs/`
-            ObjectKind::Pack => StorePath::from(
-                dir.as_ref()
-                    .rsplit_once('/')
-                    .map_or("", |(p, _)| p)
-                    .to_string(),
-            ),
-            _ => dir,
-        };
+        // The kind's top directory; listings are recursive, so this covers fan-out (packs).
+        let dir = StorePath::from(self.under_prefix(kind.dir()));
         let metas: Vec<object_store::ObjectMeta> = self
             .rt
             .block_on(self.store.list(Some(&dir)).try_collect())

@@ -191,20 +191,23 @@ impl SftpStorage {
         format!("{}@{}:{}", self.opts.user, self.opts.host, self.opts.port)
     }
 
-    fn dir(&self, kind: ObjectKind, name: &str) -> String {
+    /// `rel` (a `/`-separated path from [`ObjectKind`]) under the repository directory.
+    fn under_root(&self, rel: &str) -> String {
         let root = self.opts.root.trim_end_matches('/');
-        match kind {
-            ObjectKind::Config => root.to_string(),
-            ObjectKind::Pack => format!("{root}/packs/{}", name.get(..2).unwrap_or("00")),
-            _ => format!("{root}/{}", kind.dir()),
+        if rel.is_empty() {
+            root.to_string()
+        } else {
+            format!("{root}/{rel}")
         }
     }
 
+    /// The directory that holds the object (FORMAT.md §1 layout).
+    fn dir(&self, kind: ObjectKind, name: &str) -> String {
+        self.under_root(&kind.object_dir(name))
+    }
+
     fn path(&self, kind: ObjectKind, name: &str) -> String {
-        match kind {
-            ObjectKind::Config => format!("{}/config", self.dir(kind, name)),
-            _ => format!("{}/{name}", self.dir(kind, name)),
-        }
+        self.under_root(&kind.object_path(name))
     }
 
     fn describe(&self, kind: ObjectKind, name: &str) -> String {
@@ -535,13 +538,12 @@ impl Storage for SftpStorage {
     }
 
     fn list(&self, kind: ObjectKind) -> StorageResult<Vec<ListEntry>> {
-        let root = self.opts.root.trim_end_matches('/').to_string();
+        let root = self.under_root("");
         let what = format!("{kind} listing of sftp://{}{root}", self.server());
         let dirs: Vec<String> = match kind {
-            ObjectKind::Config => vec![root.clone()],
-            ObjectKind::Pack => {
+            _ if kind.fanned_out() => {
                 self.counter.list(1);
-                let packs = format!("{root}/packs");
+                let packs = self.under_root(kind.dir());
                 self.run(&what, |c| {
                     let packs = packs.clone();
                     async move {
@@ -560,7 +562,8 @@ impl Storage for SftpStorage {
                     }
                 })?
             }
-            _ => vec![format!("{root}/{}", kind.dir())],
+            // `config` lists the repository directory itself (its `dir()` is empty).
+            _ => vec![self.under_root(kind.dir())],
         };
         let mut out = Vec::new();
         for dir in dirs {

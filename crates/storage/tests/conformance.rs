@@ -1,7 +1,8 @@
 //! One conformance test body for every [`Storage`] (after Litestream's
-//! `RunWithReplicaClient`): local directory, memory, S3 (the moto server `scripts/test.sh`
-//! starts) and SFTP (the private OpenSSH sshd it starts).
-use lifeboat_core::{ObjectKind, Storage, StorageError};
+//! `RunWithReplicaClient`): local directory, memory, the cache (`CachedStorage`) in front of a
+//! local directory, S3 (the moto server `scripts/test.sh` starts) and SFTP (the private
+//! OpenSSH sshd it starts).
+use lifeboat_core::{ObjectId, ObjectKind, Storage, StorageError};
 use lifeboat_storage::{
     CachedStorage, LocalStorage, MemoryStorage, S3Options, S3Storage, SftpOptions, SftpStorage,
 };
@@ -85,6 +86,53 @@ fn conformance(s: &dyn Storage) {
         Err(StorageError::NotFound { .. })
     ));
     assert_eq!(s.list(ObjectKind::Pack).unwrap().len(), 1);
+
+    // Content-addressed objects of the kinds a cache keeps (key slots, indexes, points), as
+    // the repository uses them: named by the hash of their bytes, read more than once.
+    let body = b"an object named by its hash".to_vec();
+    let id = ObjectId::of(&body).to_hex();
+    for kind in [ObjectKind::Key, ObjectKind::Index, ObjectKind::Point] {
+        let before = s.list(kind).unwrap().len();
+        s.write(kind, &id, &body).unwrap();
+        assert_eq!(s.read(kind, &id).unwrap(), body, "{kind}");
+        assert_eq!(s.read(kind, &id).unwrap(), body, "{kind} read again");
+        assert_eq!(
+            s.read_range(kind, &id, 3, 5).unwrap(),
+            &body[3..8],
+            "{kind}"
+        );
+        assert_eq!(s.list(kind).unwrap().len(), before + 1, "{kind}");
+        // Re-writing replaces it whole, even with bytes that are not what the name says: a
+        // read returns what the store holds (which is how damage is detected), never an
+        // older copy.
+        s.write(kind, &id, b"other bytes").unwrap();
+        assert_eq!(
+            s.read(kind, &id).unwrap(),
+            b"other bytes",
+            "{kind} replaced"
+        );
+        s.write(kind, &id, &body).unwrap();
+        assert_eq!(s.read(kind, &id).unwrap(), body, "{kind} replaced back");
+        // The same through a streamed object.
+        let mut w = s.create(kind).unwrap();
+        w.write(b"streamed bytes").unwrap();
+        w.finish(&id).unwrap();
+        assert_eq!(
+            s.read(kind, &id).unwrap(),
+            b"streamed bytes",
+            "{kind} streamed"
+        );
+        // Deleted is gone, for reads too.
+        s.delete(kind, &id).unwrap();
+        assert!(
+            matches!(s.read(kind, &id), Err(StorageError::NotFound { .. })),
+            "{kind} deleted"
+        );
+        assert_eq!(s.list(kind).unwrap().len(), before, "{kind}");
+        s.write(kind, &id, &body).unwrap();
+        assert_eq!(s.read(kind, &id).unwrap(), body, "{kind} written again");
+        s.delete(kind, &id).unwrap();
+    }
 }
 
 #[test]
@@ -103,6 +151,21 @@ fn local_directory() {
 #[test]
 fn memory() {
     conformance(&MemoryStorage::new());
+}
+
+/// The cache in front of a local directory (how remote stores are used): it must keep the
+/// same contract. A fresh cache directory per test, so nothing cached leaks between tests.
+#[test]
+fn cached_local_directory() {
+    let d = tempfile::tempdir().unwrap();
+    let inner = std::sync::Arc::new(LocalStorage::new(d.path().join("repo")));
+    let s = CachedStorage::new(inner, d.path().join("cache"));
+    conformance(&s);
+    let leftovers = walk(d.path())
+        .into_iter()
+        .filter(|p| p.contains(".tmp-"))
+        .count();
+    assert_eq!(leftovers, 0);
 }
 
 /// S3 options for a fresh prefix in the test bucket, or `None` when the run opted out of

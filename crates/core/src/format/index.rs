@@ -3,8 +3,11 @@
 //!
 //! ```text
 //! pack_count u32
-//! per pack:  pack id (32 bytes) | entry list (count u32 + 48-byte BlockEntry each, as in packs)
+//! per pack:  pack id (32 bytes) | entry list (count u32 + 32 bytes per BlockEntry, as in packs)
 //! ```
+//!
+//! An entry is a 16-byte chunk id and four u32s (`ENTRY_LEN`), stored column by column
+//! ([`encode_entries`]): all ids, then each field for all entries.
 use super::pack::{decode_entries, encode_entries, BlockEntry};
 use crate::error::{err, Result};
 use crate::id::ObjectId;

@@ -52,9 +52,10 @@ impl BlockEntry {
     }
 }
 
-/// Encodes a list of entries column by column (count u32 LE, then all ids, then each u32
-/// field for all entries), so that zstd squeezes the highly regular location columns to almost
-/// nothing and only the 32-byte ids cost space.
+/// Encodes a list of entries column by column (count u32 LE, then all 16-byte chunk ids, then
+/// each u32 field for all entries; [`ENTRY_LEN`] = 32 bytes per entry, `docs/FORMAT.md` §7), so
+/// that zstd squeezes the highly regular location columns to almost nothing and only the ids
+/// cost space.
 pub fn encode_entries(entries: &[BlockEntry]) -> Vec<u8> {
     let mut out = Vec::with_capacity(4 + entries.len() * ENTRY_LEN);
     out.extend_from_slice(&(entries.len() as u32).to_le_bytes());

@@ -1,8 +1,8 @@
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::Args;
-use lifeboat_core::{ComponentKind, Error, ErrorKind, Result};
-use lifeboat_sources::{backup_app, sqlite::is_sqlite_file, AppSpec, SourceSpec};
+use lifeboat_app::BackupRequest;
+use lifeboat_core::Result;
 
 use super::Context;
 use crate::output::{duration_ms, json, size};
@@ -42,89 +42,20 @@ pub struct BackupArgs {
     pub point_time: Option<jiff::Timestamp>,
 }
 
-fn abs(p: &Path) -> Result<PathBuf> {
-    std::path::absolute(p).map_err(|e| Error::io(p.display(), e).with_kind(ErrorKind::Usage))
-}
-
-fn classify(p: &Path) -> Result<ComponentKind> {
-    let md = std::fs::metadata(p).map_err(|e| {
-        Error::io(format!("source {}", p.display()), e).with_kind(ErrorKind::Source)
-    })?;
-    if md.is_dir() {
-        Ok(ComponentKind::Files)
-    } else if is_sqlite_file(p)? {
-        Ok(ComponentKind::Sqlite)
-    } else {
-        Ok(ComponentKind::Config)
-    }
-}
-
 pub fn run(ctx: &Context, a: BackupArgs) -> Result<()> {
-    let config = ctx.config()?;
-    let app_name = match (a.targets.as_slice(), &config) {
-        ([one], Some(c)) if c.has_app(one) => Some(one.clone()),
-        ([], Some(c)) if a.secret.is_empty() => Some(
-            c.only_app()
-                .ok_or_else(|| {
-                    Error::new(ErrorKind::Usage, "which app? the config defines several")
-                        .with_hint("name it: lifeboat backup APP")
-                })?
-                .to_string(),
-        ),
-        _ => None,
+    let req = BackupRequest {
+        targets: a.targets,
+        secrets: a.secret,
+        name: a.name,
+        tags: a.tag,
+        excludes: a.exclude,
+        time: a.point_time,
     };
-    let spec = match (&app_name, &config) {
-        (Some(n), Some(c)) => {
-            let mut s = c.app_spec(n)?;
-            s.excludes.extend(a.exclude.iter().cloned());
-            s
-        }
-        _ => {
-            if a.targets.is_empty() && a.secret.is_empty() {
-                return Err(Error::new(ErrorKind::Usage, "nothing to back up").with_hint(
-                    "name an app from lifeboat.toml, or give paths: lifeboat backup --repo DIR /path/app.db /path/uploads",
-                ));
-            }
-            let mut sources = Vec::new();
-            for t in &a.targets {
-                let p = abs(Path::new(t))?;
-                sources.push(SourceSpec::path(classify(&p)?, p));
-            }
-            for s in &a.secret {
-                sources.push(SourceSpec::path(ComponentKind::Secret, abs(s)?));
-            }
-            // Databases first: they are the part that moves; files follow right after.
-            sources.sort_by_key(|s| s.kind != ComponentKind::Sqlite);
-            let name = a.name.clone().unwrap_or_else(|| {
-                sources[0]
-                    .path
-                    .file_stem()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_else(|| "adhoc".into())
-            });
-            AppSpec {
-                name,
-                sources,
-                excludes: a.exclude.clone(),
-                time: None,
-            }
-        }
-    };
-    let mut spec = spec;
-    spec.time = a.point_time;
-    let mut repo = ctx.open(app_name.as_deref())?;
-    let tags = if a.tag.is_empty() {
-        vec!["manual".to_string()]
-    } else {
-        a.tag.clone()
-    };
-    let (id, point) = backup_app(&mut repo, &spec, &tags, &ctx.progress)?;
+    let r = lifeboat_app::backup(&ctx.setup, &req, &ctx.progress)?;
     if a.json {
-        json(
-            &serde_json::json!({ "id": id.to_hex(), "point": super::points::summary(&id, &point) }),
-        );
+        json(&serde_json::to_value(&r).expect("serialisable"));
     } else {
-        let s = &point.stats;
+        let (id, point, s) = (&r.id, &r.point, &r.point.stats);
         println!(
             "point {} of app {}: {} components, {} read, {} new, {} added to the repository, in {}",
             id.short(),

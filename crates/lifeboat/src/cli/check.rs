@@ -1,5 +1,5 @@
 use clap::Args;
-use lifeboat_core::{check, CheckOptions, Error, ErrorKind, Result};
+use lifeboat_core::{CheckOptions, Result};
 
 use super::Context;
 use crate::output::{json, size};
@@ -15,9 +15,8 @@ pub struct CheckArgs {
 }
 
 pub fn run(ctx: &Context, a: CheckArgs) -> Result<()> {
-    let mut repo = ctx.open(None)?;
-    let report = check(
-        &mut repo,
+    let report = lifeboat_app::check(
+        &ctx.setup,
         CheckOptions {
             read_data: a.read_data,
         },
@@ -59,14 +58,8 @@ pub fn run(ctx: &Context, a: CheckArgs) -> Result<()> {
             println!("DAMAGED {}: {}", p.object, p.message);
         }
     }
-    if report.problems.is_empty() {
-        if !a.json {
-            println!("no problems found");
-        }
-        Ok(())
-    } else {
-        Err(Error::new(ErrorKind::Corrupt, format!("check found {} problems", report.problems.len())).with_hint(
-            "the objects named above are damaged or missing; points that depend on them cannot be restored in full. Restore from another copy of the repository if you have one",
-        ))
+    if report.problems.is_empty() && !a.json {
+        println!("no problems found");
     }
+    lifeboat_app::check_verdict(&report)
 }

@@ -1,5 +1,6 @@
 use clap::Args;
-use lifeboat_core::{copy, Error, ErrorKind, Result};
+use lifeboat_app::CopyRequest;
+use lifeboat_core::Result;
 
 use super::Context;
 use crate::output::{duration_ms, json, size};
@@ -28,48 +29,29 @@ pub struct CopyArgs {
 }
 
 pub fn run(ctx: &Context, a: CopyArgs) -> Result<()> {
-    let from = match &a.from {
-        Some(s) => ctx.storage_named(s)?,
-        None => ctx.storage_only(a.app.as_deref())?,
+    let req = CopyRequest {
+        app: a.app,
+        to: a.to,
+        from: a.from,
     };
-    let mut targets = a.to.clone();
-    if targets.is_empty() {
-        if let (Some(app), Some(cfg)) = (&a.app, ctx.config()?) {
-            targets = cfg
-                .app
-                .get(app)
-                .map(|x| x.copy_to.clone())
-                .unwrap_or_default();
-        }
-    }
-    if targets.is_empty() {
-        return Err(Error::new(ErrorKind::Usage, "no copy target").with_hint(
-            "pass --to TARGET, or list targets in the app's `copy_to` in lifeboat.toml",
-        ));
-    }
-    let mut reports = Vec::new();
-    for t in &targets {
-        let to = ctx.storage_named(t)?;
-        let start = std::time::Instant::now();
-        let r = copy(from.as_ref(), &to, &ctx.progress)?;
+    let copied = lifeboat_app::copy(&ctx.setup, &req, &ctx.progress, &mut |c| {
         if !a.json {
+            let r = &c.report;
             println!(
                 "{} -> {}: {} point(s) copied ({} already there), {} pack(s), {} index(es), {} in {}",
-                from.location(),
-                to.location(),
+                c.from,
+                c.to,
                 r.points,
                 r.points_present,
                 r.packs,
                 r.indexes,
                 size(r.bytes),
-                duration_ms(start.elapsed().as_millis() as u64)
+                duration_ms(c.duration_ms)
             );
         }
-        reports
-            .push(serde_json::json!({ "from": from.location(), "to": to.location(), "report": r }));
-    }
+    })?;
     if a.json {
-        json(&reports);
+        json(&serde_json::to_value(&copied).expect("serialisable"));
     }
     Ok(())
 }

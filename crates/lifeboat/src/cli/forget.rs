@@ -1,7 +1,8 @@
 use std::collections::BTreeMap;
 
 use clap::Args;
-use lifeboat_core::{forget, parse_span, plan_retention, Error, ErrorKind, Policy, Result};
+use lifeboat_app::ForgetRequest;
+use lifeboat_core::{parse_span, Error, ErrorKind, Policy, PruneOptions, Result};
 
 use super::Context;
 use crate::output::{json, local_time};
@@ -87,15 +88,9 @@ impl ForgetArgs {
         }
         let mut tagged = BTreeMap::new();
         for t in &self.keep_tagged {
-            let (tag, n) = t
-                .split_once('=')
-                .and_then(|(t, n)| Some((t.to_string(), n.parse::<u32>().ok()?)))
-                .ok_or_else(|| {
-                    Error::new(
-                        ErrorKind::Usage,
-                        format!("--keep-tagged {t:?}: expected TAG=N, e.g. pre-migration=2"),
-                    )
-                })?;
+            let (tag, n) = Policy::parse_tagged(t).map_err(|e| {
+                Error::new(ErrorKind::Usage, format!("--keep-tagged {}", e.message()))
+            })?;
             tagged.insert(tag, n);
         }
         Ok(Some(Policy {
@@ -108,68 +103,24 @@ impl ForgetArgs {
             within: self.keep_within.as_deref().map(parse_span).transpose()?,
             tags: self.keep_tag.clone(),
             tagged,
+            timezone: self.timezone.clone(),
         }))
     }
 }
 
 pub fn run(ctx: &Context, a: ForgetArgs) -> Result<()> {
-    let config = ctx.config()?;
-    let app = a
-        .app
-        .clone()
-        .or_else(|| {
-            config
-                .as_ref()
-                .and_then(|c| c.only_app())
-                .map(str::to_string)
-        })
-        .ok_or_else(|| {
-            Error::new(ErrorKind::Usage, "which app? `lifeboat forget APP`")
-                .with_hint("retention applies to one app's points at a time")
-        })?;
-    let (location, _) = ctx.location_for(Some(&app))?;
-    let repo_name = config
-        .as_ref()
-        .and_then(|c| c.repository_name(&location))
-        .map(str::to_string);
-    let from_config = config
-        .as_ref()
-        .and_then(|c| c.keep_for(&app, repo_name.as_deref()))
-        .map(|k| k.policy())
-        .transpose()?;
-    let (policy, mut tz) = match (a.cli_policy()?, from_config) {
-        (Some(p), cfg) => (
-            p,
-            cfg.map_or_else(jiff::tz::TimeZone::system, |(_, tz)| tz),
-        ),
-        (None, Some((p, tz))) => (p, tz),
-        (None, None) => {
-            return Err(Error::new(
-                ErrorKind::Usage,
-                format!("no retention policy for app {app}"),
-            )
-            .with_hint(format!(
-                "add [app.{app}.keep] (e.g. daily = 7, weekly = 4, monthly = 12) to lifeboat.toml, or pass --keep-daily etc."
-            )))
-        }
+    let req = ForgetRequest {
+        app: a.app.clone(),
+        policy: a.cli_policy()?,
+        timezone: a.timezone.clone(),
     };
-    if let Some(name) = &a.timezone {
-        tz = jiff::tz::TimeZone::get(name).map_err(|e| {
-            Error::new(ErrorKind::Usage, format!("unknown time zone {name:?}: {e}"))
-        })?;
-    }
-    let mut repo = ctx.open(Some(&app))?;
-    let points: Vec<_> = repo
-        .points()?
-        .into_iter()
-        .filter(|(_, p)| p.app == app)
-        .collect();
-    let decisions = plan_retention(&points, &policy, &tz)?;
-    let removed = decisions.iter().filter(|d| !d.keep).count();
+    let plan = lifeboat_app::forget_plan(&ctx.setup, &req)?;
+    let removed = plan.removed();
+    let (app, decisions) = (&plan.app, &plan.points);
     if a.json {
         json(&serde_json::json!({
             "app": app,
-            "policy": policy.describe(),
+            "policy": plan.policy.describe(),
             "dry_run": a.dry_run,
             "points": decisions,
         }));
@@ -178,7 +129,7 @@ pub fn run(ctx: &Context, a: ForgetArgs) -> Result<()> {
             "{:<9} {:<24} {:<24} {:<7} WHY",
             "ID", "TIME", "TAGS", "ACTION"
         );
-        for d in &decisions {
+        for d in decisions {
             println!(
                 "{:<9} {:<24} {:<24} {:<7} {}",
                 &d.id[..8],
@@ -201,23 +152,92 @@ pub fn run(ctx: &Context, a: ForgetArgs) -> Result<()> {
             } else {
                 "removed"
             },
-            policy.describe(),
-            repo_name.map_or(String::new(), |r| format!(", repository {r}"))
+            plan.policy.describe(),
+            plan.repository
+                .as_ref()
+                .map_or(String::new(), |r| format!(", repository {r}"))
         );
     }
     if a.dry_run {
         return Ok(());
     }
-    forget(&repo, &decisions)?;
-    if a.prune {
-        let opts = lifeboat_core::PruneOptions {
-            repack_below: a.repack_below as f64 / 100.0,
-            dry_run: false,
-        };
-        let report = lifeboat_core::prune(&mut repo, &opts, &ctx.progress)?;
+    let prune = a.prune.then(|| PruneOptions {
+        repack_below: a.repack_below as f64 / 100.0,
+        dry_run: false,
+    });
+    if let Some(report) = plan.apply(prune.as_ref(), &ctx.progress)? {
         if !a.json {
             super::prune::print(&report);
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cmd {
+        #[command(flatten)]
+        forget: ForgetArgs,
+    }
+
+    /// `[app.X.keep]` and the `--keep-*` flags build one and the same policy.
+    #[test]
+    fn config_and_flags_give_equal_policies() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("lifeboat.toml");
+        std::fs::write(
+            &p,
+            "[repository.r]\npath = \"/r\"\n[app.chat]\nsqlite = [\"/c.db\"]\n\
+             [app.chat.keep]\nlast = 3\ndaily = 7\nweekly = 4\nmonthly = 12\nyearly = 2\nhourly = 24\n\
+             within = \"30d\"\ntags = [\"pinned\"]\ntagged = { pre-migration = 2 }\ntimezone = \"Europe/Berlin\"\n",
+        )
+        .unwrap();
+        let config = lifeboat_app::Config::load(&p).unwrap();
+        let from_config = config.keep_for("chat", None).unwrap();
+        let args = Cmd::parse_from([
+            "forget",
+            "--keep-last",
+            "3",
+            "--keep-daily",
+            "7",
+            "--keep-weekly",
+            "4",
+            "--keep-monthly",
+            "12",
+            "--keep-yearly",
+            "2",
+            "--keep-hourly",
+            "24",
+            "--keep-within",
+            "30d",
+            "--keep-tag",
+            "pinned",
+            "--keep-tagged",
+            "pre-migration=2",
+            "--timezone",
+            "Europe/Berlin",
+        ]);
+        let from_flags = args.forget.cli_policy().unwrap().unwrap();
+        assert_eq!(&from_flags, from_config);
+        assert!(from_flags.validate().is_ok());
+        assert_eq!(
+            from_flags.describe(),
+            "last 3, hourly 24, daily 7, weekly 4, monthly 12, yearly 2, within 30d, tags pinned, tagged pre-migration=2"
+        );
+        // No flag: the config's policy applies.
+        let none = Cmd::parse_from(["forget", "--timezone", "UTC"]);
+        assert!(none.forget.cli_policy().unwrap().is_none());
+        // A bad TAG=N names the flag.
+        let bad = Cmd::parse_from(["forget", "--keep-tagged", "pre-migration"]);
+        let e = bad.forget.cli_policy().unwrap_err();
+        assert_eq!(
+            e.message(),
+            "--keep-tagged \"pre-migration\": expected TAG=N, e.g. pre-migration=2"
+        );
+    }
 }

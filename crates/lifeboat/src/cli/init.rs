@@ -1,5 +1,5 @@
 use clap::Args;
-use lifeboat_core::{init_replica, KdfParams, Repository, Result};
+use lifeboat_core::Result;
 
 use super::Context;
 
@@ -16,28 +16,21 @@ pub struct InitArgs {
 
 pub fn run(ctx: &Context, a: InitArgs) -> Result<()> {
     if let Some(src) = &a.from {
-        let from = ctx.storage_named(src)?;
-        let to = ctx.storage_only(None)?;
-        let config = init_replica(from.as_ref(), to.as_ref())?;
+        let c = lifeboat_app::init_from(&ctx.setup, src)?;
         println!(
             "created a replica of repository {} at {} (from {})",
-            &config.id[..8],
-            to.location(),
-            from.location()
+            &c.id[..8],
+            c.location,
+            c.from.as_deref().unwrap_or_default()
         );
-        println!("fill it with `lifeboat copy --to {}`", to.location());
+        println!("fill it with `lifeboat copy --to {}`", c.location);
         return Ok(());
     }
-    let (storage, password) = ctx.storage_for(None)?;
-    let kdf = KdfParams {
-        memory_kib: a.kdf_memory_mib * 1024,
-        ..KdfParams::default()
-    };
-    let repo = Repository::init(storage, &password, kdf)?;
+    let c = lifeboat_app::init(&ctx.setup, a.kdf_memory_mib)?;
     println!(
         "created lifeboat repository {} at {}",
-        &repo.config().id[..8],
-        repo.storage().location()
+        &c.id[..8],
+        c.location
     );
     println!("keep the password safe: without it nothing in this repository can be read");
     Ok(())

@@ -1,9 +1,9 @@
 use clap::{Args, Subcommand};
-use lifeboat_core::{add_key, list_keys, remove_key, KdfParams, Result};
+use lifeboat_core::Result;
 
 use super::Context;
 use crate::output::{json, local_time};
-use crate::password::PasswordSource;
+use lifeboat_app::PasswordSource;
 
 #[derive(Debug, Subcommand)]
 pub enum KeyCommand {
@@ -43,19 +43,17 @@ pub struct RemoveArgs {
 }
 
 pub fn run(ctx: &Context, cmd: KeyCommand) -> Result<()> {
-    let repo = ctx.open(None)?;
     match cmd {
         KeyCommand::Add(a) => {
             let src = PasswordSource {
                 command: a.new_password_command,
                 file: a.new_password_file,
             };
-            let pw = src.resolve(&PasswordSource::default(), "LIFEBOAT_NEW_PASSWORD")?;
-            let id = add_key(&repo, &pw, &a.label, KdfParams::default())?;
+            let id = lifeboat_app::add_key(&ctx.setup, &a.label, &src)?;
             println!("added key slot {}", &id[..8]);
         }
         KeyCommand::List(a) => {
-            let keys = list_keys(&repo)?;
+            let keys = lifeboat_app::list_keys(&ctx.setup)?;
             if a.json {
                 json(&keys);
             } else {
@@ -73,7 +71,7 @@ pub fn run(ctx: &Context, cmd: KeyCommand) -> Result<()> {
             }
         }
         KeyCommand::Remove(a) => {
-            let id = remove_key(&repo, &a.id)?;
+            let id = lifeboat_app::remove_key(&ctx.setup, &a.id)?;
             println!("removed key slot {}", &id[..8]);
         }
     }

@@ -1,5 +1,5 @@
 use clap::Args;
-use lifeboat_core::{prune, PruneOptions, PruneReport, Result};
+use lifeboat_core::{PruneOptions, PruneReport, Result};
 
 use super::Context;
 use crate::output::{json, size};
@@ -57,12 +57,11 @@ pub fn print(r: &PruneReport) {
 }
 
 pub fn run(ctx: &Context, a: PruneArgs) -> Result<()> {
-    let mut repo = ctx.open(None)?;
     let opts = PruneOptions {
         repack_below: a.repack_below as f64 / 100.0,
         dry_run: a.dry_run,
     };
-    let report = prune(&mut repo, &opts, &ctx.progress)?;
+    let report = lifeboat_app::prune(&ctx.setup, &opts, &ctx.progress)?;
     if a.json {
         json(&report);
     } else {

@@ -1,13 +1,10 @@
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::Args;
+use lifeboat_app::RestoreRequest;
 use lifeboat_core::{Component, ComponentKind, Error, ErrorKind, Result};
 use lifeboat_sources::sqlite::Verify;
-use lifeboat_sources::{
-    backup_app, restore_point, sqlite::is_sqlite_file, AppSpec, PgRestoreSettings, RestoreOptions,
-    RestoreTarget, SourceSpec,
-};
 
 use super::Context;
 use crate::output::{json, size};
@@ -110,117 +107,42 @@ fn parse_kind(s: &str) -> std::result::Result<ComponentKind, String> {
 }
 
 pub fn run(ctx: &Context, a: RestoreArgs) -> Result<()> {
-    let config = ctx.config()?;
-    let is_app = |s: &str| config.as_ref().is_some_and(|c| c.has_app(s));
-    let (app, spec) = match a.args.as_slice() {
-        [] => (
-            config
-                .as_ref()
-                .and_then(|c| c.only_app())
-                .map(str::to_string),
-            "latest".to_string(),
-        ),
-        [x] if is_app(x) => (Some(x.clone()), "latest".to_string()),
-        [x] => (None, x.clone()),
-        [app, p] => (Some(app.clone()), p.clone()),
-        _ => unreachable!("clap limits to 2"),
+    let mut args = a.args.into_iter();
+    let (first, second) = (args.next(), args.next());
+    let (app, point) = match second {
+        Some(p) => (first, Some(p)),
+        None => (None, first),
     };
-    let mut repo = ctx.open(app.as_deref())?;
-    let (id, mut point) = repo.find_point(app.as_deref(), &spec)?;
-    let mut only = a.only.clone();
-    if only.contains(&ComponentKind::Sqlite) {
-        // `db` means every database of the point.
-        only.push(ComponentKind::Postgres);
-    }
-    if !only.is_empty() {
-        point.components.retain(|c| only.contains(&c.kind));
-    }
-    if point.components.is_empty() {
-        return Err(Error::new(
-            ErrorKind::Usage,
-            format!("point {} has no component matching --only", id.short()),
-        ));
-    }
-    let target = match (&a.to, &a.output) {
-        (Some(dir), _) => RestoreTarget::Into(dir.clone()),
-        (None, Some(out)) => {
-            if point.components[0].kind == ComponentKind::Postgres {
-                return Err(Error::new(
-                    ErrorKind::Usage,
-                    "a PostgreSQL database restores into a database, not a file",
-                )
-                .with_hint("use --pg-database NAME"));
-            }
-            if point.components.len() != 1 {
-                return Err(Error::new(
-                    ErrorKind::Usage,
-                    format!(
-                        "--output needs exactly one component, point {} has {}",
-                        id.short(),
-                        point.components.len()
-                    ),
-                )
-                .with_hint("choose one with --only db|files|secrets|config, or use --to DIR"));
-            }
-            if out.exists() && !a.force {
-                return Err(
-                    Error::new(ErrorKind::Refused, format!("{} exists", out.display()))
-                        .with_hint("choose a new path, or pass --force to overwrite it"),
-                );
-            }
-            point.components[0].path = std::path::absolute(out)
-                .map_err(|e| Error::io(out.display(), e))?
-                .display()
-                .to_string();
-            RestoreTarget::InPlace
-        }
-        (None, None) => RestoreTarget::InPlace,
-    };
-    let mut pg = PgRestoreSettings {
-        connections: match (&config, &app) {
-            (Some(c), Some(app)) => c.pg_sources(app),
-            _ => Vec::new(),
-        },
-        url: a.pg_url.clone(),
-        database: a.pg_database.clone(),
-        tables: a.table.clone(),
-        globals: a.pg_globals,
-        no_owner: a.pg_no_owner,
-        terminate: a.pg_terminate,
-        ..PgRestoreSettings::default()
-    };
-    if let Some(j) = a.jobs {
-        pg.jobs = j.max(1);
-    }
-    // What an in-place restore replaces: everything, except databases sent to a new name.
-    let replaced: Vec<Component> = if a.to.is_none() && a.output.is_none() {
-        point
-            .components
-            .iter()
-            .filter(|c| c.kind != ComponentKind::Postgres || a.pg_database.is_none())
-            .cloned()
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let opts = RestoreOptions {
-        target,
-        only: Vec::new(),
+    let req = RestoreRequest {
+        app,
+        point,
+        to: a.to,
+        output: a.output,
+        only: a.only,
+        pg_database: a.pg_database,
+        pg_url: a.pg_url,
+        jobs: a.jobs,
+        tables: a.table,
+        pg_globals: a.pg_globals,
+        pg_no_owner: a.pg_no_owner,
+        pg_terminate: a.pg_terminate,
         force: a.force,
+        safety_point: !a.no_safety_point,
         verify: a.verify,
-        postgres: pg,
     };
-    // Refusals (open or newer database, name taken) come before the question and the safety point.
-    lifeboat_sources::app::preflight(&point, &opts)?;
-    if !replaced.is_empty() {
-        confirm_in_place(&replaced, &point.time, a.yes)?;
-        if !a.no_safety_point {
-            safety_point(ctx, &mut repo, &point.app, &replaced, &opts.postgres)?;
-        }
+    let plan = lifeboat_app::restore_plan(&ctx.setup, &req)?;
+    if !plan.replaced.is_empty() {
+        confirm_in_place(&plan.replaced, &plan.point.time, a.yes)?;
     }
-    let restored = restore_point(&mut repo, &point, &opts, &ctx.progress)?;
+    let (id, point) = (plan.id, plan.point.clone());
+    let report = plan.run(true, &ctx.progress, &mut |saved| {
+        eprintln!(
+            "saved the current state as pre-restore point {}",
+            saved.short()
+        );
+    })?;
     if a.json {
-        json(&serde_json::json!({ "point": id.to_hex(), "restored": restored }));
+        json(&serde_json::to_value(&report).expect("serialisable"));
         return Ok(());
     }
     println!(
@@ -229,7 +151,7 @@ pub fn run(ctx: &Context, a: RestoreArgs) -> Result<()> {
         point.app,
         crate::output::local_time(&point.time)
     );
-    for r in &restored {
+    for r in &report.restored {
         let kind = if r.kind.is_database() {
             "db"
         } else {
@@ -271,92 +193,4 @@ fn confirm_in_place(replaced: &[Component], time: &str, yes: bool) -> Result<()>
             "restore cancelled; nothing was changed",
         ))
     }
-}
-
-/// Backs up what is there now, before it is replaced, as a `pre-restore` point.
-fn safety_point(
-    ctx: &Context,
-    repo: &mut lifeboat_core::Repository,
-    app: &str,
-    replaced: &[Component],
-    pg: &PgRestoreSettings,
-) -> Result<()> {
-    let mut sources = Vec::new();
-    for c in replaced {
-        if let Some(body) = &c.postgres {
-            let mut conn = pg.connection_for(&body.database);
-            // Only what exists can be saved; a database that is gone has nothing to lose.
-            if lifeboat_sources::postgres::database_exists(&conn, &body.database)? {
-                conn.globals = false;
-                conn.schema_only = false;
-                sources.push(SourceSpec::postgres(conn));
-            }
-            continue;
-        }
-        let p = Path::new(&c.path);
-        let Ok(md) = std::fs::metadata(p) else {
-            continue;
-        };
-        let kind = if md.is_dir() {
-            ComponentKind::Files
-        } else if c.kind == ComponentKind::Sqlite && is_sqlite_file(p).unwrap_or(false) {
-            ComponentKind::Sqlite
-        } else if c.kind == ComponentKind::Secret {
-            ComponentKind::Secret
-        } else {
-            // Includes a damaged database: keep its bytes as a plain file.
-            ComponentKind::Config
-        };
-        sources.push(SourceSpec::path(kind, p.to_path_buf()));
-    }
-    if sources.is_empty() {
-        return Ok(());
-    }
-    let mut spec = AppSpec {
-        name: app.to_string(),
-        sources,
-        excludes: Vec::new(),
-        time: None,
-    };
-    let tags = ["pre-restore".to_string()];
-    let id = match backup_app(repo, &spec, &tags, &ctx.progress) {
-        Ok((id, _)) => id,
-        Err(e) if spec.sources.iter().any(|s| s.kind == ComponentKind::Sqlite) => {
-            // A damaged database may not be readable through SQLite: keep its bytes (and its
-            // -wal) as plain files instead, so the state being replaced is never lost.
-            tracing::warn!("pre-restore point through SQLite failed ({e}); saving the raw database files instead");
-            let mut raw = Vec::new();
-            for s in spec.sources.drain(..) {
-                if s.kind == ComponentKind::Sqlite {
-                    for side in ["-wal", "-journal"] {
-                        let mut p = s.path.as_os_str().to_owned();
-                        p.push(side);
-                        let p = std::path::PathBuf::from(p);
-                        if p.is_file() {
-                            raw.push(SourceSpec::path(ComponentKind::Config, p));
-                        }
-                    }
-                    raw.push(SourceSpec::path(ComponentKind::Config, s.path));
-                } else {
-                    raw.push(s);
-                }
-            }
-            spec.sources = raw;
-            backup_app(repo, &spec, &tags, &ctx.progress)
-                .map_err(|e| {
-                    e.context("take the pre-restore point").with_hint(
-                        "the current state could not be saved first; fix the error or pass --no-safety-point",
-                    )
-                })?
-                .0
-        }
-        Err(e) => return Err(e.context("take the pre-restore point").with_hint(
-            "the current state could not be saved first; fix the error or pass --no-safety-point",
-        )),
-    };
-    eprintln!(
-        "saved the current state as pre-restore point {}",
-        id.short()
-    );
-    Ok(())
 }

@@ -99,7 +99,21 @@ fn forget_shows_why_and_prune_frees_space_while_kept_points_restore() {
     fails(env.lb().args(["forget", "chat"]), 2, "no retention policy");
 }
 
+/// The kill-point tests below need `LIFEBOAT_CRASH_BEFORE_MUTATION`, which only a binary built
+/// with the `fault-injection` feature obeys (the shipped one ignores it). Without the feature
+/// they are not compiled, and this fails instead, so they can never pass by not running.
+#[cfg(not(feature = "fault-injection"))]
+#[test]
+fn kill_point_tests_need_the_fault_injection_feature() {
+    panic!(
+        "the kill-point tests (prune/backup/forget killed before each write or delete) need the \
+         `fault-injection` feature: run `bash scripts/test.sh`, or pass \
+         `--features lifeboat/fault-injection` to cargo nextest/test"
+    );
+}
+
 /// Runs prune with a crash injected before its `k`-th write or delete; true if it crashed.
+#[cfg(feature = "fault-injection")]
 fn prune_crashing_at(env: &Env, k: u32) -> bool {
     let o = env
         .lb()
@@ -118,6 +132,7 @@ fn prune_crashing_at(env: &Env, k: u32) -> bool {
     true
 }
 
+#[cfg(feature = "fault-injection")]
 fn copy_dir(from: &Path, to: &Path) {
     let _ = std::fs::remove_dir_all(to);
     let st = StdCommand::new("cp")
@@ -129,6 +144,7 @@ fn copy_dir(from: &Path, to: &Path) {
     assert!(st.success());
 }
 
+#[cfg(feature = "fault-injection")]
 #[test]
 fn prune_killed_before_each_of_its_writes_and_deletes_loses_nothing() {
     let env = Env::new();
@@ -238,6 +254,7 @@ fn backups_and_prunes_at_the_same_time_lose_nothing() {
     assert!(point_ids(&env).len() >= 2);
 }
 
+#[cfg(feature = "fault-injection")]
 #[test]
 fn backup_and_forget_killed_before_each_write_or_delete_lose_nothing() {
     let env = Env::new();

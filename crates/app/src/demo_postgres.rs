@@ -10,18 +10,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use lifeboat_core::{ComponentKind, Error, ErrorKind, Result};
-use lifeboat_sources::postgres::PgSource;
-use lifeboat_sources::{
-    backup_app, restore_point, sqlite::Verify, AppSpec, PgRestoreSettings, RestoreOptions,
-    RestoreTarget, SourceSpec,
-};
+use std::io::Write;
 
-use crate::cli::Context;
+use lifeboat_core::{Error, ErrorKind, Progress, Result};
+use lifeboat_sources::postgres::PgSource;
+
 use crate::demo::{
-    check_everything, compare_files, demo_repository, io, snapshot_paths, write_file, write_uploads,
+    check_everything, compare_files, demo_setup, io, say, snapshot_paths, toml_str, write_file,
+    write_uploads,
 };
-use crate::output::{duration_ms, size};
+use crate::human::{duration_ms, size};
+use crate::{BackupRequest, RestoreRequest};
 
 fn one(conn: &PgSource, db: &str, sql: &str) -> Result<String> {
     Ok(conn
@@ -63,12 +62,13 @@ impl Drop for Cleanup {
 }
 
 pub fn run(
-    ctx: &Context,
     root: &Path,
     url: Option<String>,
     bin_dir: Option<PathBuf>,
     messages: u32,
     keep: bool,
+    progress: &dyn Progress,
+    out: &mut dyn Write,
 ) -> Result<()> {
     let started = Instant::now();
     let db = format!("lifeboat_demo_{}", std::process::id());
@@ -82,7 +82,7 @@ pub fn run(
     let uploads = root.join("chatalot/uploads");
     let jwt = root.join("chatalot/secrets/jwt_private.pem");
     let env = root.join("chatalot/.env");
-    println!("lifeboat demo (PostgreSQL) in {}", root.display());
+    say!(out, "lifeboat demo (PostgreSQL) in {}", root.display());
 
     // 1. The app.
     one(&conn, "postgres", &format!("CREATE DATABASE \"{db}\";"))
@@ -121,7 +121,8 @@ pub fn run(
         0o600,
     )?;
     let before = snapshot_paths(&[&uploads, &jwt, &env])?;
-    println!(
+    say!(
+        out,
         "1. made a Chatalot-like app: database {} ({messages} messages), {} upload files, jwt_private.pem and .env (0600)",
         conn.label(),
         before.len() - 2
@@ -154,32 +155,39 @@ pub fn run(
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
 
-    let (mut repo, repo_dir) = demo_repository(root)?;
-    let spec = AppSpec {
-        name: "chatalot".into(),
-        sources: vec![
-            SourceSpec::postgres(conn.clone()),
-            SourceSpec::path(ComponentKind::Files, uploads.clone()),
-            SourceSpec::path(ComponentKind::Secret, jwt.clone()),
-            SourceSpec::path(ComponentKind::Secret, env.clone()),
-        ],
-        excludes: vec!["*.tmp".into()],
-        time: None,
+    let mut app = format!(
+        "[app.chatalot]\nfiles = [{}]\nsecrets = [{}, {}]\nexclude = [\"*.tmp\"]\n[[app.chatalot.postgres]]\ndatabase = {}\n",
+        toml_str(&uploads),
+        toml_str(&jwt),
+        toml_str(&env),
+        toml_str(Path::new(&db)),
+    );
+    if let Some(url) = &conn.url {
+        app.push_str(&format!("url = {}\n", toml_str(Path::new(url))));
+    }
+    if let Some(bin) = &conn.bin_dir {
+        app.push_str(&format!("bin_dir = {}\n", toml_str(bin)));
+    }
+    let (setup, repo_dir) = demo_setup(root, &app)?;
+    let backup = BackupRequest {
+        targets: vec!["chatalot".into()],
+        ..BackupRequest::default()
     };
     let c0 = commits.load(Ordering::Relaxed);
-    let backed_up = backup_app(&mut repo, &spec, &["manual".into()], &ctx.progress);
+    let backed_up = crate::backup(&setup, &backup, progress);
     let c1 = commits.load(Ordering::Relaxed);
     stop.store(true, Ordering::Relaxed);
     writer
         .join()
         .map_err(|_| Error::new(ErrorKind::Other, "demo writer panicked"))??;
-    let (id, point) = backed_up?;
+    let (id, point) = backed_up.map(|r| (r.id, r.point))?;
     let body = point.components[0]
         .postgres
         .as_ref()
         .expect("postgres component");
     let in_point = body.row_counts.get("public.messages").copied().unwrap_or(0);
-    println!(
+    say!(
+        out,
         "2. backed up the app as point {} to {} in {} while a writer inserted {} messages; the dump's snapshot holds {in_point} messages, {} stored",
         id.short(),
         repo_dir.display(),
@@ -187,8 +195,9 @@ pub fn run(
         c1 - c0,
         size(point.stats.bytes_stored),
     );
-    let (_, p2) = backup_app(&mut repo, &spec, &["manual".into()], &ctx.progress)?;
-    println!(
+    let p2 = crate::backup(&setup, &backup, progress)?.point;
+    say!(
+        out,
         "   a second backup of the app added {} (dump of {})",
         size(p2.stats.bytes_stored),
         size(p2.components[0].size)
@@ -209,29 +218,38 @@ pub fn run(
     conn.psql(&db, "DROP TABLE messages;")?;
     std::fs::remove_dir_all(&uploads).map_err(io(uploads.display()))?;
     std::fs::remove_file(&jwt).map_err(io(jwt.display()))?;
-    println!("3. broke the app: dropped table messages, deleted the uploads and jwt_private.pem");
+    say!(
+        out,
+        "3. broke the app: dropped table messages, deleted the uploads and jwt_private.pem"
+    );
 
     // 4. Restore: the database into a new database, files in place.
-    let opts = RestoreOptions {
-        target: RestoreTarget::InPlace,
-        only: Vec::new(),
+    let restore = RestoreRequest {
+        app: Some("chatalot".into()),
+        point: Some(id.to_hex()),
+        pg_database: Some(restored_db.clone()),
         force: true,
-        verify: Verify::Full,
-        postgres: PgRestoreSettings {
-            connections: vec![conn.clone()],
-            database: Some(restored_db.clone()),
-            ..PgRestoreSettings::default()
-        },
+        safety_point: false,
+        ..RestoreRequest::default()
     };
     let t = Instant::now();
-    let restored = restore_point(&mut repo, &point, &opts, &ctx.progress)?;
-    println!(
+    let restored = crate::restore_plan(&setup, &restore)?
+        .run(true, progress, &mut |_| {})?
+        .restored;
+    say!(
+        out,
         "4. restored point {} in {}:",
         id.short(),
         duration_ms(t.elapsed().as_millis() as u64)
     );
     for r in &restored {
-        println!("     {:<8} {}: {}", r.kind.as_str(), r.path, r.verified);
+        say!(
+            out,
+            "     {:<8} {}: {}",
+            r.kind.as_str(),
+            r.path,
+            r.verified
+        );
     }
 
     // 5. Verify independently of the restore's own checks.
@@ -246,12 +264,14 @@ pub fn run(
     }
     let after = snapshot_paths(&[&uploads, &jwt, &env])?;
     compare_files(&before, &after)?;
-    println!(
+    say!(
+        out,
         "5. verified: {restored_db} has the {in_point} messages of the snapshot, users and channels, each table's md5 equal to the source's; {} files byte-equal with their modes (jwt_private.pem 600)",
         before.len()
     );
-    check_everything(ctx, &mut repo, 6)?;
-    println!(
+    check_everything(&setup, 6, progress, out)?;
+    say!(
+        out,
         "demo finished in {}: backup, disaster, restore and verification all succeeded{}",
         duration_ms(started.elapsed().as_millis() as u64),
         if keep {

@@ -15,44 +15,42 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use clap::Args;
-use lifeboat_core::{
-    check, CheckOptions, ComponentKind, Error, ErrorKind, KdfParams, Repository, Result,
-};
-use lifeboat_sources::sqlite::Verify;
-use lifeboat_sources::{
-    backup_app, restore_point, AppSpec, RestoreOptions, RestoreTarget, SourceSpec,
-};
-use lifeboat_storage::LocalStorage;
+use std::io::Write;
 
-use crate::cli::Context;
-use crate::output::{duration_ms, size};
+use lifeboat_core::{CheckOptions, Error, ErrorKind, Progress, Result};
 
-#[derive(Debug, Args)]
-pub struct DemoArgs {
-    /// Work in this directory (default: a new temporary directory)
-    #[arg(long)]
+use crate::human::{duration_ms, size};
+use crate::{BackupRequest, PasswordSource, RestoreRequest, Setup};
+
+/// How to run the demo.
+#[derive(Debug, Clone, Default)]
+pub struct DemoRequest {
+    /// Work in this directory (default: a new temporary directory).
     pub dir: Option<PathBuf>,
-    /// Keep the directory afterwards
-    #[arg(long)]
+    /// Keep the directory afterwards.
     pub keep: bool,
-    /// Messages in the demo database before the backup starts
-    #[arg(long, default_value_t = 20_000)]
+    /// Messages in the demo database before the backup starts.
     pub messages: u32,
-    /// Run the Chatalot-shaped demo instead: PostgreSQL + uploads + secrets, the database
-    /// restored into a new database. Needs a server: `--postgres=postgresql://USER@HOST:PORT/postgres`,
-    /// or `--postgres` alone to use the PG* environment
-    #[arg(long, value_name = "URL", num_args = 0..=1, default_missing_value = "")]
+    /// Run the Chatalot-shaped demo instead (PostgreSQL + uploads + secrets) against this
+    /// server (a libpq URL; empty: the `PG*` environment).
     pub postgres: Option<String>,
-    /// Directory of psql, pg_dump and pg_restore for --postgres (else PATH)
-    #[arg(long, value_name = "DIR")]
+    /// Directory of psql, pg_dump and pg_restore for the PostgreSQL demo (else PATH).
     pub pg_bin: Option<PathBuf>,
 }
+
+/// Writes one line of the demo's narration.
+macro_rules! say {
+    ($out:expr, $($t:tt)*) => {
+        writeln!($out, $($t)*).map_err(io("demo output"))?
+    };
+}
+pub(crate) use say;
 
 fn e(what: &str) -> impl Fn(rusqlite::Error) -> Error + '_ {
     move |err| Error::new(ErrorKind::Other, format!("demo: {what}: {err}"))
 }
 
+/// Maps an I/O error on `what`.
 pub(crate) fn io(what: impl std::fmt::Display) -> impl Fn(std::io::Error) -> Error {
     move |err| Error::io(&what, err)
 }
@@ -66,7 +64,10 @@ struct Demo {
     config: PathBuf,
 }
 
-pub fn run(ctx: &Context, a: DemoArgs) -> Result<()> {
+/// `lifeboat demo`: makes an app, backs it up while it writes, destroys it, restores it
+/// and verifies it, through this crate's operations like any user; each step is narrated to
+/// `out`.
+pub fn demo(a: &DemoRequest, progress: &dyn Progress, out: &mut dyn Write) -> Result<()> {
     let _tmp;
     let root = match &a.dir {
         Some(d) => {
@@ -86,8 +87,16 @@ pub fn run(ctx: &Context, a: DemoArgs) -> Result<()> {
             p
         }
     };
-    if let Some(url) = a.postgres {
-        return crate::demo_postgres::run(ctx, &root, Some(url), a.pg_bin, a.messages, a.keep);
+    if let Some(url) = &a.postgres {
+        return crate::demo_postgres::run(
+            &root,
+            Some(url.clone()),
+            a.pg_bin.clone(),
+            a.messages,
+            a.keep,
+            progress,
+            out,
+        );
     }
     let started = Instant::now();
     let d = Demo {
@@ -98,11 +107,12 @@ pub fn run(ctx: &Context, a: DemoArgs) -> Result<()> {
         config: root.join("app/config.toml"),
         root: root.clone(),
     };
-    println!("lifeboat demo in {}", root.display());
+    say!(out, "lifeboat demo in {}", root.display());
 
     make_app(&d, a.messages)?;
     let before = snapshot_files(&d)?;
-    println!(
+    say!(
+        out,
         "1. made a chat app: {} (WAL, {} messages), {} upload files, SSH host key and .env (0600), config.toml",
         d.db.display(),
         a.messages,
@@ -135,36 +145,39 @@ pub fn run(ctx: &Context, a: DemoArgs) -> Result<()> {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
 
-    let (mut repo, repo_dir) = demo_repository(&root)?;
-    println!(
+    let app = format!(
+        "[app.chat]\nsqlite = [{}]\nfiles = [{}]\nsecrets = [{}, {}]\nconfig = [{}]\nexclude = [\"*.tmp\"]\n",
+        toml_str(&d.db),
+        toml_str(&d.uploads),
+        toml_str(&d.host_key),
+        toml_str(&d.env),
+        toml_str(&d.config)
+    );
+    let (setup, repo_dir) = demo_setup(&root, &app)?;
+    say!(
+        out,
         "2. created an encrypted repository at {}",
         repo_dir.display()
     );
 
-    let spec = AppSpec {
-        name: "chat".into(),
-        sources: vec![
-            SourceSpec::path(ComponentKind::Sqlite, d.db.clone()),
-            SourceSpec::path(ComponentKind::Files, d.uploads.clone()),
-            SourceSpec::path(ComponentKind::Secret, d.host_key.clone()),
-            SourceSpec::path(ComponentKind::Secret, d.env.clone()),
-            SourceSpec::path(ComponentKind::Config, d.config.clone()),
-        ],
-        excludes: vec!["*.tmp".into()],
-        time: None,
+    let backup = BackupRequest {
+        targets: vec!["chat".into()],
+        ..BackupRequest::default()
     };
     let c0 = commits.load(Ordering::Relaxed);
-    let (id, point) = backup_app(&mut repo, &spec, &["manual".into()], &ctx.progress)?;
+    let backed_up = crate::backup(&setup, &backup, progress);
     let c1 = commits.load(Ordering::Relaxed);
     stop.store(true, Ordering::Relaxed);
     writer
         .join()
         .map_err(|_| Error::new(ErrorKind::Other, "demo writer panicked"))??;
+    let (id, point) = backed_up.map(|r| (r.id, r.point))?;
     let db_body = point.components[0]
         .sqlite
         .as_ref()
         .expect("sqlite component");
-    println!(
+    say!(
+        out,
         "3. backed up the app as point {} in {} while the writer committed {} transactions; the point holds {} messages, {} stored",
         id.short(),
         duration_ms(point.stats.duration_ms),
@@ -172,32 +185,42 @@ pub fn run(ctx: &Context, a: DemoArgs) -> Result<()> {
         db_body.row_counts.get("messages").copied().unwrap_or(0),
         size(point.stats.bytes_stored),
     );
-    let (id2, p2) = backup_app(&mut repo, &spec, &["manual".into()], &ctx.progress)?;
-    println!(
+    let second = crate::backup(&setup, &backup, progress)?;
+    say!(
+        out,
         "   a second backup (point {}) of the unchanged app added {}",
-        id2.short(),
-        size(p2.stats.bytes_stored)
+        second.id.short(),
+        size(second.point.stats.bytes_stored)
     );
 
     destroy(&d)?;
-    println!("4. destroyed the app: deleted the database (+ -wal/-shm), the uploads and the SSH host key, scribbled over config.toml");
+    say!(out, "4. destroyed the app: deleted the database (+ -wal/-shm), the uploads and the SSH host key, scribbled over config.toml");
 
-    let opts = RestoreOptions {
-        target: RestoreTarget::InPlace,
-        only: Vec::new(),
-        force: true,
-        verify: Verify::Full,
-        postgres: Default::default(),
-    };
     let t = Instant::now();
-    let restored = restore_point(&mut repo, &point, &opts, &ctx.progress)?;
-    println!(
+    let restore = RestoreRequest {
+        app: Some("chat".into()),
+        point: Some(id.to_hex()),
+        force: true,
+        safety_point: false,
+        ..RestoreRequest::default()
+    };
+    let restored = crate::restore_plan(&setup, &restore)?
+        .run(true, progress, &mut |_| {})?
+        .restored;
+    say!(
+        out,
         "5. restored point {} in place in {}:",
         id.short(),
         duration_ms(t.elapsed().as_millis() as u64)
     );
     for r in &restored {
-        println!("     {:<7} {}: {}", r.kind.as_str(), r.path, r.verified);
+        say!(
+            out,
+            "     {:<7} {}: {}",
+            r.kind.as_str(),
+            r.path,
+            r.verified
+        );
     }
 
     let after = snapshot_files(&d)?;
@@ -207,20 +230,23 @@ pub fn run(ctx: &Context, a: DemoArgs) -> Result<()> {
         .permissions()
         .mode()
         & 0o7777;
-    println!(
+    say!(
+        out,
         "6. verified: {} files byte-equal with their modes (SSH host key {:o}); database integrity_check ok, {} tables with the row counts the point recorded",
         before.len(),
         key_mode,
         db_body.row_counts.len()
     );
 
-    check_everything(ctx, &mut repo, 7)?;
-    println!(
+    check_everything(&setup, 7, progress, out)?;
+    say!(
+        out,
         "demo finished in {}: backup, disaster, restore and verification all succeeded",
         duration_ms(started.elapsed().as_millis() as u64)
     );
     if a.keep || a.dir.is_some() {
-        println!(
+        say!(
+            out,
             "the demo app and repository are in {} (password: {})",
             d.root.display(),
             String::from_utf8_lossy(DEMO_PASSWORD)
@@ -304,27 +330,50 @@ fn make_app(d: &Demo, messages: u32) -> Result<()> {
 /// The demos' repository password (printed when the directory is kept).
 pub(crate) const DEMO_PASSWORD: &[u8] = b"demo-password-not-for-real-use";
 
-/// A new repository at `root/repo` (returned with its path).
-pub(crate) fn demo_repository(root: &Path) -> Result<(Repository, PathBuf)> {
+/// A setup as an operator would write it: `root/lifeboat.toml` with a repository at
+/// `root/repo` (password in `root/password`) and the app table `app`; the repository is
+/// created. Returns the setup and the repository's path.
+pub(crate) fn demo_setup(root: &Path, app: &str) -> Result<(Setup, PathBuf)> {
     let dir = root.join("repo");
-    let repo = Repository::init(
-        Arc::new(LocalStorage::new(&dir)),
-        DEMO_PASSWORD,
-        KdfParams::default(),
+    let password = root.join("password");
+    write_file(&password, DEMO_PASSWORD, 0o600)?;
+    let config = root.join("lifeboat.toml");
+    write_file(
+        &config,
+        format!(
+            "[repository.demo]\npath = {}\npassword_file = {}\n\n{app}",
+            toml_str(&dir),
+            toml_str(&password)
+        )
+        .as_bytes(),
+        0o644,
     )?;
-    Ok((repo, dir))
+    let setup = Setup::new(Some(config), None, PasswordSource::default());
+    crate::init(&setup, 64)?;
+    Ok((setup, dir))
+}
+
+/// A path as a TOML string.
+pub(crate) fn toml_str(p: &Path) -> String {
+    toml::Value::String(p.display().to_string()).to_string()
 }
 
 /// `check --read-data`; step `n` of the demo's printout.
-pub(crate) fn check_everything(ctx: &Context, repo: &mut Repository, n: u32) -> Result<()> {
-    let report = check(repo, CheckOptions { read_data: true }, &ctx.progress)?;
+pub(crate) fn check_everything(
+    setup: &Setup,
+    n: u32,
+    progress: &dyn Progress,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let report = crate::check(setup, CheckOptions { read_data: true }, progress)?;
     if !report.problems.is_empty() {
         return Err(Error::new(
             ErrorKind::Corrupt,
             format!("demo: check found {:?}", report.problems),
         ));
     }
-    println!(
+    say!(
+        out,
         "{n}. check --read-data: {} points, {} packs, {} authenticated, no problems",
         report.points,
         report.packs,

@@ -46,7 +46,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use lifeboat_core::{ComponentKind, Error, ErrorKind, Result};
+use lifeboat_core::{ComponentKind, Error, ErrorKind, Policy, Result};
 use lifeboat_sources::postgres::{url_database, PgSource};
 use lifeboat_sources::{AppSpec, SourceSpec};
 use serde::Deserialize;
@@ -126,75 +126,12 @@ pub struct AppConfig {
     /// PostgreSQL servers and their databases.
     #[serde(default)]
     pub postgres: Vec<PostgresConfig>,
-    /// Retention policy of this app's points (every destination).
-    pub keep: Option<KeepConfig>,
+    /// Retention policy of this app's points (every destination): `[app.NAME.keep]`, read
+    /// straight into core's [`Policy`].
+    pub keep: Option<Policy>,
     /// Retention per destination (`[app.X.keep_in.offsite]`), replacing `keep` there.
     #[serde(default)]
-    pub keep_in: BTreeMap<String, KeepConfig>,
-}
-
-/// `[app.NAME.keep]`: which points `lifeboat forget` keeps.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KeepConfig {
-    /// The N newest points.
-    #[serde(default)]
-    pub last: u32,
-    /// Newest point of each of the N most recent hours with points.
-    #[serde(default)]
-    pub hourly: u32,
-    /// ... days.
-    #[serde(default)]
-    pub daily: u32,
-    /// ... ISO weeks.
-    #[serde(default)]
-    pub weekly: u32,
-    /// ... months.
-    #[serde(default)]
-    pub monthly: u32,
-    /// ... years.
-    #[serde(default)]
-    pub yearly: u32,
-    /// Every point within this duration of the newest (`30d`, `12h`, `2w`).
-    pub within: Option<String>,
-    /// Points with these tags are never removed (`pinned`).
-    #[serde(default)]
-    pub tags: Vec<String>,
-    /// The N newest points with a tag (`{ pre-migration = 2 }`).
-    #[serde(default)]
-    pub tagged: BTreeMap<String, u32>,
-    /// Time zone of the calendar rules (default: the system's).
-    pub timezone: Option<String>,
-}
-
-impl KeepConfig {
-    /// The policy, and the time zone its calendar rules use.
-    pub fn policy(&self) -> Result<(lifeboat_core::Policy, jiff::tz::TimeZone)> {
-        let tz = match &self.timezone {
-            Some(name) => jiff::tz::TimeZone::get(name).map_err(|e| {
-                Error::new(ErrorKind::Usage, format!("unknown time zone {name:?}: {e}"))
-            })?,
-            None => jiff::tz::TimeZone::system(),
-        };
-        Ok((
-            lifeboat_core::Policy {
-                last: self.last,
-                hourly: self.hourly,
-                daily: self.daily,
-                weekly: self.weekly,
-                monthly: self.monthly,
-                yearly: self.yearly,
-                within: self
-                    .within
-                    .as_deref()
-                    .map(lifeboat_core::parse_span)
-                    .transpose()?,
-                tags: self.tags.clone(),
-                tagged: self.tagged.clone(),
-            },
-            tz,
-        ))
-    }
+    pub keep_in: BTreeMap<String, Policy>,
 }
 
 /// `[[app.NAME.postgres]]`: databases on one PostgreSQL server.
@@ -272,9 +209,14 @@ impl Config {
             let src = line
                 .and_then(|l| text.lines().nth(l - 1))
                 .map_or(String::new(), |s| format!(" (in `{}`)", s.trim()));
+            // A retention table's errors name the table, as its validation errors do.
+            let table = line
+                .and_then(|l| table_at(&text, l))
+                .filter(|t| t.ends_with(".keep") || t.contains(".keep_in."))
+                .map_or(String::new(), |t| format!("{t}: "));
             Error::new(
                 ErrorKind::Usage,
-                format!("{}{at}: {}{src}", path.display(), e.message().trim()),
+                format!("{}{at}: {table}{}{src}", path.display(), e.message().trim()),
             )
         })?;
         cfg.file = path.to_path_buf();
@@ -354,7 +296,7 @@ impl Config {
                 .map(|k| ("keep".to_string(), k))
                 .chain(a.keep_in.iter().map(|(d, k)| (format!("keep_in.{d}"), k)))
             {
-                if let Err(e) = k.policy() {
+                if let Err(e) = k.validate() {
                     return Err(cfg.key_error(&format!("app.{name}.{dest}"), "", e.message()));
                 }
             }
@@ -480,7 +422,7 @@ impl Config {
 
     /// The retention settings of `app` in repository `repo` (a `[repository.NAME]` name):
     /// `keep_in.NAME` if set, else `keep`.
-    pub fn keep_for(&self, app: &str, repo: Option<&str>) -> Option<&KeepConfig> {
+    pub fn keep_for(&self, app: &str, repo: Option<&str>) -> Option<&Policy> {
         let a = self.app.get(app)?;
         repo.and_then(|r| a.keep_in.get(r)).or(a.keep.as_ref())
     }
@@ -502,6 +444,16 @@ impl Config {
     pub fn only_app(&self) -> Option<&str> {
         (self.app.len() == 1).then(|| self.app.keys().next().expect("one").as_str())
     }
+}
+
+/// The `[table]` header in force at 1-based `line` of `text`, without brackets.
+fn table_at(text: &str, line: usize) -> Option<String> {
+    text.lines()
+        .take(line)
+        .map(str::trim)
+        .filter(|l| l.starts_with('[') && !l.starts_with("[["))
+        .last()
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string())
 }
 
 impl RepositoryConfig {
@@ -568,15 +520,12 @@ mod tests {
              [app.chat.keep_in.offsite]\nmonthly = 24\nwithin = \"30d\"\n",
         )
         .unwrap();
-        let (p, tz) = c.keep_for("chat", Some("local")).unwrap().policy().unwrap();
+        let p = c.keep_for("chat", Some("local")).unwrap();
+        let tz = p.time_zone().unwrap();
         assert_eq!((p.daily, p.weekly, p.monthly), (7, 4, 0));
         assert_eq!(p.tagged["pre-migration"], 2);
         assert_eq!(tz.iana_name(), Some("Europe/Berlin"));
-        let (p, _) = c
-            .keep_for("chat", Some("offsite"))
-            .unwrap()
-            .policy()
-            .unwrap();
+        let p = c.keep_for("chat", Some("offsite")).unwrap();
         assert_eq!((p.daily, p.monthly), (0, 24));
         assert!(p.within.is_some());
         assert_eq!(c.repository_name("s3://b/p"), Some("offsite"));
@@ -585,5 +534,17 @@ mod tests {
         assert!(e.to_string().contains("app.chat.keep"), "{e}");
         let e = load("[repository.r]\npath = \"/x\"\n[app.chat]\nsqlite = [\"/c.db\"]\n[app.chat.keep_in.nas]\ndaily = 1\n").unwrap_err();
         assert!(e.to_string().contains("no repository named \"nas\""), "{e}");
+        let e = load("[repository.r]\npath = \"/x\"\n[app.chat]\nsqlite = [\"/c.db\"]\n[app.chat.keep]\ntimezone = \"Mars/Olympus\"\n").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("line 5: app.chat.keep: unknown time zone"),
+            "{e}"
+        );
+        let e = load("[repository.r]\npath = \"/x\"\n[app.chat]\nsqlite = [\"/c.db\"]\n[app.chat.keep]\nhourlyy = 1\n").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("line 6: app.chat.keep: unknown field `hourlyy`"),
+            "{e}"
+        );
     }
 }

@@ -1,0 +1,134 @@
+//! Back up an app from `lifeboat.toml`, or paths given directly as a one-off app.
+use std::path::{Path, PathBuf};
+
+use lifeboat_core::{ComponentKind, Error, ErrorKind, ObjectId, Point, Progress, Result};
+use lifeboat_sources::{backup_app, sqlite::is_sqlite_file, AppSpec, SourceSpec};
+use serde::Serialize;
+
+use crate::points::{summary, PointSummary};
+use crate::setup::Setup;
+
+/// What to back up.
+#[derive(Debug, Clone, Default)]
+pub struct BackupRequest {
+    /// An app name from the config, or paths to back up as a one-off app. Empty: the config's
+    /// only app.
+    pub targets: Vec<String>,
+    /// Secret files (SSH host key, .env) to include in a one-off backup.
+    pub secrets: Vec<PathBuf>,
+    /// App name of a one-off backup (default: the first path's file stem).
+    pub name: Option<String>,
+    /// Tags of the point; empty means `manual`.
+    pub tags: Vec<String>,
+    /// Exclude globs for directories, added to the app's.
+    pub excludes: Vec<String>,
+    /// Record this capture time instead of now (tests and benchmarks of retention).
+    pub time: Option<jiff::Timestamp>,
+}
+
+/// The point a backup wrote.
+#[derive(Debug, Clone)]
+pub struct BackupReport {
+    /// Its id.
+    pub id: ObjectId,
+    /// The point.
+    pub point: Point,
+}
+
+impl Serialize for BackupReport {
+    /// `{"id": HEX, "point": <the point as listed>}`.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Json {
+            id: String,
+            point: PointSummary,
+        }
+        Json {
+            id: self.id.to_hex(),
+            point: summary(&self.id, &self.point),
+        }
+        .serialize(s)
+    }
+}
+
+fn abs(p: &Path) -> Result<PathBuf> {
+    std::path::absolute(p).map_err(|e| Error::io(p.display(), e).with_kind(ErrorKind::Usage))
+}
+
+/// What a path given directly is: a directory is a file tree, a SQLite file a database, any
+/// other file a config file.
+pub fn classify(p: &Path) -> Result<ComponentKind> {
+    let md = std::fs::metadata(p).map_err(|e| {
+        Error::io(format!("source {}", p.display()), e).with_kind(ErrorKind::Source)
+    })?;
+    if md.is_dir() {
+        Ok(ComponentKind::Files)
+    } else if is_sqlite_file(p)? {
+        Ok(ComponentKind::Sqlite)
+    } else {
+        Ok(ComponentKind::Config)
+    }
+}
+
+/// Backs up the app (or the paths) as one point in its repository.
+pub fn backup(setup: &Setup, req: &BackupRequest, progress: &dyn Progress) -> Result<BackupReport> {
+    let config = setup.config()?;
+    let app_name = match (req.targets.as_slice(), &config) {
+        ([one], Some(c)) if c.has_app(one) => Some(one.clone()),
+        ([], Some(c)) if req.secrets.is_empty() => Some(
+            c.only_app()
+                .ok_or_else(|| {
+                    Error::new(ErrorKind::Usage, "which app? the config defines several")
+                        .with_hint("name it: lifeboat backup APP")
+                })?
+                .to_string(),
+        ),
+        _ => None,
+    };
+    let mut spec = match (&app_name, &config) {
+        (Some(n), Some(c)) => {
+            let mut s = c.app_spec(n)?;
+            s.excludes.extend(req.excludes.iter().cloned());
+            s
+        }
+        _ => {
+            if req.targets.is_empty() && req.secrets.is_empty() {
+                return Err(Error::new(ErrorKind::Usage, "nothing to back up").with_hint(
+                    "name an app from lifeboat.toml, or give paths: lifeboat backup --repo DIR /path/app.db /path/uploads",
+                ));
+            }
+            let mut sources = Vec::new();
+            for t in &req.targets {
+                let p = abs(Path::new(t))?;
+                sources.push(SourceSpec::path(classify(&p)?, p));
+            }
+            for s in &req.secrets {
+                sources.push(SourceSpec::path(ComponentKind::Secret, abs(s)?));
+            }
+            // Databases first: they are the part that moves; files follow right after.
+            sources.sort_by_key(|s| s.kind != ComponentKind::Sqlite);
+            let name = req.name.clone().unwrap_or_else(|| {
+                sources[0]
+                    .path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "adhoc".into())
+            });
+            AppSpec {
+                name,
+                sources,
+                excludes: req.excludes.clone(),
+                time: None,
+            }
+        }
+    };
+    spec.time = req.time;
+    let mut repo = setup.open(app_name.as_deref())?;
+    let tags = if req.tags.is_empty() {
+        vec!["manual".to_string()]
+    } else {
+        req.tags.clone()
+    };
+    let (id, point) = backup_app(&mut repo, &spec, &tags, progress)?;
+    Ok(BackupReport { id, point })
+}

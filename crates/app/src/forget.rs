@@ -1,0 +1,125 @@
+//! Retention: which policy applies (the request's, else the config's `[app.X.keep_in.REPO]`,
+//! else `[app.X.keep]`), the plan with the rule behind each decision, then forget and an
+//! optional prune.
+use lifeboat_core::{
+    forget, plan_retention, prune, Decision, Error, ErrorKind, Policy, Progress, PruneOptions,
+    PruneReport, Repository, Result,
+};
+use serde::Serialize;
+
+use crate::setup::Setup;
+
+/// Whose points, and under which policy.
+#[derive(Debug, Clone, Default)]
+pub struct ForgetRequest {
+    /// The app (default: the config's only app).
+    pub app: Option<String>,
+    /// A policy given directly (the CLI's `--keep-*` flags); `None`: the config's. Without a
+    /// time zone of its own it takes the config's policy's.
+    pub policy: Option<Policy>,
+    /// Time zone of the calendar rules, overriding whichever policy applies.
+    pub timezone: Option<String>,
+}
+
+/// The decisions for an app's points; nothing is changed until [`ForgetPlan::apply`].
+#[derive(Serialize)]
+pub struct ForgetPlan {
+    /// The app.
+    pub app: String,
+    /// The policy applied.
+    #[serde(serialize_with = "describe")]
+    pub policy: Policy,
+    /// The `[repository.NAME]` whose points these are, if the config names it.
+    pub repository: Option<String>,
+    /// One decision per point, newest first.
+    pub points: Vec<Decision>,
+    #[serde(skip)]
+    repo: Repository,
+}
+
+fn describe<S: serde::Serializer>(p: &Policy, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&p.describe())
+}
+
+impl ForgetPlan {
+    /// How many points the plan removes.
+    pub fn removed(&self) -> usize {
+        self.points.iter().filter(|d| !d.keep).count()
+    }
+
+    /// Forgets the points the plan removes, then prunes with `prune` if given.
+    pub fn apply(
+        mut self,
+        prune_with: Option<&PruneOptions>,
+        progress: &dyn Progress,
+    ) -> Result<Option<PruneReport>> {
+        forget(&self.repo, &self.points)?;
+        prune_with
+            .map(|opts| prune(&mut self.repo, opts, progress))
+            .transpose()
+    }
+}
+
+/// Resolves the policy and plans it over the app's points (its repository's).
+pub fn plan(setup: &Setup, req: &ForgetRequest) -> Result<ForgetPlan> {
+    let config = setup.config()?;
+    let app = req
+        .app
+        .clone()
+        .or_else(|| {
+            config
+                .as_ref()
+                .and_then(|c| c.only_app())
+                .map(str::to_string)
+        })
+        .ok_or_else(|| {
+            Error::new(ErrorKind::Usage, "which app? `lifeboat forget APP`")
+                .with_hint("retention applies to one app's points at a time")
+        })?;
+    let (location, _) = setup.location_for(Some(&app))?;
+    let repository = config
+        .as_ref()
+        .and_then(|c| c.repository_name(&location))
+        .map(str::to_string);
+    let from_config = config
+        .as_ref()
+        .and_then(|c| c.keep_for(&app, repository.as_deref()))
+        .cloned();
+    let mut policy = match (req.policy.clone(), from_config) {
+        (Some(mut p), cfg) => {
+            if p.timezone.is_none() {
+                p.timezone = cfg.and_then(|c| c.timezone);
+            }
+            p
+        }
+        (None, Some(p)) => p,
+        (None, None) => {
+            return Err(Error::new(
+                ErrorKind::Usage,
+                format!("no retention policy for app {app}"),
+            )
+            .with_hint(format!(
+                "add [app.{app}.keep] (e.g. daily = 7, weekly = 4, monthly = 12) to lifeboat.toml, or pass --keep-daily etc."
+            )))
+        }
+    };
+    if let Some(tz) = &req.timezone {
+        policy.timezone = Some(tz.clone());
+    }
+    policy.validate()?;
+    let tz = policy.time_zone()?;
+    let repo = setup.open(Some(&app))?;
+    let points: Vec<_> = repo
+        .points()?
+        .into_iter()
+        .filter(|(_, p)| p.app == app)
+        .collect();
+    let points = plan_retention(&points, &policy, &tz)?;
+    Ok(ForgetPlan {
+        app,
+        policy,
+        repository,
+        points,
+        repo,
+    })
+}

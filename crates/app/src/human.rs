@@ -1,0 +1,41 @@
+//! Numbers for people: sizes and durations as every front end shows them.
+
+/// 1536 -> "1.5 KiB".
+pub fn size(n: u64) -> String {
+    const U: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < U.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", U[i])
+    }
+}
+
+/// Milliseconds -> "850 ms", "3.2 s", "4 min 05 s".
+pub fn duration_ms(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else if ms < 60_000 {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    } else {
+        format!("{} min {:02} s", ms / 60_000, (ms % 60_000) / 1000)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn human_units() {
+        assert_eq!(super::size(512), "512 B");
+        assert_eq!(super::size(1536), "1.5 KiB");
+        assert_eq!(super::size(100 * 1024 * 1024), "100.0 MiB");
+        assert_eq!(super::duration_ms(850), "850 ms");
+        assert_eq!(super::duration_ms(3200), "3.2 s");
+        assert_eq!(super::duration_ms(245_000), "4 min 05 s");
+    }
+}

@@ -1,0 +1,59 @@
+//! lifeboat's app layer: the engine every front end shares (the CLI, the `run` daemon, the
+//! web dashboard). It owns what an operator's setup means and the operations an operator
+//! runs; a front end only parses its input, asks its questions, shows progress and prints.
+//!
+//! # Overview
+//!
+//! - [`Config`] is `lifeboat.toml` (repositories and apps; errors name the file, the line and
+//!   the key; an app's `[keep]` table is core's retention [`Policy`](lifeboat_core::Policy));
+//!   [`Location`] turns a path or URL into a `Storage`; [`PasswordSource`] finds the
+//!   repository password.
+//! - [`Setup`] is one invocation's settings (config file, repository override, password
+//!   sources), resolved lazily into repositories. Every operation starts from one.
+//! - Operations, one module each, take a plain request and return a serializable report:
+//!   [`backup()`] ([`BackupRequest`] -> [`BackupReport`]); [`restore_plan`]
+//!   ([`RestoreRequest`] -> [`RestorePlan`], whose [`RestorePlan::replaced`] a front end
+//!   confirms, then [`RestorePlan::run`] -> [`RestoreReport`]); [`forget_plan`]
+//!   ([`ForgetRequest`] -> [`ForgetPlan`], then [`ForgetPlan::apply`]); [`prune()`];
+//!   [`copy()`] ([`CopyRequest`] -> [`Copied`] per target); [`check()`] and its
+//!   [`check_verdict`]; [`points()`] ([`PointsReport`] of [`PointSummary`] rows); [`init`] /
+//!   [`init_from`] ([`Created`]); [`add_key`], [`list_keys`], [`remove_key`].
+//! - [`demo()`] runs the whole job on an embedded app through these operations, narrating
+//!   each step to a [`std::io::Write`].
+//!
+//! Progress goes to core's [`Progress`](lifeboat_core::Progress), which the front end draws.
+//! Errors are core's [`Error`](lifeboat_core::Error): their kind decides the exit code.
+#![deny(missing_docs)]
+
+mod backup;
+mod check;
+mod config;
+mod copy;
+mod demo;
+mod demo_postgres;
+mod destination;
+mod forget;
+mod human;
+mod init;
+mod keys;
+mod password;
+mod points;
+mod prune;
+mod restore;
+mod setup;
+
+pub use backup::{backup, classify, BackupReport, BackupRequest};
+pub use check::{check, verdict as check_verdict};
+pub use config::{AppConfig, Config, PostgresConfig, RepositoryConfig};
+pub use copy::{copy, Copied, CopyRequest};
+pub use demo::{demo, DemoRequest};
+pub use destination::Location;
+pub use forget::{plan as forget_plan, ForgetPlan, ForgetRequest};
+pub use human::{duration_ms, size};
+pub use init::{init, init_from, Created};
+pub use keys::{add_key, list_keys, remove_key};
+pub use password::PasswordSource;
+pub use points::{points, summary, PointSummary, PointsReport};
+pub use prune::prune;
+pub use restore::{plan as restore_plan, RestorePlan, RestoreReport, RestoreRequest};
+pub use setup::{Setup, CONFIG_PATHS};

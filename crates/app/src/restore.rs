@@ -1,0 +1,346 @@
+//! Restore in two steps: [`plan`] resolves the app and point, selects the components,
+//! chooses the target and the PostgreSQL settings, works out what an in-place restore
+//! replaces and runs the preflight refusals; then (after the front end has asked its
+//! question) [`RestorePlan::run`] takes the pre-restore safety point and restores.
+use std::path::{Path, PathBuf};
+
+use lifeboat_core::{
+    Component, ComponentKind, Error, ErrorKind, ObjectId, Point, Progress, Repository, Result,
+};
+use lifeboat_sources::sqlite::{is_sqlite_file, Verify};
+use lifeboat_sources::{
+    backup_app, restore_point, AppSpec, PgRestoreSettings, RestoreOptions, RestoreTarget,
+    RestoredComponent, SourceSpec,
+};
+use serde::Serialize;
+
+use crate::setup::Setup;
+
+/// What to restore, where, and how.
+#[derive(Debug, Clone)]
+pub struct RestoreRequest {
+    /// The app (default: the config's only app).
+    pub app: Option<String>,
+    /// A point id prefix or `latest` (default). Given without `app`, the name of an app
+    /// of the config means that app's latest point.
+    pub point: Option<String>,
+    /// Restore under this directory instead of in place.
+    pub to: Option<PathBuf>,
+    /// Restore the one selected component to exactly this path.
+    pub output: Option<PathBuf>,
+    /// Only these kinds (`Sqlite` means every database, PostgreSQL included); empty: all.
+    pub only: Vec<ComponentKind>,
+    /// PostgreSQL: restore into this new database instead of in place.
+    pub pg_database: Option<String>,
+    /// PostgreSQL: onto this server instead of the configured one.
+    pub pg_url: Option<String>,
+    /// PostgreSQL: parallel pg_restore jobs.
+    pub jobs: Option<u32>,
+    /// PostgreSQL: only these tables (new database only).
+    pub tables: Vec<String>,
+    /// PostgreSQL: run the point's roles/tablespaces script first.
+    pub pg_globals: bool,
+    /// PostgreSQL: objects owned by the restoring user; no GRANTs.
+    pub pg_no_owner: bool,
+    /// PostgreSQL: end other sessions of a database replaced in place.
+    pub pg_terminate: bool,
+    /// Replace a database even if open by another process or newer than the point; overwrite
+    /// an existing `output`.
+    pub force: bool,
+    /// Take the pre-restore point of the current state before an in-place restore.
+    pub safety_point: bool,
+    /// How SQLite checks a restored database.
+    pub verify: Verify,
+}
+
+impl Default for RestoreRequest {
+    fn default() -> RestoreRequest {
+        RestoreRequest {
+            app: None,
+            point: None,
+            to: None,
+            output: None,
+            only: Vec::new(),
+            pg_database: None,
+            pg_url: None,
+            jobs: None,
+            tables: Vec::new(),
+            pg_globals: false,
+            pg_no_owner: false,
+            pg_terminate: false,
+            force: false,
+            safety_point: true,
+            verify: Verify::Full,
+        }
+    }
+}
+
+/// A restore ready to run: the preflight passed, nothing is changed yet.
+pub struct RestorePlan {
+    /// The point's id.
+    pub id: ObjectId,
+    /// The point, with only the selected components (paths as they will be written for
+    /// `output`).
+    pub point: Point,
+    /// What an in-place restore replaces (empty when restoring elsewhere): the front end
+    /// confirms these before [`RestorePlan::run`].
+    pub replaced: Vec<Component>,
+    opts: RestoreOptions,
+    safety_point: bool,
+    repo: Repository,
+}
+
+/// What a restore did.
+#[derive(Debug, Clone, Serialize)]
+pub struct RestoreReport {
+    /// The point's id (hex).
+    pub point: String,
+    /// Each component restored.
+    pub restored: Vec<RestoredComponent>,
+    /// The pre-restore point taken first, if any.
+    #[serde(skip)]
+    pub safety_point: Option<ObjectId>,
+}
+
+/// Resolves and checks a restore; refusals (open or newer database, name taken) come here,
+/// before any question and any safety point.
+pub fn plan(setup: &Setup, req: &RestoreRequest) -> Result<RestorePlan> {
+    let config = setup.config()?;
+    let is_app = |s: &str| config.as_ref().is_some_and(|c| c.has_app(s));
+    let latest = || "latest".to_string();
+    let (app, spec) = match (&req.app, &req.point) {
+        (None, None) => (
+            config
+                .as_ref()
+                .and_then(|c| c.only_app())
+                .map(str::to_string),
+            latest(),
+        ),
+        (None, Some(x)) if is_app(x) => (Some(x.clone()), latest()),
+        (None, Some(x)) => (None, x.clone()),
+        (Some(a), p) => (Some(a.clone()), p.clone().unwrap_or_else(latest)),
+    };
+    let repo = setup.open(app.as_deref())?;
+    let (id, mut point) = repo.find_point(app.as_deref(), &spec)?;
+    let mut only = req.only.clone();
+    if only.contains(&ComponentKind::Sqlite) {
+        // `db` means every database of the point.
+        only.push(ComponentKind::Postgres);
+    }
+    if !only.is_empty() {
+        point.components.retain(|c| only.contains(&c.kind));
+    }
+    if point.components.is_empty() {
+        return Err(Error::new(
+            ErrorKind::Usage,
+            format!("point {} has no component matching --only", id.short()),
+        ));
+    }
+    let target = match (&req.to, &req.output) {
+        (Some(dir), _) => RestoreTarget::Into(dir.clone()),
+        (None, Some(out)) => {
+            if point.components[0].kind == ComponentKind::Postgres {
+                return Err(Error::new(
+                    ErrorKind::Usage,
+                    "a PostgreSQL database restores into a database, not a file",
+                )
+                .with_hint("use --pg-database NAME"));
+            }
+            if point.components.len() != 1 {
+                return Err(Error::new(
+                    ErrorKind::Usage,
+                    format!(
+                        "--output needs exactly one component, point {} has {}",
+                        id.short(),
+                        point.components.len()
+                    ),
+                )
+                .with_hint("choose one with --only db|files|secrets|config, or use --to DIR"));
+            }
+            if out.exists() && !req.force {
+                return Err(
+                    Error::new(ErrorKind::Refused, format!("{} exists", out.display()))
+                        .with_hint("choose a new path, or pass --force to overwrite it"),
+                );
+            }
+            point.components[0].path = std::path::absolute(out)
+                .map_err(|e| Error::io(out.display(), e))?
+                .display()
+                .to_string();
+            RestoreTarget::InPlace
+        }
+        (None, None) => RestoreTarget::InPlace,
+    };
+    let mut pg = PgRestoreSettings {
+        connections: match (&config, &app) {
+            (Some(c), Some(app)) => c.pg_sources(app),
+            _ => Vec::new(),
+        },
+        url: req.pg_url.clone(),
+        database: req.pg_database.clone(),
+        tables: req.tables.clone(),
+        globals: req.pg_globals,
+        no_owner: req.pg_no_owner,
+        terminate: req.pg_terminate,
+        ..PgRestoreSettings::default()
+    };
+    if let Some(j) = req.jobs {
+        pg.jobs = j.max(1);
+    }
+    // What an in-place restore replaces: everything, except databases sent to a new name.
+    let replaced: Vec<Component> = if req.to.is_none() && req.output.is_none() {
+        point
+            .components
+            .iter()
+            .filter(|c| c.kind != ComponentKind::Postgres || req.pg_database.is_none())
+            .cloned()
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let opts = RestoreOptions {
+        target,
+        only: Vec::new(),
+        force: req.force,
+        verify: req.verify,
+        postgres: pg,
+    };
+    lifeboat_sources::app::preflight(&point, &opts)?;
+    Ok(RestorePlan {
+        id,
+        point,
+        replaced,
+        opts,
+        safety_point: req.safety_point,
+        repo,
+    })
+}
+
+impl RestorePlan {
+    /// Restores. An in-place restore that replaces something needs `confirmed`, and first
+    /// saves what it replaces as a `pre-restore` point (unless the request turned that off);
+    /// `saved` sees that point's id as soon as it is written.
+    pub fn run(
+        mut self,
+        confirmed: bool,
+        progress: &dyn Progress,
+        saved: &mut dyn FnMut(&ObjectId),
+    ) -> Result<RestoreReport> {
+        let mut safety_point = None;
+        if !self.replaced.is_empty() {
+            if !confirmed {
+                let list: Vec<_> = self.replaced.iter().map(|c| c.path.as_str()).collect();
+                return Err(Error::new(
+                    ErrorKind::Refused,
+                    format!(
+                        "an in-place restore replaces {}; it was not confirmed",
+                        list.join(", ")
+                    ),
+                ));
+            }
+            if self.safety_point {
+                safety_point = save_current_state(
+                    &mut self.repo,
+                    &self.point.app,
+                    &self.replaced,
+                    &self.opts.postgres,
+                    progress,
+                )?;
+                if let Some(id) = &safety_point {
+                    saved(id);
+                }
+            }
+        }
+        let restored = restore_point(&mut self.repo, &self.point, &self.opts, progress)?;
+        Ok(RestoreReport {
+            point: self.id.to_hex(),
+            restored,
+            safety_point,
+        })
+    }
+}
+
+/// Backs up what is there now, before it is replaced, as a `pre-restore` point (`None` when
+/// nothing of it exists). A database SQLite cannot read is saved as raw files instead.
+fn save_current_state(
+    repo: &mut Repository,
+    app: &str,
+    replaced: &[Component],
+    pg: &PgRestoreSettings,
+    progress: &dyn Progress,
+) -> Result<Option<ObjectId>> {
+    let mut sources = Vec::new();
+    for c in replaced {
+        if let Some(body) = &c.postgres {
+            let mut conn = pg.connection_for(&body.database);
+            // Only what exists can be saved; a database that is gone has nothing to lose.
+            if lifeboat_sources::postgres::database_exists(&conn, &body.database)? {
+                conn.globals = false;
+                conn.schema_only = false;
+                sources.push(SourceSpec::postgres(conn));
+            }
+            continue;
+        }
+        let p = Path::new(&c.path);
+        let Ok(md) = std::fs::metadata(p) else {
+            continue;
+        };
+        let kind = if md.is_dir() {
+            ComponentKind::Files
+        } else if c.kind == ComponentKind::Sqlite && is_sqlite_file(p).unwrap_or(false) {
+            ComponentKind::Sqlite
+        } else if c.kind == ComponentKind::Secret {
+            ComponentKind::Secret
+        } else {
+            // Includes a damaged database: keep its bytes as a plain file.
+            ComponentKind::Config
+        };
+        sources.push(SourceSpec::path(kind, p.to_path_buf()));
+    }
+    if sources.is_empty() {
+        return Ok(None);
+    }
+    let mut spec = AppSpec {
+        name: app.to_string(),
+        sources,
+        excludes: Vec::new(),
+        time: None,
+    };
+    let tags = ["pre-restore".to_string()];
+    let id = match backup_app(repo, &spec, &tags, progress) {
+        Ok((id, _)) => id,
+        Err(e) if spec.sources.iter().any(|s| s.kind == ComponentKind::Sqlite) => {
+            // A damaged database may not be readable through SQLite: keep its bytes (and its
+            // -wal) as plain files instead, so the state being replaced is never lost.
+            tracing::warn!("pre-restore point through SQLite failed ({e}); saving the raw database files instead");
+            let mut raw = Vec::new();
+            for s in spec.sources.drain(..) {
+                if s.kind == ComponentKind::Sqlite {
+                    for side in ["-wal", "-journal"] {
+                        let mut p = s.path.as_os_str().to_owned();
+                        p.push(side);
+                        let p = PathBuf::from(p);
+                        if p.is_file() {
+                            raw.push(SourceSpec::path(ComponentKind::Config, p));
+                        }
+                    }
+                    raw.push(SourceSpec::path(ComponentKind::Config, s.path));
+                } else {
+                    raw.push(s);
+                }
+            }
+            spec.sources = raw;
+            backup_app(repo, &spec, &tags, progress)
+                .map_err(|e| {
+                    e.context("take the pre-restore point").with_hint(
+                        "the current state could not be saved first; fix the error or pass --no-safety-point",
+                    )
+                })?
+                .0
+        }
+        Err(e) => return Err(e.context("take the pre-restore point").with_hint(
+            "the current state could not be saved first; fix the error or pass --no-safety-point",
+        )),
+    };
+    Ok(Some(id))
+}

@@ -1,0 +1,148 @@
+//! [`Setup`]: what an operator's invocation gives (a config file or none, a repository override,
+//! password sources), resolved lazily into repositories and storages.
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use lifeboat_core::{Error, ErrorKind, Repository, RequestStats, Result, Storage};
+
+use crate::config::{Config, RepositoryConfig};
+use crate::destination::Location;
+use crate::password::PasswordSource;
+
+/// The places lifeboat looks for a config file when none is given, in order.
+pub const CONFIG_PATHS: [&str; 2] = ["lifeboat.toml", "/etc/lifeboat/lifeboat.toml"];
+
+/// The settings every operation starts from: the config file (given, or found at
+/// [`CONFIG_PATHS`]), a repository that overrides the config's (`--repo`), and the password
+/// sources given besides the config's. Nothing is read until an operation needs it, so a
+/// command that needs no config does not fail on a broken one.
+///
+/// Every storage opened through a `Setup` is remembered, for request statistics
+/// ([`Setup::opened`]).
+pub struct Setup {
+    config: Option<PathBuf>,
+    repo: Option<String>,
+    password: PasswordSource,
+    /// Every storage opened, for `--stats`.
+    opened: Mutex<Vec<(String, Arc<dyn Storage>)>>,
+}
+
+impl Setup {
+    /// A setup from an explicit config file (else [`CONFIG_PATHS`]), a repository override
+    /// (a `[repository.NAME]`, a path or a URL) and password sources that come before the
+    /// config's.
+    pub fn new(config: Option<PathBuf>, repo: Option<String>, password: PasswordSource) -> Setup {
+        Setup {
+            config,
+            repo,
+            password,
+            opened: Mutex::default(),
+        }
+    }
+
+    /// Requests sent so far to each storage opened, by location.
+    pub fn opened(&self) -> Vec<(String, RequestStats)> {
+        self.opened
+            .lock()
+            .expect("stats")
+            .iter()
+            .map(|(loc, s)| (loc.clone(), s.requests()))
+            .collect()
+    }
+
+    /// The config file, if one is given or found.
+    pub fn config(&self) -> Result<Option<Config>> {
+        if let Some(p) = &self.config {
+            return Config::load(p).map(Some);
+        }
+        for p in CONFIG_PATHS {
+            let p = PathBuf::from(p);
+            if p.exists() {
+                return Config::load(&p).map(Some);
+            }
+        }
+        Ok(None)
+    }
+
+    /// The location of `app`'s repository (or the only one, or the override) and its table
+    /// in the config file, if any.
+    pub fn location_for(&self, app: Option<&str>) -> Result<(String, Option<RepositoryConfig>)> {
+        let config = self.config()?;
+        match (&self.repo, &config) {
+            (Some(p), c) => Ok(resolve(p, c.as_ref())),
+            (None, Some(c)) => {
+                let (_, r) = c.repository_for(app)?;
+                Ok((r.path.clone(), Some(r.clone())))
+            }
+            (None, None) => Err(Error::new(ErrorKind::Usage, "no repository given")
+                .with_hint(
+                "pass --repo PATH|s3://BUCKET/PREFIX|sftp://USER@HOST/PATH (or set LIFEBOAT_REPO), or write a lifeboat.toml (see README)",
+            )),
+        }
+    }
+
+    /// Opens the storage of a location (no password needed: replicas are copied as ciphertext).
+    fn open_storage(
+        &self,
+        location: &str,
+        cfg: Option<&RepositoryConfig>,
+    ) -> Result<Arc<dyn Storage>> {
+        let storage = Location::parse(location)?.open(cfg)?;
+        #[cfg(feature = "fault-injection")]
+        let storage = fault_injection(storage);
+        self.opened
+            .lock()
+            .expect("stats")
+            .push((storage.location(), Arc::clone(&storage)));
+        Ok(storage)
+    }
+
+    /// The storage of `app`'s repository, without asking for a password.
+    pub fn storage_only(&self, app: Option<&str>) -> Result<Arc<dyn Storage>> {
+        let (location, cfg) = self.location_for(app)?;
+        self.open_storage(&location, cfg.as_ref())
+    }
+
+    /// The storage of a repository named in the config or given by path or URL.
+    pub fn storage_named(&self, s: &str) -> Result<Arc<dyn Storage>> {
+        let config = self.config()?;
+        let (location, cfg) = resolve(s, config.as_ref());
+        self.open_storage(&location, cfg.as_ref())
+    }
+
+    /// The storage and password for `app` (or the only repository).
+    pub fn storage_for(&self, app: Option<&str>) -> Result<(Arc<dyn Storage>, Vec<u8>)> {
+        let (location, repo_cfg) = self.location_for(app)?;
+        let pw_cfg = repo_cfg.as_ref().map(|r| r.password()).unwrap_or_default();
+        let storage = self.open_storage(&location, repo_cfg.as_ref())?;
+        let password = self.password.resolve(&pw_cfg, "LIFEBOAT_PASSWORD")?;
+        Ok((storage, password))
+    }
+
+    /// Opens the repository for `app`.
+    pub fn open(&self, app: Option<&str>) -> Result<Repository> {
+        let (storage, password) = self.storage_for(app)?;
+        Repository::open(storage, &password)
+    }
+}
+
+/// A repository given by the name of a `[repository.NAME]` table, or by a path or URL
+/// (which a table may describe further).
+fn resolve(s: &str, config: Option<&Config>) -> (String, Option<RepositoryConfig>) {
+    if let Some(r) = config.and_then(|c| c.repository.get(s)) {
+        return (r.path.clone(), Some(r.clone()));
+    }
+    let cfg = config
+        .and_then(|c| c.repository.values().find(|r| r.path == s))
+        .cloned();
+    (s.to_string(), cfg)
+}
+
+/// Test builds only (feature `fault-injection`, which `scripts/test.sh` turns on through
+/// `lifeboat/fault-injection`): wraps a storage so `LIFEBOAT_CRASH_BEFORE_MUTATION=N` aborts
+/// before its N-th write or delete (the kill-point tests). The shipped binary has no such
+/// switch; `.ci/run` checks it.
+#[cfg(feature = "fault-injection")]
+fn fault_injection(storage: Arc<dyn Storage>) -> Arc<dyn Storage> {
+    lifeboat_storage::CrashBefore::from_env(storage)
+}
