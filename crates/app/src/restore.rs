@@ -2,15 +2,15 @@
 //! chooses the target and the PostgreSQL settings, works out what an in-place restore
 //! replaces and runs the preflight refusals; then (after the front end has asked its
 //! question) [`RestorePlan::run`] takes the pre-restore safety point and restores.
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use lifeboat_core::{
     Component, ComponentKind, Error, ErrorKind, ObjectId, Point, Progress, Repository, Result,
 };
-use lifeboat_sources::sqlite::{is_sqlite_file, Verify};
+use lifeboat_sources::sqlite::Verify;
 use lifeboat_sources::{
-    backup_app, restore_point, AppSpec, PgRestoreSettings, RestoreOptions, RestoreTarget,
-    RestoredComponent, SourceSpec,
+    backup_app, registry, restore_point, AppSpec, PgRestoreSettings, RestoreContext,
+    RestoreOptions, RestoreTarget, RestoredComponent,
 };
 use serde::Serialize;
 
@@ -76,18 +76,35 @@ impl Default for RestoreRequest {
 }
 
 /// A restore ready to run: the preflight passed, nothing is changed yet.
+///
+/// Its fields are private: a front end shows them (the accessors) and confirms, but cannot
+/// edit what `run` restores or drop what it must save first.
 pub struct RestorePlan {
-    /// The point's id.
-    pub id: ObjectId,
-    /// The point, with only the selected components (paths as they will be written for
-    /// `output`).
-    pub point: Point,
-    /// What an in-place restore replaces (empty when restoring elsewhere): the front end
-    /// confirms these before [`RestorePlan::run`].
-    pub replaced: Vec<Component>,
+    id: ObjectId,
+    point: Point,
+    replaced: Vec<Component>,
     opts: RestoreOptions,
     safety_point: bool,
     repo: Repository,
+}
+
+impl RestorePlan {
+    /// The point's id.
+    pub fn id(&self) -> ObjectId {
+        self.id
+    }
+
+    /// The point, with only the selected components (paths as they will be written for
+    /// `output`).
+    pub fn point(&self) -> &Point {
+        &self.point
+    }
+
+    /// What an in-place restore replaces (empty when restoring elsewhere): the front end
+    /// confirms these before [`RestorePlan::run`], which saves them first (pre-restore point).
+    pub fn replaced(&self) -> &[Component] {
+        &self.replaced
+    }
 }
 
 /// What a restore did.
@@ -241,9 +258,9 @@ impl RestorePlan {
             if self.safety_point {
                 safety_point = save_current_state(
                     &mut self.repo,
-                    &self.point.app,
+                    &self.point,
                     &self.replaced,
-                    &self.opts.postgres,
+                    &self.opts,
                     progress,
                 )?;
                 if let Some(id) = &safety_point {
@@ -261,45 +278,30 @@ impl RestorePlan {
 }
 
 /// Backs up what is there now, before it is replaced, as a `pre-restore` point (`None` when
-/// nothing of it exists). A database SQLite cannot read is saved as raw files instead.
+/// nothing of it exists). Each kind says what its restore would replace
+/// (`SourceKind::current_state`); when that cannot be captured (a database SQLite cannot
+/// read), the kinds that can fall back to raw bytes do (`SourceKind::current_state_raw`).
 fn save_current_state(
     repo: &mut Repository,
-    app: &str,
+    point: &Point,
     replaced: &[Component],
-    pg: &PgRestoreSettings,
+    opts: &RestoreOptions,
     progress: &dyn Progress,
 ) -> Result<Option<ObjectId>> {
+    let selected: Vec<&Component> = replaced.iter().collect();
+    let cx = RestoreContext {
+        options: opts,
+        point_time: point.timestamp()?,
+        selected: &selected,
+    };
     let mut sources = Vec::new();
     for c in replaced {
-        if let Some(body) = &c.postgres {
-            let mut conn = pg.connection_for(&body.database);
-            // Only what exists can be saved; a database that is gone has nothing to lose.
-            if lifeboat_sources::postgres::database_exists(&conn, &body.database)? {
-                conn.globals = false;
-                conn.schema_only = false;
-                sources.push(SourceSpec::postgres(conn));
-            }
-            continue;
-        }
-        let p = Path::new(&c.path);
-        let Ok(md) = std::fs::metadata(p) else {
-            continue;
-        };
-        let kind = if md.is_dir() {
-            ComponentKind::Files
-        } else if c.kind == ComponentKind::Sqlite && is_sqlite_file(p).unwrap_or(false) {
-            ComponentKind::Sqlite
-        } else if c.kind == ComponentKind::Secret {
-            ComponentKind::Secret
-        } else {
-            // Includes a damaged database: keep its bytes as a plain file.
-            ComponentKind::Config
-        };
-        sources.push(SourceSpec::path(kind, p.to_path_buf()));
+        sources.extend(registry::kind(c.kind).current_state(c, &cx)?);
     }
     if sources.is_empty() {
         return Ok(None);
     }
+    let app = point.app.as_str();
     let mut spec = AppSpec {
         name: app.to_string(),
         sources,
@@ -309,24 +311,18 @@ fn save_current_state(
     let tags = ["pre-restore".to_string()];
     let id = match backup_app(repo, &spec, &tags, progress) {
         Ok((id, _)) => id,
-        Err(e) if spec.sources.iter().any(|s| s.kind == ComponentKind::Sqlite) => {
-            // A damaged database may not be readable through SQLite: keep its bytes (and its
-            // -wal) as plain files instead, so the state being replaced is never lost.
+        Err(e)
+            if replaced
+                .iter()
+                .any(|c| registry::kind(c.kind).current_state_raw(c).is_some()) =>
+        {
             tracing::warn!("pre-restore point through SQLite failed ({e}); saving the raw database files instead");
             let mut raw = Vec::new();
-            for s in spec.sources.drain(..) {
-                if s.kind == ComponentKind::Sqlite {
-                    for side in ["-wal", "-journal"] {
-                        let mut p = s.path.as_os_str().to_owned();
-                        p.push(side);
-                        let p = PathBuf::from(p);
-                        if p.is_file() {
-                            raw.push(SourceSpec::path(ComponentKind::Config, p));
-                        }
-                    }
-                    raw.push(SourceSpec::path(ComponentKind::Config, s.path));
-                } else {
-                    raw.push(s);
+            for c in replaced {
+                let k = registry::kind(c.kind);
+                match k.current_state_raw(c) {
+                    Some(r) => raw.extend(r),
+                    None => raw.extend(k.current_state(c, &cx)?),
                 }
             }
             spec.sources = raw;

@@ -74,6 +74,7 @@ impl Repository {
         Ok(BackupSession {
             repo,
             writer: Some(repo.writer()),
+            reader: repo.reader(),
             publisher,
         })
     }
@@ -131,12 +132,14 @@ pub struct BackupSession<'r> {
     repo: &'r Repository,
     /// Always `Some` until `commit` takes it.
     writer: Option<ChunkWriter<'r>>,
+    reader: ChunkReader<'r>,
     publisher: Publisher,
 }
 
 impl<'r> BackupSession<'r> {
-    /// The repository (points, config; read-only).
-    pub fn repository(&self) -> &'r Repository {
+    /// The repository (points, config; read-only). Borrowed from the session, so nothing
+    /// taken from it outlives the session's lease.
+    pub fn repository(&self) -> &Repository {
         self.repo
     }
 
@@ -147,9 +150,15 @@ impl<'r> BackupSession<'r> {
             .expect("a session's writer lives until commit")
     }
 
-    /// A reader of stored chunks (the previous point's page table and trees).
-    pub fn reader(&self) -> ChunkReader<'r> {
-        self.repo.reader()
+    /// The writer and the session's reader (previous page tables and trees) at once, as a
+    /// capture needs them. Both are borrowed from the session: neither outlives its lease.
+    pub fn parts(&mut self) -> (&mut ChunkWriter<'r>, &mut ChunkReader<'r>) {
+        (
+            self.writer
+                .as_mut()
+                .expect("a session's writer lives until commit"),
+            &mut self.reader,
+        )
     }
 
     /// Fails now if the lease lapsed (a long capture may call this to stop early).
@@ -183,14 +192,31 @@ pub struct RestoreSession<'r> {
     _lease: Option<LeaseGuard>,
 }
 
-impl<'r> RestoreSession<'r> {
-    /// The repository (points, config; read-only).
-    pub fn repository(&self) -> &'r Repository {
+impl RestoreSession<'_> {
+    /// The repository (points, config; read-only), borrowed from the session.
+    pub fn repository(&self) -> &Repository {
         self.repo
     }
 
-    /// A reader of stored chunks; every chunk it returns is authenticated.
-    pub fn reader(&self) -> ChunkReader<'r> {
+    /// A reader of stored chunks; every chunk it returns is authenticated. It borrows the
+    /// session,
+    /// ```no_run
+    /// fn within(repo: &mut lifeboat_core::Repository) -> lifeboat_core::Result<()> {
+    ///     let session = repo.begin_restore()?;
+    ///     let mut reader = session.reader();
+    ///     reader.read(&lifeboat_core::ChunkId([0; 16]))?;
+    ///     Ok(())
+    /// }
+    /// ```
+    /// so no read happens after the session (and its lease) ended:
+    /// ```compile_fail
+    /// fn outlive(repo: &mut lifeboat_core::Repository) -> lifeboat_core::Result<()> {
+    ///     let mut reader = repo.begin_restore()?.reader(); // the session is dropped here
+    ///     reader.read(&lifeboat_core::ChunkId([0; 16]))?;
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn reader(&self) -> ChunkReader<'_> {
         self.repo.reader()
     }
 }

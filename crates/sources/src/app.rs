@@ -125,13 +125,13 @@ pub fn backup_app(
         .rfind(|(_, p)| p.app == app.name)
         .map(|(_, p)| p);
     let mut components = Vec::new();
-    let mut reader = session.reader();
     for s in &app.sources {
         let prev = previous
             .as_ref()
             .and_then(|p| p.components.iter().find(|c| s.source.previous_match(c)));
         tracing::debug!(kind = s.kind.as_str(), source = %s.source.describe(), "capturing");
-        let mut cx = Capture::new(session.writer(), &mut reader, &excludes);
+        let (writer, reader) = session.parts();
+        let mut cx = Capture::new(writer, reader, &excludes);
         let c = s.source.capture(&mut cx, prev, progress)?;
         tracing::info!(kind = c.kind.as_str(), path = %c.path, size = c.size, "captured");
         components.push(c);

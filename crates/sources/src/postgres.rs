@@ -35,8 +35,9 @@ use lifeboat_core::{
     PostgresBody, Progress, Result, TreeBody, TreeEntry,
 };
 
+use crate::app::SourceSpec;
 use crate::source::{
-    Capture, RestoreContext, RestoreTarget, RestoredComponent, Source, SourceKind,
+    no_body, Capture, RestoreContext, RestoreTarget, RestoredComponent, Source, SourceKind,
 };
 
 /// Name of the dump file in a postgres component's tree.
@@ -1044,6 +1045,19 @@ impl SourceKind for PostgresKind {
     fn preflight(&self, c: &Component, cx: &RestoreContext<'_>) -> Result<()> {
         let (conn, pg) = pg_plan(c, cx)?;
         preflight(&conn, c.postgres.as_ref().expect("planned"), &pg)
+    }
+
+    /// The live database, dumped whole (no roles, not schema-only) if it exists; a database
+    /// that is gone has nothing to lose.
+    fn current_state(&self, c: &Component, cx: &RestoreContext<'_>) -> Result<Vec<SourceSpec>> {
+        let body = c.postgres.as_ref().ok_or_else(|| no_body(c))?;
+        let mut conn = cx.options.postgres.connection_for(&body.database);
+        if !database_exists(&conn, &body.database)? {
+            return Ok(Vec::new());
+        }
+        conn.globals = false;
+        conn.schema_only = false;
+        Ok(vec![SourceSpec::postgres(conn)])
     }
 
     fn restore(

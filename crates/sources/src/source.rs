@@ -20,7 +20,7 @@ use lifeboat_core::{
 };
 use serde::Serialize;
 
-use crate::app::PgRestoreSettings;
+use crate::app::{PgRestoreSettings, SourceSpec};
 use crate::sqlite;
 
 /// A configured source: one thing an app backs up.
@@ -147,6 +147,20 @@ pub trait SourceKind: Send + Sync {
     fn preflight(&self, c: &Component, cx: &RestoreContext<'_>) -> Result<()> {
         let _ = (c, cx);
         Ok(())
+    }
+
+    /// What restoring `c` in place would replace, as the sources a `pre-restore` point
+    /// captures first; empty when nothing is there (nothing to lose). Looks at the target,
+    /// writes nothing. Every kind must say: an in-place restore never destroys a state it
+    /// did not offer to save.
+    fn current_state(&self, c: &Component, cx: &RestoreContext<'_>) -> Result<Vec<SourceSpec>>;
+
+    /// The same state as plain bytes, for when capturing [`SourceKind::current_state`]
+    /// failed (a damaged database that SQLite cannot read is kept as its raw files). `None`:
+    /// this kind has no such fallback and is saved as `current_state` says.
+    fn current_state_raw(&self, c: &Component) -> Option<Vec<SourceSpec>> {
+        let _ = c;
+        None
     }
 
     /// Restores `c`, verified (see the trait's contract).

@@ -33,6 +33,7 @@ use lifeboat_core::{
 };
 use rusqlite::{Connection, OpenFlags};
 
+use crate::app::SourceSpec;
 use crate::source::{
     no_body, require_absolute, target_path, Capture, RestoreContext, RestoredComponent, Source,
     SourceKind,
@@ -713,6 +714,42 @@ impl SourceKind for SqliteKind {
 
     fn at_path(&self, _kind: ComponentKind, path: PathBuf) -> Option<Box<dyn Source>> {
         Some(Box::new(SqliteSource::new(path)))
+    }
+
+    fn current_state(&self, c: &Component, _cx: &RestoreContext<'_>) -> Result<Vec<SourceSpec>> {
+        let p = Path::new(&c.path);
+        let Ok(md) = fs::metadata(p) else {
+            return Ok(Vec::new());
+        };
+        let kind = if md.is_dir() {
+            ComponentKind::Files
+        } else if is_sqlite_file(p).unwrap_or(false) {
+            ComponentKind::Sqlite
+        } else {
+            // Includes a damaged database: keep its bytes as a plain file.
+            ComponentKind::Config
+        };
+        Ok(vec![SourceSpec::path(kind, p.to_path_buf())])
+    }
+
+    /// A database SQLite cannot read is saved as its raw bytes (and its `-wal`/`-journal`),
+    /// so the state being replaced is never lost.
+    fn current_state_raw(&self, c: &Component) -> Option<Vec<SourceSpec>> {
+        let p = Path::new(&c.path);
+        if !fs::metadata(p).is_ok_and(|m| m.is_file()) || !is_sqlite_file(p).unwrap_or(false) {
+            return None;
+        }
+        let mut raw = Vec::new();
+        for side in ["-wal", "-journal"] {
+            let mut s = p.as_os_str().to_owned();
+            s.push(side);
+            let s = PathBuf::from(s);
+            if s.is_file() {
+                raw.push(SourceSpec::path(ComponentKind::Config, s));
+            }
+        }
+        raw.push(SourceSpec::path(ComponentKind::Config, p.to_path_buf()));
+        Some(raw)
     }
 
     fn preflight(&self, c: &Component, cx: &RestoreContext<'_>) -> Result<()> {

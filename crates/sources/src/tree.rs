@@ -18,6 +18,7 @@ use lifeboat_core::{
     Progress, Result, TreeBody, TreeEntry,
 };
 
+use crate::app::SourceSpec;
 use crate::source::{
     no_body, require_absolute, target_path, Capture, RestoreContext, RestoredComponent, Source,
     SourceKind,
@@ -461,6 +462,21 @@ impl SourceKind for TreeKind {
 
     fn at_path(&self, kind: ComponentKind, path: PathBuf) -> Option<Box<dyn Source>> {
         Some(Box::new(TreeSource::new(kind, path)))
+    }
+
+    fn current_state(&self, c: &Component, _cx: &RestoreContext<'_>) -> Result<Vec<SourceSpec>> {
+        let p = Path::new(&c.path);
+        let Ok(md) = fs::metadata(p) else {
+            return Ok(Vec::new());
+        };
+        let kind = if md.is_dir() {
+            ComponentKind::Files
+        } else if c.kind == ComponentKind::Secret {
+            ComponentKind::Secret
+        } else {
+            ComponentKind::Config
+        };
+        Ok(vec![SourceSpec::path(kind, p.to_path_buf())])
     }
 
     fn restore(

@@ -19,6 +19,13 @@ pub fn forget(repo: &Repository, decisions: &[Decision]) -> Result<u64> {
     // Deleting points cannot hurt a concurrent prune (it only makes more data dead), but
     // forget goes through the same door as every mutation: a lease, checked before it acts.
     let publisher = Publisher::acquire(Arc::clone(repo.storage()), "forget", repo.lease_ttl)?;
+    // Forget reads and references no chunk, so no prune record can hurt it: it lists every
+    // record present as seen, and only the sweep of a record written while it runs waits
+    // for it (a forget killed elsewhere held every sweep back for a lease lifetime).
+    let records = repo.storage().list(ObjectKind::Prune)?;
+    publisher
+        .lease()
+        .set_seen_prunes(records.into_iter().map(|e| e.name).collect())?;
     publisher.publish(|| delete_points(repo, decisions))
 }
 

@@ -131,10 +131,10 @@ pub fn run(ctx: &Context, a: RestoreArgs) -> Result<()> {
         verify: a.verify,
     };
     let plan = lifeboat_app::restore_plan(&ctx.setup, &req)?;
-    if !plan.replaced.is_empty() {
-        confirm_in_place(&plan.replaced, &plan.point.time, a.yes)?;
+    if !plan.replaced().is_empty() {
+        confirm_in_place(plan.replaced(), &plan.point().time, a.yes)?;
     }
-    let (id, point) = (plan.id, plan.point.clone());
+    let (id, point) = (plan.id(), plan.point().clone());
     let report = plan.run(true, &ctx.progress, &mut |saved| {
         eprintln!(
             "saved the current state as pre-restore point {}",
