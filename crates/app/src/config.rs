@@ -43,7 +43,13 @@
 //! # terminate_connections = false            # in-place restore: end sessions, or refuse
 //! ```
 //! Relative paths are relative to the directory of the config file.
+//!
+//! A config can run commands (`password_command`, a PostgreSQL `command`), so when lifeboat
+//! runs as root it refuses a config file that is not owned by root or that group or others may
+//! write ([`Config::load`]).
 use std::collections::BTreeMap;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use lifeboat_core::{ComponentKind, Error, ErrorKind, Policy, Result};
@@ -54,7 +60,7 @@ use serde::Deserialize;
 use crate::password::PasswordSource;
 
 /// The whole file.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Named repositories.
@@ -198,11 +204,25 @@ impl PostgresConfig {
 }
 
 impl Config {
-    /// Reads and validates a config file.
+    /// Reads and validates a config file. The file is opened once and its owner and mode are
+    /// checked on the open file: running as root, a file that is not owned by root or that
+    /// group or others may write is refused (its `password_command` would run as root).
     pub fn load(path: &Path) -> Result<Config> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
+        let read_err = |e: std::io::Error| {
             Error::io(format!("read config {}", path.display()), e).with_kind(ErrorKind::Usage)
-        })?;
+        };
+        let mut file = std::fs::File::open(path).map_err(read_err)?;
+        let md = file.metadata().map_err(read_err)?;
+        refuse_unsafe_owner(path, &md, effective_uid())?;
+        let mut text = String::new();
+        file.read_to_string(&mut text).map_err(read_err)?;
+        Config::parse(path, text)
+    }
+
+    /// Validates the text of a config file without reading anything: `path` names the file in
+    /// errors, and relative paths are relative to its directory. For callers that wrote the
+    /// text themselves (the demo), so nothing on disk can be swapped in between.
+    pub fn parse(path: &Path, text: String) -> Result<Config> {
         let mut cfg: Config = toml::from_str(&text).map_err(|e| {
             let line = e.span().map(|s| text[..s.start].matches('\n').count() + 1);
             let at = line.map_or(String::new(), |l| format!(" line {l}"));
@@ -446,6 +466,37 @@ impl Config {
     }
 }
 
+/// The effective user id of this process.
+fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// Refuses, when `euid` is root, a config file (`md`: the open file's metadata) that is not
+/// owned by root or is writable by group or others: whoever can write it chooses the commands
+/// root runs (`password_command`). Other users are not affected.
+fn refuse_unsafe_owner(path: &Path, md: &std::fs::Metadata, euid: u32) -> Result<()> {
+    let (uid, mode) = (md.uid(), md.mode() & 0o7777);
+    if euid != 0 || (uid == 0 && mode & 0o022 == 0) {
+        return Ok(());
+    }
+    let why = if uid != 0 {
+        format!("it is owned by uid {uid}, not root")
+    } else {
+        "it is writable by group or others".to_string()
+    };
+    let p = path.display();
+    Err(Error::new(
+        ErrorKind::Refused,
+        format!(
+            "refusing config {p} (owner uid {uid}, mode {mode:o}): {why}; running as root, a config's password_command runs as root, so the file must be root's and not writable by others"
+        ),
+    )
+    .with_hint(format!(
+        "check its contents, then `chown root {p}` and `chmod go-w {p}`"
+    )))
+}
+
 /// The `[table]` header in force at 1-based `line` of `text`, without brackets.
 fn table_at(text: &str, line: usize) -> Option<String> {
     text.lines()
@@ -469,6 +520,7 @@ impl RepositoryConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     fn load(text: &str) -> Result<Config> {
         let d = tempfile::tempdir().unwrap();
@@ -546,5 +598,67 @@ mod tests {
                 .contains("line 6: app.chat.keep: unknown field `hourlyy`"),
             "{e}"
         );
+    }
+
+    const MINIMAL: &str = "[repository.r]\npath = \"/x\"\npassword_command = \"true\"\n";
+
+    /// Running as root, a config owned by another user is refused: its password_command
+    /// would run as root.
+    #[test]
+    fn as_root_a_config_owned_by_another_user_is_refused() {
+        if effective_uid() != 0 {
+            println!("note: not root, skipping the root-only config owner check");
+            return;
+        }
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("lifeboat.toml");
+        std::fs::write(&p, MINIMAL).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        Config::load(&p).unwrap();
+        std::os::unix::fs::chown(&p, Some(65534), Some(65534)).unwrap();
+        let e = Config::load(&p).unwrap_err();
+        let m = e.to_string();
+        assert_eq!(e.kind(), ErrorKind::Refused, "{m}");
+        assert!(m.contains(&p.display().to_string()), "{m}");
+        assert!(m.contains("owner uid 65534, mode 644"), "{m}");
+        assert!(e.hint().unwrap().contains("chown root"), "{:?}", e.hint());
+    }
+
+    #[test]
+    fn as_root_a_group_or_world_writable_config_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("lifeboat.toml");
+        std::fs::write(&p, MINIMAL).unwrap();
+        for (mode, refused) in [(0o644, false), (0o600, false), (0o664, true), (0o646, true)] {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+            let md = std::fs::metadata(&p).unwrap();
+            // What root would see (the file is root's when the tests run as root).
+            let uid = md.uid();
+            let r = refuse_unsafe_owner(&p, &md, 0);
+            assert_eq!(r.is_err(), refused || uid != 0, "mode {mode:o}");
+            if refused {
+                let e = r.unwrap_err();
+                assert!(e.to_string().contains(&format!("mode {mode:o}")), "{e}");
+                assert!(
+                    e.to_string().contains("writable by group or others") || uid != 0,
+                    "{e}"
+                );
+                assert!(e.hint().unwrap().contains("chmod go-w"), "{:?}", e.hint());
+            }
+            // Other users are not affected.
+            refuse_unsafe_owner(&p, &md, 1000).unwrap();
+            if effective_uid() == 0 {
+                assert_eq!(Config::load(&p).is_err(), refused, "mode {mode:o}");
+            }
+        }
+    }
+
+    #[test]
+    fn parse_reads_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("never-written.toml");
+        let c = Config::parse(&p, MINIMAL.to_string()).unwrap();
+        assert_eq!(c.repository["r"].password_command.as_deref(), Some("true"));
+        assert!(!p.exists());
     }
 }

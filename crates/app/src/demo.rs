@@ -9,7 +9,7 @@
 //!    the rows the point recorded; uploads, secrets and config are byte-equal with their modes;
 //! 6. `check --read-data` on the repository.
 use std::collections::BTreeMap;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -20,14 +20,15 @@ use std::io::Write;
 use lifeboat_core::{CheckOptions, Error, ErrorKind, Progress, Result};
 
 use crate::human::{duration_ms, size};
-use crate::{BackupRequest, PasswordSource, RestoreRequest, Setup};
+use crate::{BackupRequest, Config, PasswordSource, RestoreRequest, Setup};
 
 /// How to run the demo.
 #[derive(Debug, Clone, Default)]
 pub struct DemoRequest {
-    /// Work in this directory (default: a new temporary directory).
+    /// Work in this directory: a new one (created 0700), or an empty one of yours that only
+    /// you can write to (default: a new private temporary directory).
     pub dir: Option<PathBuf>,
-    /// Keep the directory afterwards.
+    /// Keep the directory afterwards (a temporary one stays private, 0700).
     pub keep: bool,
     /// Messages in the demo database before the backup starts.
     pub messages: u32,
@@ -68,23 +69,25 @@ struct Demo {
 /// and verifies it, through this crate's operations like any user; each step is narrated to
 /// `out`.
 pub fn demo(a: &DemoRequest, progress: &dyn Progress, out: &mut dyn Write) -> Result<()> {
-    let _tmp;
+    // A new temporary directory, private (0700: tempfile's default would be 0777 & umask);
+    // kept, it is that same directory (never deleted and made again under its name, which
+    // another user watching the temp dir could win).
+    let mut _tmp = None;
     let root = match &a.dir {
-        Some(d) => {
-            std::fs::create_dir_all(d).map_err(io(d.display()))?;
-            std::path::absolute(d).map_err(io(d.display()))?
-        }
+        Some(d) => demo_dir(d)?,
         None => {
             let t = tempfile::Builder::new()
                 .prefix("lifeboat-demo-")
+                .permissions(std::fs::Permissions::from_mode(0o700))
                 .tempdir()
                 .map_err(io("temp dir"))?;
-            let p = t.path().to_path_buf();
-            _tmp = if a.keep { None } else { Some(t) };
             if a.keep {
-                std::mem::forget(_tmp);
+                t.keep()
+            } else {
+                let p = t.path().to_path_buf();
+                _tmp = Some(t);
+                p
             }
-            p
         }
     };
     if let Some(url) = &a.postgres {
@@ -333,24 +336,90 @@ pub(crate) const DEMO_PASSWORD: &[u8] = b"demo-password-not-for-real-use";
 /// A setup as an operator would write it: `root/lifeboat.toml` with a repository at
 /// `root/repo` (password in `root/password`) and the app table `app`; the repository is
 /// created. Returns the setup and the repository's path.
+///
+/// `lifeboat.toml` is written for the operator to look at, never read back: the setup holds
+/// the config parsed from the text written, so nothing in the directory can change what runs.
 pub(crate) fn demo_setup(root: &Path, app: &str) -> Result<(Setup, PathBuf)> {
     let dir = root.join("repo");
     let password = root.join("password");
     write_file(&password, DEMO_PASSWORD, 0o600)?;
-    let config = root.join("lifeboat.toml");
-    write_file(
-        &config,
-        format!(
-            "[repository.demo]\npath = {}\npassword_file = {}\n\n{app}",
-            toml_str(&dir),
-            toml_str(&password)
-        )
-        .as_bytes(),
-        0o644,
-    )?;
-    let setup = Setup::new(Some(config), None, PasswordSource::default());
+    let path = root.join("lifeboat.toml");
+    let text = format!(
+        "[repository.demo]\npath = {}\npassword_file = {}\n\n{app}",
+        toml_str(&dir),
+        toml_str(&password)
+    );
+    write_file(&path, text.as_bytes(), 0o644)?;
+    let config = Config::parse(&path, text)?;
+    let setup = Setup::with_config(config, None, PasswordSource::default());
     crate::init(&setup, 64)?;
     Ok((setup, dir))
+}
+
+/// The demo's directory `--dir d`, made safe to work in (as root too): it is created here
+/// (0700), or it is an empty directory of this user that group and others cannot write; and
+/// no directory above it can be changed by another user (who could swap it for their own).
+fn demo_dir(d: &Path) -> Result<PathBuf> {
+    let hint = "pass a new path (lifeboat creates it, 0700) or an empty directory of yours that only you can write to, or leave out --dir for a private temporary directory";
+    let refuse = |msg: String| Error::new(ErrorKind::Refused, msg).with_hint(hint);
+    let d = std::path::absolute(d).map_err(io(d.display()))?;
+    let (Some(parent), Some(name)) = (d.parent(), d.file_name()) else {
+        return Err(refuse(format!(
+            "demo directory {} is not a directory below another",
+            d.display()
+        )));
+    };
+    std::fs::create_dir_all(parent).map_err(io(parent.display()))?;
+    let parent = std::fs::canonicalize(parent).map_err(io(parent.display()))?;
+    let euid = effective_uid();
+    for a in parent.ancestors() {
+        let md = std::fs::metadata(a).map_err(io(a.display()))?;
+        let (uid, mode) = (md.uid(), md.mode() & 0o7777);
+        // A sticky directory (/tmp) lets others add entries, but not rename or remove ours.
+        if (uid != 0 && uid != euid) || (mode & 0o022 != 0 && mode & 0o1000 == 0) {
+            return Err(refuse(format!(
+                "refusing demo directory {}: {} (owner uid {uid}, mode {mode:o}) can be changed by another user, who could swap the demo's files",
+                d.display(),
+                a.display()
+            )));
+        }
+    }
+    let d = parent.join(name);
+    match std::fs::DirBuilder::new().mode(0o700).create(&d) {
+        Ok(()) => return Ok(d),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(Error::io(d.display(), e)),
+    }
+    let md = std::fs::symlink_metadata(&d).map_err(io(d.display()))?;
+    let (uid, mode) = (md.uid(), md.mode() & 0o7777);
+    if !md.is_dir() {
+        return Err(refuse(format!(
+            "refusing demo directory {}: it exists and is not a directory (a symlink is not followed)",
+            d.display()
+        )));
+    }
+    if uid != euid || mode & 0o022 != 0 {
+        return Err(refuse(format!(
+            "refusing demo directory {}: it exists with owner uid {uid}, mode {mode:o}; it must be yours (uid {euid}) and not writable by group or others",
+            d.display()
+        )));
+    }
+    if std::fs::read_dir(&d)
+        .map_err(io(d.display()))?
+        .next()
+        .is_some()
+    {
+        return Err(refuse(format!(
+            "refusing demo directory {}: it is not empty",
+            d.display()
+        )));
+    }
+    Ok(d)
+}
+
+fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
 }
 
 /// A path as a TOML string.
@@ -382,13 +451,22 @@ pub(crate) fn check_everything(
     Ok(())
 }
 
-/// Writes a file with `mode`, creating its directory.
+/// Writes a new file with `mode`, creating its directory. The file must not exist (O_EXCL)
+/// and a symlink in its place is not followed; the mode is set on the open file.
 pub(crate) fn write_file(p: &Path, data: &[u8], mode: u32) -> Result<()> {
     if let Some(parent) = p.parent() {
         std::fs::create_dir_all(parent).map_err(io(parent.display()))?;
     }
-    std::fs::write(p, data).map_err(io(p.display()))?;
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).map_err(io(p.display()))
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(p)
+        .map_err(io(p.display()))?;
+    f.set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(io(p.display()))?;
+    f.write_all(data).map_err(io(p.display()))
 }
 
 /// An uploads directory: nested files, a 0640 avatar, an excluded temp file, an empty dir
@@ -412,7 +490,6 @@ pub(crate) fn write_uploads(uploads: &Path) -> Result<()> {
     write_file(&uploads.join("scratch.tmp"), b"excluded temp file", 0o644)?;
     std::fs::create_dir_all(uploads.join("empty")).map_err(io("empty dir"))?;
     let link = uploads.join("latest-avatar");
-    let _ = std::fs::remove_file(&link);
     std::os::unix::fs::symlink("avatars/user1.png", &link).map_err(io(link.display()))?;
     Ok(())
 }
@@ -500,6 +577,40 @@ fn destroy(d: &Demo) -> Result<()> {
         let _ = std::fs::remove_file(format!("{}{s}", d.db.display()));
     }
     std::fs::remove_dir_all(&d.uploads).map_err(io(d.uploads.display()))?;
-    std::fs::write(&d.config, b"garbage").map_err(io(d.config.display()))?;
+    // Scribbled over in place (the restore must bring back its bytes and mode); a symlink in
+    // its place is not followed.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&d.config)
+        .and_then(|mut f| f.write_all(b"garbage"))
+        .map_err(io(d.config.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The demo's writes never follow a symlink or reuse a file someone put in their place.
+    #[test]
+    fn write_file_neither_follows_symlinks_nor_overwrites() {
+        let d = tempfile::tempdir().unwrap();
+        let victim = d.path().join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let link = d.path().join("lifeboat.toml");
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        write_file(&link, b"owned", 0o644).unwrap_err();
+        write_file(&victim, b"owned", 0o644).unwrap_err();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        let mode = std::fs::metadata(&victim).unwrap().permissions().mode();
+        assert_eq!(mode & 0o7777, 0o600);
+        // A new file gets exactly its mode, whatever the umask.
+        let new = d.path().join("sub/new");
+        write_file(&new, b"x", 0o640).unwrap();
+        let mode = std::fs::metadata(&new).unwrap().permissions().mode();
+        assert_eq!(mode & 0o7777, 0o640);
+    }
 }

@@ -20,11 +20,19 @@ pub const CONFIG_PATHS: [&str; 2] = ["lifeboat.toml", "/etc/lifeboat/lifeboat.to
 /// Every storage opened through a `Setup` is remembered, for request statistics
 /// ([`Setup::opened`]).
 pub struct Setup {
-    config: Option<PathBuf>,
+    config: ConfigSource,
     repo: Option<String>,
     password: PasswordSource,
     /// Every storage opened, for `--stats`.
     opened: Mutex<Vec<(String, Arc<dyn Storage>)>>,
+}
+
+/// Where a setup's config comes from.
+enum ConfigSource {
+    /// A file (given, else [`CONFIG_PATHS`]), read by each operation that needs it.
+    File(Option<PathBuf>),
+    /// A config parsed by the caller; no file is read.
+    Given(Box<Config>),
 }
 
 impl Setup {
@@ -33,7 +41,20 @@ impl Setup {
     /// config's.
     pub fn new(config: Option<PathBuf>, repo: Option<String>, password: PasswordSource) -> Setup {
         Setup {
-            config,
+            config: ConfigSource::File(config),
+            repo,
+            password,
+            opened: Mutex::default(),
+        }
+    }
+
+    /// A setup from a config the caller has already parsed (e.g. with [`Config::parse`]):
+    /// nothing is read from disk for it, so no file can be swapped between operations. For
+    /// callers that write their own config (the demo), which must not read back a file that
+    /// someone else might replace.
+    pub fn with_config(config: Config, repo: Option<String>, password: PasswordSource) -> Setup {
+        Setup {
+            config: ConfigSource::Given(Box::new(config)),
             repo,
             password,
             opened: Mutex::default(),
@@ -50,10 +71,13 @@ impl Setup {
             .collect()
     }
 
-    /// The config file, if one is given or found.
+    /// The config: the one given to [`Setup::with_config`], else the file, if one is given or
+    /// found.
     pub fn config(&self) -> Result<Option<Config>> {
-        if let Some(p) = &self.config {
-            return Config::load(p).map(Some);
+        match &self.config {
+            ConfigSource::Given(c) => return Ok(Some(Config::clone(c))),
+            ConfigSource::File(Some(p)) => return Config::load(p).map(Some),
+            ConfigSource::File(None) => {}
         }
         for p in CONFIG_PATHS {
             let p = PathBuf::from(p);

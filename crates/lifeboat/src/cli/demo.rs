@@ -8,10 +8,11 @@ use super::Context;
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Work in this directory (default: a new temporary directory)
+    /// Work in this directory: a new one (created 0700), or an empty one of yours that only
+    /// you can write to (default: a new private temporary directory)
     #[arg(long)]
     pub dir: Option<PathBuf>,
-    /// Keep the directory afterwards
+    /// Keep the directory afterwards (a temporary one stays private, 0700)
     #[arg(long)]
     pub keep: bool,
     /// Messages in the demo database before the backup starts

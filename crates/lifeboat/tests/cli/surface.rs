@@ -134,6 +134,142 @@ fn demo_runs_end_to_end() {
     assert!(stdout(&o).contains("all succeeded"), "{}", stdout(&o));
 }
 
+/// `--keep` keeps tempfile's private directory itself (0700), not a directory deleted and
+/// made again under the same name (which another user watching the temp dir could win).
+#[test]
+fn demo_keep_leaves_a_private_directory() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let o = assert_cmd::Command::cargo_bin("lifeboat")
+        .unwrap()
+        .args(["demo", "--messages", "200", "--keep"])
+        .env("TMPDIR", tmp.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let kept: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let dir = &kept[0];
+    assert!(dir
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .starts_with("lifeboat-demo-"));
+    assert!(
+        stdout(&o).contains(&format!("are in {}", dir.display())),
+        "{}",
+        stdout(&o)
+    );
+    let mode = std::fs::symlink_metadata(dir).unwrap().permissions().mode();
+    assert_eq!(mode & 0o7777, 0o700, "{mode:o}");
+    assert!(dir.join("lifeboat.toml").is_file());
+    assert!(dir.join("repo").is_dir());
+}
+
+/// `--dir` is created by the demo (0700), or an empty directory of this user that nobody
+/// else can write to; anything else is refused before anything is written.
+#[test]
+fn demo_refuses_an_unsafe_dir() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let demo = |dir: &std::path::Path| {
+        let mut c = assert_cmd::Command::cargo_bin("lifeboat").unwrap();
+        c.args(["demo", "--messages", "10", "--dir"]).arg(dir);
+        c
+    };
+    // Not empty.
+    let full = tmp.path().join("full");
+    std::fs::create_dir(&full).unwrap();
+    std::fs::write(full.join("lifeboat.toml"), "").unwrap();
+    fails(&mut demo(&full), 6, "is not empty");
+    // Writable by others.
+    let open = tmp.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let o = fails(&mut demo(&open), 6, "mode 777");
+    assert!(stderr(&o).contains("hint:"), "{}", stderr(&o));
+    // A symlink is not followed.
+    let link = tmp.path().join("link");
+    let target = tmp.path().join("target");
+    std::fs::create_dir(&target).unwrap();
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    fails(&mut demo(&link), 6, "not a directory");
+    // Below a directory another user can change.
+    let shared = tmp.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+    fails(
+        &mut demo(&shared.join("demo")),
+        6,
+        "can be changed by another user",
+    );
+    assert!(!shared.join("demo").exists());
+    if unsafe { libc::geteuid() } == 0 {
+        // Owned by another user.
+        let theirs = tmp.path().join("theirs");
+        std::fs::create_dir(&theirs).unwrap();
+        std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+        fails(&mut demo(&theirs), 6, "owner uid 65534");
+    } else {
+        println!("note: not root, skipping the demo directory owned by another user");
+    }
+    // Nothing was written into the refused directories.
+    assert_eq!(std::fs::read_dir(&full).unwrap().count(), 1);
+    assert_eq!(std::fs::read_dir(&open).unwrap().count(), 0);
+    assert_eq!(std::fs::read_dir(&target).unwrap().count(), 0);
+}
+
+/// Running as root, a `lifeboat.toml` another user owns (or may write) is refused: its
+/// `password_command` would run as root.
+#[test]
+fn as_root_a_config_of_another_user_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    if unsafe { libc::geteuid() } != 0 {
+        println!("note: not root, skipping the root-only config owner check");
+        return;
+    }
+    let env = Env::new();
+    let marker = env.path("ran");
+    let cfg = env.path("lifeboat.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[repository.r]\npath = {:?}\npassword_command = \"touch {}; echo pw\"\n",
+            env.repo.display().to_string(),
+            marker.display()
+        ),
+    )
+    .unwrap();
+    std::os::unix::fs::chown(&cfg, Some(65534), Some(65534)).unwrap();
+    let o = fails(
+        assert_cmd::Command::cargo_bin("lifeboat")
+            .unwrap()
+            .arg("-c")
+            .arg(&cfg)
+            .arg("points"),
+        6,
+        "owner uid 65534",
+    );
+    assert!(stderr(&o).contains("chown root"), "{}", stderr(&o));
+    std::os::unix::fs::chown(&cfg, Some(0), Some(0)).unwrap();
+    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let o = fails(
+        assert_cmd::Command::cargo_bin("lifeboat")
+            .unwrap()
+            .arg("-c")
+            .arg(&cfg)
+            .arg("points"),
+        6,
+        "mode 666",
+    );
+    assert!(stderr(&o).contains("chmod go-w"), "{}", stderr(&o));
+    assert!(!marker.exists(), "the password command ran");
+}
+
 #[test]
 fn restore_verify_levels() {
     let env = Env::new();
