@@ -58,6 +58,7 @@ use lifeboat_sources::{AppSpec, SourceSpec};
 use serde::Deserialize;
 
 use crate::password::PasswordSource;
+use crate::trust::{check_ancestors, effective_uid};
 
 /// The whole file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -207,13 +208,44 @@ impl Config {
     /// Reads and validates a config file. The file is opened once and its owner and mode are
     /// checked on the open file: running as root, a file that is not owned by root or that
     /// group or others may write is refused (its `password_command` would run as root).
+    ///
+    /// As root, the file is also found where it really is (symlinks resolved) and opened
+    /// there, no directory above it may be changeable by another user (who could swap the
+    /// file, or a symlink to it, for theirs), and its relative paths are relative to that
+    /// real directory (a symlink in a directory a user controls cannot point them there).
     pub fn load(path: &Path) -> Result<Config> {
         let read_err = |e: std::io::Error| {
             Error::io(format!("read config {}", path.display()), e).with_kind(ErrorKind::Usage)
         };
+        let euid = effective_uid();
+        let real;
+        let path = if euid == 0 {
+            real = std::fs::canonicalize(path).map_err(read_err)?;
+            if let Some(c) = real
+                .parent()
+                .map(|d| check_ancestors(d, 0))
+                .transpose()?
+                .flatten()
+            {
+                let p = real.display();
+                return Err(Error::new(
+                    ErrorKind::Refused,
+                    format!(
+                        "refusing config {p}: {} (owner uid {}, mode {:o}) can be changed by another user, who could swap the config (its password_command runs as root)",
+                        c.dir.display(),
+                        c.uid,
+                        c.mode
+                    ),
+                )
+                .with_hint("keep lifeboat.toml in a directory only root can change, e.g. /etc/lifeboat, and pass it with -c"));
+            }
+            real.as_path()
+        } else {
+            path
+        };
         let mut file = std::fs::File::open(path).map_err(read_err)?;
         let md = file.metadata().map_err(read_err)?;
-        refuse_unsafe_owner(path, &md, effective_uid())?;
+        refuse_unsafe_owner(path, &md, euid)?;
         let mut text = String::new();
         file.read_to_string(&mut text).map_err(read_err)?;
         Config::parse(path, text)
@@ -466,12 +498,6 @@ impl Config {
     }
 }
 
-/// The effective user id of this process.
-fn effective_uid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
-}
-
 /// Refuses, when `euid` is root, a config file (`md`: the open file's metadata) that is not
 /// owned by root or is writable by group or others: whoever can write it chooses the commands
 /// root runs (`password_command`). Other users are not affected.
@@ -651,6 +677,39 @@ mod tests {
                 assert_eq!(Config::load(&p).is_err(), refused, "mode {mode:o}");
             }
         }
+    }
+
+    /// Running as root, a config in a directory another user can change is refused (they
+    /// could swap it, or a symlink to it); a symlink there to a safe config is followed to
+    /// the real file, and its relative paths are relative to where that file really is.
+    #[test]
+    fn as_root_a_config_must_sit_where_no_other_user_can_swap_it() {
+        if effective_uid() != 0 {
+            println!("note: not root, skipping the root-only config directory check");
+            return;
+        }
+        let safe = tempfile::tempdir().unwrap();
+        let real = safe.path().join("lifeboat.toml");
+        std::fs::write(&real, "[repository.r]\npath = \"repo\"\n").unwrap();
+        let open = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(open.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        // A file in a world-writable (not sticky) directory: refused, naming the directory.
+        let there = open.path().join("lifeboat.toml");
+        std::fs::write(&there, MINIMAL).unwrap();
+        let e = Config::load(&there).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Refused, "{e}");
+        assert!(
+            e.to_string().contains("can be changed by another user"),
+            "{e}"
+        );
+        assert!(e.to_string().contains("mode 777"), "{e}");
+        // A symlink there to a root-owned config in a safe place: the real file counts, and
+        // `repo` is relative to the real file's directory, not the symlink's.
+        let link = open.path().join("link.toml");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let c = Config::load(&link).unwrap();
+        let want = std::fs::canonicalize(safe.path()).unwrap().join("repo");
+        assert_eq!(c.repository["r"].path, want.display().to_string());
     }
 
     #[test]

@@ -20,6 +20,7 @@ use std::io::Write;
 use lifeboat_core::{CheckOptions, Error, ErrorKind, Progress, Result};
 
 use crate::human::{duration_ms, size};
+use crate::trust::{check_ancestors, effective_uid};
 use crate::{BackupRequest, Config, PasswordSource, RestoreRequest, Setup};
 
 /// How to run the demo.
@@ -76,6 +77,25 @@ pub fn demo(a: &DemoRequest, progress: &dyn Progress, out: &mut dyn Write) -> Re
     let root = match &a.dir {
         Some(d) => demo_dir(d)?,
         None => {
+            // As root, the temp dir ($TMPDIR) must not be one another user can change: they
+            // could rename the demo's directory away and put theirs in its place.
+            let tmp = std::env::temp_dir();
+            if effective_uid() == 0 {
+                let canon = std::fs::canonicalize(&tmp).map_err(io(tmp.display()))?;
+                if let Some(c) = check_ancestors(&canon, 0)? {
+                    return Err(Error::new(
+                        ErrorKind::Refused,
+                        format!(
+                            "refusing the temporary directory {}: {} (owner uid {}, mode {:o}) can be changed by another user, who could swap the demo's files",
+                            tmp.display(),
+                            c.dir.display(),
+                            c.uid,
+                            c.mode
+                        ),
+                    )
+                    .with_hint("set TMPDIR to a directory only root can change (e.g. /tmp), or pass --dir"));
+                }
+            }
             let t = tempfile::Builder::new()
                 .prefix("lifeboat-demo-")
                 .permissions(std::fs::Permissions::from_mode(0o700))
@@ -372,17 +392,14 @@ fn demo_dir(d: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(parent).map_err(io(parent.display()))?;
     let parent = std::fs::canonicalize(parent).map_err(io(parent.display()))?;
     let euid = effective_uid();
-    for a in parent.ancestors() {
-        let md = std::fs::metadata(a).map_err(io(a.display()))?;
-        let (uid, mode) = (md.uid(), md.mode() & 0o7777);
-        // A sticky directory (/tmp) lets others add entries, but not rename or remove ours.
-        if (uid != 0 && uid != euid) || (mode & 0o022 != 0 && mode & 0o1000 == 0) {
-            return Err(refuse(format!(
-                "refusing demo directory {}: {} (owner uid {uid}, mode {mode:o}) can be changed by another user, who could swap the demo's files",
-                d.display(),
-                a.display()
-            )));
-        }
+    if let Some(c) = check_ancestors(&parent, euid)? {
+        return Err(refuse(format!(
+            "refusing demo directory {}: {} (owner uid {}, mode {:o}) can be changed by another user, who could swap the demo's files",
+            d.display(),
+            c.dir.display(),
+            c.uid,
+            c.mode
+        )));
     }
     let d = parent.join(name);
     match std::fs::DirBuilder::new().mode(0o700).create(&d) {
@@ -415,11 +432,6 @@ fn demo_dir(d: &Path) -> Result<PathBuf> {
         )));
     }
     Ok(d)
-}
-
-fn effective_uid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
 }
 
 /// A path as a TOML string.

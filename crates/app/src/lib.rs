@@ -41,6 +41,7 @@ mod points;
 mod prune;
 mod restore;
 mod setup;
+mod trust;
 
 pub use backup::{backup, classify, BackupReport, BackupRequest};
 pub use check::{check, verdict as check_verdict};

@@ -707,6 +707,21 @@ impl SqliteKind {
     }
 }
 
+/// A database file and its `-wal`/`-journal` (those that exist), as plain files.
+fn raw_files(db: &Path) -> Vec<SourceSpec> {
+    let mut raw = Vec::new();
+    for side in ["-wal", "-journal"] {
+        let mut s = db.as_os_str().to_owned();
+        s.push(side);
+        let s = PathBuf::from(s);
+        if s.is_file() {
+            raw.push(SourceSpec::path(ComponentKind::Config, s));
+        }
+    }
+    raw.push(SourceSpec::path(ComponentKind::Config, db.to_path_buf()));
+    raw
+}
+
 impl SourceKind for SqliteKind {
     fn kinds(&self) -> &'static [ComponentKind] {
         &[ComponentKind::Sqlite]
@@ -721,15 +736,21 @@ impl SourceKind for SqliteKind {
         let Ok(md) = fs::metadata(p) else {
             return Ok(Vec::new());
         };
-        let kind = if md.is_dir() {
-            ComponentKind::Files
-        } else if is_sqlite_file(p).unwrap_or(false) {
-            ComponentKind::Sqlite
-        } else {
-            // Includes a damaged database: keep its bytes as a plain file.
-            ComponentKind::Config
-        };
-        Ok(vec![SourceSpec::path(kind, p.to_path_buf())])
+        if md.is_dir() {
+            return Ok(vec![SourceSpec::path(
+                ComponentKind::Files,
+                p.to_path_buf(),
+            )]);
+        }
+        if is_sqlite_file(p).unwrap_or(false) {
+            return Ok(vec![SourceSpec::path(
+                ComponentKind::Sqlite,
+                p.to_path_buf(),
+            )]);
+        }
+        // A database whose header is damaged: its bytes as a plain file, and its -wal and
+        // -journal too (the restore removes them, and they may hold its last transactions).
+        Ok(raw_files(p))
     }
 
     /// A database SQLite cannot read is saved as its raw bytes (and its `-wal`/`-journal`),
@@ -739,17 +760,7 @@ impl SourceKind for SqliteKind {
         if !fs::metadata(p).is_ok_and(|m| m.is_file()) || !is_sqlite_file(p).unwrap_or(false) {
             return None;
         }
-        let mut raw = Vec::new();
-        for side in ["-wal", "-journal"] {
-            let mut s = p.as_os_str().to_owned();
-            s.push(side);
-            let s = PathBuf::from(s);
-            if s.is_file() {
-                raw.push(SourceSpec::path(ComponentKind::Config, s));
-            }
-        }
-        raw.push(SourceSpec::path(ComponentKind::Config, p.to_path_buf()));
-        Some(raw)
+        Some(raw_files(p))
     }
 
     fn preflight(&self, c: &Component, cx: &RestoreContext<'_>) -> Result<()> {

@@ -185,14 +185,18 @@ fn sweep(
         .filter_map(|p| ObjectId::from_hex(p))
         .collect();
     // Points written since the record: whatever they need that lives only in a condemned
-    // pack keeps that pack.
-    repo.load_index_strict()?;
+    // pack keeps that pack. Points are listed before the index is loaded: a point's index
+    // objects are written before it, so every listed point's chunks are then in the index
+    // (the other order let a backup committing in between fail the prune with "chunk ... is
+    // not in any index"). A point written after this listing belongs to an operation whose
+    // lease was live at the lease check above, so this sweep has already deferred.
     let seen: HashSet<&str> = record.points.iter().map(String::as_str).collect();
     let new_points: Vec<(ObjectId, Point)> = repo
         .points_strict()?
         .into_iter()
         .filter(|(id, _)| !seen.contains(id.to_hex().as_str()))
         .collect();
+    repo.load_index_strict()?;
     let mut keep: HashSet<ObjectId> = HashSet::new();
     if !new_points.is_empty() {
         let mut needed = HashSet::new();
@@ -329,6 +333,10 @@ fn mark(
     report: &mut PruneReport,
     progress: &dyn Progress,
 ) -> Result<Option<String>> {
+    // Points first, then the index (as in `sweep`): every listed point's index objects were
+    // written before it, so its chunks are all found. A point written after this listing is
+    // not in the record's `points`, and the sweep resurrects what it needs.
+    let points = repo.points_strict()?;
     repo.load_index_strict()?;
     // What pending records (deferred sweeps) already condemn is left to them.
     let pending = repo.prune_records()?;
@@ -339,7 +347,6 @@ fn mark(
         .flat_map(|(_, r)| r.indexes.clone())
         .collect();
 
-    let points = repo.points_strict()?;
     report.points = points.len() as u64;
     progress.start("scanning points", points.len() as u64);
     let mut live: HashSet<ChunkId> = HashSet::new();
