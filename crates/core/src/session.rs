@@ -3,8 +3,9 @@
 //! beside a concurrent prune only if its writer took a lease *before* it listed prune records
 //! and loaded the index, recorded the records it saw in that lease, never deduplicated
 //! against condemned packs, and published nothing once its lease may have looked dead to a
-//! prune. Each caller (backup, a continuous capture loop that runs for days, a drill, copy,
-//! prune) once hand-coded that order; one forgotten step wrote a point under a lapsed lease.
+//! prune. Each caller (backup, restore, copy, prune) once hand-coded that order, and one
+//! forgotten step in a new caller (a continuous capture loop that runs for days, a drill)
+//! would write a point under a lapsed lease.
 //!
 //! So the order lives here, and only here:
 //! - [`Repository::begin_backup`] takes the lease, then loads the index, then records the
@@ -16,7 +17,8 @@
 //! - copy, forget and prune hold a [`Publisher`] (a lease) and publish each mutation through
 //!   [`Publisher::publish`], which refuses once the lease lapsed.
 //!
-//! `Repository` itself has no public way to write a point, pack or index object.
+//! `Repository` itself has no public way to write a point, pack or index object: outside core
+//! nothing holds the key to seal one (`Repository::storage` only moves raw bytes).
 use std::sync::Arc;
 use std::time::Duration;
 
