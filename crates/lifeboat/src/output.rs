@@ -23,11 +23,34 @@ pub fn init_logging(verbose: u8, quiet: bool) {
         .init();
 }
 
-/// `error: <what happened>` and, when known, `hint: <what to do>` on stderr.
+/// A stored or user-controlled string made safe for a terminal: every control character (C0
+/// including tab and newline, DEL, C1) becomes its Rust escape `\u{1b}`, so a key-slot label,
+/// a lease's hostname, a point's tags or paths cannot move the cursor, retitle the window or
+/// write the clipboard (OSC 52) of whoever reads the output. Everything else, including
+/// backslashes and non-ASCII text, is shown as it is. Every human-readable print of such a
+/// string goes through this; JSON output is escaped by serde.
+pub fn esc(s: &str) -> std::borrow::Cow<'_, str> {
+    let is_control = |c: char| c.is_control(); // C0, DEL and C1 (Unicode category Cc)
+    if !s.chars().any(is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if is_control(c) {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// `error: <what happened>` and, when known, `hint: <what to do>` on stderr (escaped: messages
+/// quote paths, labels and names).
 pub fn print_error(e: &Error) {
-    eprintln!("error: {}", e.message());
+    eprintln!("error: {}", esc(e.message()));
     if let Some(h) = e.hint() {
-        eprintln!("hint: {h}");
+        eprintln!("hint: {}", esc(h));
     }
     if e.is_retryable() {
         eprintln!("note: this may be temporary; running the command again can help");
@@ -41,7 +64,8 @@ pub fn print_error(e: &Error) {
 
 pub use lifeboat_app::{duration_ms, size};
 
-/// An RFC 3339 timestamp shown in local time, to the second.
+/// An RFC 3339 timestamp shown in local time, to the second (a stored time that does not
+/// parse is shown escaped).
 pub fn local_time(rfc3339: &str) -> String {
     rfc3339
         .parse::<jiff::Timestamp>()
@@ -51,10 +75,25 @@ pub fn local_time(rfc3339: &str) -> String {
                 .strftime("%Y-%m-%d %H:%M:%S %Z")
                 .to_string()
         })
-        .unwrap_or_else(|| rfc3339.to_string())
+        .unwrap_or_else(|| esc(rfc3339).into_owned())
 }
 
 /// Prints a value as pretty JSON on stdout.
 pub fn json<T: serde::Serialize>(v: &T) {
     println!("{}", serde_json::to_string_pretty(v).expect("serialisable"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::esc;
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(esc("laptop é/ü \\ x"), "laptop é/ü \\ x");
+        assert!(matches!(esc("plain"), std::borrow::Cow::Borrowed(_)));
+        assert_eq!(
+            esc("\x1b]52;c;aGk=\x07 a\tb\nc\r\x7f\u{9b}\0"),
+            r"\u{1b}]52;c;aGk=\u{7} a\u{9}b\u{a}c\u{d}\u{7f}\u{9b}\u{0}"
+        );
+    }
 }

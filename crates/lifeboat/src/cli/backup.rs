@@ -5,7 +5,7 @@ use lifeboat_app::BackupRequest;
 use lifeboat_core::Result;
 
 use super::Context;
-use crate::output::{duration_ms, json, size};
+use crate::output::{duration_ms, esc, json, size};
 
 pub const AFTER_HELP: &str = "\
 Examples:
@@ -59,7 +59,7 @@ pub fn run(ctx: &Context, a: BackupArgs) -> Result<()> {
         println!(
             "point {} of app {}: {} components, {} read, {} new, {} added to the repository, in {}",
             id.short(),
-            point.app,
+            esc(&point.app),
             point.components.len(),
             size(s.bytes_read),
             size(s.bytes_new),

@@ -2,7 +2,7 @@ use clap::Args;
 use lifeboat_core::{CheckOptions, Result};
 
 use super::Context;
-use crate::output::{json, size};
+use crate::output::{esc, json, size};
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
@@ -55,7 +55,7 @@ pub fn run(ctx: &Context, a: CheckArgs) -> Result<()> {
             );
         }
         for p in &report.problems {
-            println!("DAMAGED {}: {}", p.object, p.message);
+            println!("DAMAGED {}: {}", esc(&p.object), esc(&p.message));
         }
     }
     if report.problems.is_empty() && !a.json {

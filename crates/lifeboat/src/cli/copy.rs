@@ -3,7 +3,7 @@ use lifeboat_app::CopyRequest;
 use lifeboat_core::Result;
 
 use super::Context;
-use crate::output::{duration_ms, json, size};
+use crate::output::{duration_ms, esc, json, size};
 
 pub const AFTER_HELP: &str = "Examples:
   lifeboat copy --to s3://my-bucket/chat             from --repo (or the app's repository)
@@ -39,8 +39,8 @@ pub fn run(ctx: &Context, a: CopyArgs) -> Result<()> {
             let r = &c.report;
             println!(
                 "{} -> {}: {} point(s) copied ({} already there), {} pack(s), {} index(es), {} in {}",
-                c.from,
-                c.to,
+                esc(&c.from),
+                esc(&c.to),
                 r.points,
                 r.points_present,
                 r.packs,

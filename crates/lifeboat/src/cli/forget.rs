@@ -5,7 +5,7 @@ use lifeboat_app::ForgetRequest;
 use lifeboat_core::{parse_span, Error, ErrorKind, Policy, PruneOptions, Result};
 
 use super::Context;
-use crate::output::{json, local_time};
+use crate::output::{esc, json, local_time};
 
 pub const AFTER_HELP: &str = "\
 Examples:
@@ -134,17 +134,18 @@ pub fn run(ctx: &Context, a: ForgetArgs) -> Result<()> {
                 "{:<9} {:<24} {:<24} {:<7} {}",
                 &d.id[..8],
                 local_time(&d.time),
-                d.tags.join(","),
+                esc(&d.tags.join(",")),
                 if d.keep { "keep" } else { "remove" },
                 if d.keep {
-                    d.reasons.join(", ")
+                    esc(&d.reasons.join(", ")).into_owned()
                 } else {
                     "no rule keeps it".into()
                 }
             );
         }
         println!(
-            "app {app}: {} points, {} kept, {removed} {} (policy: {}{})",
+            "app {}: {} points, {} kept, {removed} {} (policy: {}{})",
+            esc(app),
             decisions.len(),
             decisions.len() - removed,
             if a.dry_run {
@@ -152,10 +153,10 @@ pub fn run(ctx: &Context, a: ForgetArgs) -> Result<()> {
             } else {
                 "removed"
             },
-            plan.policy.describe(),
+            esc(&plan.policy.describe()),
             plan.repository
                 .as_ref()
-                .map_or(String::new(), |r| format!(", repository {r}"))
+                .map_or(String::new(), |r| format!(", repository {}", esc(r)))
         );
     }
     if a.dry_run {

@@ -2,6 +2,7 @@ use clap::Args;
 use lifeboat_core::Result;
 
 use super::Context;
+use crate::output::esc;
 
 #[derive(Debug, Args)]
 pub struct InitArgs {
@@ -20,17 +21,17 @@ pub fn run(ctx: &Context, a: InitArgs) -> Result<()> {
         println!(
             "created a replica of repository {} at {} (from {})",
             &c.id[..8],
-            c.location,
-            c.from.as_deref().unwrap_or_default()
+            esc(&c.location),
+            esc(c.from.as_deref().unwrap_or_default())
         );
-        println!("fill it with `lifeboat copy --to {}`", c.location);
+        println!("fill it with `lifeboat copy --to {}`", esc(&c.location));
         return Ok(());
     }
     let c = lifeboat_app::init(&ctx.setup, a.kdf_memory_mib)?;
     println!(
         "created lifeboat repository {} at {}",
         &c.id[..8],
-        c.location
+        esc(&c.location)
     );
     println!("keep the password safe: without it nothing in this repository can be read");
     Ok(())

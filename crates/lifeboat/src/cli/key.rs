@@ -2,7 +2,7 @@ use clap::{Args, Subcommand};
 use lifeboat_core::Result;
 
 use super::Context;
-use crate::output::{json, local_time};
+use crate::output::{esc, json, local_time};
 use lifeboat_app::PasswordSource;
 
 #[derive(Debug, Subcommand)]
@@ -64,8 +64,8 @@ pub fn run(ctx: &Context, cmd: KeyCommand) -> Result<()> {
                         if k.current { "*" } else { " " },
                         &k.id[..8],
                         local_time(&k.created),
-                        k.hostname,
-                        k.label
+                        esc(&k.hostname),
+                        esc(&k.label)
                     );
                 }
             }

@@ -2,7 +2,7 @@ use clap::Args;
 use lifeboat_core::{ComponentKind, Result};
 
 use super::Context;
-use crate::output::{json, local_time, size};
+use crate::output::{esc, json, local_time, size};
 
 #[derive(Debug, Args)]
 pub struct PointsArgs {
@@ -55,7 +55,7 @@ pub fn run(ctx: &Context, a: PointsArgs) -> Result<()> {
                 if s.copied_to.is_empty() {
                     "-".into()
                 } else {
-                    s.copied_to.join(",")
+                    esc(&s.copied_to.join(",")).into_owned()
                 }
             )
         };
@@ -63,8 +63,8 @@ pub fn run(ctx: &Context, a: PointsArgs) -> Result<()> {
             "{:<9} {:<24} {:<12} {:<18} {:>10} {:>10}  {}{copied}",
             &s.id[..8],
             local_time(&s.time),
-            s.app,
-            s.tags.join(","),
+            esc(&s.app),
+            esc(&s.tags.join(",")),
             size(s.size),
             size(s.added),
             contents.join("+")

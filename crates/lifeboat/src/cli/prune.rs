@@ -2,7 +2,7 @@ use clap::Args;
 use lifeboat_core::{PruneOptions, PruneReport, Result};
 
 use super::Context;
-use crate::output::{json, size};
+use crate::output::{esc, json, size};
 
 pub const AFTER_HELP: &str = "\
 Examples:
@@ -52,7 +52,7 @@ pub fn print(r: &PruneReport) {
         );
     }
     for d in &r.deferred {
-        println!("deferred: {d}; run prune again later to finish");
+        println!("deferred: {}; run prune again later to finish", esc(d));
     }
 }
 

@@ -54,6 +54,51 @@ fn several_passwords_open_one_repository() {
         .success();
 }
 
+/// Stored strings (a key slot's label, a point's tags) reach the terminal escaped: a label
+/// carrying an OSC 52 clipboard write or a colour change prints as `\u{1b}...`, never raw.
+#[test]
+fn stored_strings_are_printed_without_control_characters() {
+    let env = Env::new();
+    let db = env.path("a.db");
+    make_db(&db, 10, 20);
+    env.init();
+    let osc52 = "\x1b]52;c;ZWNobyBwd25lZA==\x07laptop\u{9b}2J";
+    env.lb()
+        .args(["key", "add", "--label", osc52])
+        .env("LIFEBOAT_NEW_PASSWORD", "second password")
+        .assert()
+        .success();
+    env.lb()
+        .arg("backup")
+        .arg(&db)
+        .args(["--tag", "\x1b[31mred\x7f"])
+        .assert()
+        .success();
+    let clean = |out: &[u8]| {
+        let s = String::from_utf8(out.to_vec()).unwrap();
+        assert!(
+            !s.chars().any(|c| c.is_control() && c != '\n'),
+            "raw control character in {s:?}"
+        );
+        s
+    };
+    let o = env.lb().args(["key", "list"]).output().unwrap();
+    assert!(o.status.success());
+    let s = clean(&o.stdout);
+    assert!(
+        s.contains(r"\u{1b}]52;c;ZWNobyBwd25lZA==\u{7}laptop\u{9b}2J"),
+        "{s}"
+    );
+    let o = env.lb().arg("points").output().unwrap();
+    assert!(o.status.success());
+    let s = clean(&o.stdout);
+    assert!(s.contains(r"\u{1b}[31mred\u{7f}"), "{s}");
+    // JSON keeps the exact label (serde escapes it).
+    let o = env.lb().args(["key", "list", "--json"]).output().unwrap();
+    let keys: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(keys.iter().any(|k| k["label"] == osc52));
+}
+
 #[test]
 fn password_file_and_command_work() {
     let env = Env::new();
