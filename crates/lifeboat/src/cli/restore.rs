@@ -7,7 +7,7 @@ use lifeboat_core::{Component, ComponentKind, Error, ErrorKind, Result};
 use lifeboat_sources::sqlite::Verify;
 
 use super::Context;
-use crate::output::{esc, json, size};
+use crate::output::{esc, json, outln, size};
 
 pub const AFTER_HELP: &str = "\
 Examples:
@@ -142,10 +142,10 @@ pub fn run(ctx: &Context, a: RestoreArgs) -> Result<()> {
         );
     })?;
     if a.json {
-        json(&serde_json::to_value(&report).expect("serialisable"));
+        json(&serde_json::to_value(&report).expect("serialisable"))?;
         return Ok(());
     }
-    println!(
+    outln!(
         "restored point {} of app {} ({})",
         id.short(),
         esc(&point.app),
@@ -157,14 +157,14 @@ pub fn run(ctx: &Context, a: RestoreArgs) -> Result<()> {
         } else {
             r.kind.as_str()
         };
-        println!(
+        outln!(
             "  {kind:<7} {} ({}): {}",
             esc(&r.path),
             size(r.bytes),
             esc(&r.verified)
         );
         for w in &r.warnings {
-            println!("          warning: {}", esc(w));
+            outln!("          warning: {}", esc(w));
         }
     }
     Ok(())

@@ -120,6 +120,62 @@ fn password_file_and_command_work() {
         .success();
 }
 
+/// `lifeboat points | head` (the reader gone) ends quietly with exit 0; `> /dev/full` is a
+/// one-line error with exit 1. Neither panics (exit 101 with a backtrace before).
+#[test]
+fn closed_or_full_stdout_ends_without_a_panic() {
+    let env = Env::new();
+    env.init();
+    for args in [
+        &["points"][..],
+        &["key", "list"],
+        &["key", "list", "--json"],
+    ] {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let o = env.lb_std().args(args).stdout(full).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert_eq!(
+            err.trim_end(),
+            "error: write to standard output: No space left on device (os error 28)",
+            "{args:?}"
+        );
+
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let o = env.lb_std().args(args).stdout(writer).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {err}");
+        assert_eq!(err, "", "{args:?}");
+    }
+}
+
+/// A forget whose plan cannot be printed (`forget ... | head` gone) is still applied.
+#[test]
+fn forget_with_a_closed_stdout_still_forgets() {
+    let env = Env::new();
+    let db = env.path("a.db");
+    make_db(&db, 10, 20);
+    env.init();
+    for _ in 0..3 {
+        env.lb().arg("backup").arg(&db).assert().success();
+    }
+    assert_eq!(env.points().len(), 3);
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let o = env
+        .lb_std()
+        .args(["forget", "a", "--keep-last", "1"])
+        .stdout(writer)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(env.points().len(), 1);
+}
+
 #[test]
 fn points_json_lists_points_with_tags_and_sizes() {
     let env = Env::new();
