@@ -176,6 +176,43 @@ fn forget_with_a_closed_stdout_still_forgets() {
     assert_eq!(env.points().len(), 1);
 }
 
+/// A password command sees none of lifeboat's secrets (the passwords, the S3 secret key).
+#[test]
+fn password_command_inherits_no_secret() {
+    let env = Env::new();
+    env.init();
+    let dump = env.path("env.txt");
+    env.lb()
+        .env("LIFEBOAT_NEW_PASSWORD", "the new one")
+        .env("AWS_SECRET_ACCESS_KEY", "aws-secret-value")
+        .env("AWS_SESSION_TOKEN", "aws-token-value")
+        .env("SOME_OTHER_VARIABLE", "kept")
+        .args([
+            "--password-command",
+            &format!("env > '{}'; echo '{PASSWORD}'", dump.display()),
+            "points",
+        ])
+        .assert()
+        .success();
+    let seen = std::fs::read_to_string(&dump).unwrap();
+    assert!(seen.contains("SOME_OTHER_VARIABLE=kept"), "{seen}");
+    for secret in [
+        PASSWORD,
+        "the new one",
+        "aws-secret-value",
+        "aws-token-value",
+    ] {
+        assert!(!seen.contains(secret), "{secret:?} leaked:\n{seen}");
+    }
+    for k in [
+        "LIFEBOAT_PASSWORD=",
+        "LIFEBOAT_NEW_PASSWORD=",
+        "AWS_SECRET_ACCESS_KEY=",
+    ] {
+        assert!(!seen.contains(k), "{k} leaked:\n{seen}");
+    }
+}
+
 #[test]
 fn points_json_lists_points_with_tags_and_sizes() {
     let env = Env::new();
