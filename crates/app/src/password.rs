@@ -63,7 +63,10 @@ fn from_file(path: &Path) -> Result<Vec<u8>> {
 }
 
 fn from_command(cmd: &str) -> Result<Vec<u8>> {
-    let out = Command::new("sh")
+    let mut sh = Command::new("sh");
+    // The command learns no password and no store credential from lifeboat's environment.
+    lifeboat_sources::scrub_child_env(&mut sh);
+    let out = sh
         .arg("-c")
         .arg(cmd)
         .stderr(std::process::Stdio::inherit())

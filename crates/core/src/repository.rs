@@ -22,6 +22,8 @@ pub struct Repository {
     config: RepoConfig,
     key: MasterKey,
     key_name: String,
+    /// The argon2id cost of the slot that unlocked it (new slots get the same).
+    kdf: KdfParams,
     index: Index,
     seen_prunes: Vec<String>,
     /// Lifetime of the leases this repository's sessions take ([`crate::lease_ttl`]; tests
@@ -89,6 +91,7 @@ impl Repository {
             config,
             key,
             key_name,
+            kdf,
             index: Index::default(),
             seen_prunes: Vec::new(),
             lease_ttl: crate::lease::lease_ttl(),
@@ -138,6 +141,7 @@ impl Repository {
                     config,
                     key,
                     key_name: slot.name.clone(),
+                    kdf: file.params,
                     index: Index::default(),
                     seen_prunes: Vec::new(),
                     lease_ttl: crate::lease::lease_ttl(),
@@ -412,6 +416,11 @@ impl Repository {
     /// The key slot that unlocked this repository.
     pub fn key_name(&self) -> &str {
         &self.key_name
+    }
+    /// The argon2id cost of the key slot that unlocked this repository: the repository's cost,
+    /// which `key add` gives the new slot.
+    pub fn kdf(&self) -> KdfParams {
+        self.kdf
     }
     /// The loaded index.
     pub(crate) fn index(&self) -> &Index {

@@ -40,7 +40,7 @@ impl Progress for Bars {
                     .expect("valid template"),
             )
         };
-        bar.set_message(label.to_string());
+        bar.set_message(crate::output::esc(label).into_owned());
         if let Ok(mut b) = self.bar.lock() {
             *b = Some(bar);
         }

@@ -29,4 +29,4 @@ pub use source::{
     target_path, Capture, RestoreContext, RestoreOptions, RestoreTarget, RestoredComponent, Source,
     SourceKind,
 };
-pub use util::open_by_other_process;
+pub use util::{open_by_other_process, scrub_child_env, SECRET_ENV};

@@ -4,6 +4,25 @@ use std::path::{Path, PathBuf};
 
 use lifeboat_core::{Error, Result};
 
+/// Variables of lifeboat's own environment that hold its secrets: the repository passwords and
+/// the S3 store's credentials. No child (pg_dump, psql, pg_restore, a wrapper, a password
+/// command) needs them, so none inherits them ([`scrub_child_env`]).
+pub const SECRET_ENV: &[&str] = &[
+    "LIFEBOAT_PASSWORD",
+    "LIFEBOAT_NEW_PASSWORD",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+];
+
+/// Removes [`SECRET_ENV`] from the environment `cmd` passes on. Variables set on `cmd` on
+/// purpose afterwards (`PGPASSWORD` for PostgreSQL's tools) are not affected.
+pub fn scrub_child_env(cmd: &mut std::process::Command) -> &mut std::process::Command {
+    for k in SECRET_ENV {
+        cmd.env_remove(k);
+    }
+    cmd
+}
+
 /// A hidden temporary name beside `target` (same directory, so a rename is atomic).
 pub fn temp_path(target: &Path) -> PathBuf {
     let name = target

@@ -25,6 +25,42 @@ pub struct KdfParams {
     pub parallelism: u32,
 }
 
+/// Upper bounds on a key slot's cost, checked when a slot is parsed (and before any argon2id
+/// run). A slot's `params` are not authenticated: anyone who can write `keys/` could otherwise
+/// make every unlock allocate terabytes or run for days (`iterations = u32::MAX` hung the
+/// unlock). The bounds sit far above the default (64 MiB, 3 passes, 1 lane) and any sane
+/// setting: `init --kdf-memory-mib` allows at most 4096 MiB, and OWASP / RFC 9106 settings use
+/// 1-10 passes and a few lanes. The worst slot within bounds (4 GiB x 64 passes) costs minutes,
+/// not days; a slot outside them is damaged and skipped (`docs/FORMAT.md` §5).
+pub const MAX_MEMORY_KIB: u32 = 4 * 1024 * 1024;
+/// See [`MAX_MEMORY_KIB`].
+pub const MAX_ITERATIONS: u32 = 64;
+/// See [`MAX_MEMORY_KIB`].
+pub const MAX_PARALLELISM: u32 = 64;
+
+impl KdfParams {
+    /// `Corrupt` when a cost is above [`MAX_MEMORY_KIB`], [`MAX_ITERATIONS`] or
+    /// [`MAX_PARALLELISM`] (or zero).
+    pub fn check(&self) -> Result<()> {
+        let bad = |what: &str, v: u32, max: u32| {
+            err!(
+                Corrupt,
+                "argon2id {what} {v} is outside 1..={max} (key slot parameters are not authenticated)"
+            )
+        };
+        if self.memory_kib == 0 || self.memory_kib > MAX_MEMORY_KIB {
+            return Err(bad("memory_kib", self.memory_kib, MAX_MEMORY_KIB));
+        }
+        if self.iterations == 0 || self.iterations > MAX_ITERATIONS {
+            return Err(bad("iterations", self.iterations, MAX_ITERATIONS));
+        }
+        if self.parallelism == 0 || self.parallelism > MAX_PARALLELISM {
+            return Err(bad("parallelism", self.parallelism, MAX_PARALLELISM));
+        }
+        Ok(())
+    }
+}
+
 impl Default for KdfParams {
     /// 64 MiB, 3 passes, 1 lane: about 0.2-0.4 s on the 2-core reference machine.
     fn default() -> Self {
@@ -65,6 +101,7 @@ fn aad(repo_id: &str) -> Vec<u8> {
 }
 
 fn kek(password: &[u8], salt: &[u8], p: KdfParams) -> Result<XChaCha20Poly1305> {
+    p.check()?;
     let params = Params::new(p.memory_kib, p.iterations, p.parallelism, Some(32))
         .map_err(|e| err!(Usage, "invalid argon2 parameters: {e}"))?;
     let mut out = [0u8; 32];
@@ -125,9 +162,15 @@ impl KeyFile {
         }
     }
 
-    /// Parses a stored key slot.
+    /// Parses a stored key slot. A slot whose cost is out of bounds ([`KdfParams::check`]) is
+    /// damaged: no argon2id run is ever started with it.
     pub fn parse(bytes: &[u8], name: &str) -> Result<KeyFile> {
-        serde_json::from_slice(bytes).map_err(|e| err!(Corrupt, "key slot {name} is damaged: {e}"))
+        let f: KeyFile = serde_json::from_slice(bytes)
+            .map_err(|e| err!(Corrupt, "key slot {name} is damaged: {e}"))?;
+        f.params
+            .check()
+            .map_err(|e| err!(Corrupt, "key slot {name} is damaged: {}", e.message()))?;
+        Ok(f)
     }
 
     /// Serialises for storage.
@@ -164,5 +207,67 @@ mod tests {
             f.unwrap_key(b"pw", "repo2").unwrap().is_none(),
             "bound to the repository"
         );
+    }
+
+    fn slot_with(p: KdfParams) -> Vec<u8> {
+        let ok = KdfParams {
+            memory_kib: 1024,
+            iterations: 1,
+            parallelism: 1,
+        };
+        let k = MasterKey::generate().unwrap();
+        let mut f = KeyFile::wrap(&k, b"pw", "repo1", ok, "").unwrap();
+        f.params = p;
+        f.to_bytes()
+    }
+
+    #[test]
+    fn cost_out_of_bounds_is_damaged() {
+        let base = KdfParams {
+            memory_kib: 1024,
+            iterations: 1,
+            parallelism: 1,
+        };
+        for p in [
+            KdfParams {
+                iterations: u32::MAX,
+                ..base
+            },
+            KdfParams {
+                iterations: MAX_ITERATIONS + 1,
+                ..base
+            },
+            KdfParams {
+                memory_kib: MAX_MEMORY_KIB + 1,
+                ..base
+            },
+            KdfParams {
+                memory_kib: u32::MAX,
+                ..base
+            },
+            KdfParams {
+                parallelism: MAX_PARALLELISM + 1,
+                ..base
+            },
+            KdfParams {
+                iterations: 0,
+                ..base
+            },
+        ] {
+            let e = KeyFile::parse(&slot_with(p), "x").unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::Corrupt, "{p:?}: {e}");
+            assert!(e.to_string().contains("damaged"), "{e}");
+        }
+        // The bounds themselves and the defaults parse.
+        for p in [
+            KdfParams::default(),
+            KdfParams {
+                memory_kib: MAX_MEMORY_KIB,
+                iterations: MAX_ITERATIONS,
+                parallelism: MAX_PARALLELISM,
+            },
+        ] {
+            KeyFile::parse(&slot_with(p), "x").unwrap();
+        }
     }
 }

@@ -2,7 +2,7 @@
 use serde::Serialize;
 
 use crate::error::{err, Result};
-use crate::format::key::{KdfParams, KeyFile};
+use crate::format::key::KeyFile;
 use crate::id::ObjectId;
 use crate::repository::Repository;
 use crate::storage::ObjectKind;
@@ -22,12 +22,14 @@ pub struct KeyInfo {
     pub current: bool,
 }
 
-/// Adds a slot for `password`; returns its name.
-pub fn add_key(repo: &Repository, password: &[u8], label: &str, kdf: KdfParams) -> Result<String> {
+/// Adds a slot for `password` with the repository's argon2id cost (that of the slot that
+/// unlocked it, [`Repository::kdf`]), not the default: a repository made with a higher cost
+/// keeps it; returns its name.
+pub fn add_key(repo: &Repository, password: &[u8], label: &str) -> Result<String> {
     if password.is_empty() {
         return Err(err!(Usage, "the new password is empty"));
     }
-    let slot = KeyFile::wrap(repo.key(), password, &repo.config().id, kdf, label)?;
+    let slot = KeyFile::wrap(repo.key(), password, &repo.config().id, repo.kdf(), label)?;
     let bytes = slot.to_bytes();
     let name = ObjectId::of(&bytes).to_hex();
     repo.storage().write(ObjectKind::Key, &name, &bytes)?;
@@ -76,4 +78,118 @@ pub fn remove_key(repo: &Repository, prefix: &str) -> Result<String> {
     }
     repo.storage().delete(ObjectKind::Key, &k.id)?;
     Ok(k.id.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::format::key::KdfParams;
+    use crate::storage::{ListEntry, Storage, StorageError, StorageResult};
+
+    #[derive(Default)]
+    struct Store(Mutex<BTreeMap<(String, String), Vec<u8>>>);
+
+    impl Storage for Store {
+        fn location(&self) -> String {
+            "test store".into()
+        }
+        fn list(&self, kind: ObjectKind) -> StorageResult<Vec<ListEntry>> {
+            let k = kind.to_string();
+            Ok(self
+                .0
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|((kk, _), _)| *kk == k)
+                .map(|((_, n), v)| ListEntry {
+                    name: n.clone(),
+                    size: v.len() as u64,
+                })
+                .collect())
+        }
+        fn read(&self, kind: ObjectKind, name: &str) -> StorageResult<Vec<u8>> {
+            let k = (kind.to_string(), name.to_string());
+            self.0
+                .lock()
+                .unwrap()
+                .get(&k)
+                .cloned()
+                .ok_or_else(|| StorageError::NotFound {
+                    what: format!("{kind} {name}"),
+                })
+        }
+        fn read_range(
+            &self,
+            kind: ObjectKind,
+            name: &str,
+            offset: u64,
+            len: u64,
+        ) -> StorageResult<Vec<u8>> {
+            let all = self.read(kind, name)?;
+            Ok(all[offset as usize..(offset + len) as usize].to_vec())
+        }
+        fn write(&self, kind: ObjectKind, name: &str, data: &[u8]) -> StorageResult<()> {
+            let k = (kind.to_string(), name.to_string());
+            self.0.lock().unwrap().insert(k, data.to_vec());
+            Ok(())
+        }
+        fn delete(&self, kind: ObjectKind, name: &str) -> StorageResult<()> {
+            let k = (kind.to_string(), name.to_string());
+            self.0.lock().unwrap().remove(&k);
+            Ok(())
+        }
+    }
+
+    /// Not the default, so a slot made with the default cost is told apart.
+    const COST: KdfParams = KdfParams {
+        memory_kib: 1024,
+        iterations: 2,
+        parallelism: 1,
+    };
+
+    fn new_repo() -> (Arc<dyn Storage>, Repository) {
+        let storage: Arc<dyn Storage> = Arc::new(Store::default());
+        let repo = Repository::init(Arc::clone(&storage), b"pw", COST).unwrap();
+        (storage, repo)
+    }
+
+    #[test]
+    fn key_add_uses_the_repository_cost() {
+        let (storage, _) = new_repo();
+        let repo = Repository::open(Arc::clone(&storage), b"pw").unwrap();
+        assert_eq!(repo.kdf(), COST);
+        let name = add_key(&repo, b"second", "two").unwrap();
+        let slot = KeyFile::parse(&storage.read(ObjectKind::Key, &name).unwrap(), &name).unwrap();
+        assert_eq!(slot.params, COST, "the new slot has the repository's cost");
+        let again = Repository::open(Arc::clone(&storage), b"second").unwrap();
+        assert_eq!(again.key_name(), name);
+        assert_eq!(again.kdf(), COST);
+    }
+
+    #[test]
+    fn slot_with_unbounded_cost_is_skipped() {
+        let (storage, repo) = new_repo();
+        // A planted slot (the password is right, the cost would run for days): its params
+        // are not authenticated, so it is damaged and the good slot still opens.
+        let mut slot = KeyFile::wrap(repo.key(), b"pw", &repo.config().id, COST, "").unwrap();
+        slot.params = KdfParams {
+            memory_kib: 8,
+            iterations: u32::MAX,
+            parallelism: 1,
+        };
+        let bytes = slot.to_bytes();
+        let bad = crate::id::ObjectId::of(&bytes).to_hex();
+        storage.write(ObjectKind::Key, &bad, &bytes).unwrap();
+        let start = std::time::Instant::now();
+        let opened = Repository::open(Arc::clone(&storage), b"pw").unwrap();
+        assert_ne!(opened.key_name(), bad);
+        assert!(start.elapsed() < std::time::Duration::from_secs(10));
+        // Alone, it makes the repository's slots all damaged.
+        storage.delete(ObjectKind::Key, repo.key_name()).unwrap();
+        let e = Repository::open(Arc::clone(&storage), b"pw").unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::Corrupt, "{e}");
+    }
 }

@@ -5,7 +5,7 @@ use lifeboat_app::BackupRequest;
 use lifeboat_core::Result;
 
 use super::Context;
-use crate::output::{duration_ms, json, size};
+use crate::output::{duration_ms, esc, json, outln, size};
 
 pub const AFTER_HELP: &str = "\
 Examples:
@@ -53,13 +53,13 @@ pub fn run(ctx: &Context, a: BackupArgs) -> Result<()> {
     };
     let r = lifeboat_app::backup(&ctx.setup, &req, &ctx.progress)?;
     if a.json {
-        json(&serde_json::to_value(&r).expect("serialisable"));
+        json(&serde_json::to_value(&r).expect("serialisable"))?;
     } else {
         let (id, point, s) = (&r.id, &r.point, &r.point.stats);
-        println!(
+        outln!(
             "point {} of app {}: {} components, {} read, {} new, {} added to the repository, in {}",
             id.short(),
-            point.app,
+            esc(&point.app),
             point.components.len(),
             size(s.bytes_read),
             size(s.bytes_new),

@@ -2,7 +2,7 @@ use clap::Args;
 use lifeboat_core::{CheckOptions, Result};
 
 use super::Context;
-use crate::output::{json, size};
+use crate::output::{esc, json, outln, size};
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
@@ -23,9 +23,9 @@ pub fn run(ctx: &Context, a: CheckArgs) -> Result<()> {
         &ctx.progress,
     )?;
     if a.json {
-        json(&report);
+        json(&report)?;
     } else {
-        println!(
+        outln!(
             "checked {} points, {} index files, {} packs, {} chunks referenced{}",
             report.points,
             report.indexes,
@@ -38,28 +38,28 @@ pub fn run(ctx: &Context, a: CheckArgs) -> Result<()> {
             }
         );
         if report.pending_prunes > 0 {
-            println!(
+            outln!(
                 "note: {} prune record(s) wait to delete {} packs (no point needs them; the next `lifeboat prune` deletes them once running backups have ended)",
                 report.pending_prunes, report.condemned_packs
             );
         }
         if report.unindexed_packs > 0 && report.all_indexes_readable {
-            println!(
+            outln!(
                 "note: {} packs are in no index (left by an interrupted backup; harmless; `lifeboat prune` deletes them)",
                 report.unindexed_packs
             );
         } else if report.unindexed_packs > 0 {
-            println!(
+            outln!(
                 "note: {} packs are in no readable index; they may hold the data of the damaged index: do not delete them",
                 report.unindexed_packs
             );
         }
         for p in &report.problems {
-            println!("DAMAGED {}: {}", p.object, p.message);
+            outln!("DAMAGED {}: {}", esc(&p.object), esc(&p.message));
         }
     }
     if report.problems.is_empty() && !a.json {
-        println!("no problems found");
+        outln!("no problems found");
     }
     lifeboat_app::check_verdict(&report)
 }

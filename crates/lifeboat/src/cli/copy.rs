@@ -3,7 +3,7 @@ use lifeboat_app::CopyRequest;
 use lifeboat_core::Result;
 
 use super::Context;
-use crate::output::{duration_ms, json, size};
+use crate::output::{duration_ms, esc, json, out_line, size};
 
 pub const AFTER_HELP: &str = "Examples:
   lifeboat copy --to s3://my-bucket/chat             from --repo (or the app's repository)
@@ -34,24 +34,31 @@ pub fn run(ctx: &Context, a: CopyArgs) -> Result<()> {
         to: a.to,
         from: a.from,
     };
+    // A line that cannot be printed does not stop the copies to the other replicas; the
+    // first such error is the result once they are done.
+    let mut unprinted = None;
     let copied = lifeboat_app::copy(&ctx.setup, &req, &ctx.progress, &mut |c| {
-        if !a.json {
+        if !a.json && unprinted.is_none() {
             let r = &c.report;
-            println!(
+            let line = out_line(format_args!(
                 "{} -> {}: {} point(s) copied ({} already there), {} pack(s), {} index(es), {} in {}",
-                c.from,
-                c.to,
+                esc(&c.from),
+                esc(&c.to),
                 r.points,
                 r.points_present,
                 r.packs,
                 r.indexes,
                 size(r.bytes),
                 duration_ms(c.duration_ms)
-            );
+            ));
+            unprinted = line.err();
         }
     })?;
+    if let Some(e) = unprinted {
+        return Err(e);
+    }
     if a.json {
-        json(&serde_json::to_value(&copied).expect("serialisable"));
+        json(&serde_json::to_value(&copied).expect("serialisable"))?;
     }
     Ok(())
 }

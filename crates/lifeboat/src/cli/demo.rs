@@ -36,5 +36,5 @@ pub fn run(ctx: &Context, a: DemoArgs) -> Result<()> {
         postgres: a.postgres,
         pg_bin: a.pg_bin,
     };
-    lifeboat_app::demo(&req, &ctx.progress, &mut std::io::stdout())
+    lifeboat_app::demo(&req, &ctx.progress, &mut crate::output::Stdout)
 }

@@ -5,7 +5,7 @@ use lifeboat_app::ForgetRequest;
 use lifeboat_core::{parse_span, Error, ErrorKind, Policy, PruneOptions, Result};
 
 use super::Context;
-use crate::output::{json, local_time};
+use crate::output::{esc, json, local_time, outln};
 
 pub const AFTER_HELP: &str = "\
 Examples:
@@ -117,60 +117,70 @@ pub fn run(ctx: &Context, a: ForgetArgs) -> Result<()> {
     let plan = lifeboat_app::forget_plan(&ctx.setup, &req)?;
     let removed = plan.removed();
     let (app, decisions) = (&plan.app, &plan.points);
-    if a.json {
-        json(&serde_json::json!({
-            "app": app,
-            "policy": plan.policy.describe(),
-            "dry_run": a.dry_run,
-            "points": decisions,
-        }));
-    } else {
-        println!(
-            "{:<9} {:<24} {:<24} {:<7} WHY",
-            "ID", "TIME", "TAGS", "ACTION"
-        );
-        for d in decisions {
-            println!(
-                "{:<9} {:<24} {:<24} {:<7} {}",
-                &d.id[..8],
-                local_time(&d.time),
-                d.tags.join(","),
-                if d.keep { "keep" } else { "remove" },
-                if d.keep {
-                    d.reasons.join(", ")
+    // The plan is printed before it is applied. A plan that cannot be printed (the reader of
+    // stdout went away, `forget ... | head`; a full disk) is still applied, as asked; the
+    // print error is the result afterwards.
+    let printed = (|| -> Result<()> {
+        if a.json {
+            json(&serde_json::json!({
+                "app": app,
+                "policy": plan.policy.describe(),
+                "dry_run": a.dry_run,
+                "points": decisions,
+            }))?;
+        } else {
+            outln!(
+                "{:<9} {:<24} {:<24} {:<7} WHY",
+                "ID",
+                "TIME",
+                "TAGS",
+                "ACTION"
+            );
+            for d in decisions {
+                outln!(
+                    "{:<9} {:<24} {:<24} {:<7} {}",
+                    &d.id[..8],
+                    local_time(&d.time),
+                    esc(&d.tags.join(",")),
+                    if d.keep { "keep" } else { "remove" },
+                    if d.keep {
+                        esc(&d.reasons.join(", ")).into_owned()
+                    } else {
+                        "no rule keeps it".into()
+                    }
+                );
+            }
+            outln!(
+                "app {}: {} points, {} kept, {removed} {} (policy: {}{})",
+                esc(app),
+                decisions.len(),
+                decisions.len() - removed,
+                if a.dry_run {
+                    "would be removed"
                 } else {
-                    "no rule keeps it".into()
-                }
+                    "removed"
+                },
+                esc(&plan.policy.describe()),
+                plan.repository
+                    .as_ref()
+                    .map_or(String::new(), |r| format!(", repository {}", esc(r)))
             );
         }
-        println!(
-            "app {app}: {} points, {} kept, {removed} {} (policy: {}{})",
-            decisions.len(),
-            decisions.len() - removed,
-            if a.dry_run {
-                "would be removed"
-            } else {
-                "removed"
-            },
-            plan.policy.describe(),
-            plan.repository
-                .as_ref()
-                .map_or(String::new(), |r| format!(", repository {r}"))
-        );
-    }
+        Ok(())
+    })();
     if a.dry_run {
-        return Ok(());
+        return printed;
     }
     let prune = a.prune.then(|| PruneOptions {
         repack_below: a.repack_below as f64 / 100.0,
         dry_run: false,
     });
     if let Some(report) = plan.apply(prune.as_ref(), &ctx.progress)? {
-        if !a.json {
-            super::prune::print(&report);
+        if !a.json && printed.is_ok() {
+            super::prune::print(&report)?;
         }
     }
-    Ok(())
+    printed
 }
 
 #[cfg(test)]

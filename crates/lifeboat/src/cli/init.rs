@@ -2,6 +2,7 @@ use clap::Args;
 use lifeboat_core::Result;
 
 use super::Context;
+use crate::output::{esc, outln};
 
 #[derive(Debug, Args)]
 pub struct InitArgs {
@@ -17,21 +18,21 @@ pub struct InitArgs {
 pub fn run(ctx: &Context, a: InitArgs) -> Result<()> {
     if let Some(src) = &a.from {
         let c = lifeboat_app::init_from(&ctx.setup, src)?;
-        println!(
+        outln!(
             "created a replica of repository {} at {} (from {})",
             &c.id[..8],
-            c.location,
-            c.from.as_deref().unwrap_or_default()
+            esc(&c.location),
+            esc(c.from.as_deref().unwrap_or_default())
         );
-        println!("fill it with `lifeboat copy --to {}`", c.location);
+        outln!("fill it with `lifeboat copy --to {}`", esc(&c.location));
         return Ok(());
     }
     let c = lifeboat_app::init(&ctx.setup, a.kdf_memory_mib)?;
-    println!(
+    outln!(
         "created lifeboat repository {} at {}",
         &c.id[..8],
-        c.location
+        esc(&c.location)
     );
-    println!("keep the password safe: without it nothing in this repository can be read");
+    outln!("keep the password safe: without it nothing in this repository can be read");
     Ok(())
 }

@@ -2,7 +2,7 @@ use clap::{Args, Subcommand};
 use lifeboat_core::Result;
 
 use super::Context;
-use crate::output::{json, local_time};
+use crate::output::{esc, json, local_time, outln};
 use lifeboat_app::PasswordSource;
 
 #[derive(Debug, Subcommand)]
@@ -50,29 +50,29 @@ pub fn run(ctx: &Context, cmd: KeyCommand) -> Result<()> {
                 file: a.new_password_file,
             };
             let id = lifeboat_app::add_key(&ctx.setup, &a.label, &src)?;
-            println!("added key slot {}", &id[..8]);
+            outln!("added key slot {}", &id[..8]);
         }
         KeyCommand::List(a) => {
             let keys = lifeboat_app::list_keys(&ctx.setup)?;
             if a.json {
-                json(&keys);
+                json(&keys)?;
             } else {
-                println!("{:<10} {:<25} {:<20} LABEL", "ID", "CREATED", "HOST");
+                outln!("{:<10} {:<25} {:<20} LABEL", "ID", "CREATED", "HOST");
                 for k in keys {
-                    println!(
+                    outln!(
                         "{}{:<9} {:<25} {:<20} {}",
                         if k.current { "*" } else { " " },
                         &k.id[..8],
                         local_time(&k.created),
-                        k.hostname,
-                        k.label
+                        esc(&k.hostname),
+                        esc(&k.label)
                     );
                 }
             }
         }
         KeyCommand::Remove(a) => {
             let id = lifeboat_app::remove_key(&ctx.setup, &a.id)?;
-            println!("removed key slot {}", &id[..8]);
+            outln!("removed key slot {}", &id[..8]);
         }
     }
     Ok(())

@@ -2,7 +2,7 @@ use clap::Args;
 use lifeboat_core::{ComponentKind, Result};
 
 use super::Context;
-use crate::output::{json, local_time, size};
+use crate::output::{esc, json, local_time, outln, size};
 
 #[derive(Debug, Args)]
 pub struct PointsArgs {
@@ -16,14 +16,14 @@ pub struct PointsArgs {
 pub fn run(ctx: &Context, a: PointsArgs) -> Result<()> {
     let report = lifeboat_app::points(&ctx.setup, a.app.as_deref())?;
     if a.json {
-        json(&report.points);
+        json(&report.points)?;
         return Ok(());
     }
     if report.points.is_empty() {
-        println!("no points yet");
+        outln!("no points yet");
         return Ok(());
     }
-    println!(
+    outln!(
         "{:<9} {:<24} {:<12} {:<18} {:>10} {:>10}  CONTENTS{}",
         "ID",
         "TIME",
@@ -55,16 +55,16 @@ pub fn run(ctx: &Context, a: PointsArgs) -> Result<()> {
                 if s.copied_to.is_empty() {
                     "-".into()
                 } else {
-                    s.copied_to.join(",")
+                    esc(&s.copied_to.join(",")).into_owned()
                 }
             )
         };
-        println!(
+        outln!(
             "{:<9} {:<24} {:<12} {:<18} {:>10} {:>10}  {}{copied}",
             &s.id[..8],
             local_time(&s.time),
-            s.app,
-            s.tags.join(","),
+            esc(&s.app),
+            esc(&s.tags.join(",")),
             size(s.size),
             size(s.added),
             contents.join("+")

@@ -2,7 +2,7 @@ use clap::Args;
 use lifeboat_core::{PruneOptions, PruneReport, Result};
 
 use super::Context;
-use crate::output::{json, size};
+use crate::output::{esc, json, outln, size};
 
 pub const AFTER_HELP: &str = "\
 Examples:
@@ -29,31 +29,35 @@ pub struct PruneArgs {
     pub json: bool,
 }
 
-pub fn print(r: &PruneReport) {
-    println!(
+pub fn print(r: &PruneReport) -> Result<()> {
+    outln!(
         "scanned {} points ({} live chunks) and {} packs",
-        r.points, r.live_chunks, r.packs
+        r.points,
+        r.live_chunks,
+        r.packs
     );
-    println!(
+    outln!(
         "deleted {} packs with no live data and repacked {} mostly-dead packs ({} of live chunks copied): {} freed",
         r.packs_deleted,
         r.packs_repacked,
         size(r.bytes_repacked),
         size(r.bytes_deleted)
     );
-    println!(
+    outln!(
         "index objects: {} written, {} deleted",
-        r.indexes_written, r.indexes_deleted
+        r.indexes_written,
+        r.indexes_deleted
     );
     if r.packs_resurrected > 0 {
-        println!(
+        outln!(
             "kept {} condemned packs that points written meanwhile need",
             r.packs_resurrected
         );
     }
     for d in &r.deferred {
-        println!("deferred: {d}; run prune again later to finish");
+        outln!("deferred: {}; run prune again later to finish", esc(d));
     }
+    Ok(())
 }
 
 pub fn run(ctx: &Context, a: PruneArgs) -> Result<()> {
@@ -63,10 +67,10 @@ pub fn run(ctx: &Context, a: PruneArgs) -> Result<()> {
     };
     let report = lifeboat_app::prune(&ctx.setup, &opts, &ctx.progress)?;
     if a.json {
-        json(&report);
+        json(&report)?;
     } else {
         if a.dry_run {
-            println!(
+            outln!(
                 "dry run: would delete {} packs and repack {} ({} of packs), nothing was changed",
                 report.packs_deleted,
                 report.packs_repacked,
@@ -74,7 +78,7 @@ pub fn run(ctx: &Context, a: PruneArgs) -> Result<()> {
             );
             return Ok(());
         }
-        print(&report);
+        print(&report)?;
     }
     Ok(())
 }

@@ -7,7 +7,7 @@ use lifeboat_core::{Component, ComponentKind, Error, ErrorKind, Result};
 use lifeboat_sources::sqlite::Verify;
 
 use super::Context;
-use crate::output::{json, size};
+use crate::output::{esc, json, outln, size};
 
 pub const AFTER_HELP: &str = "\
 Examples:
@@ -142,13 +142,13 @@ pub fn run(ctx: &Context, a: RestoreArgs) -> Result<()> {
         );
     })?;
     if a.json {
-        json(&serde_json::to_value(&report).expect("serialisable"));
+        json(&serde_json::to_value(&report).expect("serialisable"))?;
         return Ok(());
     }
-    println!(
+    outln!(
         "restored point {} of app {} ({})",
         id.short(),
-        point.app,
+        esc(&point.app),
         crate::output::local_time(&point.time)
     );
     for r in &report.restored {
@@ -157,9 +157,14 @@ pub fn run(ctx: &Context, a: RestoreArgs) -> Result<()> {
         } else {
             r.kind.as_str()
         };
-        println!("  {kind:<7} {} ({}): {}", r.path, size(r.bytes), r.verified);
+        outln!(
+            "  {kind:<7} {} ({}): {}",
+            esc(&r.path),
+            size(r.bytes),
+            esc(&r.verified)
+        );
         for w in &r.warnings {
-            println!("          warning: {w}");
+            outln!("          warning: {}", esc(w));
         }
     }
     Ok(())
@@ -179,8 +184,8 @@ fn confirm_in_place(replaced: &[Component], time: &str, yes: bool) -> Result<()>
     }
     eprint!(
         "Replace {} with the point from {}? [y/N] ",
-        list.join(", "),
-        time
+        esc(&list.join(", ")),
+        esc(time)
     );
     let _ = std::io::stderr().flush();
     let mut line = String::new();

@@ -54,6 +54,51 @@ fn several_passwords_open_one_repository() {
         .success();
 }
 
+/// Stored strings (a key slot's label, a point's tags) reach the terminal escaped: a label
+/// carrying an OSC 52 clipboard write or a colour change prints as `\u{1b}...`, never raw.
+#[test]
+fn stored_strings_are_printed_without_control_characters() {
+    let env = Env::new();
+    let db = env.path("a.db");
+    make_db(&db, 10, 20);
+    env.init();
+    let osc52 = "\x1b]52;c;ZWNobyBwd25lZA==\x07laptop\u{9b}2J";
+    env.lb()
+        .args(["key", "add", "--label", osc52])
+        .env("LIFEBOAT_NEW_PASSWORD", "second password")
+        .assert()
+        .success();
+    env.lb()
+        .arg("backup")
+        .arg(&db)
+        .args(["--tag", "\x1b[31mred\x7f"])
+        .assert()
+        .success();
+    let clean = |out: &[u8]| {
+        let s = String::from_utf8(out.to_vec()).unwrap();
+        assert!(
+            !s.chars().any(|c| c.is_control() && c != '\n'),
+            "raw control character in {s:?}"
+        );
+        s
+    };
+    let o = env.lb().args(["key", "list"]).output().unwrap();
+    assert!(o.status.success());
+    let s = clean(&o.stdout);
+    assert!(
+        s.contains(r"\u{1b}]52;c;ZWNobyBwd25lZA==\u{7}laptop\u{9b}2J"),
+        "{s}"
+    );
+    let o = env.lb().arg("points").output().unwrap();
+    assert!(o.status.success());
+    let s = clean(&o.stdout);
+    assert!(s.contains(r"\u{1b}[31mred\u{7f}"), "{s}");
+    // JSON keeps the exact label (serde escapes it).
+    let o = env.lb().args(["key", "list", "--json"]).output().unwrap();
+    let keys: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(keys.iter().any(|k| k["label"] == osc52));
+}
+
 #[test]
 fn password_file_and_command_work() {
     let env = Env::new();
@@ -73,6 +118,99 @@ fn password_file_and_command_work() {
         ])
         .assert()
         .success();
+}
+
+/// `lifeboat points | head` (the reader gone) ends quietly with exit 0; `> /dev/full` is a
+/// one-line error with exit 1. Neither panics (exit 101 with a backtrace before).
+#[test]
+fn closed_or_full_stdout_ends_without_a_panic() {
+    let env = Env::new();
+    env.init();
+    for args in [
+        &["points"][..],
+        &["key", "list"],
+        &["key", "list", "--json"],
+    ] {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let o = env.lb_std().args(args).stdout(full).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert_eq!(
+            err.trim_end(),
+            "error: write to standard output: No space left on device (os error 28)",
+            "{args:?}"
+        );
+
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let o = env.lb_std().args(args).stdout(writer).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {err}");
+        assert_eq!(err, "", "{args:?}");
+    }
+}
+
+/// A forget whose plan cannot be printed (`forget ... | head` gone) is still applied.
+#[test]
+fn forget_with_a_closed_stdout_still_forgets() {
+    let env = Env::new();
+    let db = env.path("a.db");
+    make_db(&db, 10, 20);
+    env.init();
+    for _ in 0..3 {
+        env.lb().arg("backup").arg(&db).assert().success();
+    }
+    assert_eq!(env.points().len(), 3);
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let o = env
+        .lb_std()
+        .args(["forget", "a", "--keep-last", "1"])
+        .stdout(writer)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(env.points().len(), 1);
+}
+
+/// A password command sees none of lifeboat's secrets (the passwords, the S3 secret key).
+#[test]
+fn password_command_inherits_no_secret() {
+    let env = Env::new();
+    env.init();
+    let dump = env.path("env.txt");
+    env.lb()
+        .env("LIFEBOAT_NEW_PASSWORD", "the new one")
+        .env("AWS_SECRET_ACCESS_KEY", "aws-secret-value")
+        .env("AWS_SESSION_TOKEN", "aws-token-value")
+        .env("SOME_OTHER_VARIABLE", "kept")
+        .args([
+            "--password-command",
+            &format!("env > '{}'; echo '{PASSWORD}'", dump.display()),
+            "points",
+        ])
+        .assert()
+        .success();
+    let seen = std::fs::read_to_string(&dump).unwrap();
+    assert!(seen.contains("SOME_OTHER_VARIABLE=kept"), "{seen}");
+    for secret in [
+        PASSWORD,
+        "the new one",
+        "aws-secret-value",
+        "aws-token-value",
+    ] {
+        assert!(!seen.contains(secret), "{secret:?} leaked:\n{seen}");
+    }
+    for k in [
+        "LIFEBOAT_PASSWORD=",
+        "LIFEBOAT_NEW_PASSWORD=",
+        "AWS_SECRET_ACCESS_KEY=",
+    ] {
+        assert!(!seen.contains(k), "{k} leaked:\n{seen}");
+    }
 }
 
 #[test]

@@ -142,6 +142,8 @@ impl PgSource {
             }
             None => Command::new(&program),
         };
+        // lifeboat's own secrets stay with lifeboat; PGPASSWORD below is set on purpose.
+        crate::util::scrub_child_env(&mut cmd);
         if let Some(f) = &self.password_file {
             let text = std::fs::read_to_string(f).map_err(|e| {
                 Error::io(format!("read password_file {}", f.display()), e)
@@ -521,6 +523,37 @@ pub(crate) fn literal(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// PostgreSQL's programs (and a wrapper) never inherit lifeboat's secrets; the password
+    /// lifeboat means to pass (`PGPASSWORD`) is still set.
+    #[test]
+    fn client_programs_inherit_no_lifeboat_secret() {
+        let s = PgSource {
+            url: Some("postgresql://u:pw@db.lan/app".into()),
+            database: "app".into(),
+            wrapper: vec!["docker".into(), "exec".into(), "-i".into(), "db".into()],
+            ..Default::default()
+        };
+        for tool in ["pg_dump", "psql", "pg_restore"] {
+            let cmd = s.command(tool).unwrap();
+            let env: Vec<_> = cmd.get_envs().collect();
+            for k in [
+                "LIFEBOAT_PASSWORD",
+                "LIFEBOAT_NEW_PASSWORD",
+                "AWS_SECRET_ACCESS_KEY",
+                "AWS_SESSION_TOKEN",
+            ] {
+                assert!(
+                    env.contains(&(std::ffi::OsStr::new(k), None)),
+                    "{tool}: {k} is not removed: {env:?}"
+                );
+            }
+            assert!(env.contains(&(
+                std::ffi::OsStr::new("PGPASSWORD"),
+                Some(std::ffi::OsStr::new("pw"))
+            )));
+        }
+    }
 
     #[test]
     fn conninfo_replaces_the_database_and_keeps_the_rest() {
