@@ -16,6 +16,7 @@
 #![deny(missing_docs)]
 
 pub mod app;
+mod dirfd;
 pub mod postgres;
 pub mod registry;
 mod source;
