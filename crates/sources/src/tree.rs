@@ -420,6 +420,21 @@ fn restore_file(
         dirfd::fchmod(&f, e.mode).map_err(|err| Error::io(tmp.display(), err))?;
         dir.rename_to(&tmp_name, dir, name)
             .map_err(|err| Error::io(path.display(), err))?;
+        // What was renamed is what was written, unless someone swapped the temporary name
+        // (they control the directory): then say so rather than report the file restored.
+        let ours = dirfd::fstat(&f).map_err(|err| Error::io(tmp.display(), err))?;
+        if dir
+            .stat(name)
+            .is_none_or(|st| (st.st_dev, st.st_ino) != (ours.st_dev, ours.st_ino))
+        {
+            return Err(Error::new(
+                ErrorKind::Refused,
+                format!(
+                    "{}: its temporary file was replaced by another process during the restore",
+                    path.display()
+                ),
+            ));
+        }
         Ok(())
     })();
     if let Err(err) = res {

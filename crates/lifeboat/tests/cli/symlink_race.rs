@@ -117,7 +117,10 @@ fn attack_once(app: &Path, victim: &Path, n: &AtomicU64, pick: &AtomicU64, aim_a
                 continue;
             }
             let i = n.fetch_add(1, Ordering::Relaxed);
-            let to = if md.is_dir() {
+            // A link aims where the name's kind leads: a directory (or a link to one) at the
+            // victim's directory, anything else at a victim file.
+            let dir_like = md.is_dir() || std::fs::metadata(&p).is_ok_and(|m| m.is_dir());
+            let to = if dir_like {
                 victim.join("d")
             } else if name.contains(".db") {
                 victim.join("v.db")
@@ -216,9 +219,11 @@ fn swapped_symlinks_during_in_place_restores_never_touch_files_outside_the_targe
         if o.status.success() {
             ok += 1;
         } else {
+            // One example per kind of error (the part after the path).
             let e = stderr(&o);
-            if !errors.contains(&e) && errors.len() < 8 {
-                errors.push(e);
+            let kind = e.rsplit(": ").next().unwrap_or_default().to_string();
+            if !errors.iter().any(|(k, _)| *k == kind) {
+                errors.push((kind, e));
             }
         }
         if snapshot(&victim) != before {
@@ -235,7 +240,7 @@ fn swapped_symlinks_during_in_place_restores_never_touch_files_outside_the_targe
     );
     eprintln!(
         "{ok} of {rounds} restores succeeded during {swaps} symlink swaps; errors:\n{}",
-        errors.join("")
+        errors.iter().map(|(_, e)| e.as_str()).collect::<String>()
     );
 
     // With the attacker gone, a restore replaces every symlink it left (never follows one)
