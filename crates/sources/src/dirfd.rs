@@ -90,6 +90,18 @@ impl SafeDir {
         &self.shown
     }
 
+    /// Where the directory is now, symlinks resolved (from `/proc/self/fd`; `shown()` when that
+    /// cannot be read): for the one thing that must open a file by path (SQLite), so that a
+    /// symlink the operator has in the path (`/var/lib -> /data/lib`) does not trip
+    /// `SQLITE_OPEN_NOFOLLOW`.
+    pub fn real_path(&self) -> PathBuf {
+        use std::os::fd::AsRawFd;
+        std::fs::read_link(format!("/proc/self/fd/{}", self.fd.as_raw_fd()))
+            .ok()
+            .filter(|p| p.is_absolute())
+            .unwrap_or_else(|| self.shown.clone())
+    }
+
     /// `shown()/name`, for messages.
     pub fn join(&self, name: impl AsRef<OsStr>) -> PathBuf {
         self.shown.join(name.as_ref())

@@ -481,16 +481,18 @@ fn write_and_verify(
 
     progress.finish();
     file.sync_all().map_err(|e| Error::io(tmp.display(), e))?;
-    // SQLite opens the file by path: the path of the private directory, checked to be still
-    // ours right before and after (no symlink followed: SQLITE_OPEN_NOFOLLOW).
-    let res = stage_is_at(stage, tmp).and_then(|()| {
-        let res = check_db(tmp, body, verify, OpenFlags::SQLITE_OPEN_NOFOLLOW);
+    // SQLite opens the file by path: the real path of the private directory (symlinks the
+    // operator has above it resolved), checked to be still ours right before and after, opened
+    // with SQLITE_OPEN_NOFOLLOW (a symlink anywhere in the path is refused).
+    let real = stage.real_path().join(name);
+    let res = stage_is_at(stage, &real).and_then(|()| {
+        let res = check_db(&real, body, verify, OpenFlags::SQLITE_OPEN_NOFOLLOW);
         for s in sidecar_names(name) {
             let _ = stage.remove_file(&s);
         }
         res
     });
-    res.and_then(|()| stage_is_at(stage, tmp))?;
+    res.and_then(|()| stage_is_at(stage, &real))?;
     apply_owner_mode(&file, tmp, body)
 }
 

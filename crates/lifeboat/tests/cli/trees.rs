@@ -270,3 +270,37 @@ fn restore_replaces_symlinked_roots_and_files_without_following_them() {
     assert_eq!(std::fs::read(&key).unwrap(), b"secret");
     assert_eq!(integrity(&db), "ok");
 }
+
+/// A symlink the operator has above the target (`/var/lib -> /data/lib`) is followed: only at
+/// and below a component's root are links refused (SQLite's check of the restored file opens
+/// it with SQLITE_OPEN_NOFOLLOW, through the directory's real path).
+#[test]
+fn restore_in_place_through_a_symlinked_parent_directory() {
+    let env = Env::new();
+    let real = env.path("real");
+    std::fs::create_dir_all(&real).unwrap();
+    let link = env.path("link");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let db = link.join("app.db");
+    make_db(&db, 50, 20);
+    write(&link.join("up/f.txt"), b"f", 0o640);
+    env.init();
+    env.lb()
+        .args(["backup", "--name", "chat"])
+        .arg(&db)
+        .arg(link.join("up"))
+        .assert()
+        .success();
+    let o = env
+        .lb()
+        .args(["restore", "latest", "--yes", "--force", "--no-safety-point"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(integrity(&real.join("app.db")), "ok");
+    assert_eq!(std::fs::read(real.join("up/f.txt")).unwrap(), b"f");
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+}
