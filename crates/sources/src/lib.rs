@@ -12,10 +12,13 @@
 //! - [`Source`] (a configured source: validate, capture) and [`SourceKind`] (a kind: preflight,
 //!   restore), implemented once per kind in the modules above; [`registry`] maps each
 //!   [`ComponentKind`](lifeboat_core::ComponentKind) to its implementation, in one place;
-//! - [`app`]: an app's sources as one recovery point ([`backup_app`], [`restore_point`]).
+//! - [`app`]: an app's sources as one recovery point ([`backup_app`], [`restore_point`]);
+//! - `dirfd` (private): how restores touch the file system, through directory fds and never by
+//!   path, so that a symlink swapped in by the app's user is replaced, never followed.
 #![deny(missing_docs)]
 
 pub mod app;
+mod dirfd;
 pub mod postgres;
 pub mod registry;
 mod source;

@@ -21,9 +21,10 @@
 //! files removed and the file renamed over the target. Any failure removes the temporary file
 //! and leaves the old database untouched.
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
+use std::ffi::{OsStr, OsString};
+use std::fs::{self, File};
 use std::io::Read;
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use lifeboat_core::{
@@ -34,11 +35,12 @@ use lifeboat_core::{
 use rusqlite::{Connection, OpenFlags};
 
 use crate::app::SourceSpec;
+use crate::dirfd::{self, SafeDir};
 use crate::source::{
     no_body, require_absolute, target_path, Capture, RestoreContext, RestoredComponent, Source,
     SourceKind,
 };
-use crate::util::{fsync_dir, temp_path};
+use crate::util::temp_name;
 
 const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
 /// Ordinary tables of the main schema (no virtual tables, whose modules may be missing here;
@@ -348,6 +350,11 @@ pub enum Verify {
 }
 
 /// Restores `body` to `target`, verified, atomically (see the module docs).
+///
+/// Through directory fds (`crate::dirfd`): the target's directory is opened normally, the
+/// pages go to a file created in a private 0700 directory `.NAME.lifeboat-*` made in it (SQLite
+/// must open the file by path to verify it, and no other user can put a symlink in there), its
+/// owner and mode are set on the open file, and it is moved over the target with `renameat`.
 pub fn restore(
     reader: &mut ChunkReader<'_>,
     body: &SqliteBody,
@@ -355,68 +362,90 @@ pub fn restore(
     opts: SqliteRestoreOptions,
     progress: &dyn Progress,
 ) -> Result<()> {
-    let dir = target.parent().ok_or_else(|| {
-        Error::new(
-            ErrorKind::Usage,
-            format!("{} has no parent directory", target.display()),
-        )
-    })?;
-    fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), e))?;
+    let (dir, name) = SafeDir::parent_of(target)?;
     preflight(target, opts)?;
     let table = load_page_table(reader, body)?;
-    let tmp = temp_path(target);
-    let result = write_and_verify(reader, body, &table, &tmp, opts.verify, progress)
-        .and_then(|()| apply_owner_mode(&tmp, body));
+    let stage_name = temp_name(&name);
+    let stage = dir.private_dir(&stage_name)?;
+    let result = write_and_verify(reader, body, &table, &stage, &name, opts.verify, progress);
     if let Err(e) = result {
-        remove_with_sidecars(&tmp);
+        remove_stage(&dir, &stage_name, &stage, &name);
         return Err(e);
     }
     // Stale -wal/-shm/-journal of the old database must not sit beside the new file, or SQLite
     // would replay old frames onto it. They are renamed aside first (not deleted), so a crash
     // before the new file is in place loses nothing: the old database and its side files are
     // all still there under `*.lifeboat-old`.
-    let mut aside = Vec::new();
-    for side in sidecars(target) {
-        if fs::symlink_metadata(&side).is_err() {
+    let mut aside: Vec<(OsString, OsString)> = Vec::new();
+    for side in sidecar_names(&name) {
+        if dir.stat(&side).is_none() {
             continue;
         }
-        let mut old = side.as_os_str().to_owned();
+        let mut old = side.clone();
         old.push(".lifeboat-old");
-        let old = PathBuf::from(old);
-        if let Err(e) = fs::rename(&side, &old) {
+        if let Err(e) = dir.rename_to(&side, &dir, &old) {
             for (from, to) in &aside {
-                let _ = fs::rename(to, from);
+                let _ = dir.rename_to(to, &dir, from);
             }
-            remove_with_sidecars(&tmp);
-            return Err(Error::io(format!("move stale {} aside", side.display()), e));
+            remove_stage(&dir, &stage_name, &stage, &name);
+            return Err(Error::io(
+                format!("move stale {} aside", dir.join(&side).display()),
+                e,
+            ));
         }
         aside.push((side, old));
     }
-    if let Err(e) = fs::rename(&tmp, target) {
+    if let Err(e) = stage.rename_to(&name, &dir, &name) {
         for (from, to) in &aside {
-            let _ = fs::rename(to, from);
+            let _ = dir.rename_to(to, &dir, from);
         }
-        remove_with_sidecars(&tmp);
+        remove_stage(&dir, &stage_name, &stage, &name);
         return Err(Error::io(
             format!("rename restored database onto {}", target.display()),
             e,
         ));
     }
-    fsync_dir(dir)?;
+    dir.sync()?;
     for (_, old) in aside {
-        let _ = fs::remove_file(old);
+        let _ = dir.remove_file(&old);
     }
+    remove_stage(&dir, &stage_name, &stage, &name);
     Ok(())
+}
+
+/// The names of a database's side files in its directory.
+fn sidecar_names(name: &OsStr) -> [OsString; 3] {
+    ["-wal", "-shm", "-journal"].map(|s| {
+        let mut n = name.to_os_string();
+        n.push(s);
+        n
+    })
+}
+
+/// Removes the private directory (what is left in it first), if it is still ours at its name.
+fn remove_stage(dir: &SafeDir, stage_name: &OsStr, stage: &SafeDir, name: &OsStr) {
+    let _ = stage.remove_file(name);
+    for s in sidecar_names(name) {
+        let _ = stage.remove_file(&s);
+    }
+    if let (Ok(ours), Some(there)) = (stage.fstat(), dir.stat(stage_name)) {
+        if (ours.st_dev, ours.st_ino) == (there.st_dev, there.st_ino) {
+            let _ = dir.remove_dir(stage_name);
+        }
+    }
 }
 
 fn write_and_verify(
     reader: &mut ChunkReader<'_>,
     body: &SqliteBody,
     table: &[ChunkId],
-    tmp: &Path,
+    stage: &SafeDir,
+    name: &OsStr,
     verify: Verify,
     progress: &dyn Progress,
 ) -> Result<()> {
+    let tmp = stage.join(name);
+    let tmp = tmp.as_path();
     // The table must match the point's checksum before any page is fetched: a wrong table
     // (mixed-up base and delta) fails here, not after gigabytes were written.
     let checksum = DbChecksum::of_table(&reader.checksum_key(), table);
@@ -430,11 +459,8 @@ fn write_and_verify(
             ),
         ));
     }
-    let file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(tmp)
+    let file = stage
+        .create_file(name, 0o600)
         .map_err(|e| Error::io(tmp.display(), e))?;
     let page = body.page_size as u64;
     file.set_len(table.len() as u64 * page)
@@ -455,8 +481,36 @@ fn write_and_verify(
 
     progress.finish();
     file.sync_all().map_err(|e| Error::io(tmp.display(), e))?;
-    drop(file);
-    verify_db(tmp, body, verify)
+    // SQLite opens the file by path: the real path of the private directory (symlinks the
+    // operator has above it resolved), checked to be still ours right before and after, opened
+    // with SQLITE_OPEN_NOFOLLOW (a symlink anywhere in the path is refused).
+    let real = stage.real_path().join(name);
+    let res = stage_is_at(stage, &real).and_then(|()| {
+        let res = check_db(&real, body, verify, OpenFlags::SQLITE_OPEN_NOFOLLOW);
+        for s in sidecar_names(name) {
+            let _ = stage.remove_file(&s);
+        }
+        res
+    });
+    res.and_then(|()| stage_is_at(stage, &real))?;
+    apply_owner_mode(&file, tmp, body)
+}
+
+/// Refuses unless `tmp`'s directory, looked up by path, is the private directory `stage`.
+fn stage_is_at(stage: &SafeDir, tmp: &Path) -> Result<()> {
+    let ours = stage.fstat()?;
+    let there = tmp.parent().and_then(|p| fs::symlink_metadata(p).ok());
+    if there.is_some_and(|m| (m.dev(), m.ino()) == (ours.st_dev, ours.st_ino)) {
+        Ok(())
+    } else {
+        Err(Error::new(
+            ErrorKind::Refused,
+            format!(
+                "{}: the restore's private directory was moved or replaced by another process",
+                stage.shown().display()
+            ),
+        ))
+    }
 }
 
 /// Pages per [`ChunkReader::read_parallel`] call in a restore (2 GiB of 4 KiB pages).
@@ -511,24 +565,34 @@ fn write_pages(
 /// Gives the restored file the database's recorded owner and mode (so the app, often running
 /// as another user than lifeboat, can open it). Owner changes need root; without it the file
 /// keeps the restoring user and a warning says so.
-fn apply_owner_mode(tmp: &Path, body: &SqliteBody) -> Result<()> {
+fn apply_owner_mode(file: &File, tmp: &Path, body: &SqliteBody) -> Result<()> {
     if let (Some(uid), Some(gid)) = (body.uid, body.gid) {
-        let md = fs::metadata(tmp).map_err(|e| Error::io(tmp.display(), e))?;
-        if (md.uid(), md.gid()) != (uid, gid) {
-            if let Err(e) = std::os::unix::fs::chown(tmp, Some(uid), Some(gid)) {
-                tracing::warn!("restored database keeps owner {}:{}, not {uid}:{gid} ({e}); run the restore as root to set it", md.uid(), md.gid());
+        let st = dirfd::fstat(file).map_err(|e| Error::io(tmp.display(), e))?;
+        if (st.st_uid, st.st_gid) != (uid, gid) {
+            if let Err(e) = dirfd::fchown(file, uid, gid) {
+                tracing::warn!("restored database keeps owner {}:{}, not {uid}:{gid} ({e}); run the restore as root to set it", st.st_uid, st.st_gid);
             }
         }
     }
     if let Some(mode) = body.mode {
-        fs::set_permissions(tmp, fs::Permissions::from_mode(mode))
-            .map_err(|e| Error::io(tmp.display(), e))?;
+        dirfd::fchmod(file, mode).map_err(|e| Error::io(tmp.display(), e))?;
     }
     Ok(())
 }
 
 /// `PRAGMA integrity_check` and row counts against the point's record.
 pub fn verify_db(path: &Path, body: &SqliteBody, level: Verify) -> Result<()> {
+    let res = check_db(path, body, level, OpenFlags::empty());
+    // Opening a WAL-mode image creates -wal/-shm beside it; they are empty after a clean close.
+    for s in sidecars(path) {
+        let _ = fs::remove_file(s);
+    }
+    res
+}
+
+/// [`verify_db`] without removing the side files, opened with `SQLITE_OPEN_READ_WRITE` and
+/// `extra` flags.
+fn check_db(path: &Path, body: &SqliteBody, level: Verify, extra: OpenFlags) -> Result<()> {
     let verr = |m: String| {
         Error::new(
             ErrorKind::Verify,
@@ -537,7 +601,7 @@ pub fn verify_db(path: &Path, body: &SqliteBody, level: Verify) -> Result<()> {
     };
     let conn = Connection::open_with_flags(
         path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | extra,
     )
     .map_err(|e| verr(format!("cannot open: {e}")))?;
     let pragma = match level {
@@ -580,10 +644,6 @@ pub fn verify_db(path: &Path, body: &SqliteBody, level: Verify) -> Result<()> {
         Ok(())
     })();
     drop(conn);
-    // Opening a WAL-mode image creates -wal/-shm beside it; they are empty after a clean close.
-    for s in sidecars(path) {
-        let _ = fs::remove_file(s);
-    }
     res
 }
 
@@ -595,13 +655,6 @@ fn sidecars(db: &Path) -> [PathBuf; 3] {
         PathBuf::from(p)
     };
     [with("-wal"), with("-shm"), with("-journal")]
-}
-
-fn remove_with_sidecars(p: &Path) {
-    let _ = fs::remove_file(p);
-    for s in sidecars(p) {
-        let _ = fs::remove_file(s);
-    }
 }
 
 /// Checks, before anything is written, that replacing `target` is safe: refuses a database

@@ -4,13 +4,15 @@
 //! mtime match the previous point is not read again (its chunks are reused, as restic does).
 //! Restore writes each file to a temporary name (created 0600, so a secret is never readable
 //! by others, not even briefly), sets owner, mode and mtime, then renames it into place.
-//! Directory modes and times are applied last, deepest first.
+//! Directory modes and times are applied last, deepest first. All of it goes through
+//! directory fds walked down from the root without following a symlink (`crate::dirfd`).
 use std::collections::HashMap;
-use std::fs::{self, File, FileTimes, OpenOptions};
+use std::ffi::{OsStr, OsString};
+use std::fs::{self, File};
 use std::io::BufWriter;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use globset::GlobSet;
 use lifeboat_core::{
@@ -19,11 +21,13 @@ use lifeboat_core::{
 };
 
 use crate::app::SourceSpec;
+use crate::dirfd::{self, DirWalk, SafeDir};
 use crate::source::{
     no_body, require_absolute, target_path, Capture, RestoreContext, RestoredComponent, Source,
     SourceKind,
 };
-use crate::util::{fsync_dir, temp_path};
+use crate::util::temp_name;
+use rustix::fs::FileType;
 
 fn src_err(path: &Path, msg: impl std::fmt::Display) -> Error {
     Error::new(ErrorKind::Source, format!("{}: {msg}", path.display()))
@@ -233,41 +237,38 @@ fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// Sets the recorded owner on `path`; a warning (naming `shown`, the final path) says when
-/// that is not possible.
-fn set_owner(path: &Path, shown: &Path, e: &TreeEntry, report: &mut TreeRestoreReport) {
-    let md = match fs::symlink_metadata(path) {
-        Ok(m) => m,
-        Err(_) => return,
-    };
-    if md.uid() == e.uid && md.gid() == e.gid {
+/// Sets the recorded owner on the open file or directory `fd`; a warning (naming `shown`, the
+/// final path) says when that is not possible.
+fn set_owner(fd: BorrowedFd<'_>, shown: &Path, e: &TreeEntry, report: &mut TreeRestoreReport) {
+    let Ok(st) = dirfd::fstat(fd) else { return };
+    if st.st_uid == e.uid && st.st_gid == e.gid {
         return;
     }
-    if let Err(err) = std::os::unix::fs::lchown(path, Some(e.uid), Some(e.gid)) {
-        let why = if is_root() {
-            err.to_string()
-        } else {
-            "run the restore as root to set owners".into()
-        };
-        report.warnings.push(format!(
-            "{}: owner {}:{} not set ({why})",
-            shown.display(),
-            e.uid,
-            e.gid
-        ));
+    if let Err(err) = dirfd::fchown(fd, e.uid, e.gid) {
+        owner_warning(err, shown, e, report);
     }
 }
 
-fn time_of(ns: i64) -> SystemTime {
-    if ns >= 0 {
-        UNIX_EPOCH + Duration::from_nanos(ns as u64)
+fn owner_warning(err: std::io::Error, shown: &Path, e: &TreeEntry, report: &mut TreeRestoreReport) {
+    let why = if is_root() {
+        err.to_string()
     } else {
-        UNIX_EPOCH - Duration::from_nanos(ns.unsigned_abs())
-    }
+        "run the restore as root to set owners".into()
+    };
+    report.warnings.push(format!(
+        "{}: owner {}:{} not set ({why})",
+        shown.display(),
+        e.uid,
+        e.gid
+    ));
 }
 
 /// Restores a tree so that its root lands at `target` (a directory for `Files`, the file
 /// itself for `Secret`/`Config`).
+///
+/// Everything goes through directory fds (`crate::dirfd`): `target`'s parent is opened
+/// normally, and no symlink is followed at or below `target`; a symlink where the point has a
+/// directory or file is replaced, never followed.
 pub fn restore(
     reader: &mut ChunkReader<'_>,
     body: &TreeBody,
@@ -279,72 +280,110 @@ pub fn restore(
     progress.start("restoring files", total);
     let mut report = TreeRestoreReport::default();
     let mut dirs = Vec::new();
+    // Opened when first needed: a single file (`Secret`, `Config`) has no root directory.
+    let mut walk: Option<DirWalk> = None;
     for e in &entries {
         let path = if e.path.is_empty() {
             target.to_path_buf()
         } else {
             target.join(&e.path)
         };
-        if e.path.split('/').any(|c| c == ".." || c == ".") || e.path.starts_with('/') {
+        if e.path
+            .split('/')
+            .any(|c| c == ".." || c == "." || c.is_empty())
+            && !e.path.is_empty()
+            || e.path.starts_with('/')
+        {
             return Err(Error::new(
                 ErrorKind::Corrupt,
                 format!("tree entry {:?} escapes its root", e.path),
             ));
         }
+        if e.kind == EntryKind::Dir {
+            let comps: Vec<&str> = if e.path.is_empty() {
+                Vec::new()
+            } else {
+                e.path.split('/').collect()
+            };
+            tree_walk(&mut walk, target)?.dir(&comps, true)?;
+            dirs.push((path, e));
+            continue;
+        }
+        // A file or symlink: its directory, and its name in it.
+        let trusted;
+        let (dir, name) = if e.path.is_empty() {
+            let (d, n) = SafeDir::parent_of(target)?;
+            trusted = d;
+            (&trusted, n)
+        } else {
+            let mut comps: Vec<&str> = e.path.split('/').collect();
+            let name = OsString::from(comps.pop().unwrap_or_default());
+            (tree_walk(&mut walk, target)?.dir(&comps, true)?, name)
+        };
         match e.kind {
-            EntryKind::Dir => {
-                // A symlink where the point has a directory is replaced, never followed:
-                // otherwise files would be written wherever the link points.
-                if !e.path.is_empty() && fs::symlink_metadata(&path).is_ok_and(|m| !m.is_dir()) {
-                    fs::remove_file(&path).map_err(|err| Error::io(path.display(), err))?;
-                }
-                fs::create_dir_all(&path).map_err(|err| Error::io(path.display(), err))?;
-                dirs.push((path, e));
-            }
             EntryKind::Symlink => {
-                if let Some(parent) = path.parent() {
-                    fs::create_dir_all(parent).map_err(|err| Error::io(parent.display(), err))?;
-                }
-                if fs::symlink_metadata(&path).is_ok() {
-                    fs::remove_file(&path).map_err(|err| Error::io(path.display(), err))?;
+                if dir.stat(&name).is_some() {
+                    dir.remove_file(&name)
+                        .map_err(|err| Error::io(path.display(), err))?;
                 }
                 let t = e.target.as_deref().unwrap_or_default();
-                std::os::unix::fs::symlink(t, &path)
+                dir.symlink(t, &name)
                     .map_err(|err| Error::io(path.display(), err))?;
-                set_owner(&path, &path, e, &mut report);
+                if dir
+                    .stat(&name)
+                    .is_some_and(|st| (st.st_uid, st.st_gid) != (e.uid, e.gid))
+                {
+                    if let Err(err) = dir.chown_symlink(&name, e.uid, e.gid) {
+                        owner_warning(err, &path, e, &mut report);
+                    }
+                }
             }
             EntryKind::File => {
-                restore_file(reader, e, &path, &mut report)?;
+                restore_file(reader, e, dir, &name, &path, &mut report)?;
                 progress.inc(e.size);
             }
+            EntryKind::Dir => unreachable!("handled above"),
         }
     }
+    // Directory owners, modes and times last, deepest first, each on its own fd (reached again
+    // from the root without following a symlink).
     for (path, e) in dirs.iter().rev() {
-        set_owner(path, path, e, &mut report);
-        fs::set_permissions(path, fs::Permissions::from_mode(e.mode))
-            .map_err(|err| Error::io(path.display(), err))?;
-        if let Ok(d) = File::open(path) {
-            let _ = d.set_times(FileTimes::new().set_modified(time_of(e.mtime_ns)));
-        }
+        let comps: Vec<&str> = if e.path.is_empty() {
+            Vec::new()
+        } else {
+            e.path.split('/').collect()
+        };
+        let d = tree_walk(&mut walk, target)?.dir(&comps, false)?;
+        set_owner(d.fd(), path, e, &mut report);
+        dirfd::fchmod(d.fd(), e.mode).map_err(|err| Error::io(path.display(), err))?;
+        let _ = dirfd::set_mtime(d.fd(), e.mtime_ns);
     }
     progress.finish();
     Ok(report)
 }
 
+/// The walk from the tree's root directory `target`, opened (created) the first time.
+fn tree_walk<'a>(walk: &'a mut Option<DirWalk>, target: &Path) -> Result<&'a mut DirWalk> {
+    if walk.is_none() {
+        *walk = Some(DirWalk::new(SafeDir::open_root(target)?));
+    }
+    Ok(walk.as_mut().expect("just set"))
+}
+
+/// Writes one file to a temporary name in `dir` (created exclusively, 0600, never following a
+/// symlink), sets its owner, mode and mtime on the open file, then renames it over `name`.
 fn restore_file(
     reader: &mut ChunkReader<'_>,
     e: &TreeEntry,
+    dir: &SafeDir,
+    name: &OsStr,
     path: &Path,
     report: &mut TreeRestoreReport,
 ) -> Result<()> {
-    let dir = path.parent().ok_or_else(|| {
-        Error::new(
-            ErrorKind::Usage,
-            format!("{} has no parent", path.display()),
-        )
-    })?;
-    fs::create_dir_all(dir).map_err(|err| Error::io(dir.display(), err))?;
-    if fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
+    if dir
+        .stat(name)
+        .is_some_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory)
+    {
         return Err(Error::new(
             ErrorKind::Refused,
             format!(
@@ -353,13 +392,11 @@ fn restore_file(
             ),
         ));
     }
-    let tmp = temp_path(path);
+    let tmp_name = temp_name(name);
+    let tmp = dir.join(&tmp_name);
     let res = (|| -> Result<()> {
-        let f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
+        let f = dir
+            .create_file(&tmp_name, 0o600)
             .map_err(|err| Error::io(tmp.display(), err))?;
         let mut w = BufWriter::with_capacity(1 << 20, f);
         let n = reader.read_stream(&e.chunks, &mut w)?;
@@ -377,20 +414,34 @@ fn restore_file(
             .into_inner()
             .map_err(|err| Error::io(tmp.display(), err.into_error()))?;
         f.sync_all().map_err(|err| Error::io(tmp.display(), err))?;
-        f.set_times(FileTimes::new().set_modified(time_of(e.mtime_ns)))
-            .map_err(|err| Error::io(tmp.display(), err))?;
-        set_owner(&tmp, path, e, report);
+        dirfd::set_mtime(&f, e.mtime_ns).map_err(|err| Error::io(tmp.display(), err))?;
+        set_owner(f.as_fd(), path, e, report);
         // chmod after chown: chown clears setuid/setgid bits.
-        fs::set_permissions(&tmp, fs::Permissions::from_mode(e.mode))
-            .map_err(|err| Error::io(tmp.display(), err))?;
-        fs::rename(&tmp, path).map_err(|err| Error::io(path.display(), err))?;
+        dirfd::fchmod(&f, e.mode).map_err(|err| Error::io(tmp.display(), err))?;
+        dir.rename_to(&tmp_name, dir, name)
+            .map_err(|err| Error::io(path.display(), err))?;
+        // What was renamed is what was written, unless someone swapped the temporary name
+        // (they control the directory): then say so rather than report the file restored.
+        let ours = dirfd::fstat(&f).map_err(|err| Error::io(tmp.display(), err))?;
+        if dir
+            .stat(name)
+            .is_none_or(|st| (st.st_dev, st.st_ino) != (ours.st_dev, ours.st_ino))
+        {
+            return Err(Error::new(
+                ErrorKind::Refused,
+                format!(
+                    "{}: its temporary file was replaced by another process during the restore",
+                    path.display()
+                ),
+            ));
+        }
         Ok(())
     })();
     if let Err(err) = res {
-        let _ = fs::remove_file(&tmp);
+        let _ = dir.remove_file(&tmp_name);
         return Err(err);
     }
-    fsync_dir(dir)?;
+    dir.sync()?;
     report.files += 1;
     report.bytes += e.size;
     Ok(())

@@ -1,8 +1,8 @@
 //! Small file-system helpers shared by the sources.
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use lifeboat_core::{Error, Result};
 
 /// Variables of lifeboat's own environment that hold its secrets: the repository passwords and
 /// the S3 store's credentials. No child (pg_dump, psql, pg_restore, a wrapper, a password
@@ -25,12 +25,14 @@ pub fn scrub_child_env(cmd: &mut std::process::Command) -> &mut std::process::Co
 
 /// A hidden temporary name beside `target` (same directory, so a rename is atomic).
 pub fn temp_path(target: &Path) -> PathBuf {
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    target.with_file_name(format!(
-        ".{name}.lifeboat-{}-{}",
+    target.with_file_name(temp_name(target.file_name().unwrap_or_default()))
+}
+
+/// A hidden temporary name for `name` in the same directory: `.NAME.lifeboat-PID-RANDOM`.
+pub fn temp_name(name: &OsStr) -> OsString {
+    OsString::from(format!(
+        ".{}.lifeboat-{}-{}",
+        name.to_string_lossy(),
         std::process::id(),
         random_hex(6)
     ))
@@ -47,13 +49,6 @@ pub fn random_hex(bytes: usize) -> String {
 fn getrandom_fill(buf: &mut [u8]) -> std::io::Result<()> {
     use std::io::Read;
     File::open("/dev/urandom")?.read_exact(buf)
-}
-
-/// fsync a directory so a rename in it is durable.
-pub fn fsync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io(format!("sync directory {}", dir.display()), e))
 }
 
 /// The pid of another process that has `path` (or its `-wal`/`-shm`) open, found by scanning

@@ -25,5 +25,8 @@ mod retention;
 mod sqlite_hot;
 /// Key slots, `points --json`, `--help`.
 mod surface;
+/// Issue 12 item 1: a local user swapping symlinks under the target during in-place restores
+/// never gets root to write, chmod or chown anything outside it.
+mod symlink_race;
 /// Files, secrets and config: content, modes, owners, mtimes, symlinks, empty dirs, excludes.
 mod trees;

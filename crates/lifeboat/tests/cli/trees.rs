@@ -204,3 +204,103 @@ fn restore_does_not_follow_a_symlink_planted_where_a_directory_was() {
         .is_symlink());
     assert_eq!(std::fs::read(up.join("sub/file.txt")).unwrap(), b"data");
 }
+
+/// In place, with the tree's root, a file, a secret and the database each replaced by a
+/// symlink to a directory or file elsewhere (issue 12): every link is replaced, nothing is
+/// written, chmod-ed or chown-ed where they point.
+#[test]
+fn restore_replaces_symlinked_roots_and_files_without_following_them() {
+    let env = Env::new();
+    let up = env.path("uploads");
+    write(&up.join("sub/file.txt"), b"data", 0o640);
+    write(&up.join("top.txt"), b"top", 0o600);
+    std::fs::set_permissions(&up, std::fs::Permissions::from_mode(0o750)).unwrap();
+    let key = env.path("etc/key");
+    write(&key, b"secret", 0o600);
+    let db = env.path("data/app.db");
+    std::fs::create_dir_all(db.parent().unwrap()).unwrap();
+    make_db(&db, 50, 20);
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o666)).unwrap();
+    env.init();
+    env.lb()
+        .args(["backup", "--name", "chat", "--secret"])
+        .arg(&key)
+        .arg(&up)
+        .arg(&db)
+        .assert()
+        .success();
+
+    let elsewhere = env.path("elsewhere");
+    write(&elsewhere.join("f.txt"), b"not yours", 0o604);
+    std::fs::set_permissions(&elsewhere, std::fs::Permissions::from_mode(0o711)).unwrap();
+    std::fs::rename(&up, env.path("uploads.old")).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &up).unwrap();
+    std::fs::remove_file(&key).unwrap();
+    std::os::unix::fs::symlink(elsewhere.join("f.txt"), &key).unwrap();
+    std::fs::remove_file(&db).unwrap();
+    std::os::unix::fs::symlink(elsewhere.join("f.txt"), &db).unwrap();
+
+    let o = env
+        .lb()
+        .args(["restore", "latest", "--yes", "--force", "--no-safety-point"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let names: Vec<_> = std::fs::read_dir(&elsewhere)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["f.txt"], "wrote through a symlink");
+    assert_eq!(
+        std::fs::metadata(&elsewhere).unwrap().permissions().mode() & 0o7777,
+        0o711
+    );
+    let f = std::fs::metadata(elsewhere.join("f.txt")).unwrap();
+    assert_eq!(f.permissions().mode() & 0o7777, 0o604);
+    assert_eq!(
+        std::fs::read(elsewhere.join("f.txt")).unwrap(),
+        b"not yours"
+    );
+    for (p, mode) in [(&up, 0o750), (&key, 0o600), (&db, 0o666)] {
+        let md = std::fs::symlink_metadata(p).unwrap();
+        assert!(!md.file_type().is_symlink(), "{} still a link", p.display());
+        assert_eq!(md.mode() & 0o7777, mode, "{}", p.display());
+    }
+    assert_eq!(std::fs::read(up.join("sub/file.txt")).unwrap(), b"data");
+    assert_eq!(std::fs::read(&key).unwrap(), b"secret");
+    assert_eq!(integrity(&db), "ok");
+}
+
+/// A symlink the operator has above the target (`/var/lib -> /data/lib`) is followed: only at
+/// and below a component's root are links refused (SQLite's check of the restored file opens
+/// it with SQLITE_OPEN_NOFOLLOW, through the directory's real path).
+#[test]
+fn restore_in_place_through_a_symlinked_parent_directory() {
+    let env = Env::new();
+    let real = env.path("real");
+    std::fs::create_dir_all(&real).unwrap();
+    let link = env.path("link");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let db = link.join("app.db");
+    make_db(&db, 50, 20);
+    write(&link.join("up/f.txt"), b"f", 0o640);
+    env.init();
+    env.lb()
+        .args(["backup", "--name", "chat"])
+        .arg(&db)
+        .arg(link.join("up"))
+        .assert()
+        .success();
+    let o = env
+        .lb()
+        .args(["restore", "latest", "--yes", "--force", "--no-safety-point"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(integrity(&real.join("app.db")), "ok");
+    assert_eq!(std::fs::read(real.join("up/f.txt")).unwrap(), b"f");
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+}
