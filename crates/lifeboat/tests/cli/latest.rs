@@ -1,0 +1,169 @@
+use std::path::PathBuf;
+
+use crate::common::*;
+
+/// A repository with two points of app `chat`: the older and the newer id (full hex).
+fn two_points() -> (Env, String, String) {
+    let env = Env::new();
+    let db = env.path("chat.db");
+    make_db(&db, 2_000, 100);
+    env.init();
+    env.ok(&[&"backup", &"--name", &"chat", &db]);
+    let older = env.points()[0]["id"].as_str().unwrap().to_string();
+    env.ok(&[&"backup", &"--name", &"chat", &db]);
+    let pts = env.points();
+    assert_eq!(pts.len(), 2);
+    let newer = pts[1]["id"].as_str().unwrap().to_string();
+    assert_ne!(older, newer);
+    (env, older, newer)
+}
+
+/// The file of point `id` in the local repository.
+fn point_file(env: &Env, id: &str) -> PathBuf {
+    let p = env.repo.join("points").join(id);
+    assert!(p.is_file(), "no {}", p.display());
+    p
+}
+
+fn flip_byte(p: &std::path::Path) {
+    let mut b = std::fs::read(p).unwrap();
+    let mid = b.len() / 2;
+    b[mid] ^= 0x40;
+    std::fs::write(p, b).unwrap();
+}
+
+fn restore_latest(env: &Env, extra: &[&str]) -> std::process::Output {
+    let out = env.path("restored");
+    let _ = std::fs::remove_dir_all(&out);
+    env.lb()
+        .args(["restore", "latest", "--to"])
+        .arg(&out)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn newest_point_deleted_makes_latest_an_error() {
+    let (env, older, newer) = two_points();
+    std::fs::remove_file(point_file(&env, &newer)).unwrap();
+    let o = restore_latest(&env, &[]);
+    assert_eq!(o.status.code(), Some(5), "{}{}", stdout(&o), stderr(&o));
+    assert!(stderr(&o).contains(&newer), "must name it: {}", stderr(&o));
+    assert!(stderr(&o).contains("--allow-older"), "{}", stderr(&o));
+    assert!(!env.path("restored").exists(), "nothing may be restored");
+
+    let o = restore_latest(&env, &["--allow-older"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains(&format!("restored point {}", &older[..8])),
+        "{}",
+        stdout(&o)
+    );
+    // Deleted by hand, not by this machine: still an error without the flag.
+    assert_eq!(restore_latest(&env, &[]).status.code(), Some(5));
+}
+
+#[test]
+fn newest_point_damaged_makes_latest_an_error() {
+    let (env, _, newer) = two_points();
+    flip_byte(&point_file(&env, &newer));
+    let o = restore_latest(&env, &[]);
+    assert_eq!(o.status.code(), Some(5), "{}{}", stdout(&o), stderr(&o));
+    assert!(stderr(&o).contains(&newer), "must name it: {}", stderr(&o));
+    assert!(!env.path("restored").exists(), "nothing may be restored");
+}
+
+#[test]
+fn restored_point_is_remembered_too() {
+    let (env, _, newer) = two_points();
+    // Another machine (its own state) restores the newest point, which is then deleted.
+    let other = env.path("other-state");
+    let run = |extra: &[&str]| {
+        let out = env.path("restored");
+        let _ = std::fs::remove_dir_all(&out);
+        env.lb()
+            .env("LIFEBOAT_STATE_DIR", &other)
+            .args(["restore", "chat", "latest", "--to"])
+            .arg(&out)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let o = run(&[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    std::fs::remove_file(point_file(&env, &newer)).unwrap();
+    let o = run(&[]);
+    assert_eq!(o.status.code(), Some(5), "{}{}", stdout(&o), stderr(&o));
+    assert!(stderr(&o).contains(&newer), "{}", stderr(&o));
+}
+
+#[test]
+fn damaged_point_named_by_id_is_reported_as_damaged() {
+    let (env, _, newer) = two_points();
+    flip_byte(&point_file(&env, &newer));
+    let out = env.path("restored");
+    let o = env
+        .lb()
+        .args(["restore", &newer[..8], "--to"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(5), "{}{}", stdout(&o), stderr(&o));
+    assert!(stderr(&o).contains("damaged"), "{}", stderr(&o));
+    assert!(stderr(&o).contains(&newer), "{}", stderr(&o));
+    // A prefix matching nothing is still a usage error.
+    let o = env
+        .lb()
+        .args(["restore", "ffffffff", "--to"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        matches!(o.status.code(), Some(2)) || newer.starts_with("ffffffff"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn future_point_is_marked_and_not_latest() {
+    let env = Env::new();
+    let db = env.path("chat.db");
+    make_db(&db, 2_000, 100);
+    env.init();
+    env.ok(&[&"backup", &"--name", &"chat", &db]);
+    env.ok(&[
+        &"backup",
+        &"--name",
+        &"chat",
+        &db,
+        &"--point-time",
+        &"2099-01-01T00:00:00Z",
+    ]);
+    let pts = env.points();
+    assert_eq!(pts.len(), 2);
+    let (now, future) = (&pts[0], &pts[1]);
+    assert_eq!(now["future"], serde_json::Value::Bool(false), "{now}");
+    assert_eq!(future["future"], serde_json::Value::Bool(true), "{future}");
+    let (human, _) = env.ok(&[&"points"]);
+    assert!(human.contains(" *"), "{human}");
+    assert!(human.contains("dated in the future"), "{human}");
+
+    let o = restore_latest(&env, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let now_id = now["id"].as_str().unwrap();
+    assert!(
+        stdout(&o).contains(&format!("restored point {}", &now_id[..8])),
+        "{}",
+        stdout(&o)
+    );
+    let o = restore_latest(&env, &["--allow-future"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let future_id = future["id"].as_str().unwrap();
+    assert!(
+        stdout(&o).contains(&format!("restored point {}", &future_id[..8])),
+        "{}",
+        stdout(&o)
+    );
+}
