@@ -149,7 +149,9 @@ fn update(repo_id: &str, change: impl FnOnce(&mut BTreeMap<String, Known>) -> bo
             .create_new(true)
             .mode(0o600)
             .open(&tmp)?;
-        f.write_all(&serde_json::to_vec_pretty(&state).expect("serialisable"))?;
+        let mut text = serde_json::to_vec_pretty(&state).expect("serialisable");
+        text.push(b'\n');
+        f.write_all(&text)?;
         f.sync_all()?;
         std::fs::rename(&tmp, &path)?;
         File::open(parent)?.sync_all()

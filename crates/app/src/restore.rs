@@ -95,6 +95,7 @@ pub struct RestorePlan {
     replaced: Vec<Component>,
     opts: RestoreOptions,
     safety_point: bool,
+    remember: bool,
     repo: Repository,
 }
 
@@ -244,6 +245,7 @@ pub fn plan(setup: &Setup, req: &RestoreRequest) -> Result<RestorePlan> {
         replaced,
         opts,
         safety_point: req.safety_point,
+        remember: setup.remembers_points(),
         repo,
     })
 }
@@ -284,7 +286,9 @@ impl RestorePlan {
             }
         }
         let restored = restore_point(&mut self.repo, &self.point, &self.opts, progress)?;
-        crate::known_points::record(&self.repo, &self.id, &self.whole);
+        if self.remember {
+            crate::known_points::record(&self.repo, &self.id, &self.whole);
+        }
         Ok(RestoreReport {
             point: self.id.to_hex(),
             restored,

@@ -60,7 +60,7 @@ pub fn run(ctx: &Context, a: PointsArgs) -> Result<()> {
             )
         };
         let time = if s.future {
-            format!("{} *", local_time(&s.time))
+            format!("{}*", local_time(&s.time))
         } else {
             local_time(&s.time)
         };

@@ -147,7 +147,19 @@ fn future_point_is_marked_and_not_latest() {
     assert_eq!(now["future"], serde_json::Value::Bool(false), "{now}");
     assert_eq!(future["future"], serde_json::Value::Bool(true), "{future}");
     let (human, _) = env.ok(&[&"points"]);
-    assert!(human.contains(" *"), "{human}");
+    let marked: Vec<_> = human.lines().filter(|l| l.contains('*')).collect();
+    assert!(
+        marked
+            .iter()
+            .any(|l| l.contains("2099") || l.contains("2098")),
+        "{human}"
+    );
+    assert!(
+        !human
+            .lines()
+            .any(|l| l.contains(&now["id"].as_str().unwrap()[..8]) && l.contains('*')),
+        "{human}"
+    );
     assert!(human.contains("dated in the future"), "{human}");
 
     let o = restore_latest(&env, &[]);
@@ -165,5 +177,37 @@ fn future_point_is_marked_and_not_latest() {
         stdout(&o).contains(&format!("restored point {}", &future_id[..8])),
         "{}",
         stdout(&o)
+    );
+}
+
+#[test]
+fn state_file_is_private_and_names_the_newest_point() {
+    use std::os::unix::fs::PermissionsExt;
+    let (env, older, newer) = two_points();
+    let dir = env.path(".lifeboat-state").join("known-points");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(&env.path(".lifeboat-state")), 0o700);
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert_eq!(mode(&files[0]), 0o600);
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&files[0]).unwrap()).unwrap();
+    assert_eq!(state["apps"]["chat"]["id"], newer.as_str(), "{state}");
+    // Restoring the older point by id does not make it the newest known.
+    let out = env.path("restored");
+    env.ok(&[&"restore", &&older[..8], &"--to", &out]);
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&files[0]).unwrap()).unwrap();
+    assert_eq!(state["apps"]["chat"]["id"], newer.as_str(), "{state}");
+    // No temp file is left behind.
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        2,
+        "the file and its lock"
     );
 }
