@@ -17,7 +17,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use lifeboat_core::{
-    is_future, Error, ErrorKind, ObjectId, Point, Repository, Result, StorageError,
+    is_future, Error, ErrorKind, ObjectId, ObjectKind, Point, Repository, Result, StorageError,
 };
 use serde::{Deserialize, Serialize};
 
@@ -215,26 +215,38 @@ pub(crate) fn forget(repo: &Repository, ids: &[String]) {
 /// when `None`) must still be there and readable; otherwise `latest` would quietly be an older
 /// point. An error of kind `Corrupt` names the point, unless `allow_older` (then a warning).
 pub(crate) fn check_latest(repo: &Repository, app: Option<&str>, allow_older: bool) -> Result<()> {
-    for (name, k) in known(&repo.config().id) {
+    let known = known(&repo.config().id);
+    if known.is_empty() {
+        return Ok(());
+    }
+    // Whether a point is there is the store's listing, what `latest` is chosen from: a remote
+    // store's local cache may still answer a read for a point deleted from the store.
+    let listed: std::collections::HashSet<String> = repo
+        .storage()
+        .list(ObjectKind::Point)?
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    for (name, k) in known {
         if app.is_some_and(|a| a != name) {
             continue;
         }
         let Some(id) = ObjectId::from_hex(&k.id) else {
             continue;
         };
-        let what = match repo.read_point(&id) {
-            Ok(p) if p.app == name => continue,
-            Ok(_) => "is not a point of this app".to_string(),
-            Err(e)
-                if matches!(
-                    repo.storage().read(lifeboat_core::ObjectKind::Point, &k.id),
-                    Err(StorageError::NotFound { .. })
-                ) =>
-            {
-                let _ = e;
-                "is missing from the repository".to_string()
+        let what = if !listed.contains(&k.id) {
+            "is missing from the repository".to_string()
+        } else {
+            match repo.read_point(&id) {
+                Ok(p) if p.app == name => continue,
+                Ok(_) => "is not a point of this app".to_string(),
+                Err(e) => match repo.storage().read(ObjectKind::Point, &k.id) {
+                    Err(StorageError::NotFound { .. }) => {
+                        "is missing from the repository".to_string()
+                    }
+                    _ => format!("is damaged: {}", e.message()),
+                },
             }
-            Err(e) => format!("cannot be read: {}", e.message()),
         };
         let msg = format!(
             "the newest point of app {name} that this machine wrote or restored, {} ({}), {what}; `latest` would be an older point",

@@ -211,3 +211,54 @@ fn state_file_is_private_and_names_the_newest_point() {
         "the file and its lock"
     );
 }
+
+/// Deletes `key` of the test bucket on the S3 server (this moto does not check signatures).
+fn s3_delete(key: &str) {
+    use std::io::{Read, Write};
+    let endpoint = std::env::var("LIFEBOAT_TEST_S3_ENDPOINT").unwrap();
+    let bucket = std::env::var("LIFEBOAT_TEST_S3_BUCKET").unwrap();
+    let host = endpoint
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let mut s = std::net::TcpStream::connect(&host).unwrap();
+    write!(
+        s,
+        "DELETE /{bucket}/{key} HTTP/1.1\r\nHost: {host}\r\nAuthorization: AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=00\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 204"), "{reply}");
+}
+
+/// On S3 the local cache still holds a point deleted from the store: the store's listing
+/// decides, so `latest` is still refused.
+#[test]
+fn s3_newest_point_deleted_from_the_store_is_refused_despite_the_cache() {
+    let Some(env) = Env::s3() else { return };
+    let db = env.path("chat.db");
+    make_db(&db, 500, 50);
+    env.init();
+    env.ok(&[&"backup", &"--name", &"chat", &db]);
+    env.ok(&[&"backup", &"--name", &"chat", &db]);
+    let pts = env.points();
+    let newer = pts[1]["id"].as_str().unwrap().to_string();
+    let prefix = env
+        .repo
+        .to_string_lossy()
+        .split_once("://")
+        .unwrap()
+        .1
+        .split_once('/')
+        .unwrap()
+        .1
+        .to_string();
+    s3_delete(&format!("{prefix}/points/{newer}"));
+    assert_eq!(env.points().len(), 1, "the point is gone from the store");
+    let o = restore_latest(&env, &[]);
+    assert_eq!(o.status.code(), Some(5), "{}{}", stdout(&o), stderr(&o));
+    assert!(stderr(&o).contains(&newer), "{}", stderr(&o));
+    let o = restore_latest(&env, &["--allow-older"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
