@@ -211,10 +211,17 @@ pub(crate) fn forget(repo: &Repository, ids: &[String]) {
     }
 }
 
-/// Before `latest` is resolved: every point known here as the newest of `app` (of every app
-/// when `None`) must still be there and readable; otherwise `latest` would quietly be an older
-/// point. An error of kind `Corrupt` names the point, unless `allow_older` (then a warning).
-pub(crate) fn check_latest(repo: &Repository, app: Option<&str>, allow_older: bool) -> Result<()> {
+/// When `latest` has been resolved (to a point captured at `latest`, or to nothing): every
+/// point known here as the newest of `app` (of every app when `None`) must still be there and
+/// readable, unless a point at least as new was found (written elsewhere; the known one may
+/// have been forgotten by retention since). Otherwise `latest` would quietly be an older point:
+/// an error of kind `Corrupt` names the known point, unless `allow_older` (then a warning).
+pub(crate) fn check_latest(
+    repo: &Repository,
+    app: Option<&str>,
+    latest: Option<jiff::Timestamp>,
+    allow_older: bool,
+) -> Result<()> {
     let known = known(&repo.config().id);
     if known.is_empty() {
         return Ok(());
@@ -234,6 +241,12 @@ pub(crate) fn check_latest(repo: &Repository, app: Option<&str>, allow_older: bo
         let Some(id) = ObjectId::from_hex(&k.id) else {
             continue;
         };
+        let known_time = k.time.parse::<jiff::Timestamp>().ok();
+        if let (Some(l), Some(t)) = (latest, known_time) {
+            if l >= t {
+                continue;
+            }
+        }
         let what = if !listed.contains(&k.id) {
             "is missing from the repository".to_string()
         } else {
@@ -249,7 +262,7 @@ pub(crate) fn check_latest(repo: &Repository, app: Option<&str>, allow_older: bo
             }
         };
         let msg = format!(
-            "the newest point of app {name} that this machine wrote or restored, {} ({}), {what}; `latest` would be an older point",
+            "the newest point of app {name} that this machine wrote or restored, {} ({}), {what}; `latest` would be an older point, and no newer one is there",
             k.id, k.time
         );
         if allow_older {

@@ -149,10 +149,17 @@ pub fn plan(setup: &Setup, req: &RestoreRequest) -> Result<RestorePlan> {
         (Some(a), p) => (Some(a.clone()), p.clone().unwrap_or_else(latest)),
     };
     let repo = setup.open(app.as_deref())?;
+    let found = repo.find_point_with(app.as_deref(), &spec, req.allow_future);
     if spec == "latest" {
-        crate::known_points::check_latest(&repo, app.as_deref(), req.allow_older)?;
+        // Not older than the newest point this machine knows, if that one is gone or damaged
+        // (with no point at all, that is the error rather than "there are no points").
+        let time = match &found {
+            Ok((_, p)) => p.timestamp().ok(),
+            Err(_) => None,
+        };
+        crate::known_points::check_latest(&repo, app.as_deref(), time, req.allow_older)?;
     }
-    let (id, mut point) = repo.find_point_with(app.as_deref(), &spec, req.allow_future)?;
+    let (id, mut point) = found?;
     let whole = point.clone();
     let mut only = req.only.clone();
     if only.contains(&ComponentKind::Sqlite) {

@@ -27,8 +27,8 @@ has open or that changed after the point was taken, unless --force.
 `latest` is the newest point of the app that is not a pre-restore point and not dated in the
 future (more than 5 minutes ahead of this machine's clock; --allow-future takes it). This
 machine remembers the newest point it backed up or restored per repository and app; if that
-point is missing or damaged in the repository, `latest` is an error (exit 5) instead of an older
-point, unless --allow-older.
+point is missing or damaged in the repository and no newer one is there, `latest` is an error
+(exit 5) instead of an older point, unless --allow-older.
 
 PostgreSQL: the dump is fetched and authenticated into a private temporary file ($TMPDIR), then
 pg_restore --exit-on-error loads a new database created with the recorded encoding and locale,

@@ -262,3 +262,23 @@ fn s3_newest_point_deleted_from_the_store_is_refused_despite_the_cache() {
     let o = restore_latest(&env, &["--allow-older"]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+/// The known newest point removed, but a newer one written elsewhere is there: `latest` is
+/// that newer point (retention elsewhere may have forgotten the known one).
+#[test]
+fn known_point_gone_but_a_newer_one_exists_is_fine() {
+    let (env, older, _) = two_points();
+    // This machine knows only `older`: forget what the backups recorded, restore it.
+    std::fs::remove_dir_all(env.path(".lifeboat-state")).unwrap();
+    let out = env.path("restored");
+    env.ok(&[&"restore", &&older[..8], &"--to", &out]);
+    std::fs::remove_file(point_file(&env, &older)).unwrap();
+    let o = restore_latest(&env, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // With no point left at all, it is the known point that is named (exit 5).
+    let newer = env.points()[0]["id"].as_str().unwrap().to_string();
+    std::fs::remove_file(point_file(&env, &newer)).unwrap();
+    let o = restore_latest(&env, &[]);
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+    assert!(stderr(&o).contains(&newer), "{}", stderr(&o));
+}
