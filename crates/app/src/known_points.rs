@@ -201,6 +201,13 @@ pub(crate) fn record(repo: &Repository, id: &ObjectId, point: &Point) {
 
 /// Forgets the known points among `ids` (points this machine deleted on purpose).
 pub(crate) fn forget(repo: &Repository, ids: &[String]) {
+    if ids.is_empty()
+        || known(&repo.config().id)
+            .values()
+            .all(|k| !ids.contains(&k.id))
+    {
+        return;
+    }
     let r = update(&repo.config().id, |apps| {
         let before = apps.len();
         apps.retain(|_, k| !ids.contains(&k.id));
