@@ -130,5 +130,8 @@ pub fn backup(setup: &Setup, req: &BackupRequest, progress: &dyn Progress) -> Re
         req.tags.clone()
     };
     let (id, point) = backup_app(&mut repo, &spec, &tags, progress)?;
+    if setup.remembers_points() {
+        crate::known_points::record(&repo, &id, &point);
+    }
     Ok(BackupReport { id, point })
 }

@@ -371,7 +371,9 @@ pub(crate) fn demo_setup(root: &Path, app: &str) -> Result<(Setup, PathBuf)> {
     );
     write_file(&path, text.as_bytes(), 0o644)?;
     let config = Config::parse(&path, text)?;
-    let setup = Setup::with_config(config, None, PasswordSource::default());
+    // A throwaway repository: nothing of it is worth remembering on this machine.
+    let setup =
+        Setup::with_config(config, None, PasswordSource::default()).without_remembering_points();
     crate::init(&setup, 64)?;
     Ok((setup, dir))
 }

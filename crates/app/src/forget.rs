@@ -53,7 +53,17 @@ impl ForgetPlan {
         prune_with: Option<&PruneOptions>,
         progress: &dyn Progress,
     ) -> Result<Option<PruneReport>> {
-        forget(&self.repo, &self.points)?;
+        let removed: Vec<String> = self
+            .points
+            .iter()
+            .filter(|d| !d.keep)
+            .map(|d| d.id.clone())
+            .collect();
+        let forgotten = forget(&self.repo, &self.points);
+        // Deleted on purpose here: no longer a point `latest` must find (also after a partial
+        // failure; a point still there but no longer known is only a weaker check).
+        crate::known_points::forget(&self.repo, &removed);
+        forgotten?;
         prune_with
             .map(|opts| prune(&mut self.repo, opts, progress))
             .transpose()

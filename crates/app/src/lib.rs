@@ -36,6 +36,7 @@ mod forget;
 mod human;
 mod init;
 mod keys;
+mod known_points;
 mod password;
 mod points;
 mod prune;

@@ -1,7 +1,7 @@
 //! The listing of recovery points, with the replicas that hold each.
 use std::collections::HashSet;
 
-use lifeboat_core::{ComponentKind, ObjectId, ObjectKind, Point, Result};
+use lifeboat_core::{is_future, ComponentKind, ObjectId, ObjectKind, Point, Result};
 use serde::Serialize;
 
 use crate::setup::Setup;
@@ -27,6 +27,9 @@ pub struct PointSummary {
     pub duration_ms: u64,
     /// Each component: kind, path, size and what its body records.
     pub components: Vec<serde_json::Value>,
+    /// Dated more than 5 minutes after this machine's clock (core's `FUTURE_SKEW`): never
+    /// `latest` unless `restore --allow-future`.
+    pub future: bool,
     /// Replicas (the app's `copy_to`) that hold this point too; empty when none are configured.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub copied_to: Vec<String>,
@@ -46,6 +49,7 @@ pub fn summary(id: &ObjectId, p: &Point) -> PointSummary {
         size: p.components.iter().map(|c| c.size).sum(),
         added: p.stats.bytes_stored,
         duration_ms: p.stats.duration_ms,
+        future: is_future(p, jiff::Timestamp::now()),
         copied_to: Vec::new(),
         kinds: p.components.iter().map(|c| c.kind).collect(),
         components: p

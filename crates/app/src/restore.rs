@@ -51,6 +51,12 @@ pub struct RestoreRequest {
     pub safety_point: bool,
     /// How SQLite checks a restored database.
     pub verify: Verify,
+    /// `latest` may be older than the newest point this machine wrote or restored (that point
+    /// is missing or damaged in the repository); without it that is an error.
+    pub allow_older: bool,
+    /// `latest` may be a point dated in the future (more than a few minutes ahead of this
+    /// machine's clock); without it such points are passed over.
+    pub allow_future: bool,
 }
 
 impl Default for RestoreRequest {
@@ -71,6 +77,8 @@ impl Default for RestoreRequest {
             force: false,
             safety_point: true,
             verify: Verify::Full,
+            allow_older: false,
+            allow_future: false,
         }
     }
 }
@@ -81,10 +89,13 @@ impl Default for RestoreRequest {
 /// edit what `run` restores or drop what it must save first.
 pub struct RestorePlan {
     id: ObjectId,
+    /// The point as stored (what is remembered as restored).
+    whole: Point,
     point: Point,
     replaced: Vec<Component>,
     opts: RestoreOptions,
     safety_point: bool,
+    remember: bool,
     repo: Repository,
 }
 
@@ -138,7 +149,18 @@ pub fn plan(setup: &Setup, req: &RestoreRequest) -> Result<RestorePlan> {
         (Some(a), p) => (Some(a.clone()), p.clone().unwrap_or_else(latest)),
     };
     let repo = setup.open(app.as_deref())?;
-    let (id, mut point) = repo.find_point(app.as_deref(), &spec)?;
+    let found = repo.find_point_with(app.as_deref(), &spec, req.allow_future);
+    if spec == "latest" {
+        // Not older than the newest point this machine knows, if that one is gone or damaged
+        // (with no point at all, that is the error rather than "there are no points").
+        let time = match &found {
+            Ok((_, p)) => p.timestamp().ok(),
+            Err(_) => None,
+        };
+        crate::known_points::check_latest(&repo, app.as_deref(), time, req.allow_older)?;
+    }
+    let (id, mut point) = found?;
+    let whole = point.clone();
     let mut only = req.only.clone();
     if only.contains(&ComponentKind::Sqlite) {
         // `db` means every database of the point.
@@ -225,10 +247,12 @@ pub fn plan(setup: &Setup, req: &RestoreRequest) -> Result<RestorePlan> {
     lifeboat_sources::app::preflight(&point, &opts)?;
     Ok(RestorePlan {
         id,
+        whole,
         point,
         replaced,
         opts,
         safety_point: req.safety_point,
+        remember: setup.remembers_points(),
         repo,
     })
 }
@@ -269,6 +293,9 @@ impl RestorePlan {
             }
         }
         let restored = restore_point(&mut self.repo, &self.point, &self.opts, progress)?;
+        if self.remember {
+            crate::known_points::record(&self.repo, &self.id, &self.whole);
+        }
         Ok(RestoreReport {
             point: self.id.to_hex(),
             restored,

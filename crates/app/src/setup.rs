@@ -25,6 +25,8 @@ pub struct Setup {
     password: PasswordSource,
     /// Every storage opened, for `--stats`.
     opened: Mutex<Vec<(String, Arc<dyn Storage>)>>,
+    /// Whether backups and restores update this machine's newest known points.
+    remember_points: bool,
 }
 
 /// Where a setup's config comes from.
@@ -45,6 +47,7 @@ impl Setup {
             repo,
             password,
             opened: Mutex::default(),
+            remember_points: true,
         }
     }
 
@@ -58,7 +61,21 @@ impl Setup {
             repo,
             password,
             opened: Mutex::default(),
+            remember_points: true,
         }
+    }
+
+    /// Backups and restores through this setup do not update this machine's newest known
+    /// points (`known_points.rs`): for throwaway repositories (the demo's). `latest` is still
+    /// checked against what is known.
+    pub fn without_remembering_points(mut self) -> Setup {
+        self.remember_points = false;
+        self
+    }
+
+    /// Whether backups and restores update this machine's newest known points.
+    pub fn remembers_points(&self) -> bool {
+        self.remember_points
     }
 
     /// Requests sent so far to each storage opened, by location.

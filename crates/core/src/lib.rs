@@ -58,7 +58,7 @@ pub use ops::keys::{add_key, list_keys, remove_key, KeyInfo};
 pub use ops::prune::{prune, PruneOptions, PruneReport};
 pub use progress::{NoProgress, Progress};
 pub use reader::{BatchSink, ChunkReader};
-pub use repository::{read_config, Repository};
+pub use repository::{is_future, read_config, DamagedListing, Repository, FUTURE_SKEW};
 pub use retention::{parse_span, plan as plan_retention, Decision, Policy};
 pub use session::{BackupSession, RestoreSession};
 pub use storage::{

@@ -337,7 +337,15 @@ impl Repository {
 
     /// Every readable point, oldest first. Damaged points are skipped with a warning.
     pub fn points(&self) -> Result<Vec<(ObjectId, Point)>> {
+        Ok(self.points_and_damaged()?.0)
+    }
+
+    /// Every readable point, oldest first, and the points that are listed but cannot be read
+    /// (damaged, or not authenticated by this repository's key) with the reason, each skipped
+    /// with a warning. A point deleted between the listing and its read is neither.
+    pub fn points_and_damaged(&self) -> Result<DamagedListing> {
         let mut out = Vec::new();
+        let mut damaged = Vec::new();
         for e in self.storage.list(ObjectKind::Point)? {
             let Some(id) = ObjectId::from_hex(&e.name) else {
                 tracing::warn!("ignoring unexpected file points/{}", e.name);
@@ -346,39 +354,76 @@ impl Repository {
             // One damaged point must not hide all the others; `check` names it.
             match self.read_point(&id) {
                 Ok(p) => out.push((id, p)),
-                Err(e) => tracing::warn!(
-                    "ignoring damaged point {}: {e} (run `lifeboat check`)",
-                    id.short()
-                ),
+                Err(_)
+                    if matches!(
+                        self.storage.read(ObjectKind::Point, &e.name),
+                        Err(StorageError::NotFound { .. })
+                    ) => {}
+                Err(e) => {
+                    tracing::warn!(
+                        "ignoring damaged point {}: {e} (run `lifeboat check`)",
+                        id.short()
+                    );
+                    damaged.push((id, e));
+                }
             }
         }
         // Sort by the parsed time: the RFC 3339 strings have a variable-length fraction, so
         // string order is not time order within one second.
         out.sort_by_cached_key(|(id, p)| (p.timestamp().unwrap_or(jiff::Timestamp::MIN), *id));
-        Ok(out)
+        Ok((out, damaged))
+    }
+
+    /// Finds a point by id prefix (at least 4 hex characters) or `latest`, optionally within
+    /// one app, with the default rules ([`Repository::find_point_with`], no future points).
+    pub fn find_point(&self, app: Option<&str>, spec: &str) -> Result<(ObjectId, Point)> {
+        self.find_point_with(app, spec, false)
     }
 
     /// Finds a point by id prefix (at least 4 hex characters) or `latest`, optionally within one app.
     /// `latest` is the newest point not tagged `pre-restore`: those are safety copies of what a
     /// restore replaced, and restoring "latest" twice must not bring back the replaced state.
-    pub fn find_point(&self, app: Option<&str>, spec: &str) -> Result<(ObjectId, Point)> {
-        let points: Vec<_> = self
-            .points()?
+    /// Nor is it a point dated in the future ([`is_future`]) unless `allow_future`: one such
+    /// point would otherwise stay "latest" whatever is backed up after it. An id prefix that
+    /// matches only a damaged point is an error of kind `Corrupt` naming it.
+    pub fn find_point_with(
+        &self,
+        app: Option<&str>,
+        spec: &str,
+        allow_future: bool,
+    ) -> Result<(ObjectId, Point)> {
+        let (all, damaged) = self.points_and_damaged()?;
+        let points: Vec<_> = all
             .into_iter()
             .filter(|(_, p)| app.is_none_or(|a| p.app == a))
             .collect();
         let scope = app.map_or(String::new(), |a| format!(" of app {a}"));
         if spec == "latest" {
-            return points
+            let now = jiff::Timestamp::now();
+            let candidates: Vec<_> = points
                 .into_iter()
-                .rfind(|(_, p)| !p.tags.iter().any(|t| t == "pre-restore"))
+                .filter(|(_, p)| !p.tags.iter().any(|t| t == "pre-restore"))
+                .collect();
+            let future = candidates.iter().filter(|(_, p)| is_future(p, now)).count();
+            return candidates
+                .into_iter()
+                .rfind(|(_, p)| allow_future || !is_future(p, now))
                 .ok_or_else(|| {
-                    err!(
-                        Usage,
-                        "there are no points{scope} in {}",
-                        self.storage.location()
-                    )
-                    .with_hint("run `lifeboat backup` first; `lifeboat points` lists what exists")
+                    if future > 0 {
+                        err!(
+                            Usage,
+                            "the only points{scope} in {} are dated in the future",
+                            self.storage.location()
+                        )
+                        .with_hint("check this machine's clock; name the point by id, or pass --allow-future to take it as latest")
+                    } else {
+                        err!(
+                            Usage,
+                            "there are no points{scope} in {}",
+                            self.storage.location()
+                        )
+                        .with_hint("run `lifeboat backup` first; `lifeboat points` lists what exists")
+                    }
                 });
         }
         if spec.len() < 4 || !spec.chars().all(|c| c.is_ascii_hexdigit()) {
@@ -392,11 +437,26 @@ impl Repository {
             .into_iter()
             .filter(|(id, _)| id.to_hex().starts_with(&spec_l))
             .collect();
-        match found.len() {
-            0 => Err(err!(Usage, "no point{scope} with id {spec}")
+        // A damaged point's app is unknown: it matches whatever the scope.
+        let mut broken: Vec<_> = damaged
+            .into_iter()
+            .filter(|(id, _)| id.to_hex().starts_with(&spec_l))
+            .collect();
+        match (found.len(), broken.len()) {
+            (0, 0) => Err(err!(Usage, "no point{scope} with id {spec}")
                 .with_hint("`lifeboat points` lists the points")),
-            1 => Ok(found.remove(0)),
-            n => Err(err!(Usage, "{n} points start with {spec}")
+            (1, 0) => Ok(found.remove(0)),
+            (0, 1) => {
+                let (id, e) = broken.remove(0);
+                Err(err!(
+                    Corrupt,
+                    "point {} is damaged and cannot be restored: {}",
+                    id.to_hex(),
+                    e.message()
+                )
+                .with_hint("run `lifeboat check` to see what else is affected; `lifeboat points` lists the readable points"))
+            }
+            (n, m) => Err(err!(Usage, "{} points start with {spec}", n + m)
                 .with_hint("give more characters of the id")),
         }
     }
@@ -426,6 +486,21 @@ impl Repository {
     pub(crate) fn index(&self) -> &Index {
         &self.index
     }
+}
+
+/// Readable points (oldest first) and the damaged ones with the reason each cannot be read.
+pub type DamagedListing = (Vec<(ObjectId, Point)>, Vec<(ObjectId, Error)>);
+
+/// How far ahead of this machine's clock a point may be dated and still count as now (clock
+/// skew between the machines writing to one repository).
+pub const FUTURE_SKEW: jiff::SignedDuration = jiff::SignedDuration::from_mins(5);
+
+/// Whether `p` is dated more than [`FUTURE_SKEW`] after `now` (an unparsable time is not).
+pub fn is_future(p: &Point, now: jiff::Timestamp) -> bool {
+    p.timestamp()
+        .ok()
+        .and_then(|t| t.checked_sub(FUTURE_SKEW).ok())
+        .is_some_and(|t| t > now)
 }
 
 /// Checks that an object's bytes hash to its name.

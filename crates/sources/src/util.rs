@@ -3,7 +3,6 @@ use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-
 /// Variables of lifeboat's own environment that hold its secrets: the repository passwords and
 /// the S3 store's credentials. No child (pg_dump, psql, pg_restore, a wrapper, a password
 /// command) needs them, so none inherits them ([`scrub_child_env`]).

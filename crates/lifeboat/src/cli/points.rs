@@ -59,15 +59,26 @@ pub fn run(ctx: &Context, a: PointsArgs) -> Result<()> {
                 }
             )
         };
+        let time = if s.future {
+            format!("{}*", local_time(&s.time))
+        } else {
+            local_time(&s.time)
+        };
         outln!(
             "{:<9} {:<24} {:<12} {:<18} {:>10} {:>10}  {}{copied}",
             &s.id[..8],
-            local_time(&s.time),
+            time,
             esc(&s.app),
             esc(&s.tags.join(",")),
             size(s.size),
             size(s.added),
             contents.join("+")
+        );
+    }
+    if report.points.iter().any(|s| s.future) {
+        outln!(
+            "\n* dated in the future (more than 5 minutes ahead of this machine's clock): not `latest` \
+             unless `restore --allow-future`; check the clock of the machine that wrote it"
         );
     }
     Ok(())

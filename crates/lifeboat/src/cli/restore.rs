@@ -24,6 +24,12 @@ only then renamed over the target, after stale -wal/-shm files are removed; on a
 database stays as it was. In place, lifeboat refuses to replace a database that another process
 has open or that changed after the point was taken, unless --force.
 
+`latest` is the newest point of the app that is not a pre-restore point and not dated in the
+future (more than 5 minutes ahead of this machine's clock; --allow-future takes it). This
+machine remembers the newest point it backed up or restored per repository and app; if that
+point is missing or damaged in the repository and no newer one is there, `latest` is an error
+(exit 5) instead of an older point, unless --allow-older.
+
 PostgreSQL: the dump is fetched and authenticated into a private temporary file ($TMPDIR), then
 pg_restore --exit-on-error loads a new database created with the recorded encoding and locale,
 and its row counts are compared with the point (counted in the dump's own snapshot). In place,
@@ -68,6 +74,14 @@ pub struct RestoreArgs {
     /// Replace a database even if it is open by another process or newer than the point
     #[arg(long)]
     pub force: bool,
+    /// Let `latest` be older than the newest point this machine wrote or restored, when that
+    /// point is missing or damaged in the repository (default: refuse, exit 5)
+    #[arg(long)]
+    pub allow_older: bool,
+    /// Let `latest` be a point dated in the future (more than 5 minutes ahead of this
+    /// machine's clock; default: such points are passed over)
+    #[arg(long)]
+    pub allow_future: bool,
     /// Do not ask before an in-place restore (for scripts)
     #[arg(long, short = 'y')]
     pub yes: bool,
@@ -129,6 +143,8 @@ pub fn run(ctx: &Context, a: RestoreArgs) -> Result<()> {
         force: a.force,
         safety_point: !a.no_safety_point,
         verify: a.verify,
+        allow_older: a.allow_older,
+        allow_future: a.allow_future,
     };
     let plan = lifeboat_app::restore_plan(&ctx.setup, &req)?;
     if !plan.replaced().is_empty() {

@@ -115,6 +115,7 @@ impl Env {
             .env_remove("LIFEBOAT_CONFIG")
             .env_remove("LIFEBOAT_PASSWORD_FILE")
             .env_remove("LIFEBOAT_PASSWORD_COMMAND")
+            .env("LIFEBOAT_STATE_DIR", self.path(".lifeboat-state"))
             .current_dir(self.dir.path())
             .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .arg("--repo")
@@ -253,6 +254,7 @@ pub fn lb_config(cfg: &Path, dir: &Path) -> Command {
     let mut c = Command::cargo_bin("lifeboat").unwrap();
     c.env("LIFEBOAT_PASSWORD", PASSWORD)
         .env("LIFEBOAT_CONFIG", cfg)
+        .env("LIFEBOAT_STATE_DIR", dir.join(".lifeboat-state"))
         .current_dir(dir);
     c
 }

@@ -11,6 +11,8 @@ mod damage;
 /// Deduplication: unchanged and lightly changed databases add little; incremental chains
 /// restore exactly.
 mod incremental;
+/// `latest`: the newest point known on this machine must still be there; future-dated points.
+mod latest;
 /// PostgreSQL apps on a real server: hot dump beside a writer, new-database and in-place
 /// restores, failing and killed dumps, dedup of an unchanged database, wrappers, roles.
 mod postgres;

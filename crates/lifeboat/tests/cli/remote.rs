@@ -355,6 +355,7 @@ fn s3_backup_killed_mid_upload_leaves_a_consistent_repository() {
             .envs(env.envs.iter().map(|(k, v)| (k, v)))
             .env("LIFEBOAT_PASSWORD", PASSWORD)
             .env_remove("LIFEBOAT_CONFIG")
+            .env("LIFEBOAT_STATE_DIR", env.path(".lifeboat-state"))
             .arg("--repo")
             .arg(&env.repo)
             .args(["backup", "--name", "chat"])

@@ -219,6 +219,7 @@ fn backups_and_prunes_at_the_same_time_lose_nothing() {
                 let o = StdCommand::new(assert_cmd::cargo::cargo_bin("lifeboat"))
                     .env("LIFEBOAT_PASSWORD", PASSWORD)
                     .env_remove("LIFEBOAT_CONFIG")
+                    .env("LIFEBOAT_STATE_DIR", dir.join(".lifeboat-state"))
                     .current_dir(&dir)
                     .arg("--repo")
                     .arg(&repo)
