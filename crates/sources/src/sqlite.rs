@@ -486,7 +486,11 @@ fn write_and_verify(
     // with SQLITE_OPEN_NOFOLLOW (a symlink anywhere in the path is refused).
     let real = stage.real_path().join(name);
     let res = stage_is_at(stage, &real).and_then(|()| {
-        let res = check_db(&real, body, verify, OpenFlags::SQLITE_OPEN_NOFOLLOW);
+        // Read-only and `immutable=1`: SQLite creates no -shm/-wal/-journal and writes
+        // nothing, so even if the private directory were swapped between `stage_is_at` and
+        // this open (the race left in Known gaps), the file opened is only read, never
+        // changed and nothing is created beside it.
+        let res = check_db(&real, body, verify, Open::ImmutableNoFollow);
         for s in sidecar_names(name) {
             let _ = stage.remove_file(&s);
         }
@@ -582,7 +586,7 @@ fn apply_owner_mode(file: &File, tmp: &Path, body: &SqliteBody) -> Result<()> {
 
 /// `PRAGMA integrity_check` and row counts against the point's record.
 pub fn verify_db(path: &Path, body: &SqliteBody, level: Verify) -> Result<()> {
-    let res = check_db(path, body, level, OpenFlags::empty());
+    let res = check_db(path, body, level, Open::ReadWrite);
     // Opening a WAL-mode image creates -wal/-shm beside it; they are empty after a clean close.
     for s in sidecars(path) {
         let _ = fs::remove_file(s);
@@ -592,17 +596,52 @@ pub fn verify_db(path: &Path, body: &SqliteBody, level: Verify) -> Result<()> {
 
 /// [`verify_db`] without removing the side files, opened with `SQLITE_OPEN_READ_WRITE` and
 /// `extra` flags.
-fn check_db(path: &Path, body: &SqliteBody, level: Verify, extra: OpenFlags) -> Result<()> {
+/// How [`check_db`] opens the database.
+#[derive(Clone, Copy)]
+enum Open {
+    /// By path, read-write (a database the operator names).
+    ReadWrite,
+    /// A restore's staged file: read-only, `immutable=1` (no locks, no side files created),
+    /// and no symlink followed anywhere in the path.
+    ImmutableNoFollow,
+}
+
+/// `file:` URI of `path` with `immutable=1`: every byte outside the unreserved set and `/` is
+/// percent-encoded, so a `?`, `#` or `%` in a directory name cannot add URI parameters.
+fn immutable_uri(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut uri = String::from("file:");
+    for &b in path.as_os_str().as_bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+            uri.push(b as char);
+        } else {
+            uri.push_str(&format!("%{b:02X}"));
+        }
+    }
+    uri.push_str("?immutable=1");
+    uri
+}
+
+fn check_db(path: &Path, body: &SqliteBody, level: Verify, open: Open) -> Result<()> {
     let verr = |m: String| {
         Error::new(
             ErrorKind::Verify,
             format!("restored database {}: {m}", path.display()),
         )
     };
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | extra,
-    )
+    let conn = match open {
+        Open::ReadWrite => Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        ),
+        Open::ImmutableNoFollow => Connection::open_with_flags(
+            immutable_uri(path),
+            OpenFlags::SQLITE_OPEN_READ_ONLY
+                | OpenFlags::SQLITE_OPEN_URI
+                | OpenFlags::SQLITE_OPEN_NOFOLLOW
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        ),
+    }
     .map_err(|e| verr(format!("cannot open: {e}")))?;
     let pragma = match level {
         Verify::Full => "integrity_check",
@@ -847,5 +886,16 @@ impl SourceKind for SqliteKind {
             ),
             warnings: Vec::new(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn immutable_uri_encodes_what_could_add_parameters() {
+        assert_eq!(
+            super::immutable_uri(std::path::Path::new("/srv/a b/x?mode=rw#%.db")),
+            "file:/srv/a%20b/x%3Fmode%3Drw%23%25.db?immutable=1"
+        );
     }
 }
