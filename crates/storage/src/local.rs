@@ -6,8 +6,9 @@
 //! over the final name and the directory is fsynced (Litestream's file replica pattern), so
 //! a crash leaves either nothing or the whole object under its name. Stray `.tmp-*` files
 //! from a crash are ignored by `list` and reclaimed by prune.
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use std::sync::Arc;
@@ -74,7 +75,7 @@ impl LocalStorage {
             }
         }
         for m in missing.iter().rev() {
-            match fs::create_dir(m) {
+            match DirBuilder::new().mode(DIR_MODE).create(m) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(e),
@@ -89,6 +90,23 @@ impl LocalStorage {
     fn describe(&self, kind: ObjectKind, name: &str) -> String {
         format!("{kind} {name} ({})", self.path(kind, name).display())
     }
+}
+
+/// Mode of every directory the storage creates: the owner only (key slots hold the
+/// password-wrapped master key, readable slots invite offline guessing).
+pub(crate) const DIR_MODE: u32 = 0o700;
+/// Mode of every object file, set at creation (`open(O_CREAT|O_EXCL, 0600)`), never by a
+/// later chmod.
+pub(crate) const FILE_MODE: u32 = 0o600;
+
+/// Opens a new temp file exclusively, owner-only, never through a symlink.
+pub(crate) fn create_private(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(FILE_MODE)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
 }
 
 fn valid_name(name: &str) -> bool {
@@ -278,7 +296,7 @@ impl Storage for LocalStorage {
         let tmp = dir.join(format!(".tmp-{}-{}", std::process::id(), random_hex()?));
         let what = self.describe(kind, name);
         let res = (|| -> std::io::Result<()> {
-            let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+            let mut f = create_private(&tmp)?;
             f.write_all(data)?;
             f.sync_all()?;
             drop(f);
@@ -300,11 +318,7 @@ impl Storage for LocalStorage {
             self.create_dirs(&dir).map_err(|e| io(dir.display(), e))?;
         }
         let tmp = dir.join(format!(".tmp-{}-{}", std::process::id(), random_hex()?));
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .map_err(|e| io(tmp.display(), e))?;
+        let file = create_private(&tmp).map_err(|e| io(tmp.display(), e))?;
         Ok(Box::new(LocalWriter {
             storage: self,
             kind,

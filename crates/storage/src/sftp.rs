@@ -344,7 +344,16 @@ impl SftpStorage {
                 path.push('/');
             }
             path.push_str(part);
-            if let Err(e) = c.sftp.create_dir(path.clone()).await {
+            // Owner-only where the protocol-level channel lets us pass the mode at creation
+            // (the server applies its umask on top, which only removes bits).
+            let made = match &c.raw {
+                Some(raw) => raw
+                    .mkdir(path.clone(), private_attrs(crate::local::DIR_MODE))
+                    .await
+                    .map(|_| ()),
+                None => c.sftp.create_dir(path.clone()).await,
+            };
+            if let Err(e) = made {
                 if !c.sftp.try_exists(path.clone()).await.unwrap_or(false) {
                     return Err(e);
                 }
@@ -485,6 +494,14 @@ fn classify(what: &str, e: SftpError) -> Failure {
             }),
         },
         e => Failure::Transient(format!("{what}: {e}")),
+    }
+}
+
+/// Attributes that carry only a permission mode, for SFTP open and mkdir.
+fn private_attrs(mode: u32) -> russh_sftp::protocol::FileAttributes {
+    russh_sftp::protocol::FileAttributes {
+        permissions: Some(mode),
+        ..Default::default()
     }
 }
 
@@ -660,9 +677,10 @@ impl Storage for SftpStorage {
                 let res = async {
                     let mut f = c
                         .sftp
-                        .open_with_flags(
+                        .open_with_flags_and_attributes(
                             tmp.clone(),
                             OpenFlags::CREATE | OpenFlags::EXCLUDE | OpenFlags::WRITE,
+                            private_attrs(crate::local::FILE_MODE),
                         )
                         .await
                         .map_err(|e| classify(&tmp, e))?;
