@@ -118,7 +118,7 @@ impl Storage for CachedStorage {
         let Some(path) = self.path(kind, name) else {
             return self.inner.read(kind, name);
         };
-        if let Ok(b) = fs::read(path) {
+        if let Ok(b) = crate::local::read_bounded(&path, kind, &path.display().to_string()) {
             if ObjectId::of(&b).to_hex() == name {
                 return Ok(b);
             }

@@ -173,6 +173,21 @@ impl Drop for LocalWriter<'_> {
     }
 }
 
+/// The whole file at `path`, refused as [`StorageError::TooLarge`] from its size before any
+/// byte is read when it exceeds the kind's bound (and never more than the bound read, should
+/// it grow meanwhile).
+pub(crate) fn read_bounded(path: &Path, kind: ObjectKind, what: &str) -> StorageResult<Vec<u8>> {
+    let f = File::open(path).map_err(|e| io(what, e))?;
+    let size = f.metadata().map_err(|e| io(what, e))?.len();
+    kind.check_size(what, size)?;
+    let mut buf = Vec::with_capacity(size as usize);
+    f.take(kind.max_size() + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| io(what, e))?;
+    kind.check_size(what, buf.len() as u64)?;
+    Ok(buf)
+}
+
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
@@ -247,7 +262,7 @@ impl Storage for LocalStorage {
 
     fn read(&self, kind: ObjectKind, name: &str) -> StorageResult<Vec<u8>> {
         self.counter.get(1);
-        fs::read(self.path(kind, name)).map_err(|e| io(self.describe(kind, name), e))
+        read_bounded(&self.path(kind, name), kind, &self.describe(kind, name))
     }
 
     fn read_range(

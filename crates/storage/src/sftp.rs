@@ -619,7 +619,26 @@ impl Storage for SftpStorage {
         self.counter.get(1);
         self.run(&what, |c| {
             let (path, what) = (path.clone(), what.clone());
-            async move { c.sftp.read(path).await.map_err(|e| classify(&what, e)) }
+            async move {
+                // Refused from the open file's size, before its bytes are read.
+                let mut f = c.sftp.open(path).await.map_err(|e| classify(&what, e))?;
+                let size = f
+                    .metadata()
+                    .await
+                    .map_err(|e| classify(&what, e))?
+                    .size
+                    .unwrap_or(0);
+                kind.check_size(&what, size).map_err(Failure::Permanent)?;
+                let mut buf = Vec::with_capacity(size as usize);
+                (&mut f)
+                    .take(kind.max_size() + 1)
+                    .read_to_end(&mut buf)
+                    .await
+                    .map_err(|e| Failure::Transient(format!("{what}: {e}")))?;
+                kind.check_size(&what, buf.len() as u64)
+                    .map_err(Failure::Permanent)?;
+                Ok(buf)
+            }
         })
     }
 
