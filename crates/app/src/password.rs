@@ -4,9 +4,12 @@
 //! 3. `LIFEBOAT_PASSWORD`
 //! 4. the repository's `password_file` / `password_command` in `lifeboat.toml`
 //!
-//! The password itself never appears in logs or errors.
+//! The password itself never appears in logs or errors, and every buffer that held it is
+//! wiped when dropped ([`Zeroizing`]).
 use std::path::Path;
 use std::process::Command;
+
+use zeroize::Zeroizing;
 
 use lifeboat_core::{Error, ErrorKind, Result};
 
@@ -21,7 +24,7 @@ pub struct PasswordSource {
 
 impl PasswordSource {
     /// Resolves the password. `config` holds the repository's settings from lifeboat.toml.
-    pub fn resolve(&self, config: &PasswordSource, var_prefix: &str) -> Result<Vec<u8>> {
+    pub fn resolve(&self, config: &PasswordSource, var_prefix: &str) -> Result<Zeroizing<Vec<u8>>> {
         let env = |k: &str| {
             std::env::var(format!("{var_prefix}{k}"))
                 .ok()
@@ -34,7 +37,7 @@ impl PasswordSource {
             return from_file(Path::new(&f));
         }
         if let Some(p) = env("") {
-            return Ok(p.into_bytes());
+            return Ok(Zeroizing::new(p.into_bytes()));
         }
         if let Some(cmd) = &config.command {
             return from_command(cmd);
@@ -48,10 +51,10 @@ impl PasswordSource {
     }
 }
 
-fn from_file(path: &Path) -> Result<Vec<u8>> {
-    let s = std::fs::read_to_string(path).map_err(|e| {
+fn from_file(path: &Path) -> Result<Zeroizing<Vec<u8>>> {
+    let s = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
         Error::io(format!("read password file {}", path.display()), e).with_kind(ErrorKind::Auth)
-    })?;
+    })?);
     let line = s.lines().next().unwrap_or_default();
     if line.is_empty() {
         return Err(Error::new(
@@ -59,10 +62,10 @@ fn from_file(path: &Path) -> Result<Vec<u8>> {
             format!("password file {} is empty", path.display()),
         ));
     }
-    Ok(line.as_bytes().to_vec())
+    Ok(Zeroizing::new(line.as_bytes().to_vec()))
 }
 
-fn from_command(cmd: &str) -> Result<Vec<u8>> {
+fn from_command(cmd: &str) -> Result<Zeroizing<Vec<u8>>> {
     let mut sh = Command::new("sh");
     // The command learns no password and no store credential from lifeboat's environment.
     lifeboat_sources::scrub_child_env(&mut sh);
@@ -72,6 +75,7 @@ fn from_command(cmd: &str) -> Result<Vec<u8>> {
         .stderr(std::process::Stdio::inherit())
         .output()
         .map_err(|e| Error::io("run password command", e).with_kind(ErrorKind::Auth))?;
+    let mut stdout = Zeroizing::new(out.stdout);
     if !out.status.success() {
         return Err(Error::new(
             ErrorKind::Auth,
@@ -79,15 +83,40 @@ fn from_command(cmd: &str) -> Result<Vec<u8>> {
         )
         .with_hint("run the command by hand to see why"));
     }
-    let mut p = out.stdout;
-    while p.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-        p.pop();
+    while stdout.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+        stdout.pop();
     }
-    if p.is_empty() {
+    if stdout.is_empty() {
         return Err(Error::new(
             ErrorKind::Auth,
             "password command printed nothing",
         ));
     }
-    Ok(p)
+    Ok(stdout)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 12 item 5: passwords were plain `Vec<u8>`s, never wiped. Every source hands out
+    /// a buffer that zeroes itself (and its spare capacity) when dropped.
+    #[test]
+    fn passwords_come_in_buffers_wiped_on_drop() {
+        let p: Zeroizing<Vec<u8>> = from_command("printf 'pw\\n'").unwrap();
+        assert_eq!(&p[..], b"pw");
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("pw");
+        std::fs::write(&f, "secret\nrest\n").unwrap();
+        let p: Zeroizing<Vec<u8>> = from_file(&f).unwrap();
+        assert_eq!(&p[..], b"secret");
+        let src = PasswordSource {
+            command: Some("echo from-cmd".into()),
+            file: None,
+        };
+        let p: Zeroizing<Vec<u8>> = src
+            .resolve(&PasswordSource::default(), "LIFEBOAT_TEST_UNSET_PW")
+            .unwrap();
+        assert_eq!(&p[..], b"from-cmd");
+    }
 }

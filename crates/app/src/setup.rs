@@ -152,7 +152,7 @@ impl Setup {
     }
 
     /// The storage and password for `app` (or the only repository).
-    pub fn storage_for(&self, app: Option<&str>) -> Result<(Arc<dyn Storage>, Vec<u8>)> {
+    pub fn storage_for(&self, app: Option<&str>) -> Result<(Arc<dyn Storage>, Password)> {
         let (location, repo_cfg) = self.location_for(app)?;
         let pw_cfg = repo_cfg.as_ref().map(|r| r.password()).unwrap_or_default();
         let storage = self.open_storage(&location, repo_cfg.as_ref())?;
@@ -166,6 +166,9 @@ impl Setup {
         Repository::open(storage, &password)
     }
 }
+
+/// A resolved password: wiped (with its spare capacity) when dropped.
+pub type Password = zeroize::Zeroizing<Vec<u8>>;
 
 /// A repository given by the name of a `[repository.NAME]` table, or by a path or URL
 /// (which a table may describe further).

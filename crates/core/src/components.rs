@@ -213,6 +213,12 @@ pub struct DbChecksum(pub [u8; 16]);
 #[derive(Clone)]
 pub struct ChecksumKey(pub(crate) [u8; 32]);
 
+impl Drop for ChecksumKey {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
+
 impl std::fmt::Debug for ChecksumKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("ChecksumKey(..)")

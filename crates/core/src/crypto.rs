@@ -12,6 +12,7 @@
 //! point), so one kind of object can never be passed off as another.
 use chacha20poly1305::aead::{Aead, AeadInOut, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use zeroize::Zeroize;
 
 use crate::error::{err, Result};
 use crate::id::ChunkId;
@@ -27,8 +28,9 @@ const CONTEXT_OBJECT_KEY: &str = "lifeboat 2026-11 v1 object encryption key";
 const CONTEXT_CHECKSUM_KEY: &str = "lifeboat 2026-11 v1 database checksum key";
 const CONTEXT_CHUNKER_SEED: &str = "lifeboat 2026-11 v1 chunker seed";
 
-/// The repository's master key with its derived keys. Debug never prints key material.
-#[derive(Clone)]
+/// The repository's master key with its derived keys. Debug never prints key material. Not
+/// `Clone` (one copy per open repository); the secret and derived keys are wiped on drop
+/// (the cipher's key by `chacha20poly1305`'s `zeroize` feature).
 pub struct MasterKey {
     secret: [u8; 32],
     id_key: [u8; 32],
@@ -43,6 +45,17 @@ impl std::fmt::Debug for MasterKey {
     }
 }
 
+impl Drop for MasterKey {
+    fn drop(&mut self) {
+        self.secret.zeroize();
+        self.id_key.zeroize();
+        self.checksum_key.zeroize();
+        self.chunker_seed.zeroize();
+    }
+}
+
+impl zeroize::ZeroizeOnDrop for MasterKey {}
+
 impl MasterKey {
     /// A new random master key.
     pub fn generate() -> Result<MasterKey> {
@@ -52,11 +65,13 @@ impl MasterKey {
     /// Rebuilds the derived keys from the 32-byte master secret.
     pub fn from_secret(secret: [u8; 32]) -> MasterKey {
         let id_key = blake3::derive_key(CONTEXT_ID_KEY, &secret);
-        let object_key = blake3::derive_key(CONTEXT_OBJECT_KEY, &secret);
+        let mut object_key = blake3::derive_key(CONTEXT_OBJECT_KEY, &secret);
         let checksum_key = blake3::derive_key(CONTEXT_CHECKSUM_KEY, &secret);
-        let seed = blake3::derive_key(CONTEXT_CHUNKER_SEED, &secret);
+        let mut seed = blake3::derive_key(CONTEXT_CHUNKER_SEED, &secret);
         let chunker_seed = u64::from_le_bytes(seed[..8].try_into().expect("8 bytes"));
         let cipher = XChaCha20Poly1305::new(&object_key.into());
+        object_key.zeroize();
+        seed.zeroize();
         MasterKey {
             secret,
             id_key,
@@ -64,6 +79,12 @@ impl MasterKey {
             chunker_seed,
             cipher,
         }
+    }
+
+    /// A second copy, for threads that outlive a borrow (kept crate-private and explicit:
+    /// `MasterKey` is not `Clone`, so copies of the secret are few and each is wiped on drop).
+    pub(crate) fn duplicate(&self) -> MasterKey {
+        MasterKey::from_secret(self.secret)
     }
 
     /// The master secret (only for wrapping it into a key slot).
@@ -226,6 +247,32 @@ mod tests {
         assert_eq!(k.open_in_place(b"a", &mut copy).unwrap(), b"hello world");
         buf[NONCE_LEN + 2] ^= 1;
         assert!(k.open_in_place(b"a", &mut buf).is_err());
+    }
+
+    /// Issue 12 item 5: the master key was `Clone` and never wiped. Dropping it now zeroes
+    /// the secret and every derived key it holds.
+    #[test]
+    fn master_key_is_wiped_on_drop() {
+        let mut k = std::mem::ManuallyDrop::new(MasterKey::from_secret([7u8; 32]));
+        assert_ne!(k.id_key, [0u8; 32]);
+        let p: *mut MasterKey = &mut *k;
+        // SAFETY: `k` is never used again; its memory stays allocated (ManuallyDrop) and the
+        // fields read afterwards are plain byte arrays, valid for any bit pattern.
+        let (secret, id_key, checksum_key, seed) = unsafe {
+            std::ptr::drop_in_place(p);
+            (
+                std::ptr::read(&raw const (*p).secret),
+                std::ptr::read(&raw const (*p).id_key),
+                std::ptr::read(&raw const (*p).checksum_key),
+                std::ptr::read(&raw const (*p).chunker_seed),
+            )
+        };
+        assert_eq!(secret, [0u8; 32]);
+        assert_eq!(id_key, [0u8; 32]);
+        assert_eq!(checksum_key, [0u8; 32]);
+        assert_eq!(seed, 0);
+        fn wiped_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+        wiped_on_drop::<MasterKey>();
     }
 
     #[test]

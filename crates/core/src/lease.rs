@@ -232,6 +232,11 @@ pub fn list_leases(storage: &dyn Storage) -> Result<(Vec<LeaseInfo>, Vec<String>
             Ok(b) => b,
             // Gone between list and read: it was refreshed or released.
             Err(StorageError::NotFound { .. }) => continue,
+            // Damaged (larger than any lease): unreadable, which a prune treats as live.
+            Err(err @ StorageError::TooLarge { .. }) => {
+                bad.push(format!("{what}: {err}"));
+                continue;
+            }
             Err(err) => return Err(Error::from(err).context("read leases")),
         };
         match Lease::from_bytes(&bytes, &what) {

@@ -113,7 +113,15 @@ impl Repository {
         let mut newer = None;
         let mut damaged = 0usize;
         for slot in &slots {
-            let bytes = storage.read(ObjectKind::Key, &slot.name)?;
+            let bytes = match storage.read(ObjectKind::Key, &slot.name) {
+                Ok(b) => b,
+                Err(e @ StorageError::TooLarge { .. }) => {
+                    tracing::warn!("skipping damaged key slot {}: {e}", slot.name);
+                    damaged += 1;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
             let file = match KeyFile::parse(&bytes, &slot.name) {
                 Ok(f) => f,
                 Err(e) => {

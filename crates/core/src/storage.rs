@@ -89,6 +89,33 @@ impl ObjectKind {
         }
     }
 
+    /// The largest object of this kind a [`Storage::read`] returns (FORMAT.md §1). Every
+    /// backend refuses a larger object as damaged ([`StorageError::TooLarge`]) before reading
+    /// its bytes (from the file's or the response's size), so a planted huge key slot or lease
+    /// cannot exhaust memory. Packs are read by range; their bound is the format's (u32
+    /// offsets), for `check --read-data` and `copy`, which read them whole.
+    pub fn max_size(self) -> u64 {
+        const MIB: u64 = 1 << 20;
+        match self {
+            ObjectKind::Config | ObjectKind::Key | ObjectKind::Lease => MIB,
+            ObjectKind::Index | ObjectKind::Point | ObjectKind::Prune => 256 * MIB,
+            ObjectKind::Pack => u32::MAX as u64,
+        }
+    }
+
+    /// [`StorageError::TooLarge`] when an object of `size` bytes exceeds
+    /// [`ObjectKind::max_size`]; `what` names it.
+    pub fn check_size(self, what: impl fmt::Display, size: u64) -> StorageResult<()> {
+        if size > self.max_size() {
+            return Err(StorageError::TooLarge {
+                what: what.to_string(),
+                size,
+                max: self.max_size(),
+            });
+        }
+        Ok(())
+    }
+
     /// The path of object `name` relative to the repository root, `/`-separated (FORMAT.md
     /// §1): `config` (whatever the name), `keys/<id>`, `packs/<id[0..2]>/<id>`, `index/<id>`,
     /// `points/<id>`, `leases/<name>`, `prune/<id>`. Local and SFTP directories put it under
@@ -142,6 +169,15 @@ pub enum StorageError {
         /// the end of the asked range
         wanted_end: u64,
     },
+    /// The object is larger than its kind may be ([`ObjectKind::max_size`]); it was not read.
+    TooLarge {
+        /// kind/name of the object
+        what: String,
+        /// its size
+        size: u64,
+        /// the bound of its kind
+        max: u64,
+    },
     /// The destination itself is missing or unusable (no such directory, bucket, host).
     Unavailable {
         /// what is missing and how to fix it
@@ -194,6 +230,10 @@ impl fmt::Display for StorageError {
                 f,
                 "{what} is truncated: {size} bytes, needed at least {wanted_end}"
             ),
+            StorageError::TooLarge { what, size, max } => write!(
+                f,
+                "{what} is damaged: {size} bytes, more than the {max} an object of its kind may have (not read)"
+            ),
             StorageError::Unavailable { message } => f.write_str(message),
             StorageError::Remote { what, message, .. } => write!(f, "{what}: {message}"),
             StorageError::Io { what, source } => write!(f, "{what}: {source}"),
@@ -207,7 +247,9 @@ impl From<StorageError> for crate::Error {
     fn from(e: StorageError) -> crate::Error {
         use crate::ErrorKind;
         match e {
-            StorageError::NotFound { .. } | StorageError::Truncated { .. } => {
+            StorageError::NotFound { .. }
+            | StorageError::Truncated { .. }
+            | StorageError::TooLarge { .. } => {
                 crate::Error::new(ErrorKind::Corrupt, e.to_string()).with_hint(
                     "the repository is damaged: run `lifeboat check --read-data` to see everything affected, and restore from another copy of the repository if you have one",
                 )
@@ -238,7 +280,8 @@ pub trait Storage: Send + Sync {
     /// namespace lists as empty.
     fn list(&self, kind: ObjectKind) -> StorageResult<Vec<ListEntry>>;
 
-    /// The whole object.
+    /// The whole object; [`StorageError::TooLarge`], before reading it, when it is larger than
+    /// [`ObjectKind::max_size`].
     fn read(&self, kind: ObjectKind, name: &str) -> StorageResult<Vec<u8>>;
 
     /// Exactly `len` bytes starting at `offset`; fewer is [`StorageError::Truncated`].

@@ -110,12 +110,15 @@ impl<'r> ChunkWriter<'r> {
         let (to_packer, packer_rx) = sync_channel::<Result<SealedBlock>>(1);
         let (recycle_tx, recycle_rx) = sync_channel::<Vec<u8>>(2);
         let work_rx = Arc::new(Mutex::new(work_rx));
+        // The threads outlive this borrow: they share one copy of the key (wiped on drop
+        // when the last of them ends), not one each.
+        let shared_key = Arc::new(key.duplicate());
         let workers = (0..n)
             .map(|i| {
                 let rx = Arc::clone(&work_rx);
                 let tx = to_packer.clone();
                 let recycle = recycle_tx.clone();
-                let key = key.clone();
+                let key = Arc::clone(&shared_key);
                 std::thread::Builder::new()
                     .name(format!("lifeboat-seal-{i}"))
                     .spawn(move || seal_worker(&rx, &tx, &recycle, &key))
@@ -124,7 +127,7 @@ impl<'r> ChunkWriter<'r> {
             .collect();
         drop(to_packer);
         let st = Arc::clone(&storage);
-        let packer_key = key.clone();
+        let packer_key = shared_key;
         let packer = std::thread::Builder::new()
             .name("lifeboat-packer".into())
             .spawn(move || packer_loop(&packer_rx, st.as_ref(), &packer_key))

@@ -78,11 +78,26 @@ impl CachedStorage {
             return;
         };
         let res = (|| -> std::io::Result<()> {
+            use std::io::Write;
+            use std::os::unix::fs::DirBuilderExt;
             let dir = path.parent().expect("cache paths have a parent");
-            fs::create_dir_all(dir)?;
-            let tmp = dir.join(format!(".tmp-{}-{name}", std::process::id()));
-            fs::write(&tmp, data)?;
-            fs::rename(&tmp, &path)
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(crate::local::DIR_MODE)
+                .create(dir)?;
+            let mut rnd = [0u8; 8];
+            getrandom::fill(&mut rnd).map_err(|e| std::io::Error::other(e.to_string()))?;
+            let tmp = dir.join(format!(".tmp-{}-{}", std::process::id(), hex::encode(rnd)));
+            let written = (|| {
+                let mut f = crate::local::create_private(&tmp)?;
+                f.write_all(data)?;
+                drop(f);
+                fs::rename(&tmp, &path)
+            })();
+            if written.is_err() {
+                let _ = fs::remove_file(&tmp);
+            }
+            written
         })();
         if let Err(e) = res {
             tracing::debug!("cache write {} failed: {e}", path.display());
@@ -103,7 +118,7 @@ impl Storage for CachedStorage {
         let Some(path) = self.path(kind, name) else {
             return self.inner.read(kind, name);
         };
-        if let Ok(b) = fs::read(path) {
+        if let Ok(b) = crate::local::read_bounded(&path, kind, &path.display().to_string()) {
             if ObjectId::of(&b).to_hex() == name {
                 return Ok(b);
             }
@@ -174,5 +189,46 @@ impl ObjectWriter for CachedWriter<'_> {
         let CachedWriter { cache, kind, inner } = *self;
         cache.forget(kind, name);
         inner.finish(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MemoryStorage;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// Issue 12 item 5: cached key slots were written with umask modes (0644) and a
+    /// predictable temp name. Every cache directory is 0700 and every file 0600.
+    #[test]
+    fn cache_files_and_dirs_are_owner_only_under_umask_022() {
+        // SAFETY: umask only changes the mode of files this process creates from now on.
+        unsafe { libc::umask(0o022) };
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("cache");
+        let c = CachedStorage::new(Arc::new(MemoryStorage::new()), &dir);
+        for kind in [ObjectKind::Key, ObjectKind::Index, ObjectKind::Point] {
+            let data = format!("{kind} bytes").into_bytes();
+            let name = ObjectId::of(&data).to_hex();
+            c.write(kind, &name, &data).unwrap();
+            assert_eq!(c.read(kind, &name).unwrap(), data);
+        }
+        let mut stack = vec![dir.clone()];
+        let mut files = 0;
+        while let Some(p) = stack.pop() {
+            let md = fs::symlink_metadata(&p).unwrap();
+            let mode = md.permissions().mode() & 0o777;
+            if md.is_dir() {
+                assert_eq!(mode, 0o700, "{}", p.display());
+                for e in fs::read_dir(&p).unwrap() {
+                    stack.push(e.unwrap().path());
+                }
+            } else {
+                assert!(!p.file_name().unwrap().to_string_lossy().starts_with(".tmp"));
+                assert_eq!(mode, 0o600, "{}", p.display());
+                files += 1;
+            }
+        }
+        assert_eq!(files, 3);
     }
 }

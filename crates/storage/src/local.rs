@@ -6,8 +6,9 @@
 //! over the final name and the directory is fsynced (Litestream's file replica pattern), so
 //! a crash leaves either nothing or the whole object under its name. Stray `.tmp-*` files
 //! from a crash are ignored by `list` and reclaimed by prune.
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use std::sync::Arc;
@@ -74,7 +75,7 @@ impl LocalStorage {
             }
         }
         for m in missing.iter().rev() {
-            match fs::create_dir(m) {
+            match DirBuilder::new().mode(DIR_MODE).create(m) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(e),
@@ -89,6 +90,23 @@ impl LocalStorage {
     fn describe(&self, kind: ObjectKind, name: &str) -> String {
         format!("{kind} {name} ({})", self.path(kind, name).display())
     }
+}
+
+/// Mode of every directory the storage creates: the owner only (key slots hold the
+/// password-wrapped master key, readable slots invite offline guessing).
+pub(crate) const DIR_MODE: u32 = 0o700;
+/// Mode of every object file, set at creation (`open(O_CREAT|O_EXCL, 0600)`), never by a
+/// later chmod.
+pub(crate) const FILE_MODE: u32 = 0o600;
+
+/// Opens a new temp file exclusively, owner-only, never through a symlink.
+pub(crate) fn create_private(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(FILE_MODE)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
 }
 
 fn valid_name(name: &str) -> bool {
@@ -153,6 +171,21 @@ impl Drop for LocalWriter<'_> {
         drop(self.file.take());
         let _ = fs::remove_file(&self.tmp);
     }
+}
+
+/// The whole file at `path`, refused as [`StorageError::TooLarge`] from its size before any
+/// byte is read when it exceeds the kind's bound (and never more than the bound read, should
+/// it grow meanwhile).
+pub(crate) fn read_bounded(path: &Path, kind: ObjectKind, what: &str) -> StorageResult<Vec<u8>> {
+    let f = File::open(path).map_err(|e| io(what, e))?;
+    let size = f.metadata().map_err(|e| io(what, e))?.len();
+    kind.check_size(what, size)?;
+    let mut buf = Vec::with_capacity(size as usize);
+    f.take(kind.max_size() + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| io(what, e))?;
+    kind.check_size(what, buf.len() as u64)?;
+    Ok(buf)
 }
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
@@ -229,7 +262,7 @@ impl Storage for LocalStorage {
 
     fn read(&self, kind: ObjectKind, name: &str) -> StorageResult<Vec<u8>> {
         self.counter.get(1);
-        fs::read(self.path(kind, name)).map_err(|e| io(self.describe(kind, name), e))
+        read_bounded(&self.path(kind, name), kind, &self.describe(kind, name))
     }
 
     fn read_range(
@@ -278,7 +311,7 @@ impl Storage for LocalStorage {
         let tmp = dir.join(format!(".tmp-{}-{}", std::process::id(), random_hex()?));
         let what = self.describe(kind, name);
         let res = (|| -> std::io::Result<()> {
-            let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+            let mut f = create_private(&tmp)?;
             f.write_all(data)?;
             f.sync_all()?;
             drop(f);
@@ -300,11 +333,7 @@ impl Storage for LocalStorage {
             self.create_dirs(&dir).map_err(|e| io(dir.display(), e))?;
         }
         let tmp = dir.join(format!(".tmp-{}-{}", std::process::id(), random_hex()?));
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .map_err(|e| io(tmp.display(), e))?;
+        let file = create_private(&tmp).map_err(|e| io(tmp.display(), e))?;
         Ok(Box::new(LocalWriter {
             storage: self,
             kind,

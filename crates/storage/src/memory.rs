@@ -56,6 +56,10 @@ impl Storage for MemoryStorage {
             .ok_or_else(|| StorageError::NotFound {
                 what: format!("{kind} {name}"),
             })
+            .and_then(|v| {
+                kind.check_size(format!("{kind} {name}"), v.len() as u64)?;
+                Ok(v)
+            })
     }
     fn read_range(
         &self,

@@ -428,10 +428,13 @@ impl Storage for S3Storage {
         self.rt
             .block_on(async {
                 let r = self.store.get(&self.path(kind, name)).await?;
-                r.bytes().await
+                // Refused from the response's size, before its body is read.
+                if let Err(e) = kind.check_size(what(), r.meta.size) {
+                    return Ok(Err(e));
+                }
+                r.bytes().await.map(|b| Ok(b.into()))
             })
-            .map(Into::into)
-            .map_err(|e| self.map_err(what(), e))
+            .map_err(|e| self.map_err(what(), e))?
     }
 
     fn read_range(

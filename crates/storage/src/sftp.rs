@@ -344,7 +344,16 @@ impl SftpStorage {
                 path.push('/');
             }
             path.push_str(part);
-            if let Err(e) = c.sftp.create_dir(path.clone()).await {
+            // Owner-only where the protocol-level channel lets us pass the mode at creation
+            // (the server applies its umask on top, which only removes bits).
+            let made = match &c.raw {
+                Some(raw) => raw
+                    .mkdir(path.clone(), private_attrs(crate::local::DIR_MODE))
+                    .await
+                    .map(|_| ()),
+                None => c.sftp.create_dir(path.clone()).await,
+            };
+            if let Err(e) = made {
                 if !c.sftp.try_exists(path.clone()).await.unwrap_or(false) {
                     return Err(e);
                 }
@@ -488,6 +497,14 @@ fn classify(what: &str, e: SftpError) -> Failure {
     }
 }
 
+/// Attributes that carry only a permission mode, for SFTP open and mkdir.
+fn private_attrs(mode: u32) -> russh_sftp::protocol::FileAttributes {
+    russh_sftp::protocol::FileAttributes {
+        permissions: Some(mode),
+        ..Default::default()
+    }
+}
+
 const POSIX_RENAME: &str = "posix-rename@openssh.com";
 
 /// Renames `tmp` to `path`, replacing `path` atomically (`posix-rename@openssh.com`, i.e.
@@ -602,7 +619,26 @@ impl Storage for SftpStorage {
         self.counter.get(1);
         self.run(&what, |c| {
             let (path, what) = (path.clone(), what.clone());
-            async move { c.sftp.read(path).await.map_err(|e| classify(&what, e)) }
+            async move {
+                // Refused from the open file's size, before its bytes are read.
+                let mut f = c.sftp.open(path).await.map_err(|e| classify(&what, e))?;
+                let size = f
+                    .metadata()
+                    .await
+                    .map_err(|e| classify(&what, e))?
+                    .size
+                    .unwrap_or(0);
+                kind.check_size(&what, size).map_err(Failure::Permanent)?;
+                let mut buf = Vec::with_capacity(size as usize);
+                (&mut f)
+                    .take(kind.max_size() + 1)
+                    .read_to_end(&mut buf)
+                    .await
+                    .map_err(|e| Failure::Transient(format!("{what}: {e}")))?;
+                kind.check_size(&what, buf.len() as u64)
+                    .map_err(Failure::Permanent)?;
+                Ok(buf)
+            }
         })
     }
 
@@ -660,9 +696,10 @@ impl Storage for SftpStorage {
                 let res = async {
                     let mut f = c
                         .sftp
-                        .open_with_flags(
+                        .open_with_flags_and_attributes(
                             tmp.clone(),
                             OpenFlags::CREATE | OpenFlags::EXCLUDE | OpenFlags::WRITE,
+                            private_attrs(crate::local::FILE_MODE),
                         )
                         .await
                         .map_err(|e| classify(&tmp, e))?;

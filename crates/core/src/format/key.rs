@@ -6,6 +6,7 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use chacha20poly1305::aead::KeyInit;
 use chacha20poly1305::XChaCha20Poly1305;
 use serde::{Deserialize, Serialize};
+use zeroize::Zeroize;
 
 use super::object::newer_version;
 use crate::crypto::{open_with, random_array, seal_with, MasterKey};
@@ -107,8 +108,13 @@ fn kek(password: &[u8], salt: &[u8], p: KdfParams) -> Result<XChaCha20Poly1305> 
     let mut out = [0u8; 32];
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
         .hash_password_into(password, salt, &mut out)
-        .map_err(|e| err!(Other, "argon2id failed: {e}"))?;
-    Ok(XChaCha20Poly1305::new(&out.into()))
+        .map_err(|e| {
+            out.zeroize();
+            err!(Other, "argon2id failed: {e}")
+        })?;
+    let cipher = XChaCha20Poly1305::new(&out.into());
+    out.zeroize();
+    Ok(cipher)
 }
 
 impl KeyFile {
@@ -153,10 +159,13 @@ impl KeyFile {
         let cipher = kek(password, &salt, self.params)?;
         match open_with(&cipher, &aad(repo_id), &wrapped) {
             Ok(secret) => {
-                let secret: [u8; 32] = secret
-                    .try_into()
-                    .map_err(|_| err!(Corrupt, "wrapped master key has the wrong length"))?;
-                Ok(Some(MasterKey::from_secret(secret)))
+                let secret = zeroize::Zeroizing::new(secret);
+                let mut arr = zeroize::Zeroizing::new([0u8; 32]);
+                if secret.len() != arr.len() {
+                    return Err(err!(Corrupt, "wrapped master key has the wrong length"));
+                }
+                arr.copy_from_slice(&secret);
+                Ok(Some(MasterKey::from_secret(*arr)))
             }
             Err(_) => Ok(None),
         }

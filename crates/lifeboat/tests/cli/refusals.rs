@@ -180,3 +180,51 @@ fn restoring_over_a_damaged_database_keeps_its_bytes_in_the_safety_point() {
         "the damaged bytes come back exactly"
     );
 }
+
+/// Every file and directory below `root` that is readable (files) or accessible
+/// (directories) by group or others, with its mode.
+fn open_to_others(root: &std::path::Path) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let md = std::fs::symlink_metadata(&p).unwrap();
+        let mode = md.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            out.push(format!("{} {mode:o}", p.display()));
+        }
+        if md.is_dir() {
+            for e in std::fs::read_dir(&p).unwrap() {
+                stack.push(e.unwrap().path());
+            }
+        }
+    }
+    out
+}
+
+/// Issue 12 item 5: key slots were 0644 under umask 022 (offline password guessing by any
+/// local user). Every repository file is 0600 and every directory 0700, whatever the umask.
+#[test]
+fn repository_files_and_dirs_are_owner_only_under_umask_022() {
+    use std::os::unix::process::CommandExt;
+    let env = Env::new();
+    let db = env.path("app.db");
+    make_db(&db, 200, 50);
+    let run = |args: &[&std::ffi::OsStr]| {
+        let mut c = env.lb_std();
+        // SAFETY: umask is async-signal-safe; nothing else runs in the child before exec.
+        unsafe {
+            c.pre_exec(|| {
+                libc::umask(0o022);
+                Ok(())
+            });
+        }
+        let o = c.args(args).output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+    };
+    run(&["init".as_ref(), "--kdf-memory-mib".as_ref(), "8".as_ref()]);
+    run(&["backup".as_ref(), db.as_os_str()]);
+    assert!(env.repo.join("keys").is_dir());
+    let open = open_to_others(&env.repo);
+    assert!(open.is_empty(), "open to group/others: {open:?}");
+}

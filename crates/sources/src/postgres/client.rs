@@ -86,14 +86,23 @@ impl PgSource {
                 }
                 out
             }
-            // In key=value strings a later keyword overrides an earlier one. A `password=`
-            // word goes to PGPASSWORD instead (values with spaces must not hold a password).
+            // In key=value strings a later keyword overrides an earlier one. The string is
+            // parsed as libpq does (quoted values, escapes, spaces around `=`) and written
+            // back without `password` (it goes to PGPASSWORD) and `dbname`. A string libpq
+            // would refuse keeps what parsed and gets a keyword libpq refuses by name, so no
+            // part of a password is ever passed on along a command line.
             Some(kv) => {
-                let kept: Vec<&str> = kv
-                    .split_whitespace()
-                    .filter(|w| !w.starts_with("password="))
+                let (pairs, ok) = parse_conninfo(kv);
+                let mut out: Vec<String> = pairs
+                    .iter()
+                    .filter(|(k, _)| k != "password" && k != "dbname")
+                    .map(|(k, v)| format!("{k}={}", quote_conninfo(v)))
                     .collect();
-                format!("{} dbname={}", kept.join(" "), quote_conninfo(db))
+                if !ok {
+                    out.push("lifeboat_unparsable_url=1".into());
+                }
+                out.push(format!("dbname={}", quote_conninfo(db)));
+                out.join(" ")
             }
         }
     }
@@ -454,10 +463,13 @@ pub fn url_database(url: &str) -> Option<String> {
 /// (percent-decoded), or a `password=` word of a key=value string.
 fn url_password(url: &str) -> Option<String> {
     if !url.contains("://") {
-        return url
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("password="))
-            .map(|p| p.trim_matches('\'').to_string());
+        // A later keyword overrides an earlier one, as in libpq.
+        return parse_conninfo(url)
+            .0
+            .into_iter()
+            .rev()
+            .find(|(k, _)| k == "password")
+            .map(|(_, v)| v);
     }
     if let Some(q) = url.split_once('?').map(|(_, q)| q) {
         if let Some(p) = q.split('&').find_map(|kv| kv.strip_prefix("password=")) {
@@ -494,6 +506,66 @@ fn percent_decode(s: &str) -> String {
 }
 
 /// `'...'` quoting for key=value connection strings.
+/// The `keyword = value` pairs of a libpq key=value connection string, parsed as libpq's
+/// `conninfo_parse` does: whitespace around `=` is allowed; a value is either single-quoted
+/// (ends at the first unescaped `'`) or runs to the next whitespace; in both, a backslash
+/// takes the next character literally. `false` with the pairs parsed so far when libpq would
+/// refuse the string (a keyword without `=`, an unterminated quote).
+fn parse_conninfo(s: &str) -> (Vec<(String, String)>, bool) {
+    let mut out = Vec::new();
+    let mut it = s.chars().peekable();
+    let skip_ws = |it: &mut std::iter::Peekable<std::str::Chars>| {
+        while it.peek().is_some_and(|c| c.is_whitespace()) {
+            it.next();
+        }
+    };
+    loop {
+        skip_ws(&mut it);
+        if it.peek().is_none() {
+            return (out, true);
+        }
+        let mut key = String::new();
+        while let Some(&c) = it.peek() {
+            if c.is_whitespace() || c == '=' {
+                break;
+            }
+            key.push(c);
+            it.next();
+        }
+        skip_ws(&mut it);
+        if it.next() != Some('=') {
+            return (out, false);
+        }
+        skip_ws(&mut it);
+        let mut val = String::new();
+        if it.peek() == Some(&'\'') {
+            it.next();
+            loop {
+                match it.next() {
+                    None => return (out, false),
+                    Some('\'') => break,
+                    Some('\\') => match it.next() {
+                        Some(c) => val.push(c),
+                        None => return (out, false),
+                    },
+                    Some(c) => val.push(c),
+                }
+            }
+        } else {
+            while let Some(c) = it.next_if(|c| !c.is_whitespace()) {
+                if c == '\\' {
+                    if let Some(n) = it.next() {
+                        val.push(n);
+                    }
+                } else {
+                    val.push(c);
+                }
+            }
+        }
+        out.push((key, val));
+    }
+}
+
 fn quote_conninfo(s: &str) -> String {
     format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
 }
@@ -598,7 +670,7 @@ mod tests {
             database: "d".into(),
             ..Default::default()
         };
-        assert_eq!(kv.conninfo("x"), "host=h user=u dbname='x'");
+        assert_eq!(kv.conninfo("x"), "host='h' user='u' dbname='x'");
         assert_eq!(url_password("host=h password=pw").as_deref(), Some("pw"));
         assert_eq!(
             url_database("postgresql://h:1/my%20db?x=1").as_deref(),
@@ -617,10 +689,49 @@ mod tests {
             database: "x".into(),
             ..Default::default()
         };
-        assert_eq!(s.conninfo("it's"), "host=h user=u dbname='it\\'s'");
+        assert_eq!(s.conninfo("it's"), "host='h' user='u' dbname='it\\'s'");
         let s = PgSource::default();
         assert_eq!(s.conninfo("plain"), "plain");
         assert_eq!(s.conninfo("a=b"), "dbname='a=b'");
+    }
+
+    /// Issue 12 item 5: `password='a b'` in a key=value string left `b'` on pg_dump's argv.
+    /// The whole password goes to PGPASSWORD and no part of it stays in the conninfo.
+    #[test]
+    fn key_value_passwords_are_parsed_as_libpq_does() {
+        for (url, pw) in [
+            ("host=h password='a b' user=u", "a b"),
+            ("host=h password = 'it\\'s' user=u", "it's"),
+            ("host=h password=plain user=u", "plain"),
+            ("host=h password=back\\ slash user=u", "back slash"),
+        ] {
+            let s = PgSource {
+                url: Some(url.into()),
+                database: "d".into(),
+                ..Default::default()
+            };
+            assert_eq!(url_password(url).as_deref(), Some(pw), "{url}");
+            let c = s.conninfo("x");
+            assert_eq!(c, "host='h' user='u' dbname='x'", "{url}");
+            let cmd = s.command("pg_dump").unwrap();
+            assert!(cmd
+                .get_envs()
+                .any(|(k, v)| k == "PGPASSWORD" && v == Some(std::ffi::OsStr::new(pw))));
+        }
+        // Later keywords win, as in libpq; a string libpq refuses stays refused.
+        assert_eq!(
+            url_password("password=a password='b c'").as_deref(),
+            Some("b c")
+        );
+        let bad = PgSource {
+            url: Some("host=h password='a b".into()),
+            database: "d".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            bad.conninfo("x"),
+            "host='h' lifeboat_unparsable_url=1 dbname='x'"
+        );
     }
 
     #[test]
