@@ -305,7 +305,15 @@ impl RestorePlan {
                 }
             }
         }
-        let restored = restore_point(&mut self.repo, &self.point, &self.opts, progress)?;
+        let restored =
+            restore_point(&mut self.repo, &self.point, &self.opts, progress).map_err(|e| {
+                // A point that lifeboat refuses (damaged, or a hostile globals.sql) is named.
+                if e.kind() == ErrorKind::Corrupt {
+                    e.context(format!("point {}", self.id.short()))
+                } else {
+                    e
+                }
+            })?;
         if self.remember {
             crate::known_points::record(&self.repo, &self.id, &self.whole);
         }

@@ -20,6 +20,7 @@
 //! point. In place, the new database is built beside the original under a temporary name and
 //! swapped in by two renames only after it verified; the original is dropped last.
 mod client;
+mod script;
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -532,6 +533,18 @@ pub fn restore(
         Some(g) if opts.globals => Some(reader.read_bytes(&g.chunks)?),
         _ => None,
     };
+    if let Some((line, text)) = globals.as_deref().and_then(script::meta_command) {
+        // Before psql sees it: psql would run it (`\!` runs a shell).
+        return Err(Error::new(
+            ErrorKind::Corrupt,
+            format!(
+                "postgres component {}: {GLOBALS_FILE} line {line} holds a psql meta-command \
+                 (a backslash outside quotes and comments): {text}; refusing to run it",
+                component.path
+            ),
+        )
+        .with_hint("pg_dumpall --globals-only writes no such command: this point was written by hand or by a hostile host; restore without --pg-globals"));
+    }
 
     let mut warnings = Vec::new();
     let work = match &opts.target {
