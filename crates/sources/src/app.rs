@@ -289,6 +289,19 @@ mod tests {
             relative.contains("source path srv/uploads is not absolute"),
             "{relative}"
         );
+        let dotdot = err(SourceSpec::path(ComponentKind::Files, "/srv/../etc"));
+        assert!(
+            dotdot.contains("source path /srv/../etc has a \"..\" component"),
+            "{dotdot}"
+        );
+        // Trailing and repeated slashes and `.` are dropped: the point's path obeys the rules
+        // a restore checks.
+        let spec = SourceSpec::path(ComponentKind::Files, "/srv//./uploads/");
+        assert_eq!(spec.path, std::path::Path::new("/srv/uploads"));
+        assert_eq!(
+            spec.source.path().unwrap().display().to_string(),
+            "/srv/uploads"
+        );
         let pg = err(SourceSpec::path(ComponentKind::Postgres, "/x"));
         assert!(
             pg.contains("internal: a postgres source without connection settings"),
