@@ -196,3 +196,41 @@ fn entry_beneath_a_symlink_is_refused() {
         "which is a symlink",
     );
 }
+
+/// In place too: refused before the pre-restore point and before anything is written.
+#[test]
+fn in_place_restores_are_refused() {
+    use EntryKind::*;
+    let env = Env::new();
+    env.init();
+    let outside = env.path("outside");
+    std::fs::create_dir(&outside).unwrap();
+    let dotdot = format!("{}/up/../escaped", env.dir.path().display());
+    let up = env.path("up").display().to_string();
+    let cases = [
+        (
+            dotdot.clone(),
+            vec![entry("", Dir), entry("x", File)],
+            "\"..\" component",
+        ),
+        (
+            up.clone(),
+            vec![entry("", Dir), entry("a", Symlink), entry("a/x", File)],
+            "which is a symlink",
+        ),
+        (
+            up.clone(),
+            vec![entry("", Dir), entry("ok", File), entry("../escaped", File)],
+            "\"../escaped\"",
+        ),
+    ];
+    for (path, entries, needle) in cases {
+        let id = make_point(&env, &path, entries, &outside);
+        let points_before = env.points().len();
+        let o = fails(env.lb().args(["restore", &id.to_hex(), "--yes"]), 5, needle);
+        assert!(stderr(&o).contains(&id.to_hex()[..8]), "{}", stderr(&o));
+        assert!(!env.path("up").exists() && !env.path("escaped").exists());
+        assert!(all_files(&outside).is_empty());
+        assert_eq!(env.points().len(), points_before, "no pre-restore point");
+    }
+}
