@@ -148,7 +148,7 @@ pub fn plan(setup: &Setup, req: &RestoreRequest) -> Result<RestorePlan> {
         (None, Some(x)) => (None, x.clone()),
         (Some(a), p) => (Some(a.clone()), p.clone().unwrap_or_else(latest)),
     };
-    let repo = setup.open(app.as_deref())?;
+    let mut repo = setup.open(app.as_deref())?;
     let found = repo.find_point_with(app.as_deref(), &spec, req.allow_future);
     if spec == "latest" {
         // Not older than the newest point this machine knows, if that one is gone or damaged
@@ -160,6 +160,12 @@ pub fn plan(setup: &Setup, req: &RestoreRequest) -> Result<RestorePlan> {
         crate::known_points::check_latest(&repo, app.as_deref(), time, req.allow_older)?;
     }
     let (id, mut point) = found?;
+    {
+        // The point's paths, before anything (a pre-restore point included) is read or written.
+        let session = repo.begin_restore()?;
+        let mut reader = session.reader();
+        lifeboat_sources::app::check_point_paths(&mut reader, &point, &id.short())?;
+    }
     let whole = point.clone();
     let mut only = req.only.clone();
     if only.contains(&ComponentKind::Sqlite) {
@@ -202,10 +208,17 @@ pub fn plan(setup: &Setup, req: &RestoreRequest) -> Result<RestorePlan> {
                         .with_hint("choose a new path, or pass --force to overwrite it"),
                 );
             }
-            point.components[0].path = std::path::absolute(out)
-                .map_err(|e| Error::io(out.display(), e))?
-                .display()
-                .to_string();
+            let abs = std::path::absolute(out).map_err(|e| Error::io(out.display(), e))?;
+            // Normalized (a restore refuses `.` and `..` in a component path): the directory
+            // as it really is, then the file name.
+            let abs = match (abs.parent(), abs.file_name()) {
+                (Some(dir), Some(name)) => dir
+                    .canonicalize()
+                    .map_err(|e| Error::io(dir.display(), e))?
+                    .join(name),
+                _ => abs,
+            };
+            point.components[0].path = abs.display().to_string();
             RestoreTarget::InPlace
         }
         (None, None) => RestoreTarget::InPlace,
@@ -292,7 +305,15 @@ impl RestorePlan {
                 }
             }
         }
-        let restored = restore_point(&mut self.repo, &self.point, &self.opts, progress)?;
+        let restored =
+            restore_point(&mut self.repo, &self.point, &self.opts, progress).map_err(|e| {
+                // A point that lifeboat refuses (damaged, or a hostile globals.sql) is named.
+                if e.kind() == ErrorKind::Corrupt {
+                    e.context(format!("point {}", self.id.short()))
+                } else {
+                    e
+                }
+            })?;
         if self.remember {
             crate::known_points::record(&self.repo, &self.id, &self.whole);
         }

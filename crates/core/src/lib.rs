@@ -31,6 +31,7 @@ mod id;
 mod index;
 mod lease;
 mod ops;
+mod paths;
 mod progress;
 mod reader;
 mod repository;
@@ -56,6 +57,9 @@ pub use ops::copy::{copy, init_replica, CopyReport};
 pub use ops::forget::forget;
 pub use ops::keys::{add_key, list_keys, remove_key, KeyInfo};
 pub use ops::prune::{prune, PruneOptions, PruneReport};
+pub use paths::{
+    check_component_path, check_tree, component_path_problem, entry_path_problem, tree_problem,
+};
 pub use progress::{NoProgress, Progress};
 pub use reader::{BatchSink, ChunkReader};
 pub use repository::{is_future, read_config, DamagedListing, Repository, FUTURE_SKEW};

@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use lifeboat_core::{
-    hostname, Component, ComponentKind, Error, ErrorKind, ObjectId, Point, PointStats, Progress,
-    Repository, Result,
+    hostname, load_tree, ChunkReader, Component, ComponentKind, Error, ErrorKind, ObjectId, Point,
+    PointStats, Progress, Repository, Result,
 };
 
 pub use crate::postgres::PgRestoreSettings;
@@ -180,6 +180,30 @@ pub fn preflight(point: &Point, opts: &RestoreOptions) -> Result<()> {
     Ok(())
 }
 
+/// How a point is named in errors when its id is not at hand.
+fn point_label(point: &Point) -> String {
+    format!("of {} at {}", point.app, point.time)
+}
+
+/// Refuses a point whose paths break the rules of `docs/FORMAT.md` ("Path rules"): every
+/// component path absolute and normalized, every tree's entries relative, normalized and
+/// never beneath a symlink or file of the same tree. Reads every tree of the point (through
+/// the authenticating reader) and writes nothing; `label` names the point in the error
+/// (its short id). A restore runs this before it writes anything, for every component of
+/// the point (not only the selected ones: such a point was not written by lifeboat).
+pub fn check_point_paths(reader: &mut ChunkReader<'_>, point: &Point, label: &str) -> Result<()> {
+    for c in &point.components {
+        lifeboat_core::check_component_path(label, c)?;
+    }
+    for c in &point.components {
+        if let Some(t) = &c.tree {
+            let entries = load_tree(reader, t)?;
+            lifeboat_core::check_tree(label, c, &entries)?;
+        }
+    }
+    Ok(())
+}
+
 /// Restores a point. Every component is authenticated chunk by chunk; databases are verified
 /// (checksum, integrity_check, row counts) before they replace anything.
 pub fn restore_point(
@@ -190,6 +214,8 @@ pub fn restore_point(
 ) -> Result<Vec<RestoredComponent>> {
     preflight(point, opts)?;
     let session = repo.begin_restore()?;
+    let mut reader = session.reader();
+    check_point_paths(&mut reader, point, &point_label(point))?;
     let selected = select(point, opts);
     let cx = RestoreContext {
         options: opts,
@@ -203,7 +229,6 @@ pub fn restore_point(
         ));
     }
     let mut out: Vec<RestoredComponent> = Vec::new();
-    let mut reader = session.reader();
     for c in &selected {
         let r = registry::kind(c.kind)
             .restore(c, &cx, &mut reader, progress)
@@ -263,6 +288,19 @@ mod tests {
         assert!(
             relative.contains("source path srv/uploads is not absolute"),
             "{relative}"
+        );
+        let dotdot = err(SourceSpec::path(ComponentKind::Files, "/srv/../etc"));
+        assert!(
+            dotdot.contains("source path /srv/../etc has a \"..\" component"),
+            "{dotdot}"
+        );
+        // Trailing and repeated slashes and `.` are dropped: the point's path obeys the rules
+        // a restore checks.
+        let spec = SourceSpec::path(ComponentKind::Files, "/srv//./uploads/");
+        assert_eq!(spec.path, std::path::Path::new("/srv/uploads"));
+        assert_eq!(
+            spec.source.path().unwrap().display().to_string(),
+            "/srv/uploads"
         );
         let pg = err(SourceSpec::path(ComponentKind::Postgres, "/x"));
         assert!(

@@ -20,6 +20,7 @@
 //! point. In place, the new database is built beside the original under a temporary name and
 //! swapped in by two renames only after it verified; the original is dropped last.
 mod client;
+mod script;
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -498,9 +499,25 @@ pub fn restore(
             ))
         }
     };
-    preflight(conn, body, opts)?;
     let entries = load_tree(reader, tree)?;
     let find = |name: &str| entries.iter().find(|e| e.path == name);
+    let globals = match find(GLOBALS_FILE) {
+        Some(g) if opts.globals => Some(reader.read_bytes(&g.chunks)?),
+        _ => None,
+    };
+    if let Some((line, text)) = globals.as_deref().and_then(script::meta_command) {
+        // Before psql sees it: psql would run it (`\!` runs a shell).
+        return Err(Error::new(
+            ErrorKind::Corrupt,
+            format!(
+                "postgres component {}: {GLOBALS_FILE} line {line} holds a psql meta-command \
+                 (a backslash outside quotes and comments): {text}; refusing to run it",
+                component.path
+            ),
+        )
+        .with_hint("pg_dumpall --globals-only writes no such command: this point was written by hand or by a hostile host; restore without --pg-globals"));
+    }
+    preflight(conn, body, opts)?;
     let dump = find(DUMP_FILE).ok_or_else(|| {
         Error::new(
             ErrorKind::Corrupt,
@@ -528,11 +545,6 @@ pub fn restore(
             ),
         ));
     }
-    let globals = match find(GLOBALS_FILE) {
-        Some(g) if opts.globals => Some(reader.read_bytes(&g.chunks)?),
-        _ => None,
-    };
-
     let mut warnings = Vec::new();
     let work = match &opts.target {
         PgTarget::New(name) => name.clone(),
@@ -1090,5 +1102,103 @@ impl SourceKind for PostgresKind {
             },
             warnings: r.warnings,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use lifeboat_core::{KdfParams, NoProgress, Repository, Storage};
+    use lifeboat_storage::MemoryStorage;
+
+    use super::*;
+
+    /// A point's `globals.sql` with `\!` is refused before psql runs (the server named is not
+    /// reachable: before the fix the error came from psql failing to connect).
+    #[test]
+    fn hostile_globals_never_reach_psql() {
+        let storage: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
+        let kdf = KdfParams {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        };
+        let mut repo = Repository::init(storage, b"pw", kdf).unwrap();
+        let marker = tempfile::tempdir().unwrap();
+        let touched = marker.path().join("pwned");
+        let sql = format!("SET x = 1;\n\\! touch {}\n", touched.display());
+        let mut s = repo.begin_backup().unwrap();
+        let w = s.writer();
+        let dump = b"PGDMP not really".to_vec();
+        let entries = vec![
+            file_entry(DUMP_FILE, dump.len() as u64, w.store_bytes(&dump).unwrap()),
+            file_entry(
+                GLOBALS_FILE,
+                sql.len() as u64,
+                w.store_bytes(sql.as_bytes()).unwrap(),
+            ),
+        ];
+        let tree = TreeBody {
+            entries: w
+                .store_bytes(&serde_json::to_vec(&entries).unwrap())
+                .unwrap(),
+            files: 2,
+            dirs: 0,
+            symlinks: 0,
+        };
+        let component = Component {
+            kind: ComponentKind::Postgres,
+            path: "postgresql://nobody@127.0.0.1:1/app".into(),
+            size: 0,
+            sqlite: None,
+            tree: Some(tree),
+            postgres: Some(PostgresBody {
+                database: "app".into(),
+                server_version: "15.0".into(),
+                server_version_num: 150000,
+                pg_dump_major: 9,
+                database_size: 0,
+                encoding: "UTF8".into(),
+                collate: "C".into(),
+                ctype: "C".into(),
+                owner: "app".into(),
+                schema_only: false,
+                globals: true,
+                row_counts: Default::default(),
+            }),
+        };
+        let point = |_: &lifeboat_core::WriteSummary| lifeboat_core::Point {
+            app: "t".into(),
+            time: "2026-01-01T00:00:00Z".into(),
+            tags: Vec::new(),
+            hostname: "evil".into(),
+            lifeboat_version: "0".into(),
+            components: vec![component.clone()],
+            stats: Default::default(),
+        };
+        s.commit(point).unwrap();
+        let conn = PgSource {
+            url: Some("postgresql://nobody@127.0.0.1:1/app".into()),
+            ..PgSource::default()
+        };
+        let opts = PgRestoreOptions {
+            target: PgTarget::New("restored".into()),
+            jobs: 1,
+            tables: Vec::new(),
+            globals: true,
+            no_owner: false,
+            terminate: false,
+        };
+        let session = repo.begin_restore().unwrap();
+        let mut reader = session.reader();
+        let e = restore(&mut reader, &component, &conn, &opts, &NoProgress).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+        assert!(
+            e.to_string()
+                .contains("globals.sql line 2 holds a psql meta-command"),
+            "{e}"
+        );
+        assert!(!touched.exists());
     }
 }

@@ -23,7 +23,12 @@ pub fn kind(kind: ComponentKind) -> &'static dyn SourceKind {
 
 /// A configured source of `kind` at `path`. A kind that a path cannot name (PostgreSQL)
 /// gives a source whose [`Source::validate`] fails.
+///
+/// The path is normalized lexically first (repeated and trailing `/` and `.` components
+/// dropped; `..` kept, and refused by `validate`), so that the component it records obeys the
+/// path rules a restore checks (`docs/FORMAT.md` §11).
 pub(crate) fn at_path(kind: ComponentKind, path: PathBuf) -> Box<dyn Source> {
+    let path: PathBuf = path.components().collect();
     self::kind(kind)
         .at_path(kind, path.clone())
         .unwrap_or_else(|| Box::new(Unconfigured { kind, path }))

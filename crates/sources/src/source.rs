@@ -231,15 +231,22 @@ pub fn target_path(target: &RestoreTarget, source: &str) -> PathBuf {
     }
 }
 
-/// Fails unless `path` is absolute (what a path source's [`Source::validate`] checks first).
+/// Fails unless `path` is absolute and normalized, as a restore requires of the component it
+/// records (what a path source's [`Source::validate`] checks first).
 pub(crate) fn require_absolute(path: &Path) -> Result<()> {
-    if path.is_absolute() {
-        Ok(())
-    } else {
-        Err(Error::new(
+    if !path.is_absolute() {
+        return Err(Error::new(
             ErrorKind::Usage,
             format!("source path {} is not absolute", path.display()),
-        ))
+        ));
+    }
+    match lifeboat_core::component_path_problem(&path.display().to_string()) {
+        None => Ok(()),
+        Some(why) => Err(Error::new(
+            ErrorKind::Usage,
+            format!("source path {} {why}", path.display()),
+        )
+        .with_hint("name the source by a path without `..`")),
     }
 }
 

@@ -210,8 +210,12 @@ pub fn check(
         };
         let mut mine: HashSet<ChunkId> = HashSet::new();
         let mut walk_errs = Vec::new();
+        let mut path_errs = Vec::new();
         let mut reader = repo.reader();
         for c in &point.components {
+            if let Err(e) = crate::paths::check_component_path(&id.short(), c) {
+                walk_errs.push(e.to_string());
+            }
             let res = (|| -> Result<()> {
                 if let Some(s) = &c.sqlite {
                     mine.extend(s.base.iter().chain(&s.delta).copied());
@@ -219,7 +223,11 @@ pub fn check(
                 }
                 if let Some(t) = &c.tree {
                     mine.extend(t.entries.iter().copied());
-                    for e in load_tree(&mut reader, t)? {
+                    let entries = load_tree(&mut reader, t)?;
+                    if let Err(e) = crate::paths::check_tree(&id.short(), c, &entries) {
+                        path_errs.push(e.to_string());
+                    }
+                    for e in entries {
                         mine.extend(e.chunks);
                     }
                 }
@@ -233,6 +241,7 @@ pub fn check(
                 ));
             }
         }
+        walk_errs.extend(path_errs);
         for msg in walk_errs {
             problem(&mut r, ObjectKind::Point, &p.name, msg);
         }

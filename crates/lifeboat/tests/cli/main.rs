@@ -8,6 +8,8 @@ mod fault_proxy;
 /// Wrong password, flipped byte, truncated and missing objects, newer format: detected, named,
 /// and restore refuses.
 mod damage;
+/// Hand-made points whose paths escape `--to DIR` or lie beneath a symlink (issue 12 item 2).
+mod escape;
 /// Deduplication: unchanged and lightly changed databases add little; incremental chains
 /// restore exactly.
 mod incremental;

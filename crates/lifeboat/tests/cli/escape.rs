@@ -1,0 +1,236 @@
+//! Points written by hand through the library (as anyone with the password could) whose paths
+//! break the path rules: `restore --to DIR` refuses them (exit 5) before writing anything, and
+//! `check` reports them.
+use std::path::Path;
+use std::sync::Arc;
+
+use lifeboat_core::{
+    Component, ComponentKind, EntryKind, ObjectId, Point, PointStats, Repository, Storage,
+    TreeBody, TreeEntry,
+};
+use lifeboat_storage::LocalStorage;
+
+use crate::common::*;
+
+fn entry(path: &str, kind: EntryKind) -> TreeEntry {
+    TreeEntry {
+        path: path.into(),
+        kind,
+        mode: if kind == EntryKind::File {
+            0o644
+        } else {
+            0o755
+        },
+        uid: unsafe { libc::getuid() },
+        gid: unsafe { libc::getgid() },
+        mtime_ns: 0,
+        size: 0,
+        chunks: Vec::new(),
+        target: None,
+        ctime_ns: None,
+        inode: None,
+    }
+}
+
+/// Commits a point of one files component at `path` with `entries` (files get content `pwned`,
+/// symlinks point at `link_to`).
+fn make_point(env: &Env, path: &str, mut entries: Vec<TreeEntry>, link_to: &Path) -> ObjectId {
+    let storage: Arc<dyn Storage> = Arc::new(LocalStorage::new(&env.repo));
+    let mut repo = Repository::open(storage, PASSWORD.as_bytes()).unwrap();
+    let mut s = repo.begin_backup().unwrap();
+    let w = s.writer();
+    for e in &mut entries {
+        match e.kind {
+            EntryKind::File => {
+                e.chunks = w.store_bytes(b"pwned").unwrap();
+                e.size = 5;
+            }
+            EntryKind::Symlink => e.target = Some(link_to.display().to_string()),
+            EntryKind::Dir => {}
+        }
+    }
+    let count = |k| entries.iter().filter(|e| e.kind == k).count() as u64;
+    let body = TreeBody {
+        files: count(EntryKind::File),
+        dirs: count(EntryKind::Dir),
+        symlinks: count(EntryKind::Symlink),
+        entries: w
+            .store_bytes(&serde_json::to_vec(&entries).unwrap())
+            .unwrap(),
+    };
+    let component = Component {
+        kind: ComponentKind::Files,
+        path: path.into(),
+        size: 5,
+        sqlite: None,
+        tree: Some(body),
+        postgres: None,
+    };
+    let (id, _) = s
+        .commit(|_| Point {
+            app: "adhoc".into(),
+            time: "2026-01-01T00:00:00Z".into(),
+            tags: vec!["manual".into()],
+            hostname: "evil".into(),
+            lifeboat_version: "0".into(),
+            components: vec![component],
+            stats: PointStats::default(),
+        })
+        .unwrap();
+    id
+}
+
+/// Every file under `dir`, recursively (symlinks not followed).
+fn all_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            out.push(p.clone());
+            if e.file_type().unwrap().is_dir() {
+                out.extend(all_files(&p));
+            }
+        }
+    }
+    out
+}
+
+fn refused(path: &str, entries: Vec<TreeEntry>, needle: &str) {
+    let env = Env::new();
+    env.init();
+    let outside = env.path("outside");
+    std::fs::create_dir(&outside).unwrap();
+    let id = make_point(&env, path, entries, &outside);
+    let short = &id.to_hex()[..8];
+    let to = env.path("to");
+    std::fs::create_dir(&to).unwrap();
+    let before: Vec<_> = all_files(env.dir.path())
+        .into_iter()
+        .filter(|p| !p.starts_with(&env.repo) && !p.starts_with(env.path(".lifeboat-state")))
+        .collect();
+    let o = fails(
+        env.lb()
+            .args(["restore", &id.to_hex(), "--to"])
+            .arg(&to)
+            .arg("--yes"),
+        5,
+        needle,
+    );
+    let err = stderr(&o);
+    assert!(err.contains(short), "the error names the point: {err}");
+    assert!(err.contains(path), "the error names the component: {err}");
+    let after: Vec<_> = all_files(env.dir.path())
+        .into_iter()
+        .filter(|p| !p.starts_with(&env.repo) && !p.starts_with(env.path(".lifeboat-state")))
+        .collect();
+    assert_eq!(
+        before, after,
+        "nothing written anywhere (inside --to or outside)"
+    );
+    assert!(all_files(&to).is_empty());
+    // `check` (structure only) reports the point.
+    let o = env.lb().arg("check").output().unwrap();
+    assert_eq!(o.status.code(), Some(5), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains(&format!("point/{}", id.to_hex())) && stdout(&o).contains(needle),
+        "check names the point and the problem: {}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn component_path_with_dotdot_is_refused() {
+    use EntryKind::*;
+    refused(
+        "/srv/../..",
+        vec![entry("", Dir), entry("escaped", File)],
+        "has a \"..\" component",
+    );
+}
+
+#[test]
+fn relative_component_path_is_refused() {
+    use EntryKind::*;
+    refused(
+        "../escaped",
+        vec![entry("", Dir), entry("x", File)],
+        "is not absolute",
+    );
+}
+
+#[test]
+fn entry_with_dotdot_is_refused_before_anything_is_written() {
+    use EntryKind::*;
+    refused(
+        "/srv/up",
+        vec![
+            entry("", Dir),
+            entry("ok", File),
+            entry("../../../escaped", File),
+        ],
+        "\"../../../escaped\"",
+    );
+}
+
+#[test]
+fn absolute_and_empty_entry_components_are_refused() {
+    use EntryKind::*;
+    refused(
+        "/srv/up",
+        vec![entry("", Dir), entry("ok", File), entry("/abs", File)],
+        "is absolute",
+    );
+    refused(
+        "/srv/up",
+        vec![entry("", Dir), entry("d", Dir), entry("d//x", File)],
+        "empty component",
+    );
+}
+
+#[test]
+fn entry_beneath_a_symlink_is_refused() {
+    use EntryKind::*;
+    refused(
+        "/srv/up",
+        vec![entry("", Dir), entry("a", Symlink), entry("a/x", File)],
+        "which is a symlink",
+    );
+}
+
+/// In place too: refused before the pre-restore point and before anything is written.
+#[test]
+fn in_place_restores_are_refused() {
+    use EntryKind::*;
+    let env = Env::new();
+    env.init();
+    let outside = env.path("outside");
+    std::fs::create_dir(&outside).unwrap();
+    let dotdot = format!("{}/up/../escaped", env.dir.path().display());
+    let up = env.path("up").display().to_string();
+    let cases = [
+        (
+            dotdot.clone(),
+            vec![entry("", Dir), entry("x", File)],
+            "\"..\" component",
+        ),
+        (
+            up.clone(),
+            vec![entry("", Dir), entry("a", Symlink), entry("a/x", File)],
+            "which is a symlink",
+        ),
+        (
+            up.clone(),
+            vec![entry("", Dir), entry("ok", File), entry("../escaped", File)],
+            "\"../escaped\"",
+        ),
+    ];
+    for (path, entries, needle) in cases {
+        let id = make_point(&env, &path, entries, &outside);
+        let points_before = env.points().len();
+        let o = fails(env.lb().args(["restore", &id.to_hex(), "--yes"]), 5, needle);
+        assert!(stderr(&o).contains(&id.to_hex()[..8]), "{}", stderr(&o));
+        assert!(!env.path("up").exists() && !env.path("escaped").exists());
+        assert!(all_files(&outside).is_empty());
+        assert_eq!(env.points().len(), points_before, "no pre-restore point");
+    }
+}
