@@ -38,6 +38,8 @@ mod repository;
 mod retention;
 mod session;
 mod storage;
+#[cfg(test)]
+mod test_store;
 mod writer;
 
 pub use components::{

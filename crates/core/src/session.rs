@@ -225,95 +225,14 @@ impl RestoreSession<'_> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Mutex;
+    use std::sync::atomic::Ordering;
 
     use super::*;
     use crate::format::key::KdfParams;
     use crate::format::point::{Component, ComponentKind, PointStats, TreeBody};
-    use crate::storage::{ListEntry, ObjectKind, StorageError, StorageResult};
+    use crate::storage::ObjectKind;
 
-    /// Objects in memory; lease writes fail while `unreachable` is set (a store that went
-    /// away for longer than half a lease's lifetime).
-    #[derive(Default)]
-    struct Store {
-        objects: Mutex<BTreeMap<(String, String), Vec<u8>>>,
-        unreachable: AtomicBool,
-    }
-
-    impl Store {
-        fn names(&self, kind: ObjectKind) -> Vec<String> {
-            self.list(kind)
-                .unwrap()
-                .into_iter()
-                .map(|e| e.name)
-                .collect()
-        }
-        fn snapshot(&self) -> BTreeMap<(String, String), Vec<u8>> {
-            let mut m = self.objects.lock().unwrap().clone();
-            m.retain(|(k, _), _| k != &ObjectKind::Lease.to_string());
-            m
-        }
-    }
-
-    impl Storage for Store {
-        fn location(&self) -> String {
-            "test store".into()
-        }
-        fn list(&self, kind: ObjectKind) -> StorageResult<Vec<ListEntry>> {
-            let k = kind.to_string();
-            Ok(self
-                .objects
-                .lock()
-                .unwrap()
-                .iter()
-                .filter(|((kk, _), _)| *kk == k)
-                .map(|((_, n), v)| ListEntry {
-                    name: n.clone(),
-                    size: v.len() as u64,
-                })
-                .collect())
-        }
-        fn read(&self, kind: ObjectKind, name: &str) -> StorageResult<Vec<u8>> {
-            let k = (kind.to_string(), name.to_string());
-            self.objects
-                .lock()
-                .unwrap()
-                .get(&k)
-                .cloned()
-                .ok_or_else(|| StorageError::NotFound {
-                    what: format!("{kind} {name}"),
-                })
-        }
-        fn read_range(
-            &self,
-            kind: ObjectKind,
-            name: &str,
-            offset: u64,
-            len: u64,
-        ) -> StorageResult<Vec<u8>> {
-            let all = self.read(kind, name)?;
-            Ok(all[offset as usize..(offset + len) as usize].to_vec())
-        }
-        fn write(&self, kind: ObjectKind, name: &str, data: &[u8]) -> StorageResult<()> {
-            if kind == ObjectKind::Lease && self.unreachable.load(Ordering::SeqCst) {
-                return Err(StorageError::Remote {
-                    what: format!("{kind} {name}"),
-                    message: "connection refused".into(),
-                    retryable: true,
-                });
-            }
-            let k = (kind.to_string(), name.to_string());
-            self.objects.lock().unwrap().insert(k, data.to_vec());
-            Ok(())
-        }
-        fn delete(&self, kind: ObjectKind, name: &str) -> StorageResult<()> {
-            let k = (kind.to_string(), name.to_string());
-            self.objects.lock().unwrap().remove(&k);
-            Ok(())
-        }
-    }
+    use crate::test_store::TestStore as Store;
 
     fn point(app: &str, chunks: Vec<crate::ChunkId>, summary: &WriteSummary) -> Point {
         Point {

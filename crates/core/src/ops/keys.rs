@@ -82,66 +82,13 @@ pub fn remove_key(repo: &Repository, prefix: &str) -> Result<String> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-    use std::sync::{Arc, Mutex};
+    use std::sync::Arc;
 
     use super::*;
     use crate::format::key::KdfParams;
-    use crate::storage::{ListEntry, Storage, StorageError, StorageResult};
+    use crate::storage::Storage;
 
-    #[derive(Default)]
-    struct Store(Mutex<BTreeMap<(String, String), Vec<u8>>>);
-
-    impl Storage for Store {
-        fn location(&self) -> String {
-            "test store".into()
-        }
-        fn list(&self, kind: ObjectKind) -> StorageResult<Vec<ListEntry>> {
-            let k = kind.to_string();
-            Ok(self
-                .0
-                .lock()
-                .unwrap()
-                .iter()
-                .filter(|((kk, _), _)| *kk == k)
-                .map(|((_, n), v)| ListEntry {
-                    name: n.clone(),
-                    size: v.len() as u64,
-                })
-                .collect())
-        }
-        fn read(&self, kind: ObjectKind, name: &str) -> StorageResult<Vec<u8>> {
-            let k = (kind.to_string(), name.to_string());
-            self.0
-                .lock()
-                .unwrap()
-                .get(&k)
-                .cloned()
-                .ok_or_else(|| StorageError::NotFound {
-                    what: format!("{kind} {name}"),
-                })
-        }
-        fn read_range(
-            &self,
-            kind: ObjectKind,
-            name: &str,
-            offset: u64,
-            len: u64,
-        ) -> StorageResult<Vec<u8>> {
-            let all = self.read(kind, name)?;
-            Ok(all[offset as usize..(offset + len) as usize].to_vec())
-        }
-        fn write(&self, kind: ObjectKind, name: &str, data: &[u8]) -> StorageResult<()> {
-            let k = (kind.to_string(), name.to_string());
-            self.0.lock().unwrap().insert(k, data.to_vec());
-            Ok(())
-        }
-        fn delete(&self, kind: ObjectKind, name: &str) -> StorageResult<()> {
-            let k = (kind.to_string(), name.to_string());
-            self.0.lock().unwrap().remove(&k);
-            Ok(())
-        }
-    }
+    use crate::test_store::TestStore as Store;
 
     /// Not the default, so a slot made with the default cost is told apart.
     const COST: KdfParams = KdfParams {
