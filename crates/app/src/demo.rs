@@ -183,18 +183,8 @@ pub fn demo(a: &DemoRequest, progress: &dyn Progress, out: &mut dyn Write) -> Re
         repo_dir.display()
     );
 
-    let backup = BackupRequest {
-        targets: vec!["chat".into()],
-        ..BackupRequest::default()
-    };
-    let c0 = commits.load(Ordering::Relaxed);
-    let backed_up = crate::backup(&setup, &backup, progress);
-    let c1 = commits.load(Ordering::Relaxed);
-    stop.store(true, Ordering::Relaxed);
-    writer
-        .join()
-        .map_err(|_| Error::new(ErrorKind::Other, "demo writer panicked"))??;
-    let (id, point) = backed_up.map(|r| (r.id, r.point))?;
+    let (id, point, during) =
+        backup_while_writing(&setup, "chat", &commits, &stop, writer, progress)?;
     let db_body = point.components[0]
         .sqlite
         .as_ref()
@@ -204,11 +194,18 @@ pub fn demo(a: &DemoRequest, progress: &dyn Progress, out: &mut dyn Write) -> Re
         "3. backed up the app as point {} in {} while the writer committed {} transactions; the point holds {} messages, {} stored",
         id.short(),
         duration_ms(point.stats.duration_ms),
-        c1 - c0,
+        during,
         db_body.row_counts.get("messages").copied().unwrap_or(0),
         size(point.stats.bytes_stored),
     );
-    let second = crate::backup(&setup, &backup, progress)?;
+    let second = crate::backup(
+        &setup,
+        &BackupRequest {
+            targets: vec!["chat".into()],
+            ..BackupRequest::default()
+        },
+        progress,
+    )?;
     say!(
         out,
         "   a second backup (point {}) of the unchanged app added {}",
@@ -434,6 +431,31 @@ fn demo_dir(d: &Path) -> Result<PathBuf> {
         )));
     }
     Ok(d)
+}
+
+/// Backs up `app` while the demo's writer thread keeps committing, then stops the writer.
+/// Returns the point and how many of the writer's commits fell within the backup.
+pub(crate) fn backup_while_writing(
+    setup: &Setup,
+    app: &str,
+    commits: &AtomicU64,
+    stop: &AtomicBool,
+    writer: std::thread::JoinHandle<Result<()>>,
+    progress: &dyn Progress,
+) -> Result<(lifeboat_core::ObjectId, lifeboat_core::Point, u64)> {
+    let backup = BackupRequest {
+        targets: vec![app.into()],
+        ..BackupRequest::default()
+    };
+    let c0 = commits.load(Ordering::Relaxed);
+    let backed_up = crate::backup(setup, &backup, progress);
+    let c1 = commits.load(Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
+    writer
+        .join()
+        .map_err(|_| Error::new(ErrorKind::Other, "demo writer panicked"))??;
+    let r = backed_up?;
+    Ok((r.id, r.point, c1 - c0))
 }
 
 /// A path as a TOML string.

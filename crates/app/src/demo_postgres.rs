@@ -16,8 +16,8 @@ use lifeboat_core::{Error, ErrorKind, Progress, Result};
 use lifeboat_sources::postgres::PgSource;
 
 use crate::demo::{
-    check_everything, compare_files, demo_setup, io, say, snapshot_paths, toml_str, write_file,
-    write_uploads,
+    backup_while_writing, check_everything, compare_files, demo_setup, io, say, snapshot_paths,
+    toml_str, write_file, write_uploads,
 };
 use crate::human::{duration_ms, size};
 use crate::{BackupRequest, RestoreRequest};
@@ -169,18 +169,8 @@ pub fn run(
         app.push_str(&format!("bin_dir = {}\n", toml_str(bin)));
     }
     let (setup, repo_dir) = demo_setup(root, &app)?;
-    let backup = BackupRequest {
-        targets: vec!["chatalot".into()],
-        ..BackupRequest::default()
-    };
-    let c0 = commits.load(Ordering::Relaxed);
-    let backed_up = crate::backup(&setup, &backup, progress);
-    let c1 = commits.load(Ordering::Relaxed);
-    stop.store(true, Ordering::Relaxed);
-    writer
-        .join()
-        .map_err(|_| Error::new(ErrorKind::Other, "demo writer panicked"))??;
-    let (id, point) = backed_up.map(|r| (r.id, r.point))?;
+    let (id, point, during) =
+        backup_while_writing(&setup, "chatalot", &commits, &stop, writer, progress)?;
     let body = point.components[0]
         .postgres
         .as_ref()
@@ -192,10 +182,18 @@ pub fn run(
         id.short(),
         repo_dir.display(),
         duration_ms(point.stats.duration_ms),
-        c1 - c0,
+        during,
         size(point.stats.bytes_stored),
     );
-    let p2 = crate::backup(&setup, &backup, progress)?.point;
+    let p2 = crate::backup(
+        &setup,
+        &BackupRequest {
+            targets: vec!["chatalot".into()],
+            ..BackupRequest::default()
+        },
+        progress,
+    )?
+    .point;
     say!(
         out,
         "   a second backup of the app added {} (dump of {})",

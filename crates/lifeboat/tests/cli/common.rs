@@ -277,3 +277,19 @@ pub fn service_var(name: &str, service: &str) -> Option<String> {
         Err(_) => panic!("{name} is not set: run the suite with `bash scripts/test.sh` (it starts {service}), or set LIFEBOAT_TEST_NO_SERVICES=1 to skip"),
     }
 }
+
+/// Writes `data` to `p` (creating its directory) with `mode`.
+pub fn write(p: &Path, data: &[u8], mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, data).unwrap();
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Whether the tests run as root (owners can then be set and checked).
+pub fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
+}

@@ -3,12 +3,6 @@ use std::path::Path;
 
 use crate::common::*;
 
-fn write(p: &Path, data: &[u8], mode: u32) {
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, data).unwrap();
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
-}
-
 /// The number in `requests to ...: N (...)` that `--stats` prints.
 fn requests(stderr: &str) -> u64 {
     let line = stderr

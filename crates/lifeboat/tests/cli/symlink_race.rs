@@ -6,18 +6,6 @@ use std::sync::Arc;
 
 use crate::common::*;
 
-fn write(p: &Path, data: &[u8], mode: u32) {
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, data).unwrap();
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
-}
-
-fn is_root() -> bool {
-    std::fs::metadata("/proc/self")
-        .map(|m| m.uid() == 0)
-        .unwrap_or(false)
-}
-
 /// Every entry below `root` (not following symlinks): kind, mode, owner and content.
 fn snapshot(root: &Path) -> Snapshot {
     let mut out = BTreeMap::new();

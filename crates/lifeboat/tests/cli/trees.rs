@@ -3,18 +3,6 @@ use std::path::Path;
 
 use crate::common::*;
 
-fn write(p: &Path, data: &[u8], mode: u32) {
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, data).unwrap();
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
-}
-
-fn is_root() -> bool {
-    std::fs::metadata("/proc/self")
-        .map(|m| m.uid() == 0)
-        .unwrap_or(false)
-}
-
 #[test]
 fn files_secrets_and_config_round_trip_exactly() {
     let env = Env::new();
