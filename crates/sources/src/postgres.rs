@@ -511,7 +511,8 @@ pub fn restore(
             ErrorKind::Corrupt,
             format!(
                 "postgres component {}: {GLOBALS_FILE} line {line} holds a psql meta-command \
-                 (a backslash outside quotes and comments): {text}; refusing to run it",
+                 or what could hide one from this check (a backslash outside quotes and comments, a NUL \
+                 byte, bytes that are not UTF-8, a client_encoding change): {text}; refusing to run it",
                 component.path
             ),
         )
@@ -642,7 +643,9 @@ pub fn restore(
 fn run_globals(conn: &PgSource, maint: &str, sql: &[u8]) -> Result<Vec<String>> {
     let mut cmd = conn.command("psql")?;
     cmd.args(["-X", "-q", "--no-password", "-f", "-"])
-        .arg(format!("--dbname={}", conn.conninfo(maint)));
+        .arg(format!("--dbname={}", conn.conninfo(maint)))
+        // The script was checked as UTF-8 (`script::meta_command`): psql must read it so.
+        .env("PGCLIENTENCODING", "UTF8");
     let mut child = spawn(cmd, "psql", conn, Stdio::piped())?;
     let err = StderrTail::start(&mut child);
     let mut stdin = child.stdin.take().expect("piped stdin");

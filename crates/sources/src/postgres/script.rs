@@ -16,9 +16,13 @@
 //! psql and this lexer could disagree about where the string ends. pg_dumpall writes such a
 //! value as `E'...'` when it matters and never with standard strings off.
 
-/// Where the first forbidden backslash is: its 1-based line and that line (shortened).
+/// Where the first forbidden backslash is, or the first byte that could make psql read the
+/// script differently from this lexer: its 1-based line and that line (shortened).
 pub(crate) fn meta_command(sql: &[u8]) -> Option<(usize, String)> {
-    let at = first_backslash(sql)?;
+    let at = match (unsafe_bytes(sql), first_backslash(sql)) {
+        (Some(a), Some(b)) => a.min(b),
+        (a, b) => a.or(b)?,
+    };
     let line = sql[..at].iter().filter(|b| **b == b'\n').count() + 1;
     let start = sql[..at]
         .iter()
@@ -33,6 +37,36 @@ pub(crate) fn meta_command(sql: &[u8]) -> Option<(usize, String)> {
         .take(80)
         .collect();
     Some((line, text.escape_default().to_string()))
+}
+
+/// The offset of the first thing that would let psql split the script differently from
+/// [`first_backslash`]: a NUL byte (psql drops the rest of that line, so a quote or `$$` this
+/// lexer saw never reaches it), bytes that are not UTF-8, or a `client_encoding` change (in
+/// SJIS, BIG5, GBK, GB18030, UHC or JOHAB a backslash byte can be the second half of a
+/// character, which psql skips and this lexer would take as an escape). With only UTF-8 and
+/// the client encoding pinned to UTF8 (`PGCLIENTENCODING` for this psql), both read the same.
+fn unsafe_bytes(sql: &[u8]) -> Option<usize> {
+    if let Some(i) = sql.iter().position(|b| *b == 0) {
+        return Some(i);
+    }
+    if let Err(e) = std::str::from_utf8(sql) {
+        return Some(e.valid_up_to());
+    }
+    // pg_dumpall writes exactly `SET client_encoding = 'UTF8';`: that line is the one allowed.
+    let mut offset = 0;
+    for line in sql.split(|b| *b == b'\n') {
+        let lower = line.to_ascii_lowercase();
+        if let Some(i) = lower
+            .windows(b"client_encoding".len())
+            .position(|w| w == b"client_encoding")
+        {
+            if lower.trim_ascii() != b"set client_encoding = 'utf8';" {
+                return Some(offset + i);
+            }
+        }
+        offset += line.len() + 1;
+    }
+    None
 }
 
 fn is_ident(b: u8) -> bool {
@@ -151,6 +185,31 @@ fn first_backslash(sql: &[u8]) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn nul_non_utf8_and_encoding_changes_are_refused() {
+        // psql drops the rest of a line after a NUL: the `$$` would never reach it.
+        assert_eq!(
+            super::meta_command(b"SELECT 1;\0$$\n\\! id\n$$\n")
+                .unwrap()
+                .0,
+            1
+        );
+        // SJIS: 0x81 0x5C is one character to psql, an escaped quote to a byte lexer.
+        assert!(super::meta_command(b"SELECT E'\x81\x5C'; \\! id #'\n").is_some());
+        let e = super::meta_command(b"SET client_encoding = 'SJIS';\nSELECT 1;\n").unwrap();
+        assert_eq!(e.0, 1);
+        assert!(super::meta_command(b"set CLIENT_ENCODING to 'BIG5';\n").is_some());
+        assert_eq!(
+            super::meta_command(b"CREATE ROLE r;\nSELECT 'caf\xc3\xa9';\n"),
+            None
+        );
+        // What pg_dumpall itself writes stays allowed.
+        assert_eq!(
+            super::meta_command(b"SET client_encoding = 'UTF8';\nCREATE ROLE r;\n"),
+            None
+        );
+    }
     use super::meta_command;
 
     fn bad(sql: &str) -> usize {
