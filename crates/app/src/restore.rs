@@ -57,6 +57,8 @@ pub struct RestoreRequest {
     /// `latest` may be a point dated in the future (more than a few minutes ahead of this
     /// machine's clock); without it such points are passed over.
     pub allow_future: bool,
+    /// Restore setuid/setgid bits of files as the point records them (cleared by default).
+    pub keep_setid: bool,
 }
 
 impl Default for RestoreRequest {
@@ -79,6 +81,7 @@ impl Default for RestoreRequest {
             verify: Verify::Full,
             allow_older: false,
             allow_future: false,
+            keep_setid: false,
         }
     }
 }
@@ -92,6 +95,8 @@ pub struct RestorePlan {
     /// The point as stored (what is remembered as restored).
     whole: Point,
     point: Point,
+    /// The whole point, as `restore_point` gets it with `opts.only` (paths as written).
+    to_restore: Point,
     replaced: Vec<Component>,
     opts: RestoreOptions,
     safety_point: bool,
@@ -172,6 +177,10 @@ pub fn plan(setup: &Setup, req: &RestoreRequest) -> Result<RestorePlan> {
         // `db` means every database of the point.
         only.push(ComponentKind::Postgres);
     }
+    // `point` keeps the selected components (what is shown and replaced); the restore gets
+    // the whole point and the selection (a tree restore keeps what lies inside it at the
+    // paths of components not selected).
+    let mut to_restore = point.clone();
     if !only.is_empty() {
         point.components.retain(|c| only.contains(&c.kind));
     }
@@ -218,7 +227,13 @@ pub fn plan(setup: &Setup, req: &RestoreRequest) -> Result<RestorePlan> {
                     .join(name),
                 _ => abs,
             };
-            point.components[0].path = abs.display().to_string();
+            let abs = abs.display().to_string();
+            for c in &mut to_restore.components {
+                if c.path == point.components[0].path && c.kind == point.components[0].kind {
+                    c.path = abs.clone();
+                }
+            }
+            point.components[0].path = abs;
             RestoreTarget::InPlace
         }
         (None, None) => RestoreTarget::InPlace,
@@ -252,16 +267,18 @@ pub fn plan(setup: &Setup, req: &RestoreRequest) -> Result<RestorePlan> {
     };
     let opts = RestoreOptions {
         target,
-        only: Vec::new(),
+        only,
         force: req.force,
         verify: req.verify,
         postgres: pg,
+        keep_setid: req.keep_setid,
     };
-    lifeboat_sources::app::preflight(&point, &opts)?;
+    lifeboat_sources::app::preflight(&to_restore, &opts)?;
     Ok(RestorePlan {
         id,
         whole,
         point,
+        to_restore,
         replaced,
         opts,
         safety_point: req.safety_point,
@@ -305,8 +322,8 @@ impl RestorePlan {
                 }
             }
         }
-        let restored =
-            restore_point(&mut self.repo, &self.point, &self.opts, progress).map_err(|e| {
+        let restored = restore_point(&mut self.repo, &self.to_restore, &self.opts, progress)
+            .map_err(|e| {
                 // A point that lifeboat refuses (damaged, or a hostile globals.sql) is named.
                 if e.kind() == ErrorKind::Corrupt {
                     e.context(format!("point {}", self.id.short()))
@@ -341,6 +358,7 @@ fn save_current_state(
         options: opts,
         point_time: point.timestamp()?,
         selected: &selected,
+        components: &point.components,
     };
     let mut sources = Vec::new();
     for c in replaced {

@@ -153,13 +153,16 @@ pub fn backup_app(
     })
 }
 
-/// The components of `point` that `opts.only` selects, in the point's order.
+/// The components of `point` that `opts.only` selects, in the point's order except that one
+/// beneath another's path comes after it.
 fn select<'p>(point: &'p Point, opts: &RestoreOptions) -> Vec<&'p Component> {
-    point
+    let mut selected: Vec<&Component> = point
         .components
         .iter()
         .filter(|c| opts.only.is_empty() || opts.only.contains(&c.kind))
-        .collect()
+        .collect();
+    crate::source::parents_first(&mut selected);
+    selected
 }
 
 /// Refuses early, before anything is written or a safety point is taken, when restoring the
@@ -170,6 +173,7 @@ pub fn preflight(point: &Point, opts: &RestoreOptions) -> Result<()> {
         options: opts,
         point_time: point.timestamp()?,
         selected: &selected,
+        components: &point.components,
     };
     for c in &selected {
         registry::kind(c.kind).check_selection(&cx)?;
@@ -221,6 +225,7 @@ pub fn restore_point(
         options: opts,
         point_time: point.timestamp()?,
         selected: &selected,
+        components: &point.components,
     };
     if selected.is_empty() {
         return Err(Error::new(
@@ -371,6 +376,7 @@ mod tests {
                 database: Some("new".into()),
                 ..PgRestoreSettings::default()
             },
+            keep_setid: false,
         };
         let e = preflight(&point, &opts).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Usage);

@@ -2,29 +2,38 @@
 //! and unlink of a restore goes through a directory fd or the open file, never by path.
 //!
 //! A restore runs as root into directories the app's own (unprivileged) user controls, who can
-//! swap any name there for a symlink at any moment. The rule:
+//! swap any name there for a symlink at any moment. The rules:
 //!
-//! - the **parent of a component's root** (the directory holding a database, a secret, a
-//!   config file, or an uploads directory) is opened normally, symlinks followed: its path
-//!   comes from the operator (config or `--to`), like any path they name;
+//! - **down to an anchor** the path is the operator's (config, `--to DIR`): it is walked from
+//!   `/` one name at a time ([`SafeDir::open_trusted`]), and a symlink on the way is followed
+//!   only in a directory that no user but root (or this process's user) can write: one the
+//!   app's user owns, or `/tmp`, could have it point anywhere, so it is refused;
+//! - **below the anchor** (`DIR` for `--to DIR`; in place, the root of a file tree being
+//!   restored that holds the component, e.g. a secret configured inside an uploads directory)
+//!   a symlink is followed only while it stays beneath the anchor ([`SafeDir::open_beneath`],
+//!   `openat2` with `RESOLVE_BENEATH`): whatever a point or a local user put there, nothing
+//!   leads outside;
 //! - **at and below the component's root** no symlink is ever followed: each directory is
 //!   opened from its parent's fd with `O_NOFOLLOW | O_DIRECTORY`, files are created with
 //!   `O_CREAT | O_EXCL | O_NOFOLLOW` relative to it, and modes, owners and times are set with
-//!   `fchmod`/`fchown`/`futimens` on the open file or directory. A symlink (or, below the
-//!   root, any non-directory) found where the point has a directory is unlinked and the
-//!   directory created; renames are `renameat` within a directory fd, which never follows.
+//!   `fchmod`/`fchown`/`futimens` on the open file or directory (a symlink's owner through an
+//!   `O_PATH` fd). A symlink found where the point has a directory is unlinked and the
+//!   directory created; renames are `renameat`/`renameat2` within a directory fd, which never
+//!   follow; trees are removed by walking fds ([`SafeDir::remove_tree`]).
 //!
 //! What an attacker who swaps names can still do is make a restore fail, or leave a symlink of
 //! theirs under their own directory; they cannot make root write, chmod or chown anything
 //! outside it.
+use std::collections::VecDeque;
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
 
 use lifeboat_core::{Error, ErrorKind, Result};
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat, CWD};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags, ResolveFlags, Stat, CWD};
 
 /// An open directory and the path it was reached by (for messages only, never used to act).
 #[derive(Debug)]
@@ -47,17 +56,178 @@ pub fn mode_of(st: &Stat) -> u32 {
     st.st_mode as u32 & 0o7777
 }
 
-impl SafeDir {
-    /// Opens `path` normally (symlinks followed: the operator named it), creating it and its
-    /// parents first if missing (with the default mode, as `create_dir_all`).
-    pub fn open_trusted(path: &Path) -> Result<SafeDir> {
-        std::fs::create_dir_all(path).map_err(|e| Error::io(path.display(), e))?;
-        let fd = rustix::fs::openat(CWD, path, dir_flags(), Mode::empty())
-            .map_err(|e| Error::io(path.display(), errno(e)))?;
-        Ok(SafeDir {
-            fd,
-            shown: path.to_path_buf(),
+/// The names of `path` in order: `..` kept (resolved physically, from the directory reached),
+/// `.` and the root dropped.
+fn names_of(path: &Path) -> VecDeque<OsString> {
+    path.components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_os_string()),
+            Component::ParentDir => Some(OsString::from("..")),
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => None,
         })
+        .collect()
+}
+
+/// Whether only root or this process's user can have put a symlink in the directory `st`
+/// describes: owned by one of them, writable by no group and no other user.
+fn only_privileged_can_write(st: &Stat) -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    (st.st_uid == 0 || st.st_uid == me) && mode_of(st) & 0o022 == 0
+}
+
+impl SafeDir {
+    /// Opens the directory `path`, creating it and its parents first if missing (with the
+    /// default mode, as `create_dir_all`). The operator named it (config, `--to`), but the
+    /// directories on the way may belong to others: it is walked from `/` one name at a time,
+    /// and a symlink on the way is followed only where no user other than root (or this
+    /// process's user) can have put it: in a directory they own and no group or other user
+    /// may write. A symlink in `/home/app/` (the app's user owns it) or in `/tmp` is refused,
+    /// never followed, when running as root.
+    pub fn open_trusted(path: &Path) -> Result<SafeDir> {
+        let shown = path.to_path_buf();
+        let abs = std::path::absolute(path).map_err(|e| Error::io(path.display(), e))?;
+        let fail = |e: rustix::io::Errno| Error::io(path.display(), errno(e));
+        let root = || rustix::fs::openat(CWD, "/", dir_flags(), Mode::empty());
+        let mut dir = root().map_err(fail)?;
+        let mut todo: VecDeque<OsString> = names_of(&abs);
+        let mut follows = 0;
+        let mut rounds = 0;
+        while let Some(name) = todo.pop_front() {
+            rounds += 1;
+            if rounds > 4096 {
+                return Err(Error::new(
+                    ErrorKind::Refused,
+                    format!(
+                        "{}: changed repeatedly while it was being opened (another process is swapping it)",
+                        path.display()
+                    ),
+                ));
+            }
+            if name == ".." {
+                dir = rustix::fs::openat(&dir, "..", dir_flags(), Mode::empty()).map_err(fail)?;
+                continue;
+            }
+            match rustix::fs::openat(&dir, &name, dir_flags() | OFlags::NOFOLLOW, Mode::empty()) {
+                Ok(fd) => dir = fd,
+                Err(rustix::io::Errno::NOENT) => {
+                    match rustix::fs::mkdirat(&dir, &name, Mode::from_raw_mode(0o777)) {
+                        Ok(()) | Err(rustix::io::Errno::EXIST) => todo.push_front(name),
+                        Err(e) => return Err(fail(e)),
+                    }
+                }
+                Err(e @ (rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR)) => {
+                    let Ok(st) = rustix::fs::statat(&dir, &name, AtFlags::SYMLINK_NOFOLLOW) else {
+                        todo.push_front(name);
+                        continue;
+                    };
+                    if FileType::from_raw_mode(st.st_mode) != FileType::Symlink {
+                        return Err(fail(e));
+                    }
+                    let holder = rustix::fs::fstat(&dir).map_err(fail)?;
+                    if !only_privileged_can_write(&holder) {
+                        return Err(Error::new(
+                            ErrorKind::Refused,
+                            format!(
+                                "{}: {:?} on the way is a symlink in a directory that user {} can change; \
+                                 lifeboat does not follow it (that user could point it anywhere)",
+                                path.display(),
+                                name,
+                                holder.st_uid
+                            ),
+                        )
+                        .with_hint(
+                            "name the real path (without the symlink) in lifeboat.toml or on the command line",
+                        ));
+                    }
+                    follows += 1;
+                    if follows > 40 {
+                        return Err(fail(rustix::io::Errno::LOOP));
+                    }
+                    let target = rustix::fs::readlinkat(&dir, &name, Vec::new()).map_err(fail)?;
+                    let target = PathBuf::from(OsStr::from_bytes(target.as_bytes()));
+                    if target.is_absolute() {
+                        dir = root().map_err(fail)?;
+                    }
+                    for n in names_of(&target).into_iter().rev() {
+                        todo.push_front(n);
+                    }
+                }
+                Err(e) => return Err(fail(e)),
+            }
+        }
+        Ok(SafeDir { fd: dir, shown })
+    }
+
+    /// The directory `rel` beneath this one, created (mode 0777 & umask) where missing if
+    /// `create` (else missing is an error of kind `NotFound`). A
+    /// symlink on the way is followed only if it stays beneath this directory
+    /// (`openat2` with `RESOLVE_BENEATH`: an absolute target or a `..` that climbs out is
+    /// refused), so whatever a point or a local user put under a restore's root, nothing
+    /// beneath it can lead outside it. Without `openat2` (kernels before 5.6, some seccomp
+    /// filters) no symlink is followed at all.
+    pub fn open_beneath(&self, rel: &Path, create: bool) -> Result<SafeDir> {
+        let names: Vec<OsString> = names_of(rel).into_iter().collect();
+        if names.iter().any(|n| n == "..") {
+            return Err(Error::new(
+                ErrorKind::Corrupt,
+                format!("{} climbs out of {}", rel.display(), self.shown.display()),
+            ));
+        }
+        let shown = self.shown.join(rel);
+        let fail = |e: rustix::io::Errno| match e {
+            rustix::io::Errno::XDEV | rustix::io::Errno::LOOP => Error::new(
+                ErrorKind::Refused,
+                format!(
+                    "{}: a symlink on the way leads outside {}; lifeboat never writes there",
+                    shown.display(),
+                    self.shown.display()
+                ),
+            )
+            .with_hint("remove the symlink (or restore with --to into an empty directory)"),
+            e => Error::io(shown.display(), errno(e)),
+        };
+        let mut cur =
+            rustix::fs::openat(&self.fd, ".", dir_flags(), Mode::empty()).map_err(fail)?;
+        for i in 0..names.len() {
+            let prefix: PathBuf = names[..=i].iter().collect();
+            let mut created = false;
+            cur = loop {
+                match rustix::fs::openat2(
+                    &self.fd,
+                    &prefix,
+                    dir_flags(),
+                    Mode::empty(),
+                    ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
+                ) {
+                    Ok(fd) => break fd,
+                    Err(rustix::io::Errno::NOENT) if create && !created => {
+                        created = true;
+                        match rustix::fs::mkdirat(&cur, &names[i], Mode::from_raw_mode(0o777)) {
+                            Ok(()) | Err(rustix::io::Errno::EXIST) => continue,
+                            Err(e) => return Err(fail(e)),
+                        }
+                    }
+                    Err(rustix::io::Errno::NOSYS | rustix::io::Errno::PERM) => {
+                        // No openat2: the strict walk, no symlink followed.
+                        let d = SafeDir {
+                            fd: cur,
+                            shown: self.shown.join(names[..i].iter().collect::<PathBuf>()),
+                        };
+                        break d
+                            .child_dir(&names[i], create, false)
+                            .map(|d| d.fd)
+                            .map_err(|e| {
+                                e.with_hint(
+                                    "a symlink on the way is not followed (no openat2 here)",
+                                )
+                            })?;
+                    }
+                    Err(e) => return Err(fail(e)),
+                }
+            };
+        }
+        Ok(SafeDir { fd: cur, shown })
     }
 
     /// The directory holding `path` (opened by [`SafeDir::open_trusted`]) and `path`'s last
@@ -182,6 +352,17 @@ impl SafeDir {
         Ok(d)
     }
 
+    /// Another handle on the same open directory (never re-resolved by name).
+    pub fn try_clone(&self) -> Result<SafeDir> {
+        Ok(SafeDir {
+            fd: self
+                .fd
+                .try_clone()
+                .map_err(|e| Error::io(self.shown.display(), e))?,
+            shown: self.shown.clone(),
+        })
+    }
+
     /// `fstat` of this directory.
     pub fn fstat(&self) -> Result<Stat> {
         rustix::fs::fstat(&self.fd).map_err(|e| Error::io(self.shown.display(), errno(e)))
@@ -226,16 +407,129 @@ impl SafeDir {
         rustix::fs::symlinkat(target, &self.fd, name).map_err(errno)
     }
 
-    /// Sets the owner of the symlink `name` itself (`AT_SYMLINK_NOFOLLOW`).
+    /// Sets the owner of the symlink `name` itself: opened with `O_PATH | O_NOFOLLOW`, checked
+    /// to be a symlink, then changed through that fd (`AT_EMPTY_PATH`), so a name swapped for
+    /// a hard link to another file in between is never changed.
     pub fn chown_symlink(&self, name: &OsStr, uid: u32, gid: u32) -> io::Result<()> {
-        rustix::fs::chownat(
+        let fd = rustix::fs::openat(
             &self.fd,
             name,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(errno)?;
+        let st = rustix::fs::fstat(&fd).map_err(errno)?;
+        if FileType::from_raw_mode(st.st_mode) != FileType::Symlink {
+            return Err(io::Error::other(
+                "replaced by something else than a symlink",
+            ));
+        }
+        rustix::fs::chownat(
+            &fd,
+            "",
             Some(rustix::fs::Uid::from_raw(uid)),
             Some(rustix::fs::Gid::from_raw(gid)),
-            AtFlags::SYMLINK_NOFOLLOW,
+            AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW,
         )
         .map_err(errno)
+    }
+
+    /// Swaps `a` and `b` in this directory atomically (`renameat2(RENAME_EXCHANGE)`; neither
+    /// followed if a symlink). Where the filesystem cannot exchange, `b` is renamed to
+    /// `aside` first, then `a` to `b` (and `aside` back on failure): not atomic, but never
+    /// losing either.
+    pub fn exchange(&self, a: &OsStr, b: &OsStr, aside: &OsStr) -> io::Result<()> {
+        match rustix::fs::renameat_with(&self.fd, a, &self.fd, b, RenameFlags::EXCHANGE) {
+            Ok(()) => Ok(()),
+            Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) => {
+                rustix::fs::renameat_with(&self.fd, b, &self.fd, aside, RenameFlags::NOREPLACE)
+                    .map_err(errno)?;
+                if let Err(e) =
+                    rustix::fs::renameat_with(&self.fd, a, &self.fd, b, RenameFlags::NOREPLACE)
+                {
+                    let _ = rustix::fs::renameat(&self.fd, aside, &self.fd, b);
+                    return Err(errno(e));
+                }
+                rustix::fs::renameat(&self.fd, aside, &self.fd, a).map_err(errno)
+            }
+            Err(e) => Err(errno(e)),
+        }
+    }
+
+    /// Renames `from` to `to` in this directory, failing if `to` exists.
+    pub fn rename_noreplace(&self, from: &OsStr, to: &OsStr) -> io::Result<()> {
+        rustix::fs::renameat_with(&self.fd, from, &self.fd, to, RenameFlags::NOREPLACE)
+            .map_err(errno)
+    }
+
+    /// Removes `name` and, if it is a directory, everything in it. Each directory is opened
+    /// from its parent's fd with `O_NOFOLLOW`: a symlink anywhere in it is removed itself,
+    /// never followed, whoever swaps names meanwhile.
+    pub fn remove_tree(&self, name: &OsStr) -> io::Result<()> {
+        self.remove_tree_at(name, 0)
+    }
+
+    fn remove_tree_at(&self, name: &OsStr, depth: usize) -> io::Result<()> {
+        if depth > 2048 {
+            return Err(io::Error::other("directory tree too deep to remove"));
+        }
+        let fd = match rustix::fs::openat(
+            &self.fd,
+            name,
+            dir_flags() | OFlags::NOFOLLOW,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::NOENT) => return Ok(()),
+            Err(rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR) => {
+                return match rustix::fs::unlinkat(&self.fd, name, AtFlags::empty()) {
+                    Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(()),
+                    Err(e) => Err(errno(e)),
+                };
+            }
+            Err(e) => return Err(errno(e)),
+        };
+        let dir = SafeDir {
+            fd,
+            shown: self.join(name),
+        };
+        let mut names = Vec::new();
+        for entry in rustix::fs::Dir::read_from(&dir.fd).map_err(errno)? {
+            let entry = entry.map_err(errno)?;
+            let n = entry.file_name().to_bytes();
+            if n != b"." && n != b".." {
+                names.push((OsStr::from_bytes(n).to_os_string(), entry.file_type()));
+            }
+        }
+        for (n, ft) in names {
+            let r = if ft == FileType::Directory || ft == FileType::Unknown {
+                dir.remove_tree_at(&n, depth + 1)
+            } else {
+                match rustix::fs::unlinkat(&dir.fd, &n, AtFlags::empty()) {
+                    Err(rustix::io::Errno::ISDIR) => dir.remove_tree_at(&n, depth + 1),
+                    r => r.map_err(errno),
+                }
+            };
+            match r {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                r => r?,
+            }
+        }
+        match rustix::fs::unlinkat(&self.fd, name, AtFlags::REMOVEDIR) {
+            Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(()),
+            Err(e) => Err(errno(e)),
+        }
+    }
+
+    /// `syncfs` of the filesystem holding this directory: one call makes every file written
+    /// to it durable (a restored tree before it is swapped in).
+    pub fn sync_filesystem(&self) -> Result<()> {
+        rustix::fs::syncfs(&self.fd).map_err(|e| {
+            Error::io(
+                format!("sync the filesystem of {}", self.shown.display()),
+                errno(e),
+            )
+        })
     }
 
     /// fsync the directory, so a rename in it is durable.

@@ -11,6 +11,7 @@
 //! [`ComponentKind`] to an implementation is [`crate::registry`]. Adding a kind means one
 //! file implementing both traits and one line there (plus its body in core's
 //! `format/point.rs` and `FORMAT.md`, if none of the existing bodies fits).
+use std::ffi::OsString;
 use std::fmt::Debug;
 use std::path::{Path, PathBuf};
 
@@ -21,6 +22,7 @@ use lifeboat_core::{
 use serde::Serialize;
 
 use crate::app::{PgRestoreSettings, SourceSpec};
+use crate::dirfd::SafeDir;
 use crate::sqlite;
 
 /// A configured source: one thing an app backs up.
@@ -180,8 +182,77 @@ pub struct RestoreContext<'a> {
     pub options: &'a RestoreOptions,
     /// When the point was taken (refuse to replace newer data; names of restored databases).
     pub point_time: jiff::Timestamp,
-    /// Every component being restored, in order.
+    /// Every component being restored, in order (a component beneath another's path comes
+    /// after it).
     pub selected: &'a [&'a Component],
+    /// Every component of the point, selected or not (a tree restore keeps what lies beneath
+    /// it at another component's path: see `tree.rs`).
+    pub components: &'a [Component],
+}
+
+impl RestoreContext<'_> {
+    /// Where `c` lands.
+    pub fn dest(&self, c: &Component) -> PathBuf {
+        target_path(&self.options.target, &c.path)
+    }
+
+    /// The directory that holds `c`'s destination, opened safely, and `c`'s name in it.
+    ///
+    /// Down to an *anchor* the path is the operator's, walked by [`SafeDir::open_trusted`]
+    /// (symlinks followed only where only root can have put them); below the anchor nothing
+    /// leads outside it ([`SafeDir::open_beneath`]). The anchor is `DIR` for `--to DIR`; in
+    /// place it is the root of the deepest file tree being restored that holds `c` (a
+    /// secret inside an uploads directory: the tree, restored just before, may hold any
+    /// symlink the point or a local user put there), and otherwise `c`'s own directory.
+    pub(crate) fn parent_dir(&self, c: &Component) -> Result<(SafeDir, OsString)> {
+        let path = Path::new(&c.path);
+        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+            return Err(Error::new(
+                ErrorKind::Corrupt,
+                format!("component path {} has no parent directory", c.path),
+            ));
+        };
+        let dir = match &self.options.target {
+            RestoreTarget::Into(dir) => {
+                let rel = parent.strip_prefix("/").unwrap_or(parent);
+                SafeDir::open_trusted(dir)?
+                    .open_beneath(rel, true)
+                    .map_err(|e| e.context(format!("restore {}", self.dest(c).display())))?
+            }
+            RestoreTarget::InPlace => {
+                let anchor = self
+                    .selected
+                    .iter()
+                    .filter(|o| o.kind == ComponentKind::Files && o.path != c.path)
+                    .map(|o| Path::new(&o.path))
+                    .filter(|a| path.starts_with(a))
+                    .max_by_key(|a| a.as_os_str().len());
+                match anchor {
+                    None => SafeDir::open_trusted(parent)?,
+                    Some(a) => {
+                        let rel = parent.strip_prefix(a).unwrap_or(Path::new(""));
+                        SafeDir::open_root(a)?
+                            .open_beneath(rel, true)
+                            .map_err(|e| e.context(format!("restore {}", c.path)))?
+                    }
+                }
+            }
+        };
+        Ok((dir, name.to_os_string()))
+    }
+}
+
+/// Orders `selected` so that a component whose path lies beneath another selected
+/// component's path comes after it (a tree restore replaces its whole directory, so what is
+/// inside it goes in afterwards); otherwise the point's order is kept.
+pub(crate) fn parents_first(selected: &mut [&Component]) {
+    let all: Vec<String> = selected.iter().map(|c| c.path.clone()).collect();
+    let depth = |c: &Component| {
+        all.iter()
+            .filter(|p| **p != c.path && Path::new(&c.path).starts_with(p))
+            .count()
+    };
+    selected.sort_by_key(|c| depth(c));
 }
 
 /// Where a restore puts things.
@@ -206,6 +277,11 @@ pub struct RestoreOptions {
     pub verify: sqlite::Verify,
     /// How PostgreSQL databases are restored.
     pub postgres: PgRestoreSettings,
+    /// Restore setuid and setgid bits as the point records them. Off by default: a point may
+    /// come from another key holder, and a setuid file it plants in an app's directory would
+    /// give whoever can run it the owner's rights (root's, for a file the point says root
+    /// owns). Without it they are cleared and the restore says so.
+    pub keep_setid: bool,
 }
 
 /// What a restore did, per component.

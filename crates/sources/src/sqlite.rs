@@ -355,14 +355,14 @@ pub enum Verify {
 /// pages go to a file created in a private 0700 directory `.NAME.lifeboat-*` made in it (SQLite
 /// must open the file by path to verify it, and no other user can put a symlink in there), its
 /// owner and mode are set on the open file, and it is moved over the target with `renameat`.
-pub fn restore(
+pub(crate) fn restore(
     reader: &mut ChunkReader<'_>,
     body: &SqliteBody,
     target: &Path,
+    (dir, name): (SafeDir, OsString),
     opts: SqliteRestoreOptions,
     progress: &dyn Progress,
 ) -> Result<()> {
-    let (dir, name) = SafeDir::parent_of(target)?;
     preflight(target, opts)?;
     let table = load_page_table(reader, body)?;
     let stage_name = temp_name(&name);
@@ -870,8 +870,16 @@ impl SourceKind for SqliteKind {
         progress: &dyn Progress,
     ) -> Result<RestoredComponent> {
         let body = c.sqlite.as_ref().ok_or_else(|| no_body(c))?;
-        let dest = target_path(&cx.options.target, &c.path);
-        restore(reader, body, &dest, SqliteKind::options(cx), progress)?;
+        let dest = cx.dest(c);
+        let parent = cx.parent_dir(c)?;
+        restore(
+            reader,
+            body,
+            &dest,
+            parent,
+            SqliteKind::options(cx),
+            progress,
+        )?;
         Ok(RestoredComponent {
             kind: c.kind,
             path: dest.display().to_string(),

@@ -23,8 +23,7 @@ use lifeboat_core::{
 use crate::app::SourceSpec;
 use crate::dirfd::{self, DirWalk, SafeDir};
 use crate::source::{
-    no_body, require_absolute, target_path, Capture, RestoreContext, RestoredComponent, Source,
-    SourceKind,
+    no_body, require_absolute, Capture, RestoreContext, RestoredComponent, Source, SourceKind,
 };
 use crate::util::temp_name;
 use rustix::fs::FileType;
@@ -230,6 +229,8 @@ pub struct TreeRestoreReport {
     pub bytes: u64,
     /// Things that could not be restored exactly (e.g. owner, when not running as root).
     pub warnings: Vec<String>,
+    /// Files whose setuid/setgid bits were cleared.
+    pub setid_cleared: u64,
 }
 
 fn is_root() -> bool {
@@ -263,188 +264,357 @@ fn owner_warning(err: std::io::Error, shown: &Path, e: &TreeEntry, report: &mut 
     ));
 }
 
-/// Restores a tree so that its root lands at `target` (a directory for `Files`, the file
-/// itself for `Secret`/`Config`).
+/// How a tree is restored.
+pub(crate) struct TreeRestore<'a> {
+    /// The directory that holds the tree's root (opened safely: `RestoreContext::parent_dir`).
+    pub parent: &'a SafeDir,
+    /// The root's name in `parent`.
+    pub name: &'a OsStr,
+    /// Paths (relative to the root) of other components that lie inside this tree: what is
+    /// there now is kept, moved into the new tree (with a database's side files).
+    pub keep: Vec<(PathBuf, bool)>,
+    /// Restore setuid/setgid bits (`RestoreOptions::keep_setid`).
+    pub keep_setid: bool,
+}
+
+/// Restores a tree: a directory (`Files`) is built complete in a private staging directory
+/// beside its target and swapped in by one rename, so the result equals the point exactly
+/// (files absent from the point go: they are in the pre-restore point) and a failure leaves
+/// the old tree as it was; a single file (`Secret`, `Config`) is written to a temporary name
+/// and renamed over the target.
 ///
-/// Everything goes through directory fds (`crate::dirfd`): `target`'s parent is opened
-/// normally, and no symlink is followed at or below `target`; a symlink where the point has a
-/// directory or file is replaced, never followed.
-pub fn restore(
+/// Everything goes through directory fds (`crate::dirfd`); no symlink is followed at or below
+/// the target, and a symlink where the point has a directory or file is replaced.
+pub(crate) fn restore(
     reader: &mut ChunkReader<'_>,
     body: &TreeBody,
-    target: &Path,
+    how: &TreeRestore<'_>,
     progress: &dyn Progress,
 ) -> Result<TreeRestoreReport> {
+    let target = how.parent.join(how.name);
     let entries = load_tree(reader, body)?;
+    for e in &entries {
+        if let Some(why) = lifeboat_core::entry_path_problem(&e.path) {
+            return Err(Error::new(
+                ErrorKind::Corrupt,
+                format!("tree entry {:?} {why}", e.path),
+            ));
+        }
+    }
     let total: u64 = entries.iter().map(|e| e.size).sum();
     progress.start("restoring files", total);
     let mut report = TreeRestoreReport::default();
-    let mut dirs = Vec::new();
-    // Opened when first needed: a single file (`Secret`, `Config`) has no root directory.
-    let mut walk: Option<DirWalk> = None;
-    for e in &entries {
-        let path = if e.path.is_empty() {
-            target.to_path_buf()
-        } else {
-            target.join(&e.path)
-        };
-        if e.path
-            .split('/')
-            .any(|c| c == ".." || c == "." || c.is_empty())
-            && !e.path.is_empty()
-            || e.path.starts_with('/')
-        {
-            return Err(Error::new(
-                ErrorKind::Corrupt,
-                format!("tree entry {:?} escapes its root", e.path),
-            ));
+    match entries.first() {
+        Some(root) if root.path.is_empty() && root.kind == EntryKind::Dir => {
+            restore_staged(reader, &entries, how, &target, &mut report, progress)?;
         }
-        if e.kind == EntryKind::Dir {
+        _ => {
+            // A single file: nothing else may be in the point.
+            if entries.len() != 1 || !entries[0].path.is_empty() {
+                return Err(Error::new(
+                    ErrorKind::Corrupt,
+                    format!(
+                        "{}: a single-file tree with {} entries",
+                        target.display(),
+                        entries.len()
+                    ),
+                ));
+            }
+            let e = &entries[0];
+            let mut w = Writing {
+                reader,
+                report: &mut report,
+                keep_setid: how.keep_setid,
+                sync_each: true,
+            };
+            match e.kind {
+                EntryKind::File => w.file(e, how.parent, how.name, &target)?,
+                EntryKind::Symlink => w.symlink(e, how.parent, how.name, &target)?,
+                EntryKind::Dir => unreachable!("matched above"),
+            }
+            progress.inc(e.size);
+        }
+    }
+    progress.finish();
+    if report.setid_cleared > 0 {
+        report.warnings.push(format!(
+            "{}: setuid/setgid bits of {} files not restored (they may come from another key holder; --keep-setid restores them)",
+            target.display(),
+            report.setid_cleared
+        ));
+    }
+    Ok(report)
+}
+
+/// Builds the tree in a private directory beside `target`, then swaps it in.
+fn restore_staged(
+    reader: &mut ChunkReader<'_>,
+    entries: &[TreeEntry],
+    how: &TreeRestore<'_>,
+    target: &Path,
+    report: &mut TreeRestoreReport,
+    progress: &dyn Progress,
+) -> Result<()> {
+    let parent = how.parent;
+    let stage_name = temp_name(how.name);
+    // 0700 and root's until the very end (the root's recorded mode and owner are set last),
+    // so no other user can reach into it while it is built.
+    let stage = parent.private_dir(&stage_name)?;
+    let ours = stage.fstat()?;
+    let is_ours = |name: &OsStr| {
+        parent
+            .stat(name)
+            .is_some_and(|st| (st.st_dev, st.st_ino) == (ours.st_dev, ours.st_ino))
+    };
+    let built = (|| -> Result<()> {
+        let mut walk = DirWalk::new(stage.try_clone()?);
+        let mut w = Writing {
+            reader,
+            report,
+            keep_setid: how.keep_setid,
+            sync_each: false,
+        };
+        for e in entries.iter().skip(1) {
+            let shown = target.join(&e.path);
+            let mut comps: Vec<&str> = e.path.split('/').collect();
+            if e.kind == EntryKind::Dir {
+                walk.dir(&comps, true)?;
+                continue;
+            }
+            let name = OsString::from(comps.pop().unwrap_or_default());
+            let dir = walk.dir(&comps, true)?;
+            match e.kind {
+                EntryKind::File => w.file(e, dir, &name, &shown)?,
+                EntryKind::Symlink => w.symlink(e, dir, &name, &shown)?,
+                EntryKind::Dir => unreachable!("handled above"),
+            }
+            progress.inc(e.size);
+        }
+        keep_nested(parent, how, &stage, target)?;
+        // Directory owners, modes and times last, deepest first (the root last of all), each
+        // on its own fd.
+        for e in entries.iter().rev().filter(|e| e.kind == EntryKind::Dir) {
             let comps: Vec<&str> = if e.path.is_empty() {
                 Vec::new()
             } else {
                 e.path.split('/').collect()
             };
-            tree_walk(&mut walk, target)?.dir(&comps, true)?;
-            dirs.push((path, e));
-            continue;
+            let d = walk.dir(&comps, false)?;
+            let shown = target.join(&e.path);
+            set_owner(d.fd(), &shown, e, w.report);
+            // setuid means nothing on a directory; setgid (inherit the group) is kept.
+            dirfd::fchmod(d.fd(), e.mode & !0o4000)
+                .map_err(|err| Error::io(shown.display(), err))?;
+            let _ = dirfd::set_mtime(d.fd(), e.mtime_ns);
         }
-        // A file or symlink: its directory, and its name in it.
-        let trusted;
-        let (dir, name) = if e.path.is_empty() {
-            let (d, n) = SafeDir::parent_of(target)?;
-            trusted = d;
-            (&trusted, n)
-        } else {
-            let mut comps: Vec<&str> = e.path.split('/').collect();
-            let name = OsString::from(comps.pop().unwrap_or_default());
-            (tree_walk(&mut walk, target)?.dir(&comps, true)?, name)
-        };
-        match e.kind {
-            EntryKind::Symlink => {
-                if dir.stat(&name).is_some() {
-                    dir.remove_file(&name)
-                        .map_err(|err| Error::io(path.display(), err))?;
-                }
-                let t = e.target.as_deref().unwrap_or_default();
-                dir.symlink(t, &name)
-                    .map_err(|err| Error::io(path.display(), err))?;
-                if dir
-                    .stat(&name)
-                    .is_some_and(|st| (st.st_uid, st.st_gid) != (e.uid, e.gid))
-                {
-                    if let Err(err) = dir.chown_symlink(&name, e.uid, e.gid) {
-                        owner_warning(err, &path, e, &mut report);
-                    }
-                }
-            }
-            EntryKind::File => {
-                restore_file(reader, e, dir, &name, &path, &mut report)?;
-                progress.inc(e.size);
-            }
-            EntryKind::Dir => unreachable!("handled above"),
+        // One sync for every file and directory written, before the swap makes them live.
+        stage.sync_filesystem()
+    })();
+    if let Err(e) = built {
+        if is_ours(&stage_name) {
+            let _ = parent.remove_tree(&stage_name);
         }
+        return Err(e);
     }
-    // Directory owners, modes and times last, deepest first, each on its own fd (reached again
-    // from the root without following a symlink).
-    for (path, e) in dirs.iter().rev() {
-        let comps: Vec<&str> = if e.path.is_empty() {
-            Vec::new()
-        } else {
-            e.path.split('/').collect()
-        };
-        let d = tree_walk(&mut walk, target)?.dir(&comps, false)?;
-        set_owner(d.fd(), path, e, &mut report);
-        dirfd::fchmod(d.fd(), e.mode).map_err(|err| Error::io(path.display(), err))?;
-        let _ = dirfd::set_mtime(d.fd(), e.mtime_ns);
+    // The swap: one rename; the old tree (if any) ends up under the staging name.
+    let swapped = if !is_ours(&stage_name) {
+        Err(std::io::Error::other(
+            "the staging directory was moved by another process",
+        ))
+    } else if parent.stat(how.name).is_none() {
+        parent
+            .rename_noreplace(&stage_name, how.name)
+            .or_else(|_| parent.exchange(&stage_name, how.name, &temp_name(how.name)))
+    } else {
+        parent.exchange(&stage_name, how.name, &temp_name(how.name))
+    };
+    if let Err(err) = swapped {
+        if is_ours(&stage_name) {
+            let _ = parent.remove_tree(&stage_name);
+        }
+        return Err(Error::io(
+            format!("swap the restored tree in at {}", target.display()),
+            err,
+        ));
     }
-    progress.finish();
-    Ok(report)
-}
-
-/// The walk from the tree's root directory `target`, opened (created) the first time.
-fn tree_walk<'a>(walk: &'a mut Option<DirWalk>, target: &Path) -> Result<&'a mut DirWalk> {
-    if walk.is_none() {
-        *walk = Some(DirWalk::new(SafeDir::open_root(target)?));
-    }
-    Ok(walk.as_mut().expect("just set"))
-}
-
-/// Writes one file to a temporary name in `dir` (created exclusively, 0600, never following a
-/// symlink), sets its owner, mode and mtime on the open file, then renames it over `name`.
-fn restore_file(
-    reader: &mut ChunkReader<'_>,
-    e: &TreeEntry,
-    dir: &SafeDir,
-    name: &OsStr,
-    path: &Path,
-    report: &mut TreeRestoreReport,
-) -> Result<()> {
-    if dir
-        .stat(name)
-        .is_some_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory)
-    {
+    parent.sync()?;
+    if !is_ours(how.name) {
         return Err(Error::new(
             ErrorKind::Refused,
             format!(
-                "{} is a directory, the point has a file there",
-                path.display()
+                "{}: replaced by another process while the restored tree was swapped in",
+                target.display()
             ),
         ));
     }
-    let tmp_name = temp_name(name);
-    let tmp = dir.join(&tmp_name);
-    let res = (|| -> Result<()> {
-        let f = dir
-            .create_file(&tmp_name, 0o600)
-            .map_err(|err| Error::io(tmp.display(), err))?;
-        let mut w = BufWriter::with_capacity(1 << 20, f);
-        let n = reader.read_stream(&e.chunks, &mut w)?;
-        if n != e.size {
-            return Err(Error::new(
-                ErrorKind::Corrupt,
-                format!(
-                    "{}: restored {n} bytes, the point recorded {}",
-                    path.display(),
-                    e.size
-                ),
-            ));
+    // The old tree, now under the staging name (saved in the pre-restore point).
+    if let Err(err) = parent.remove_tree(&stage_name) {
+        report.warnings.push(format!(
+            "{}: the replaced tree could not be removed completely ({err}); remove it by hand",
+            parent.join(&stage_name).display()
+        ));
+    }
+    Ok(())
+}
+
+/// Moves what lies at other components' paths inside the old tree into the new one (a
+/// database or a secret configured inside an uploads directory is its own component: the
+/// tree's restore does not replace it).
+fn keep_nested(
+    parent: &SafeDir,
+    how: &TreeRestore<'_>,
+    stage: &SafeDir,
+    target: &Path,
+) -> Result<()> {
+    if how.keep.is_empty() {
+        return Ok(());
+    }
+    // The old tree, if there is one; never followed if a symlink.
+    let Ok(old) = parent.child_dir(how.name, false, false) else {
+        return Ok(());
+    };
+    for (rel, with_sidecars) in &how.keep {
+        let (Some(dir), Some(name)) = (rel.parent(), rel.file_name()) else {
+            continue;
+        };
+        let Ok(from) = old.open_beneath(dir, false) else {
+            continue;
+        };
+        let mut names = vec![name.to_os_string()];
+        if *with_sidecars {
+            for s in ["-wal", "-shm", "-journal"] {
+                let mut n = name.to_os_string();
+                n.push(s);
+                names.push(n);
+            }
         }
-        let f = w
-            .into_inner()
-            .map_err(|err| Error::io(tmp.display(), err.into_error()))?;
-        f.sync_all().map_err(|err| Error::io(tmp.display(), err))?;
-        dirfd::set_mtime(&f, e.mtime_ns).map_err(|err| Error::io(tmp.display(), err))?;
-        set_owner(f.as_fd(), path, e, report);
-        // chmod after chown: chown clears setuid/setgid bits.
-        dirfd::fchmod(&f, e.mode).map_err(|err| Error::io(tmp.display(), err))?;
-        dir.rename_to(&tmp_name, dir, name)
-            .map_err(|err| Error::io(path.display(), err))?;
-        // What was renamed is what was written, unless someone swapped the temporary name
-        // (they control the directory): then say so rather than report the file restored.
-        let ours = dirfd::fstat(&f).map_err(|err| Error::io(tmp.display(), err))?;
+        let to = stage.open_beneath(dir, true)?;
+        for n in names {
+            if from.stat(&n).is_none() {
+                continue;
+            }
+            let shown = target.join(dir).join(&n);
+            to.remove_tree(&n)
+                .map_err(|e| Error::io(shown.display(), e))?;
+            from.rename_to(&n, &to, &n)
+                .map_err(|e| Error::io(format!("keep {}", shown.display()), e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes files and symlinks of a tree.
+struct Writing<'a, 'r> {
+    reader: &'a mut ChunkReader<'r>,
+    report: &'a mut TreeRestoreReport,
+    keep_setid: bool,
+    /// fsync each file and its directory (a single file); a staged tree syncs once instead.
+    sync_each: bool,
+}
+
+impl Writing<'_, '_> {
+    /// A symlink `name` in `dir` (whatever is there replaced), owned as recorded.
+    fn symlink(&mut self, e: &TreeEntry, dir: &SafeDir, name: &OsStr, shown: &Path) -> Result<()> {
+        if dir.stat(name).is_some() {
+            dir.remove_tree(name)
+                .map_err(|err| Error::io(shown.display(), err))?;
+        }
+        let t = e.target.as_deref().unwrap_or_default();
+        dir.symlink(t, name)
+            .map_err(|err| Error::io(shown.display(), err))?;
         if dir
             .stat(name)
-            .is_none_or(|st| (st.st_dev, st.st_ino) != (ours.st_dev, ours.st_ino))
+            .is_some_and(|st| (st.st_uid, st.st_gid) != (e.uid, e.gid))
+        {
+            if let Err(err) = dir.chown_symlink(name, e.uid, e.gid) {
+                owner_warning(err, shown, e, self.report);
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes one file to a temporary name in `dir` (created exclusively, 0600, never
+    /// following a symlink), sets its owner, mode and mtime on the open file, then renames it
+    /// over `name`.
+    fn file(&mut self, e: &TreeEntry, dir: &SafeDir, name: &OsStr, path: &Path) -> Result<()> {
+        if dir
+            .stat(name)
+            .is_some_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory)
         {
             return Err(Error::new(
                 ErrorKind::Refused,
                 format!(
-                    "{}: its temporary file was replaced by another process during the restore",
+                    "{} is a directory, the point has a file there",
                     path.display()
                 ),
             ));
         }
+        let mode = if self.keep_setid {
+            e.mode
+        } else {
+            e.mode & !0o6000
+        };
+        if mode != e.mode {
+            self.report.setid_cleared += 1;
+        }
+        let tmp_name = temp_name(name);
+        let tmp = dir.join(&tmp_name);
+        let res = (|| -> Result<()> {
+            let f = dir
+                .create_file(&tmp_name, 0o600)
+                .map_err(|err| Error::io(tmp.display(), err))?;
+            let mut w = BufWriter::with_capacity(1 << 20, f);
+            let n = self.reader.read_stream(&e.chunks, &mut w)?;
+            if n != e.size {
+                return Err(Error::new(
+                    ErrorKind::Corrupt,
+                    format!(
+                        "{}: restored {n} bytes, the point recorded {}",
+                        path.display(),
+                        e.size
+                    ),
+                ));
+            }
+            let f = w
+                .into_inner()
+                .map_err(|err| Error::io(tmp.display(), err.into_error()))?;
+            if self.sync_each {
+                f.sync_all().map_err(|err| Error::io(tmp.display(), err))?;
+            }
+            dirfd::set_mtime(&f, e.mtime_ns).map_err(|err| Error::io(tmp.display(), err))?;
+            set_owner(f.as_fd(), path, e, self.report);
+            // chmod after chown: chown clears setuid/setgid bits.
+            dirfd::fchmod(&f, mode).map_err(|err| Error::io(tmp.display(), err))?;
+            dir.rename_to(&tmp_name, dir, name)
+                .map_err(|err| Error::io(path.display(), err))?;
+            // What was renamed is what was written, unless someone swapped the temporary name
+            // (they control the directory): then say so rather than report the file restored.
+            let ours = dirfd::fstat(&f).map_err(|err| Error::io(tmp.display(), err))?;
+            if dir
+                .stat(name)
+                .is_none_or(|st| (st.st_dev, st.st_ino) != (ours.st_dev, ours.st_ino))
+            {
+                return Err(Error::new(
+                    ErrorKind::Refused,
+                    format!(
+                        "{}: its temporary file was replaced by another process during the restore",
+                        path.display()
+                    ),
+                ));
+            }
+            Ok(())
+        })();
+        if let Err(err) = res {
+            let _ = dir.remove_file(&tmp_name);
+            return Err(err);
+        }
+        if self.sync_each {
+            dir.sync()?;
+        }
+        self.report.files += 1;
+        self.report.bytes += e.size;
         Ok(())
-    })();
-    if let Err(err) = res {
-        let _ = dir.remove_file(&tmp_name);
-        return Err(err);
     }
-    dir.sync()?;
-    report.files += 1;
-    report.bytes += e.size;
-    Ok(())
 }
 
 // ---- The `Source` and `SourceKind` implementations ----------------------------------------
@@ -538,12 +708,30 @@ impl SourceKind for TreeKind {
         progress: &dyn Progress,
     ) -> Result<RestoredComponent> {
         let body = c.tree.as_ref().ok_or_else(|| no_body(c))?;
-        let dest = target_path(&cx.options.target, &c.path);
+        let dest = cx.dest(c);
+        let (parent, name) = cx.parent_dir(c)?;
+        // Other components inside this tree (by their paths in the point).
+        let keep = cx
+            .components
+            .iter()
+            .filter(|o| o.path != c.path)
+            .filter_map(|o| {
+                let rel = Path::new(&o.path).strip_prefix(&c.path).ok()?;
+                Some((rel.to_path_buf(), o.kind == ComponentKind::Sqlite))
+            })
+            .collect();
+        let how = TreeRestore {
+            parent: &parent,
+            name: &name,
+            keep,
+            keep_setid: cx.options.keep_setid,
+        };
         let TreeRestoreReport {
             files,
             bytes,
             warnings,
-        } = restore(reader, body, &dest, progress)?;
+            ..
+        } = restore(reader, body, &how, progress)?;
         Ok(RestoredComponent {
             kind: c.kind,
             path: dest.display().to_string(),

@@ -82,6 +82,10 @@ pub struct RestoreArgs {
     /// machine's clock; default: such points are passed over)
     #[arg(long)]
     pub allow_future: bool,
+    /// Restore setuid/setgid bits of files as the point has them (default: cleared, with a
+    /// warning: a point written by another host's key could plant a setuid program)
+    #[arg(long)]
+    pub keep_setid: bool,
     /// Do not ask before an in-place restore (for scripts)
     #[arg(long, short = 'y')]
     pub yes: bool,
@@ -145,6 +149,7 @@ pub fn run(ctx: &Context, a: RestoreArgs) -> Result<()> {
         verify: a.verify,
         allow_older: a.allow_older,
         allow_future: a.allow_future,
+        keep_setid: a.keep_setid,
     };
     let plan = lifeboat_app::restore_plan(&ctx.setup, &req)?;
     if !plan.replaced().is_empty() {

@@ -34,18 +34,56 @@ fn entry(path: &str, kind: EntryKind) -> TreeEntry {
 
 /// Commits a point of one files component at `path` with `entries` (files get content `pwned`,
 /// symlinks point at `link_to`).
-fn make_point(env: &Env, path: &str, mut entries: Vec<TreeEntry>, link_to: &Path) -> ObjectId {
+fn make_point(env: &Env, path: &str, entries: Vec<TreeEntry>, link_to: &Path) -> ObjectId {
+    make_point_of(
+        env,
+        vec![(ComponentKind::Files, path.to_string(), entries)],
+        &link_to.display().to_string(),
+    )
+}
+
+/// Commits a point of `components` (kind, path, tree entries), as `make_point` does.
+fn make_point_of(
+    env: &Env,
+    components: Vec<(ComponentKind, String, Vec<TreeEntry>)>,
+    link_to: &str,
+) -> ObjectId {
     let storage: Arc<dyn Storage> = Arc::new(LocalStorage::new(&env.repo));
     let mut repo = Repository::open(storage, PASSWORD.as_bytes()).unwrap();
     let mut s = repo.begin_backup().unwrap();
     let w = s.writer();
-    for e in &mut entries {
+    let mut out = Vec::new();
+    for (kind, path, mut entries) in components {
+        out.push(tree_component(w, kind, path, &mut entries, link_to));
+    }
+    let (id, _) = s
+        .commit(|_| Point {
+            app: "adhoc".into(),
+            time: "2026-01-01T00:00:00Z".into(),
+            tags: vec!["manual".into()],
+            hostname: "evil".into(),
+            lifeboat_version: "0".into(),
+            components: out,
+            stats: PointStats::default(),
+        })
+        .unwrap();
+    id
+}
+
+fn tree_component(
+    w: &mut lifeboat_core::ChunkWriter<'_>,
+    kind: ComponentKind,
+    path: String,
+    entries: &mut [TreeEntry],
+    link_to: &str,
+) -> Component {
+    for e in entries.iter_mut() {
         match e.kind {
             EntryKind::File => {
                 e.chunks = w.store_bytes(b"pwned").unwrap();
                 e.size = 5;
             }
-            EntryKind::Symlink => e.target = Some(link_to.display().to_string()),
+            EntryKind::Symlink => e.target = Some(link_to.to_string()),
             EntryKind::Dir => {}
         }
     }
@@ -58,26 +96,14 @@ fn make_point(env: &Env, path: &str, mut entries: Vec<TreeEntry>, link_to: &Path
             .store_bytes(&serde_json::to_vec(&entries).unwrap())
             .unwrap(),
     };
-    let component = Component {
-        kind: ComponentKind::Files,
-        path: path.into(),
+    Component {
+        kind,
+        path,
         size: 5,
         sqlite: None,
         tree: Some(body),
         postgres: None,
-    };
-    let (id, _) = s
-        .commit(|_| Point {
-            app: "adhoc".into(),
-            time: "2026-01-01T00:00:00Z".into(),
-            tags: vec!["manual".into()],
-            hostname: "evil".into(),
-            lifeboat_version: "0".into(),
-            components: vec![component],
-            stats: PointStats::default(),
-        })
-        .unwrap();
-    id
+    }
 }
 
 /// Every file under `dir`, recursively (symlinks not followed).
@@ -232,5 +258,56 @@ fn in_place_restores_are_refused() {
         assert!(!env.path("up").exists() && !env.path("escaped").exists());
         assert!(all_files(&outside).is_empty());
         assert_eq!(env.points().len(), points_before, "no pre-restore point");
+    }
+}
+
+/// A secret whose path lies beneath a symlink that another component (a files tree of the
+/// same point) restores: restoring the secret must not follow it out of `--to DIR`, nor out of
+/// the tree in place, whether the link is absolute or climbs with `..`.
+#[test]
+fn a_component_beneath_another_trees_symlink_stays_inside() {
+    use EntryKind::*;
+    for (in_place, absolute) in [(false, true), (false, false), (true, true), (true, false)] {
+        let env = Env::new();
+        env.init();
+        let outside = env.path("outside");
+        std::fs::create_dir(&outside).unwrap();
+        let app = if in_place {
+            env.path("live/app").display().to_string()
+        } else {
+            "/srv/app".to_string()
+        };
+        let link = if absolute {
+            outside.display().to_string()
+        } else {
+            "../../../../../../../../../../..".to_string() + &outside.display().to_string()
+        };
+        let id = make_point_of(
+            &env,
+            vec![
+                (
+                    ComponentKind::Files,
+                    app.clone(),
+                    vec![entry("", Dir), entry("y", Symlink)],
+                ),
+                (
+                    ComponentKind::Secret,
+                    format!("{app}/y/key"),
+                    vec![entry("", File)],
+                ),
+            ],
+            &link,
+        );
+        let mut cmd = env.lb();
+        cmd.args(["restore", &id.to_hex(), "--yes"]);
+        if !in_place {
+            cmd.arg("--to").arg(env.path("to"));
+        }
+        let o = fails(&mut cmd, 6, "leads outside");
+        assert!(stderr(&o).contains("y/key"), "{}", stderr(&o));
+        assert!(
+            all_files(&outside).is_empty(),
+            "nothing written through the link (in place: {in_place}, absolute: {absolute})"
+        );
     }
 }

@@ -5,6 +5,9 @@ mod common;
 /// A TCP proxy that injects network faults in front of the test S3 server.
 mod fault_proxy;
 
+/// In-place tree restores: staged and swapped in, exact, a failure changes nothing; nested
+/// components kept; setuid bits; symlinks in other users' directories (issue 12 item 4).
+mod atomic;
 /// Wrong password, flipped byte, truncated and missing objects, newer format: detected, named,
 /// and restore refuses.
 mod damage;
