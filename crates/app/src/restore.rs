@@ -59,6 +59,9 @@ pub struct RestoreRequest {
     pub allow_future: bool,
     /// Restore setuid/setgid bits of files as the point records them (cleared by default).
     pub keep_setid: bool,
+    /// In place, replace paths that the config does not list for the app (default: refused
+    /// when the config defines the app).
+    pub allow_unlisted: bool,
 }
 
 impl Default for RestoreRequest {
@@ -82,6 +85,7 @@ impl Default for RestoreRequest {
             allow_older: false,
             allow_future: false,
             keep_setid: false,
+            allow_unlisted: false,
         }
     }
 }
@@ -265,6 +269,23 @@ pub fn plan(setup: &Setup, req: &RestoreRequest) -> Result<RestorePlan> {
     } else {
         Vec::new()
     };
+    if let Some(c) = &config {
+        if !req.allow_unlisted && !replaced.is_empty() {
+            let app = &whole.app;
+            if !c.has_app(app) {
+                return Err(Error::new(
+                    ErrorKind::Refused,
+                    format!(
+                        "point {} is of app {app}, which lifeboat.toml does not define; it would write {} in place",
+                        id.short(),
+                        replaced.iter().map(|c| c.path.as_str()).collect::<Vec<_>>().join(", ")
+                    ),
+                )
+                .with_hint("restore with --to DIR and look at it first, or pass --allow-unlisted"));
+            }
+            refuse_unlisted(&c.app_spec(app)?, &replaced, &id)?;
+        }
+    }
     let opts = RestoreOptions {
         target,
         only,
@@ -285,6 +306,46 @@ pub fn plan(setup: &Setup, req: &RestoreRequest) -> Result<RestorePlan> {
         remember: setup.remembers_points(),
         repo,
     })
+}
+
+/// In place a point writes where it says, as root. Any key holder can write a point (another
+/// host of a shared repository, or whoever stole its password), so when the config defines
+/// the app, only the paths it lists for it are replaced in place.
+fn refuse_unlisted(spec: &AppSpec, replaced: &[Component], id: &ObjectId) -> Result<()> {
+    for comp in replaced {
+        if comp.kind == ComponentKind::Postgres {
+            // A database on the configured server (or `--pg-url`), not a path.
+            continue;
+        }
+        // By path (a pre-restore point may hold a database as its raw files: the same path
+        // and its `-wal`/`-journal`, of another kind).
+        let listed = spec.sources.iter().any(|s| {
+            s.source().path().is_some_and(|p| {
+                let p = p.as_os_str().to_string_lossy();
+                let p = p.trim_end_matches('/');
+                let c = comp.path.trim_end_matches('/');
+                c == p
+                    || (s.source().kind() == ComponentKind::Sqlite
+                        && [format!("{p}-wal"), format!("{p}-journal")]
+                            .iter()
+                            .any(|x| x == c))
+            })
+        });
+        if !listed {
+            return Err(Error::new(
+                ErrorKind::Refused,
+                format!(
+                    "point {} would write {} ({}) in place, and lifeboat.toml does not list it for app {}",
+                    id.short(),
+                    comp.path,
+                    comp.kind.as_str(),
+                    spec.name
+                ),
+            )
+            .with_hint("restore with --to DIR and look at it first; if it belongs to the app, add it to lifeboat.toml or pass --allow-unlisted"));
+        }
+    }
+    Ok(())
 }
 
 impl RestorePlan {

@@ -86,6 +86,10 @@ pub struct RestoreArgs {
     /// warning: a point written by another host's key could plant a setuid program)
     #[arg(long)]
     pub keep_setid: bool,
+    /// In place, also replace paths that lifeboat.toml does not list for the app (default:
+    /// refused, since any host with the repository's password can write a point)
+    #[arg(long)]
+    pub allow_unlisted: bool,
     /// Do not ask before an in-place restore (for scripts)
     #[arg(long, short = 'y')]
     pub yes: bool,
@@ -150,6 +154,7 @@ pub fn run(ctx: &Context, a: RestoreArgs) -> Result<()> {
         allow_older: a.allow_older,
         allow_future: a.allow_future,
         keep_setid: a.keep_setid,
+        allow_unlisted: a.allow_unlisted,
     };
     let plan = lifeboat_app::restore_plan(&ctx.setup, &req)?;
     if !plan.replaced().is_empty() {

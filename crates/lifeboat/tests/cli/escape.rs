@@ -311,3 +311,67 @@ fn a_component_beneath_another_trees_symlink_stays_inside() {
         );
     }
 }
+
+/// In place, a point (which any key holder can write) replaces only what lifeboat.toml lists
+/// for the app; `--to DIR`, `--only` of the listed kinds and `--allow-unlisted` still work.
+#[test]
+fn in_place_writes_only_the_paths_the_config_lists() {
+    use EntryKind::*;
+    let env = Env::new();
+    env.init();
+    let up = env.path("live/up");
+    let cron = env.path("etc/cron.d/job");
+    std::fs::write(
+        env.path("lifeboat.toml"),
+        format!(
+            "[repository.main]\npath = \"repo\"\n\n[app.adhoc]\nfiles = [\"{}\"]\n",
+            up.display()
+        ),
+    )
+    .unwrap();
+    let id = make_point_of(
+        &env,
+        vec![
+            (
+                ComponentKind::Files,
+                up.display().to_string(),
+                vec![entry("", Dir), entry("ok", File)],
+            ),
+            (
+                ComponentKind::Secret,
+                cron.display().to_string(),
+                vec![entry("", File)],
+            ),
+        ],
+        "/",
+    );
+    let id = id.to_hex();
+    let o = fails(
+        env.lb().args(["restore", &id, "--yes"]),
+        6,
+        "does not list it for app adhoc",
+    );
+    assert!(
+        stderr(&o).contains(&cron.display().to_string()),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!cron.exists() && !up.exists(), "nothing written");
+
+    let o = env
+        .lb()
+        .args(["restore", &id, "--yes", "--only", "files"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read(up.join("ok")).unwrap(), b"pwned");
+    assert!(!cron.exists());
+
+    let o = env
+        .lb()
+        .args(["restore", &id, "--yes", "--force", "--allow-unlisted"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read(&cron).unwrap(), b"pwned");
+}
