@@ -57,5 +57,8 @@ pub use keys::{add_key, list_keys, remove_key};
 pub use password::PasswordSource;
 pub use points::{points, summary, PointSummary, PointsReport};
 pub use prune::prune;
-pub use restore::{plan as restore_plan, RestorePlan, RestoreReport, RestoreRequest};
+pub use restore::{
+    plan as restore_plan, PreviewComponent, RestorePlan, RestorePreview, RestoreReport,
+    RestoreRequest,
+};
 pub use setup::{Setup, CONFIG_PATHS};

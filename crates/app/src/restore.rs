@@ -16,6 +16,9 @@ use serde::Serialize;
 
 use crate::setup::Setup;
 
+mod preview;
+pub use preview::{PreviewComponent, RestorePreview};
+
 /// What to restore, where, and how.
 #[derive(Debug, Clone)]
 pub struct RestoreRequest {

@@ -7,6 +7,7 @@ mod demo;
 mod forget;
 mod init;
 mod key;
+mod pick;
 mod points;
 mod prune;
 mod restore;

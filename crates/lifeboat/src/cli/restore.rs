@@ -2,8 +2,8 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 
 use clap::Args;
-use lifeboat_app::RestoreRequest;
-use lifeboat_core::{Component, ComponentKind, Error, ErrorKind, Result};
+use lifeboat_app::{RestorePlan, RestorePreview, RestoreRequest};
+use lifeboat_core::{ComponentKind, Error, ErrorKind, Result};
 use lifeboat_sources::sqlite::Verify;
 
 use super::Context;
@@ -11,6 +11,8 @@ use crate::output::{esc, json, outln, size};
 
 pub const AFTER_HELP: &str = "\
 Examples:
+  lifeboat restore chat --dry-run                    what would be replaced, removed, saved; no change
+  lifeboat restore chat                              on a terminal: pick a recent point, see the plan
   lifeboat restore chat latest --to /tmp/scratch     everything under /tmp/scratch/<original path>
   lifeboat restore chat 1a2b3c4d --only db -o /tmp/chat.db
   lifeboat restore chat latest --yes                 in place (takes a pre-restore point first)
@@ -22,7 +24,14 @@ Every chunk is authenticated before it is written. A database is written to a te
 beside its target, checked (checksum, PRAGMA integrity_check, row counts against the point) and
 only then renamed over the target, after stale -wal/-shm files are removed; on any failure the old
 database stays as it was. In place, lifeboat refuses to replace a database that another process
-has open or that changed after the point was taken, unless --force.
+has open or that changed after the point was taken, unless --force. A directory tree is built
+beside its target and swapped in by one rename: it ends up exactly as in the point (files not in
+the point are removed; they are in the pre-restore point), and a failure leaves it untouched.
+With a lifeboat.toml, only the paths it lists for the app are written in place (--allow-unlisted).
+setuid/setgid bits are cleared unless --keep-setid.
+
+With no point given and stdin a terminal, recent points are listed to pick from; with --yes, or
+when stdin is not a terminal, no question is ever asked.
 
 `latest` is the newest point of the app that is not a pre-restore point and not dated in the
 future (more than 5 minutes ahead of this machine's clock; --allow-future takes it). This
@@ -90,6 +99,11 @@ pub struct RestoreArgs {
     /// refused, since any host with the repository's password can write a point)
     #[arg(long)]
     pub allow_unlisted: bool,
+    /// Show what the restore would do (each path replaced with its size now and after, files
+    /// a tree restore would remove, the pre-restore point, an estimated time) and change
+    /// nothing
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
     /// Do not ask before an in-place restore (for scripts)
     #[arg(long, short = 'y')]
     pub yes: bool,
@@ -131,10 +145,30 @@ fn parse_kind(s: &str) -> std::result::Result<ComponentKind, String> {
 pub fn run(ctx: &Context, a: RestoreArgs) -> Result<()> {
     let mut args = a.args.into_iter();
     let (first, second) = (args.next(), args.next());
-    let (app, point) = match second {
+    let (mut app, mut point) = match second {
         Some(p) => (first, Some(p)),
         None => (None, first),
     };
+    // No point given, on a terminal: the operator picks one (never in scripts: `--yes`, or
+    // stdin not a terminal, restores `latest`).
+    let interactive =
+        !a.yes && !a.json && std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    if interactive && app.is_none() {
+        let config = ctx.setup.config()?;
+        match &point {
+            None => {
+                app = config
+                    .as_ref()
+                    .and_then(|c| c.only_app())
+                    .map(str::to_string)
+            }
+            Some(p) if config.as_ref().is_some_and(|c| c.has_app(p)) => app = point.take(),
+            Some(_) => {}
+        }
+    }
+    if interactive && point.is_none() {
+        point = Some(super::pick::pick_point(ctx, app.as_deref())?);
+    }
     let req = RestoreRequest {
         app,
         point,
@@ -156,9 +190,20 @@ pub fn run(ctx: &Context, a: RestoreArgs) -> Result<()> {
         keep_setid: a.keep_setid,
         allow_unlisted: a.allow_unlisted,
     };
-    let plan = lifeboat_app::restore_plan(&ctx.setup, &req)?;
+    let mut plan = lifeboat_app::restore_plan(&ctx.setup, &req)?;
+    if a.dry_run {
+        let preview = plan.preview()?;
+        if a.json {
+            return json(&preview);
+        }
+        for line in preview_lines(&preview) {
+            outln!("{line}");
+        }
+        outln!("dry run: nothing was changed");
+        return Ok(());
+    }
     if !plan.replaced().is_empty() {
-        confirm_in_place(plan.replaced(), &plan.point().time, a.yes)?;
+        confirm_in_place(&mut plan, a.yes)?;
     }
     let (id, point) = (plan.id(), plan.point().clone());
     let report = plan.run(true, &ctx.progress, &mut |saved| {
@@ -196,11 +241,73 @@ pub fn run(ctx: &Context, a: RestoreArgs) -> Result<()> {
     Ok(())
 }
 
-fn confirm_in_place(replaced: &[Component], time: &str, yes: bool) -> Result<()> {
+/// The plan, as lines for a person (escaped).
+fn preview_lines(p: &RestorePreview) -> Vec<String> {
+    let mut out = vec![format!(
+        "restore point {} of app {} ({}{}), written by {}",
+        &p.point[..8.min(p.point.len())],
+        esc(&p.app),
+        crate::output::local_time(&p.time),
+        if p.tags.is_empty() {
+            String::new()
+        } else {
+            format!("; {}", esc(&p.tags.join(", ")))
+        },
+        esc(&p.hostname)
+    )];
+    out.push(format!(
+        "  {}{}",
+        esc(&p.target),
+        if p.safety_point {
+            "; what is replaced is saved first as a pre-restore point"
+        } else {
+            ""
+        }
+    ));
+    for c in &p.components {
+        let kind = if c.kind.is_database() {
+            "db"
+        } else {
+            c.kind.as_str()
+        };
+        let files = |n: Option<u64>| match n {
+            Some(1) => "1 file, ".to_string(),
+            Some(n) => format!("{n} files, "),
+            None => String::new(),
+        };
+        let after = format!("{}{}", files(c.files_after), size(c.size_after));
+        let what = match c.size_now {
+            Some(n) => format!("replaces {}{} with {after}", files(c.files_now), size(n)),
+            None if c.replaces => format!("replaces it with {after}"),
+            None => format!("writes {after}"),
+        };
+        out.push(format!("  {kind:<7} {}: {what}", esc(&c.path)));
+        if c.removed_count > 0 {
+            let more = c.removed_count - c.removed.len() as u64;
+            out.push(format!(
+                "          removes {} not in the point: {}{}",
+                c.removed_count,
+                esc(&c.removed.join(", ")),
+                if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                }
+            ));
+        }
+    }
+    out.push(format!(
+        "  estimated time: about {}",
+        lifeboat_app::duration_ms(p.estimated_seconds * 1000)
+    ));
+    out
+}
+
+fn confirm_in_place(plan: &mut RestorePlan, yes: bool) -> Result<()> {
     if yes {
         return Ok(());
     }
-    let list: Vec<_> = replaced.iter().map(|c| c.path.as_str()).collect();
+    let list: Vec<_> = plan.replaced().iter().map(|c| c.path.clone()).collect();
     if !std::io::stdin().is_terminal() {
         return Err(Error::new(
             ErrorKind::Refused,
@@ -208,11 +315,10 @@ fn confirm_in_place(replaced: &[Component], time: &str, yes: bool) -> Result<()>
         )
         .with_hint("pass --yes to confirm (a pre-restore point is taken first), or restore elsewhere with --to DIR"));
     }
-    eprint!(
-        "Replace {} with the point from {}? [y/N] ",
-        esc(&list.join(", ")),
-        esc(time)
-    );
+    for line in preview_lines(&plan.preview()?) {
+        eprintln!("{line}");
+    }
+    eprint!("Replace {}? [y/N] ", esc(&list.join(", ")));
     let _ = std::io::stderr().flush();
     let mut line = String::new();
     let _ = std::io::stdin().lock().read_line(&mut line);

@@ -18,6 +18,8 @@ mod escape;
 mod incremental;
 /// `latest`: the newest point known on this machine must still be there; future-dated points.
 mod latest;
+/// `restore --dry-run`: the plan, nothing changed (issue 12 item 6).
+mod plan;
 /// PostgreSQL apps on a real server: hot dump beside a writer, new-database and in-place
 /// restores, failing and killed dumps, dedup of an unchanged database, wrappers, roles.
 mod postgres;
