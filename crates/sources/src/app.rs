@@ -366,6 +366,8 @@ mod tests {
             target: RestoreTarget::InPlace,
             only: Vec::new(),
             force: false,
+            replace_newer: false,
+            app_stops_first: false,
             verify: crate::sqlite::Verify::Full,
             postgres: PgRestoreSettings {
                 database: Some("new".into()),

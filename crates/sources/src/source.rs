@@ -202,6 +202,14 @@ pub struct RestoreOptions {
     pub only: Vec<ComponentKind>,
     /// Replace databases that are open or newer than the point.
     pub force: bool,
+    /// Replace a database modified after the point was taken (still refusing one another
+    /// process has open): a rollback puts back the state saved before a restore, which is
+    /// older than what that restore wrote.
+    pub replace_newer: bool,
+    /// A stop hook runs between this preflight and the restore: the preflight does not refuse
+    /// a database another process (the app) has open; the restore's own check, after the
+    /// hook, still does.
+    pub app_stops_first: bool,
     /// How thoroughly restored databases are checked.
     pub verify: sqlite::Verify,
     /// How PostgreSQL databases are restored.
