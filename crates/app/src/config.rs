@@ -334,6 +334,7 @@ impl Config {
                 }
             }
             a.checks.absolutize(&base);
+            a.hooks.dir = Some(base.clone());
             a.sqlite
                 .iter_mut()
                 .chain(&mut a.files)

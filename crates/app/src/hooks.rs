@@ -16,7 +16,7 @@
 //! (`restore`, `rollback`, `backup`), `LIFEBOAT_POINT` (the point being restored, or the point a
 //! backup wrote; unset before a backup) and, for `after_backup`, `LIFEBOAT_RESULT` (`ok` or
 //! `failed`). lifeboat's own secrets (`SECRET_ENV`) are removed from its environment; stdin is
-//! `/dev/null`.
+//! `/dev/null`; it runs in the config file's directory.
 //!
 //! A hook runs in a process group of its own. When it outlives its timeout, the whole group
 //! gets SIGTERM, and SIGKILL [`KILL_GRACE`] later if anything of it is left. Its output goes to
@@ -87,6 +87,10 @@ pub struct HooksConfig {
     /// Per hook run (default [`DEFAULT_TIMEOUT`]): `"60s"`, `"2m"`, `"1m 30s"`.
     #[serde(default, deserialize_with = "de_duration")]
     pub timeout: Option<Duration>,
+    /// Where hooks run: the config file's directory (so `./stop.sh` means the same as a
+    /// relative path in the config does); `None`: lifeboat's own working directory.
+    #[serde(skip)]
+    pub dir: Option<std::path::PathBuf>,
 }
 
 impl HooksConfig {
@@ -197,15 +201,16 @@ pub fn run_hook(hooks: &HooksConfig, phase: Phase, cx: &HookContext) -> Result<O
     let Some(cmd) = phase.command(hooks) else {
         return Ok(None);
     };
-    run_command(cmd, phase, cx, hooks.timeout()).map(Some)
+    run_command(cmd, phase, cx, hooks).map(Some)
 }
 
 fn run_command(
     cmd: &HookCommand,
     phase: Phase,
     cx: &HookContext,
-    timeout: Duration,
+    hooks: &HooksConfig,
 ) -> Result<HookRun> {
+    let timeout = hooks.timeout();
     let name = format!("{} hook `{}`", phase.as_str(), cmd.display());
     let mut c = match cmd {
         HookCommand::Shell(s) => {
@@ -231,6 +236,9 @@ fn run_command(
     }
     if let Some(r) = cx.result {
         c.env("LIFEBOAT_RESULT", r);
+    }
+    if let Some(d) = &hooks.dir {
+        c.current_dir(d);
     }
     c.stdin(Stdio::null())
         .stdout(Stdio::piped())

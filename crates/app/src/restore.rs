@@ -379,20 +379,30 @@ impl RestorePlan {
             result: None,
         };
         let mut hooks = Vec::new();
-        match run_hook(&self.hooks, Phase::Stop, &cx) {
-            Ok(r) => hooks.extend(r),
-            Err(e) => {
-                // Nothing was written, but the app may be half stopped: start it again.
-                let again = match run_hook(&self.hooks, Phase::Start, &cx) {
-                    Ok(Some(_)) => "; the start hook ran again".to_string(),
-                    Ok(None) => String::new(),
-                    Err(e2) => format!("; the start hook that ran again failed too: {e2}"),
-                };
-                return Err(Error::new(
-                    e.kind(),
-                    format!("{}; nothing was restored{again}", e.message()),
-                ));
+        let stopped = run_hook(&self.hooks, Phase::Stop, &cx).and_then(|r| {
+            hooks.extend(r);
+            // The refusals the plan deferred to now (a database the app still has open after
+            // its stop hook): nothing is written yet, so nothing needs rolling back.
+            if self.hooks.stop.is_some() {
+                lifeboat_sources::app::preflight(&self.point, &self.opts)?;
             }
+            Ok(())
+        });
+        if let Err(e) = stopped {
+            // Nothing was written, but the app may be (half) stopped: start it again.
+            let again = match run_hook(&self.hooks, Phase::Start, &cx) {
+                Ok(Some(_)) => "; the start hook ran again".to_string(),
+                Ok(None) => String::new(),
+                Err(e2) => format!("; the start hook that ran again failed too: {e2}"),
+            };
+            let err = Error::new(
+                e.kind(),
+                format!("{}; nothing was restored{again}", e.message()),
+            );
+            return Err(match e.hint() {
+                Some(h) => err.with_hint(h.to_string()),
+                None => err,
+            });
         }
         let mut checks = Vec::new();
         let mut started = false;

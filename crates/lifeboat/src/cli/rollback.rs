@@ -45,7 +45,7 @@ pub fn run(ctx: &Context, a: RollbackArgs) -> Result<()> {
     let pre_time = plan.point().time.clone();
     eprintln!(
         "undoing the in-place restore of point {} ({}) done at {}: putting back pre-restore point {} (taken {})",
-        esc(&u.restored[..8.min(u.restored.len())]),
+        esc(&u.restored.chars().take(8).collect::<String>()),
         local_time(&u.restored_time),
         local_time(&u.at),
         plan.id().short(),

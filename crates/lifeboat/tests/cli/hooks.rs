@@ -24,7 +24,7 @@ struct App {
 const HOOK: &str = r#"#!/bin/sh
 d=$(dirname "$0")
 ino=$(stat -c %i "$d/app/chat.db" 2>/dev/null || echo none)
-echo "$LIFEBOAT_PHASE $LIFEBOAT_OPERATION $ino ${LIFEBOAT_POINT:-none} ${LIFEBOAT_RESULT:-none}" >> "$d/hooks.log"
+echo "$LIFEBOAT_PHASE $LIFEBOAT_OPERATION $ino ${LIFEBOAT_POINT:-none} ${LIFEBOAT_RESULT:-none} $(pwd)" >> "$d/hooks.log"
 if [ -e "$d/fail-$LIFEBOAT_PHASE-$LIFEBOAT_OPERATION" ]; then
     echo "failing $LIFEBOAT_PHASE on purpose" >&2
     exit 3
@@ -106,7 +106,8 @@ impl App {
         write(&self.path(&format!("fail-{phase}-{operation}")), b"", 0o644);
     }
 
-    /// The hook runs so far: `(phase, operation, inode of the database, point, result)`.
+    /// The hook runs so far: `(phase, operation, inode of the database, point, result,
+    /// working directory)`.
     fn log(&self) -> Vec<Vec<String>> {
         std::fs::read_to_string(&self.log)
             .unwrap_or_default()
@@ -211,6 +212,11 @@ fn stop_and_start_hooks_run_around_an_in_place_restore() {
     assert_eq!(log[0][2], before, "stop ran before the restore");
     assert_eq!(log[1][2], after, "start ran after it");
     assert_eq!(log[0][3], point, "LIFEBOAT_POINT is the point restored");
+    assert_eq!(
+        Path::new(&log[0][5]),
+        app.cfg.parent().unwrap(),
+        "hooks run in the config's directory"
+    );
     // The app's process was ended by the stop hook.
     let status = reaper.join().unwrap();
     assert!(!status.success(), "{status:?}");
@@ -239,6 +245,35 @@ fn without_a_stop_hook_an_open_database_is_refused() {
     holder.wait().unwrap();
     assert!(app.log().is_empty(), "{:?}", app.log());
     assert_eq!(app.messages(), 150);
+}
+
+/// A stop hook that succeeds but leaves the database open: the restore refuses after it
+/// (exit 6), nothing is written (so nothing is rolled back), the start hook runs again.
+#[test]
+fn a_stop_hook_that_leaves_the_database_open_changes_nothing() {
+    let app = App::new(STOP_START, "");
+    let before = inode(&app.db);
+    let mut holder = std::process::Command::new("sleep")
+        .arg("600")
+        .stdin(std::fs::File::open(&app.db).unwrap())
+        .spawn()
+        .unwrap();
+    let o = fails(
+        app.lb().args(["restore", "chat", "latest", "--yes"]),
+        6,
+        "is open by another process",
+    );
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    let err = stderr(&o);
+    assert!(
+        err.contains("nothing was restored; the start hook ran again"),
+        "{err}"
+    );
+    assert_eq!(app.phases(), ["stop restore", "start restore"]);
+    assert_eq!(inode(&app.db), before);
+    assert_eq!(app.messages(), 150);
+    assert_eq!(app.upload(), "B");
 }
 
 /// A stop hook that outlives its timeout is killed with everything it started (its process
