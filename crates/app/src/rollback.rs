@@ -10,7 +10,8 @@
 //!   health check is lost), and saving it would keep the app down longer. The app's checks are
 //!   not run on the state put back (it is what ran before, checked or not). If putting it back
 //!   fails, the error is of kind `RollbackFailed` (exit 10), names the pre-restore point and
-//!   the command to retry, and the app is left stopped (it would run on data that failed).
+//!   the command to retry, and the start hook is not run again (the app would run on data
+//!   that failed).
 //! - On purpose, `lifeboat rollback APP` ([`plan`]): the last in-place restore of the app done
 //!   on this machine (remembered per repository and app in the state file of
 //!   `known_points.rs`) is undone by restoring its pre-restore point in place, as a restore:
@@ -124,7 +125,10 @@ pub(crate) fn after_failure(f: Failed<'_>, progress: &dyn Progress) -> Error {
                 at: jiff::Timestamp::now().to_string(),
             },
         );
-        notes.push("the app was left stopped".into());
+        notes.push(
+            "the start hook was not run again, so that the app does not run on data that failed"
+                .into(),
+        );
         return Error::new(
             ErrorKind::RollbackFailed,
             format!(

@@ -28,6 +28,8 @@ Examples:
   lifeboat backup chat --tag pre-deploy          back up app `chat` from lifeboat.toml
   lifeboat points                                list recovery points
   lifeboat restore chat latest --to /tmp/scratch restore into a scratch directory
+  lifeboat restore chat --yes                    in place: stop hook, restore, checks, start hook
+  lifeboat rollback chat --yes                   undo the last in-place restore
   lifeboat check --read-data                     verify every byte of the repository
 
 Exit codes: 0 ok, 1 I/O or other error, 2 usage or config error, 3 no/unsupported repository,
