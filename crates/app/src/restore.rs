@@ -381,12 +381,9 @@ impl RestorePlan {
         let mut hooks = Vec::new();
         let stopped = run_hook(&self.hooks, Phase::Stop, &cx).and_then(|r| {
             hooks.extend(r);
-            // The refusals the plan deferred to now (a database the app still has open after
-            // its stop hook): nothing is written yet, so nothing needs rolling back.
-            if self.hooks.stop.is_some() {
-                lifeboat_sources::app::preflight(&self.point, &self.opts)?;
-            }
-            Ok(())
+            // The refusals again, now (a database the app still has open after its stop hook,
+            // or opened since the plan): nothing is written yet, so nothing needs rolling back.
+            lifeboat_sources::app::preflight(&self.point, &self.opts)
         });
         if let Err(e) = stopped {
             // Nothing was written, but the app may be (half) stopped: start it again.
