@@ -594,3 +594,28 @@ fn before_and_after_backup_hooks_wrap_a_backup() {
     assert!(stderr(&o).contains("was written, but"), "{}", stderr(&o));
     assert_eq!(app.point_ids().len(), points + 1);
 }
+
+/// The remembered pre-restore point was deleted from the repository (by hand here; retention
+/// could do it): `rollback` refuses (exit 2) and changes nothing.
+#[test]
+fn rollback_refuses_when_the_pre_restore_point_is_gone() {
+    let app = App::new(STOP_START, "");
+    app.lb()
+        .args(["restore", "chat", "latest", "--yes"])
+        .assert()
+        .success();
+    let pre: Vec<_> = app
+        .point_ids()
+        .into_iter()
+        .filter(|(_, t)| t.iter().any(|t| t == "pre-restore"))
+        .collect();
+    std::fs::remove_file(app.path("repo/points").join(&pre[0].0)).unwrap();
+    std::fs::remove_file(&app.log).unwrap();
+    fails(
+        app.lb().args(["rollback", "chat", "--yes"]),
+        2,
+        "the pre-restore point of the last restore is gone from the repository",
+    );
+    assert!(app.log().is_empty(), "no hook ran: {:?}", app.log());
+    assert_eq!(app.messages(), 100);
+}
