@@ -22,7 +22,7 @@
 //! gets SIGTERM, and SIGKILL [`KILL_GRACE`] later if anything of it is left. Its output goes to
 //! the log (info level, `-v`), at most [`LOGGED_LINES`] lines per stream of at most
 //! [`LINE_BYTES`] bytes each; a failure names the hook, its command, how it ended and the last
-//! [`TAIL_LINES`] lines of its stderr.
+//! [`TAIL_LINES`] lines of its stderr (on one line, joined by ` | `).
 use std::collections::VecDeque;
 use std::io::Read;
 use std::os::unix::process::CommandExt;
@@ -287,7 +287,7 @@ fn run_command(
     let tail = if tail.is_empty() {
         " (no stderr)".to_string()
     } else {
-        format!("; the end of its stderr:\n  {}", tail.join("\n  "))
+        format!("; the end of its stderr: {}", tail.join(" | "))
     };
     Err(Error::new(ErrorKind::Other, format!("{name} {how}{tail}")))
 }
@@ -458,7 +458,8 @@ mod tests {
         assert!(m.starts_with("stop hook `for i"), "{m}");
         assert!(m.contains("exit status 3"), "{m}");
         assert!(m.contains("line30") && m.contains("line21"), "{m}");
-        assert!(!m.contains("line20\n"), "{m}");
+        assert!(m.contains("line29 | line30"), "{m}");
+        assert!(!m.contains("line20"), "only the last 10 lines: {m}");
     }
 
     #[test]
