@@ -70,12 +70,12 @@ pub fn run(ctx: &Context, a: RollbackArgs) -> Result<()> {
         local_time(&pre_time)
     );
     for r in &report.restored {
-        outln!(
-            "  {:<7} {}: {}",
-            r.kind.as_str(),
-            esc(&r.path),
-            esc(&r.verified)
-        );
+        let kind = if r.kind.is_database() {
+            "db"
+        } else {
+            r.kind.as_str()
+        };
+        outln!("  {kind:<7} {}: {}", esc(&r.path), esc(&r.verified));
     }
     super::restore::print_hooks_and_checks(&report)
 }
