@@ -397,7 +397,18 @@ fn reader(
         let mut line: Vec<u8> = Vec::new();
         let mut logged = 0usize;
         let mut emit = |line: &mut Vec<u8>| {
-            let text = String::from_utf8_lossy(line).trim_end().to_string();
+            // Control characters (escape sequences) are shown, not sent to a terminal.
+            let text: String = String::from_utf8_lossy(line)
+                .trim_end()
+                .chars()
+                .map(|c| {
+                    if c.is_control() {
+                        c.escape_default().to_string()
+                    } else {
+                        c.to_string()
+                    }
+                })
+                .collect();
             line.clear();
             if logged < LOGGED_LINES {
                 tracing::info!("{} hook {stream}: {text}", phase.as_str());
@@ -459,6 +470,19 @@ mod tests {
         assert!(m.contains("exit status 3"), "{m}");
         assert!(m.contains("line30") && m.contains("line21"), "{m}");
         assert!(m.contains("line29 | line30"), "{m}");
+        let hooks = HooksConfig {
+            stop: Some(HookCommand::Shell(
+                "printf 'a\\033]52;c;x\\007b\\n' >&2; exit 1".into(),
+            )),
+            ..HooksConfig::default()
+        };
+        let m = run_hook(&hooks, Phase::Stop, &cx())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            m.contains("a\\u{1b}]52;c;x\\u{7}b"),
+            "control characters shown: {m}"
+        );
         assert!(!m.contains("line20"), "only the last 10 lines: {m}");
     }
 
