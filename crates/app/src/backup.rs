@@ -5,6 +5,7 @@ use lifeboat_core::{ComponentKind, Error, ErrorKind, ObjectId, Point, Progress, 
 use lifeboat_sources::{backup_app, sqlite::is_sqlite_file, AppSpec, SourceSpec};
 use serde::Serialize;
 
+use crate::hooks::{run_hook, HookContext, HookRun, Phase};
 use crate::points::{summary, PointSummary};
 use crate::setup::Setup;
 
@@ -33,19 +34,24 @@ pub struct BackupReport {
     pub id: ObjectId,
     /// The point.
     pub point: Point,
+    /// The app's hooks that ran (before_backup, after_backup).
+    pub hooks: Vec<HookRun>,
 }
 
 impl Serialize for BackupReport {
-    /// `{"id": HEX, "point": <the point as listed>}`.
+    /// `{"id": HEX, "point": <the point as listed>, "hooks": [...]}` (`hooks` only when some ran).
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         #[derive(Serialize)]
-        struct Json {
+        struct Json<'a> {
             id: String,
             point: PointSummary,
+            #[serde(skip_serializing_if = "<[_]>::is_empty")]
+            hooks: &'a [HookRun],
         }
         Json {
             id: self.id.to_hex(),
             point: summary(&self.id, &self.point),
+            hooks: &self.hooks,
         }
         .serialize(s)
     }
@@ -129,9 +135,61 @@ pub fn backup(setup: &Setup, req: &BackupRequest, progress: &dyn Progress) -> Re
     } else {
         req.tags.clone()
     };
-    let (id, point) = backup_app(&mut repo, &spec, &tags, progress)?;
+    // A cold backup: the app's before_backup hook (e.g. stop it), the backup, and its
+    // after_backup hook whatever happened (the app must come back).
+    let hooks = app_name
+        .as_deref()
+        .and_then(|n| config.as_ref()?.app.get(n))
+        .map(|a| a.hooks.clone())
+        .unwrap_or_default();
+    let mut cx = HookContext {
+        app: spec.name.clone(),
+        operation: "backup",
+        point: None,
+        result: None,
+    };
+    let mut hooks_ran = Vec::new();
+    let before = run_hook(&hooks, Phase::BeforeBackup, &cx);
+    let result = match before {
+        Ok(r) => {
+            hooks_ran.extend(r);
+            backup_app(&mut repo, &spec, &tags, progress)
+        }
+        Err(e) => Err(Error::new(
+            e.kind(),
+            format!("{}; no backup was made", e.message()),
+        )),
+    };
+    cx.point = result.as_ref().ok().map(|(id, _)| id.to_hex());
+    cx.result = Some(if result.is_ok() { "ok" } else { "failed" });
+    let after = run_hook(&hooks, Phase::AfterBackup, &cx);
+    let (id, point) = match (result, after) {
+        (Ok(r), Ok(a)) => {
+            hooks_ran.extend(a);
+            r
+        }
+        (Err(e), Ok(_)) => return Err(e),
+        (Err(e), Err(a)) => {
+            let msg = format!("{}; and then: {}", e.message(), a.message());
+            return Err(Error::new(e.kind(), msg));
+        }
+        (Ok((id, point)), Err(a)) => {
+            if setup.remembers_points() {
+                crate::known_points::record(&repo, &id, &point);
+            }
+            return Err(Error::new(
+                a.kind(),
+                format!("point {} was written, but {}", id.short(), a.message()),
+            )
+            .with_hint("the app may not be running: check it"));
+        }
+    };
     if setup.remembers_points() {
         crate::known_points::record(&repo, &id, &point);
     }
-    Ok(BackupReport { id, point })
+    Ok(BackupReport {
+        id,
+        point,
+        hooks: hooks_ran,
+    })
 }

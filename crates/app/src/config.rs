@@ -29,6 +29,17 @@
 //! config  = ["/srv/chat/config.toml"]
 //! exclude = ["*.tmp", "cache/**"]
 //!
+//! [app.chat.hooks]                           # see hooks.rs; from this file only, never a point
+//! stop  = "systemctl stop chat"              # a string runs through /bin/sh -c
+//! start = ["systemctl", "start", "chat"]     # an array is the argv
+//! # before_backup = "..."  after_backup = "..."   (a cold backup)
+//! timeout = "60s"                            # per hook (default 60 s)
+//!
+//! [app.chat.checks]                          # see checks.rs; after an in-place restore
+//! sql = ["SELECT count(*) FROM users"]       # non-zero first value; the app's one SQLite db
+//! health_url = "http://127.0.0.1:8080/health"   # polled after `start` until 2xx
+//! health_timeout = "60s"
+//!
 //! [app.chatalot]
 //! files   = ["/srv/chatalot/uploads"]
 //! secrets = ["/srv/chatalot/jwt_private.pem", "/srv/chatalot/.env"]
@@ -57,6 +68,8 @@ use lifeboat_sources::postgres::{url_database, PgSource};
 use lifeboat_sources::{AppSpec, SourceSpec};
 use serde::Deserialize;
 
+use crate::checks::ChecksConfig;
+use crate::hooks::HooksConfig;
 use crate::password::PasswordSource;
 use crate::trust::{check_ancestors, effective_uid};
 
@@ -139,6 +152,12 @@ pub struct AppConfig {
     /// Retention per destination (`[app.X.keep_in.offsite]`), replacing `keep` there.
     #[serde(default)]
     pub keep_in: BTreeMap<String, Policy>,
+    /// Commands run around in-place restores and cold backups (`[app.NAME.hooks]`).
+    #[serde(default)]
+    pub hooks: HooksConfig,
+    /// Post-restore checks: smoke queries, health URL (`[app.NAME.checks]`).
+    #[serde(default)]
+    pub checks: ChecksConfig,
 }
 
 /// `[[app.NAME.postgres]]`: databases on one PostgreSQL server.
@@ -264,7 +283,12 @@ impl Config {
             // A retention table's errors name the table, as its validation errors do.
             let table = line
                 .and_then(|l| table_at(&text, l))
-                .filter(|t| t.ends_with(".keep") || t.contains(".keep_in."))
+                .filter(|t| {
+                    t.ends_with(".keep")
+                        || t.contains(".keep_in.")
+                        || t.ends_with(".hooks")
+                        || t.contains(".checks")
+                })
                 .map_or(String::new(), |t| format!("{t}: "));
             Error::new(
                 ErrorKind::Usage,
@@ -309,6 +333,8 @@ impl Config {
                     abs(f);
                 }
             }
+            a.checks.absolutize(&base);
+            a.hooks.dir = Some(base.clone());
             a.sqlite
                 .iter_mut()
                 .chain(&mut a.files)
@@ -360,6 +386,12 @@ impl Config {
                         &format!("no repository named {d:?} is defined"),
                     ));
                 }
+            }
+            if let Some((key, msg)) = a.hooks.problem() {
+                return Err(cfg.key_error(&format!("app.{name}.hooks"), key, &msg));
+            }
+            if let Some((key, msg)) = a.checks.problem(&a.sqlite) {
+                return Err(cfg.key_error(&format!("app.{name}.checks"), key, &msg));
             }
             for pg in &a.postgres {
                 if let Err(msg) = pg.sources() {
@@ -624,6 +656,64 @@ mod tests {
                 .contains("line 6: app.chat.keep: unknown field `hourlyy`"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn hooks_and_checks() {
+        let base = "[repository.r]\npath = \"/x\"\n[app.chat]\nsqlite = [\"/c.db\"]\n";
+        let c = load(&format!(
+            "{base}[app.chat.hooks]\nstop = \"systemctl stop chat\"\nstart = [\"systemctl\", \"start\", \"chat\"]\ntimeout = \"1m 30s\"\n\
+             [app.chat.checks]\nsql = [\"SELECT count(*) FROM users\"]\nhealth_url = \"http://127.0.0.1:8080/health\"\nhealth_timeout = \"5s\"\n"
+        ))
+        .unwrap();
+        let a = &c.app["chat"];
+        assert_eq!(
+            a.hooks.stop,
+            Some(crate::HookCommand::Shell("systemctl stop chat".into()))
+        );
+        assert!(matches!(&a.hooks.start, Some(crate::HookCommand::Argv(v)) if v.len() == 3));
+        assert_eq!(a.hooks.timeout(), std::time::Duration::from_secs(90));
+        let plan = a.checks.plan(&a.sqlite);
+        assert_eq!(
+            plan.sql,
+            vec![(PathBuf::from("/c.db"), a.checks.sql.clone())]
+        );
+        assert_eq!(plan.health.unwrap().1, std::time::Duration::from_secs(5));
+        // Unknown keys, bad values: file, line, table.
+        for (text, want) in [
+            (
+                "[app.chat.hooks]\nstopp = \"x\"\n",
+                "line 6: app.chat.hooks: unknown field `stopp`",
+            ),
+            (
+                "[app.chat.hooks]\ntimeout = \"soon\"\n",
+                "line 6: app.chat.hooks: \"soon\" is not a duration",
+            ),
+            (
+                "[app.chat.hooks]\nstop = \"\"\n",
+                "line 5: app.chat.hooks.stop: the command is empty",
+            ),
+            ("[app.chat.hooks]\nstop = 5\n", "line 6"),
+            (
+                "[app.chat.checks]\nsqll = []\n",
+                "line 6: app.chat.checks: unknown field `sqll`",
+            ),
+            (
+                "[app.chat.checks]\nhealth_url = \"https://x/\"\n",
+                "line 5: app.chat.checks.health_url: https is not supported",
+            ),
+            (
+                "[app.chat.checks.sql_on]\n\"/other.db\" = [\"SELECT 1\"]\n",
+                "app.chat.checks.sql_on: /other.db is not one of the app's sqlite databases",
+            ),
+        ] {
+            let e = load(&format!("{base}{text}")).unwrap_err();
+            assert!(e.to_string().contains(want), "{text}: {e}");
+        }
+        let e = load("[repository.r]\npath = \"/x\"\n[app.chat]\nsqlite = [\"/a.db\", \"/b.db\"]\n[app.chat.checks]\nsql = [\"SELECT 1\"]\n").unwrap_err();
+        assert!(e.to_string().contains("has 2 SQLite databases"), "{e}");
+        let e = load("[repository.r]\npath = \"/x\"\n[app.chat]\nfiles = [\"/f\"]\n[app.chat.checks]\nsql = [\"SELECT 1\"]\n").unwrap_err();
+        assert!(e.to_string().contains("SQLite databases only"), "{e}");
     }
 
     const MINIMAL: &str = "[repository.r]\npath = \"/x\"\npassword_command = \"true\"\n";

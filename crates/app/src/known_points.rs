@@ -3,8 +3,13 @@
 //! against it, so a point deleted or damaged in the store cannot make `restore latest` quietly
 //! return older data ([`check_latest`]).
 //!
+//! It also remembers each app's last in-place restore done here and the pre-restore point
+//! taken before it ([`LastRestore`]), which `lifeboat rollback` undoes.
+//!
 //! One small JSON file per repository, `<state dir>/known-points/<config id>.json`:
-//! `{"version": 1, "apps": {"<app>": {"id": "<hex>", "time": "<RFC 3339>"}}}`. The state
+//! `{"version": 1, "apps": {"<app>": {"id": "<hex>", "time": "<RFC 3339>"}},
+//! "restores": {"<app>": {"restored": "<hex>", "restored_time": "...", "pre_restore": "<hex>",
+//! "at": "..."}}}` (`restores` only when there is one). The state
 //! directory is `$LIFEBOAT_STATE_DIR`; as root `/var/lib/lifeboat`; else
 //! `$XDG_STATE_HOME/lifeboat`, else `~/.local/state/lifeboat`. Directories are created 0700,
 //! the file 0600, written to a temp file, fsynced and renamed, under an exclusive `flock` of
@@ -32,10 +37,27 @@ pub(crate) struct Known {
     pub time: String,
 }
 
+/// The last in-place restore of one app done here, which `lifeboat rollback` undoes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastRestore {
+    /// The point restored (hex).
+    pub restored: String,
+    /// Its capture time (RFC 3339).
+    pub restored_time: String,
+    /// The pre-restore point taken just before: the state the restore replaced (hex).
+    pub pre_restore: String,
+    /// When the restore ran (RFC 3339).
+    pub at: String,
+}
+
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct StateFile {
     version: u32,
     apps: BTreeMap<String, Known>,
+    /// Added without a version change: older lifeboats ignore the field (and drop it when they
+    /// rewrite the file, which only loses what `rollback` would undo).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    restores: BTreeMap<String, LastRestore>,
 }
 
 /// The local state directory (see the module documentation); `None` when there is no home.
@@ -99,13 +121,35 @@ pub(crate) fn known(repo_id: &str) -> BTreeMap<String, Known> {
         .unwrap_or_default()
 }
 
+/// The last in-place restore of `app` in repository `repo_id` done here, if remembered.
+pub(crate) fn last_restore(repo_id: &str, app: &str) -> Option<LastRestore> {
+    state_dir()
+        .and_then(|d| file_of(&d, repo_id))
+        .and_then(|p| read_state(&p).restores.remove(app))
+}
+
+/// Remembers `last` as the last in-place restore of `app` (what `lifeboat rollback` undoes).
+/// A failure to write is a warning: the restore it follows did happen.
+pub(crate) fn record_restore(repo: &Repository, app: &str, last: LastRestore) {
+    let r = update(&repo.config().id, |s| {
+        s.restores.insert(app.to_string(), last.clone());
+        true
+    });
+    if let Err(e) = r {
+        tracing::warn!(
+            "could not remember pre-restore point {} for `lifeboat rollback {app}`: {e}",
+            last.pre_restore
+        );
+    }
+}
+
 fn io(what: &Path, e: std::io::Error) -> Error {
     Error::io(what.display(), e)
 }
 
 /// Changes the file of `repo_id` under its lock: `change` gets the apps and says whether it
 /// changed them.
-fn update(repo_id: &str, change: impl FnOnce(&mut BTreeMap<String, Known>) -> bool) -> Result<()> {
+fn update(repo_id: &str, change: impl FnOnce(&mut StateFile) -> bool) -> Result<()> {
     let Some(dir) = state_dir() else {
         tracing::debug!("no state directory (no HOME); the newest point is not remembered");
         return Ok(());
@@ -133,7 +177,7 @@ fn update(repo_id: &str, change: impl FnOnce(&mut BTreeMap<String, Known>) -> bo
         return Err(io(&lock_path, std::io::Error::last_os_error()));
     }
     let mut state = read_state(&path);
-    if !change(&mut state.apps) {
+    if !change(&mut state) {
         return Ok(());
     }
     state.version = VERSION;
@@ -179,7 +223,8 @@ pub(crate) fn record(repo: &Repository, id: &ObjectId, point: &Point) {
         id: id.to_hex(),
         time: point.time.clone(),
     };
-    let r = update(&repo.config().id, |apps| {
+    let r = update(&repo.config().id, |s| {
+        let apps = &mut s.apps;
         let newer = apps.get(&point.app).is_none_or(|k| {
             k.time
                 .parse::<jiff::Timestamp>()
@@ -208,10 +253,10 @@ pub(crate) fn forget(repo: &Repository, ids: &[String]) {
     {
         return;
     }
-    let r = update(&repo.config().id, |apps| {
-        let before = apps.len();
-        apps.retain(|_, k| !ids.contains(&k.id));
-        apps.len() != before
+    let r = update(&repo.config().id, |s| {
+        let before = s.apps.len();
+        s.apps.retain(|_, k| !ids.contains(&k.id));
+        s.apps.len() != before
     });
     if let Err(e) = r {
         tracing::warn!("could not update the known newest points: {e}");

@@ -13,7 +13,10 @@
 //! - Operations, one module each, take a plain request and return a serializable report:
 //!   [`backup()`] ([`BackupRequest`] -> [`BackupReport`]); [`restore_plan`]
 //!   ([`RestoreRequest`] -> [`RestorePlan`], whose [`RestorePlan::replaced`] a front end
-//!   confirms, then [`RestorePlan::run`] -> [`RestoreReport`]); [`forget_plan`]
+//!   confirms, then [`RestorePlan::run`] -> [`RestoreReport`]: in place, with the app's
+//!   [`HooksConfig`] and [`ChecksConfig`] and the automatic rollback); [`rollback_plan`]
+//!   ([`RollbackRequest`] -> [`RollbackPlan`], the last in-place restore undone);
+//!   [`run_hook`] (one hook of an app, as backups and restores run them); [`forget_plan`]
 //!   ([`ForgetRequest`] -> [`ForgetPlan`], then [`ForgetPlan::apply`]); [`prune()`];
 //!   [`copy()`] ([`CopyRequest`] -> [`Copied`] per target); [`check()`] and its
 //!   [`check_verdict`]; [`points()`] ([`PointsReport`] of [`PointSummary`] rows); [`init`] /
@@ -27,12 +30,14 @@
 
 mod backup;
 mod check;
+mod checks;
 mod config;
 mod copy;
 mod demo;
 mod demo_postgres;
 mod destination;
 mod forget;
+mod hooks;
 mod human;
 mod init;
 mod keys;
@@ -41,19 +46,26 @@ mod password;
 mod points;
 mod prune;
 mod restore;
+mod rollback;
 mod setup;
 mod trust;
 
 pub use backup::{backup, classify, BackupReport, BackupRequest};
 pub use check::{check, verdict as check_verdict};
+pub use checks::{ChecksConfig, DEFAULT_HEALTH_TIMEOUT};
 pub use config::{AppConfig, Config, PostgresConfig, RepositoryConfig};
 pub use copy::{copy, Copied, CopyRequest};
 pub use demo::{demo, DemoRequest};
 pub use destination::Location;
 pub use forget::{plan as forget_plan, ForgetPlan, ForgetRequest};
+pub use hooks::{
+    run_hook, HookCommand, HookContext, HookRun, HooksConfig, Phase,
+    DEFAULT_TIMEOUT as DEFAULT_HOOK_TIMEOUT,
+};
 pub use human::{duration_ms, size};
 pub use init::{init, init_from, Created};
 pub use keys::{add_key, list_keys, remove_key};
+pub use known_points::LastRestore;
 pub use password::PasswordSource;
 pub use points::{points, summary, PointSummary, PointsReport};
 pub use prune::prune;
@@ -61,4 +73,5 @@ pub use restore::{
     plan as restore_plan, PreviewComponent, RestorePlan, RestorePreview, RestoreReport,
     RestoreRequest,
 };
+pub use rollback::{plan as rollback_plan, RollbackPlan, RollbackRequest};
 pub use setup::{Setup, CONFIG_PATHS};

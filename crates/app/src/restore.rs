@@ -2,6 +2,10 @@
 //! chooses the target and the PostgreSQL settings, works out what an in-place restore
 //! replaces and runs the preflight refusals; then (after the front end has asked its
 //! question) [`RestorePlan::run`] takes the pre-restore safety point and restores.
+//!
+//! In place, `run` goes: pre-restore point -> `stop` hook -> restore (SQLite's own
+//! verification) -> smoke queries -> `start` hook -> health URL. When anything after the stop
+//! hook fails, `crate::rollback` puts the pre-restore point back and starts the app again.
 use std::path::PathBuf;
 
 use lifeboat_core::{
@@ -14,6 +18,8 @@ use lifeboat_sources::{
 };
 use serde::Serialize;
 
+use crate::checks::{smoke, wait_healthy, Checks};
+use crate::hooks::{run_hook, HookContext, HookRun, HooksConfig, Phase};
 use crate::setup::Setup;
 
 mod preview;
@@ -109,6 +115,11 @@ pub struct RestorePlan {
     safety_point: bool,
     remember: bool,
     repo: Repository,
+    /// The app's hooks and checks, from the local config only (never from the point).
+    hooks: HooksConfig,
+    checks: Checks,
+    /// `restore`, or `rollback` (`LIFEBOAT_OPERATION` of the hooks).
+    operation: &'static str,
 }
 
 impl RestorePlan {
@@ -140,11 +151,30 @@ pub struct RestoreReport {
     /// The pre-restore point taken first, if any.
     #[serde(skip)]
     pub safety_point: Option<ObjectId>,
+    /// The app's hooks that ran (in place: stop, then start).
+    pub hooks: Vec<HookRun>,
+    /// The app's own checks that passed (smoke queries, health URL), one line each.
+    pub checks: Vec<String>,
 }
 
 /// Resolves and checks a restore; refusals (open or newer database, name taken) come here,
 /// before any question and any safety point.
 pub fn plan(setup: &Setup, req: &RestoreRequest) -> Result<RestorePlan> {
+    plan_with(setup, req, None)
+}
+
+/// Names the point of a rollback once the repository is open.
+pub(crate) type PointOfRollback<'a> = dyn FnMut(&Repository) -> Result<String> + 'a;
+
+/// [`plan`], or with `rollback` the plan of `lifeboat rollback`: `rollback` names the point
+/// (a pre-restore point) once the repository is open, and a database modified after that
+/// point is replaced rather than refused (one open by another process is still refused).
+pub(crate) fn plan_with(
+    setup: &Setup,
+    req: &RestoreRequest,
+    rollback: Option<&mut PointOfRollback<'_>>,
+) -> Result<RestorePlan> {
+    let replace_newer = rollback.is_some();
     let config = setup.config()?;
     let is_app = |s: &str| config.as_ref().is_some_and(|c| c.has_app(s));
     let latest = || "latest".to_string();
@@ -161,6 +191,10 @@ pub fn plan(setup: &Setup, req: &RestoreRequest) -> Result<RestorePlan> {
         (Some(a), p) => (Some(a.clone()), p.clone().unwrap_or_else(latest)),
     };
     let mut repo = setup.open(app.as_deref())?;
+    let spec = match rollback {
+        Some(f) => f(&repo)?,
+        None => spec,
+    };
     let found = repo.find_point_with(app.as_deref(), &spec, req.allow_future);
     if spec == "latest" {
         // Not older than the newest point this machine knows, if that one is gone or damaged
@@ -293,11 +327,25 @@ pub fn plan(setup: &Setup, req: &RestoreRequest) -> Result<RestorePlan> {
         target,
         only,
         force: req.force,
+        replace_newer,
+        app_stops_first: false,
         verify: req.verify,
         postgres: pg,
         keep_setid: req.keep_setid,
     };
-    lifeboat_sources::app::preflight(&to_restore, &opts)?;
+    // Hooks and checks of the app of that name in the local config (a point only names it).
+    let app_config = config.as_ref().and_then(|c| c.app.get(&point.app));
+    let hooks = app_config.map(|a| a.hooks.clone()).unwrap_or_default();
+    let checks = app_config
+        .map(|a| a.checks.plan(&a.sqlite))
+        .unwrap_or_default();
+    // The app still runs now and has its database open; a stop hook closes it before the
+    // restore, whose own check refuses an open database then.
+    let preflight_opts = RestoreOptions {
+        app_stops_first: hooks.stop.is_some() && !replaced.is_empty(),
+        ..opts.clone()
+    };
+    lifeboat_sources::app::preflight(&to_restore, &preflight_opts)?;
     Ok(RestorePlan {
         id,
         whole,
@@ -308,6 +356,9 @@ pub fn plan(setup: &Setup, req: &RestoreRequest) -> Result<RestorePlan> {
         safety_point: req.safety_point,
         remember: setup.remembers_points(),
         repo,
+        hooks,
+        checks,
+        operation: if replace_newer { "rollback" } else { "restore" },
     })
 }
 
@@ -355,6 +406,13 @@ impl RestorePlan {
     /// Restores. An in-place restore that replaces something needs `confirmed`, and first
     /// saves what it replaces as a `pre-restore` point (unless the request turned that off);
     /// `saved` sees that point's id as soon as it is written.
+    ///
+    /// In place, the app's `stop` hook runs next, then the restore, the smoke queries, the
+    /// `start` hook and the health URL. When anything after the stop hook fails, the
+    /// pre-restore point is put back and the app started again: the error is then of kind
+    /// `RolledBack` (exit 9), or `RollbackFailed` (exit 10) naming the pre-restore point and
+    /// the command to retry. A failed stop hook changes nothing (the start hook runs again).
+    /// Elsewhere (`--to`), no hook runs and the smoke queries check the restored copies.
     pub fn run(
         mut self,
         confirmed: bool,
@@ -362,47 +420,164 @@ impl RestorePlan {
         saved: &mut dyn FnMut(&ObjectId),
     ) -> Result<RestoreReport> {
         let mut safety_point = None;
-        if !self.replaced.is_empty() {
-            if !confirmed {
-                let list: Vec<_> = self.replaced.iter().map(|c| c.path.as_str()).collect();
-                return Err(Error::new(
-                    ErrorKind::Refused,
-                    format!(
-                        "an in-place restore replaces {}; it was not confirmed",
-                        list.join(", ")
-                    ),
-                ));
-            }
-            if self.safety_point {
-                safety_point = save_current_state(
-                    &mut self.repo,
-                    &self.point,
-                    &self.replaced,
-                    &self.opts,
-                    progress,
-                )?;
-                if let Some(id) = &safety_point {
-                    saved(id);
-                }
+        if self.replaced.is_empty() {
+            let restored = self.restore(progress)?;
+            let checks = self.smoke().map_err(|e| {
+                e.context(format!(
+                    "restore of point {} (nothing in place was changed)",
+                    self.id.short()
+                ))
+            })?;
+            self.remember();
+            return Ok(self.report(restored, None, Vec::new(), checks));
+        }
+        if !confirmed {
+            let list: Vec<_> = self.replaced.iter().map(|c| c.path.as_str()).collect();
+            return Err(Error::new(
+                ErrorKind::Refused,
+                format!(
+                    "an in-place restore replaces {}; it was not confirmed",
+                    list.join(", ")
+                ),
+            ));
+        }
+        if self.safety_point {
+            safety_point = save_current_state(
+                &mut self.repo,
+                &self.point,
+                &self.replaced,
+                &self.opts,
+                progress,
+            )?;
+            if let Some(id) = &safety_point {
+                saved(id);
             }
         }
-        let restored = restore_point(&mut self.repo, &self.to_restore, &self.opts, progress)
-            .map_err(|e| {
-                // A point that lifeboat refuses (damaged, or a hostile globals.sql) is named.
-                if e.kind() == ErrorKind::Corrupt {
-                    e.context(format!("point {}", self.id.short()))
-                } else {
-                    e
+        let cx = HookContext {
+            app: self.point.app.clone(),
+            operation: self.operation,
+            point: Some(self.id.to_hex()),
+            result: None,
+        };
+        let mut hooks = Vec::new();
+        let stopped = run_hook(&self.hooks, Phase::Stop, &cx).and_then(|r| {
+            hooks.extend(r);
+            // The refusals again, now (a database the app still has open after its stop hook,
+            // or opened since the plan): nothing is written yet, so nothing needs rolling back.
+            lifeboat_sources::app::preflight(&self.to_restore, &self.opts)
+        });
+        if let Err(e) = stopped {
+            // Nothing was written, but the app may be (half) stopped: start it again.
+            let again = match run_hook(&self.hooks, Phase::Start, &cx) {
+                Ok(Some(_)) => "; the start hook ran again".to_string(),
+                Ok(None) => String::new(),
+                Err(e2) => format!("; the start hook that ran again failed too: {e2}"),
+            };
+            let err = Error::new(
+                e.kind(),
+                format!("{}; nothing was restored{again}", e.message()),
+            );
+            return Err(match e.hint() {
+                Some(h) => err.with_hint(h.to_string()),
+                None => err,
+            });
+        }
+        let mut checks = Vec::new();
+        let mut started = false;
+        let outcome = (|| -> Result<Vec<RestoredComponent>> {
+            let restored = self.restore(progress)?;
+            checks.extend(self.smoke()?);
+            started = true;
+            hooks.extend(run_hook(&self.hooks, Phase::Start, &cx)?);
+            if let Some((url, timeout)) = &self.checks.health {
+                checks.push(wait_healthy(url, *timeout)?);
+            }
+            Ok(restored)
+        })();
+        match outcome {
+            Ok(restored) => {
+                self.remember();
+                if let Some(pre) = &safety_point {
+                    crate::known_points::record_restore(
+                        &self.repo,
+                        &self.point.app,
+                        crate::known_points::LastRestore {
+                            restored: self.id.to_hex(),
+                            restored_time: self.point.time.clone(),
+                            pre_restore: pre.to_hex(),
+                            at: jiff::Timestamp::now().to_string(),
+                        },
+                    );
                 }
-            })?;
+                Ok(self.report(restored, safety_point, hooks, checks))
+            }
+            Err(failure) => Err(crate::rollback::after_failure(
+                crate::rollback::Failed {
+                    repo: &mut self.repo,
+                    point: &self.point,
+                    id: self.id,
+                    failure,
+                    safety_point,
+                    safety_point_asked: self.safety_point,
+                    started,
+                    hooks: &self.hooks,
+                    hook_cx: &cx,
+                    opts: &self.opts,
+                },
+                progress,
+            )),
+        }
+    }
+
+    /// The restore itself (with SQLite's own verification).
+    fn restore(&mut self, progress: &dyn Progress) -> Result<Vec<RestoredComponent>> {
+        restore_point(&mut self.repo, &self.to_restore, &self.opts, progress).map_err(|e| {
+            // A point that lifeboat refuses (damaged, or a hostile globals.sql) is named.
+            if e.kind() == ErrorKind::Corrupt {
+                e.context(format!("point {}", self.id.short()))
+            } else {
+                e
+            }
+        })
+    }
+
+    /// The app's smoke queries on the databases this restore wrote (where it wrote them).
+    fn smoke(&self) -> Result<Vec<String>> {
+        let mut passed = Vec::new();
+        for (db, queries) in &self.checks.sql {
+            let restored =
+                self.point.components.iter().any(|c| {
+                    c.kind == ComponentKind::Sqlite && std::path::Path::new(&c.path) == db
+                });
+            if restored {
+                let at =
+                    lifeboat_sources::target_path(&self.opts.target, &db.display().to_string());
+                passed.extend(smoke(&at, queries)?);
+            }
+        }
+        Ok(passed)
+    }
+
+    fn remember(&self) {
         if self.remember {
             crate::known_points::record(&self.repo, &self.id, &self.whole);
         }
-        Ok(RestoreReport {
+    }
+
+    fn report(
+        &self,
+        restored: Vec<RestoredComponent>,
+        safety_point: Option<ObjectId>,
+        hooks: Vec<HookRun>,
+        checks: Vec<String>,
+    ) -> RestoreReport {
+        RestoreReport {
             point: self.id.to_hex(),
             restored,
             safety_point,
-        })
+            hooks,
+            checks,
+        }
     }
 }
 

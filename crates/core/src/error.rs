@@ -29,6 +29,14 @@ pub enum ErrorKind {
     Source,
     /// A restored result did not verify (integrity_check, row counts, checksum). Exit code 8.
     Verify,
+    /// An in-place restore failed after it changed something (the restore itself, a
+    /// post-restore check or the app's start hook) and was undone: the pre-restore point is
+    /// back in place and the app was started again. Exit code 9.
+    RolledBack,
+    /// An in-place restore failed and so did putting the pre-restore point back: the app's
+    /// state is not known to be good. The message names the pre-restore point and the command
+    /// to retry. Exit code 10.
+    RollbackFailed,
     /// An I/O error of the storage or the local system (disk full, permission). Exit code 1.
     Io,
     /// Anything else. Exit code 1.
@@ -46,6 +54,8 @@ impl ErrorKind {
             ErrorKind::Refused => 6,
             ErrorKind::Source => 7,
             ErrorKind::Verify => 8,
+            ErrorKind::RolledBack => 9,
+            ErrorKind::RollbackFailed => 10,
             ErrorKind::Io | ErrorKind::Other => 1,
         }
     }

@@ -11,6 +11,7 @@ mod pick;
 mod points;
 mod prune;
 mod restore;
+mod rollback;
 
 use std::path::PathBuf;
 
@@ -28,11 +29,14 @@ Examples:
   lifeboat backup chat --tag pre-deploy          back up app `chat` from lifeboat.toml
   lifeboat points                                list recovery points
   lifeboat restore chat latest --to /tmp/scratch restore into a scratch directory
+  lifeboat restore chat --yes                    in place: stop hook, restore, checks, start hook
+  lifeboat rollback chat --yes                   undo the last in-place restore
   lifeboat check --read-data                     verify every byte of the repository
 
 Exit codes: 0 ok, 1 I/O or other error, 2 usage or config error, 3 no/unsupported repository,
 4 wrong or missing password, 5 repository data damaged, 6 refused to protect data (see --force),
-7 source unreadable or not what it claims, 8 restored data failed verification.
+7 source unreadable or not what it claims, 8 restored data failed verification, 9 an in-place
+restore failed and was rolled back, 10 that rollback failed too.
 See docs/EXIT_CODES.md.";
 
 /// lifeboat backs up self-hosted apps (SQLite databases, uploads, secrets, config) as one
@@ -101,6 +105,9 @@ pub enum Command {
     /// Restore a point into a directory, a file, or in place, verified.
     #[command(after_help = restore::AFTER_HELP)]
     Restore(restore::RestoreArgs),
+    /// Undo the last in-place restore: put back the pre-restore point it took.
+    #[command(after_help = rollback::AFTER_HELP)]
+    Rollback(rollback::RollbackArgs),
     /// Copy the points another replica of the repository lacks (off-site copies).
     ///
     /// Objects are copied as they are (encrypted; no password needed), each verified against
@@ -142,6 +149,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Points(a) => points::run(&ctx, a),
         Command::Copy(a) => copy::run(&ctx, a),
         Command::Restore(a) => restore::run(&ctx, a),
+        Command::Rollback(a) => rollback::run(&ctx, a),
         Command::Check(a) => check::run(&ctx, a),
         Command::Forget(a) => forget::run(&ctx, a),
         Command::Prune(a) => prune::run(&ctx, a),

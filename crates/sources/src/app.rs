@@ -179,6 +179,9 @@ pub fn preflight(point: &Point, opts: &RestoreOptions) -> Result<()> {
         registry::kind(c.kind).check_selection(&cx)?;
     }
     for c in &selected {
+        if c.kind != ComponentKind::Postgres {
+            cx.check_parent(c)?;
+        }
         registry::kind(c.kind).preflight(c, &cx)?;
     }
     Ok(())
@@ -371,6 +374,8 @@ mod tests {
             target: RestoreTarget::InPlace,
             only: Vec::new(),
             force: false,
+            replace_newer: false,
+            app_stops_first: false,
             verify: crate::sqlite::Verify::Full,
             postgres: PgRestoreSettings {
                 database: Some("new".into()),

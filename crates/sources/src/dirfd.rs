@@ -85,6 +85,18 @@ impl SafeDir {
     /// may write. A symlink in `/home/app/` (the app's user owns it) or in `/tmp` is refused,
     /// never followed, when running as root.
     pub fn open_trusted(path: &Path) -> Result<SafeDir> {
+        Ok(SafeDir::walk_trusted(path, true)?.expect("created"))
+    }
+
+    /// What [`SafeDir::open_trusted`] would refuse, without creating anything: `Ok` also when
+    /// a directory on the way is missing (it would be created).
+    pub fn check_trusted(path: &Path) -> Result<()> {
+        SafeDir::walk_trusted(path, false).map(|_| ())
+    }
+
+    /// The walk of [`SafeDir::open_trusted`]; without `create`, `None` at the first missing
+    /// directory.
+    fn walk_trusted(path: &Path, create: bool) -> Result<Option<SafeDir>> {
         let shown = path.to_path_buf();
         let abs = std::path::absolute(path).map_err(|e| Error::io(path.display(), e))?;
         let fail = |e: rustix::io::Errno| Error::io(path.display(), errno(e));
@@ -110,6 +122,7 @@ impl SafeDir {
             }
             match rustix::fs::openat(&dir, &name, dir_flags() | OFlags::NOFOLLOW, Mode::empty()) {
                 Ok(fd) => dir = fd,
+                Err(rustix::io::Errno::NOENT) if !create => return Ok(None),
                 Err(rustix::io::Errno::NOENT) => {
                     match rustix::fs::mkdirat(&dir, &name, Mode::from_raw_mode(0o777)) {
                         Ok(()) | Err(rustix::io::Errno::EXIST) => todo.push_front(name),
@@ -156,7 +169,7 @@ impl SafeDir {
                 Err(e) => return Err(fail(e)),
             }
         }
-        Ok(SafeDir { fd: dir, shown })
+        Ok(Some(SafeDir { fd: dir, shown }))
     }
 
     /// The directory `rel` beneath this one, created (mode 0777 & umask) where missing if

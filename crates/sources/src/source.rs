@@ -220,13 +220,7 @@ impl RestoreContext<'_> {
                     .map_err(|e| e.context(format!("restore {}", self.dest(c).display())))?
             }
             RestoreTarget::InPlace => {
-                let anchor = self
-                    .selected
-                    .iter()
-                    .filter(|o| o.kind == ComponentKind::Files && o.path != c.path)
-                    .map(|o| Path::new(&o.path))
-                    .filter(|a| path.starts_with(a))
-                    .max_by_key(|a| a.as_os_str().len());
+                let anchor = self.anchor_of(c);
                 match anchor {
                     None => SafeDir::open_trusted(parent)?,
                     Some(a) => {
@@ -239,6 +233,36 @@ impl RestoreContext<'_> {
             }
         };
         Ok((dir, name.to_os_string()))
+    }
+}
+
+impl RestoreContext<'_> {
+    /// In place: the root of the deepest file tree being restored that holds `c`.
+    fn anchor_of(&self, c: &Component) -> Option<&Path> {
+        let path = Path::new(&c.path);
+        self.selected
+            .iter()
+            .filter(|o| o.kind == ComponentKind::Files && o.path != c.path)
+            .map(|o| Path::new(&o.path))
+            .filter(|a| path.starts_with(a))
+            .max_by_key(|a| a.as_os_str().len())
+    }
+
+    /// Refuses now what [`RestoreContext::parent_dir`] would refuse at restore time on the
+    /// operator's part of the path (a symlink in a directory another user can write), without
+    /// creating anything: called by the preflight, before any pre-restore point.
+    pub(crate) fn check_parent(&self, c: &Component) -> Result<()> {
+        let path = Path::new(&c.path);
+        match &self.options.target {
+            RestoreTarget::Into(dir) => SafeDir::check_trusted(dir),
+            RestoreTarget::InPlace => {
+                let anchor = self.anchor_of(c);
+                match anchor.unwrap_or(path).parent() {
+                    Some(p) => SafeDir::check_trusted(p),
+                    None => Ok(()),
+                }
+            }
+        }
     }
 }
 
@@ -273,6 +297,14 @@ pub struct RestoreOptions {
     pub only: Vec<ComponentKind>,
     /// Replace databases that are open or newer than the point.
     pub force: bool,
+    /// Replace a database modified after the point was taken (still refusing one another
+    /// process has open): a rollback puts back the state saved before a restore, which is
+    /// older than what that restore wrote.
+    pub replace_newer: bool,
+    /// A stop hook runs between this preflight and the restore: the preflight does not refuse
+    /// a database another process (the app) has open; the restore's own check, after the
+    /// hook, still does.
+    pub app_stops_first: bool,
     /// How thoroughly restored databases are checked.
     pub verify: sqlite::Verify,
     /// How PostgreSQL databases are restored.

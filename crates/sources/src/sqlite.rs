@@ -328,6 +328,11 @@ fn store_table(
 pub struct SqliteRestoreOptions {
     /// Replace a database that is open by another process or newer than the point.
     pub force: bool,
+    /// Replace a database newer than the point, but not one open by another process.
+    pub replace_newer: bool,
+    /// Do not refuse a database open by another process in [`preflight`] (a stop hook runs
+    /// before the restore, whose own check still refuses it).
+    pub skip_open_check: bool,
     /// The point's capture time (to refuse overwriting newer data).
     pub point_time: Option<jiff::Timestamp>,
     /// How thoroughly SQLite checks the restored file (the checksum and the row counts are
@@ -703,11 +708,19 @@ pub fn preflight(target: &Path, opts: SqliteRestoreOptions) -> Result<()> {
     if opts.force || !target.exists() {
         return Ok(());
     }
-    refuse_if_unsafe(target, opts.point_time)
+    let newer_than = opts.point_time.filter(|_| !opts.replace_newer);
+    refuse_if_unsafe(target, newer_than, !opts.skip_open_check)
 }
 
-fn refuse_if_unsafe(target: &Path, point_time: Option<jiff::Timestamp>) -> Result<()> {
-    if let Some(pid) = crate::util::open_by_other_process(target) {
+fn refuse_if_unsafe(
+    target: &Path,
+    point_time: Option<jiff::Timestamp>,
+    open_check: bool,
+) -> Result<()> {
+    if let Some(pid) = open_check
+        .then(|| crate::util::open_by_other_process(target))
+        .flatten()
+    {
         return Err(Error::new(
             ErrorKind::Refused,
             format!("{} is open by another process (pid {pid})", target.display()),
@@ -793,6 +806,8 @@ impl SqliteKind {
     fn options(cx: &RestoreContext<'_>) -> SqliteRestoreOptions {
         SqliteRestoreOptions {
             force: cx.options.force,
+            replace_newer: cx.options.replace_newer,
+            skip_open_check: cx.options.app_stops_first,
             point_time: Some(cx.point_time),
             verify: cx.options.verify,
         }

@@ -15,7 +15,12 @@ Examples:
 
 Paths given directly are recognised: a SQLite file is captured hot and consistent (page by page in
 one read transaction, writers keep going), a directory is backed up as a file tree, any other file
-as a config file. Mark secrets with --secret: their mode and owner are restored exactly.";
+as a config file. Mark secrets with --secret: their mode and owner are restored exactly.
+
+A cold backup: an app's [app.NAME.hooks] before_backup runs first (e.g. `systemctl stop chat`)
+and after_backup last, also when the backup failed (the app must come back; LIFEBOAT_RESULT is
+`ok` or `failed`). A failed before_backup means no backup; a failed after_backup is an error
+even though the point was written.";
 
 #[derive(Debug, Args)]
 pub struct BackupArgs {
@@ -66,6 +71,14 @@ pub fn run(ctx: &Context, a: BackupArgs) -> Result<()> {
             size(s.bytes_stored),
             duration_ms(s.duration_ms)
         );
+        for h in &r.hooks {
+            outln!(
+                "  hook {} `{}` ({})",
+                h.phase.as_str(),
+                esc(&h.command),
+                duration_ms(h.ms)
+            );
+        }
     }
     Ok(())
 }

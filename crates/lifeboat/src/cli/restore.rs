@@ -43,7 +43,15 @@ PostgreSQL: the dump is fetched and authenticated into a private temporary file 
 pg_restore --exit-on-error loads a new database created with the recorded encoding and locale,
 and its row counts are compared with the point (counted in the dump's own snapshot). In place,
 that new database is built under a temporary name and swapped in by renames only after it
-verified; other sessions of the original make the restore refuse, unless --pg-terminate.";
+verified; other sessions of the original make the restore refuse, unless --pg-terminate.
+
+In place, with [app.NAME.hooks] and [app.NAME.checks] in lifeboat.toml: pre-restore point ->
+`stop` hook -> restore and SQLite's verification -> smoke queries -> `start` hook -> health_url
+polled until 2xx. If anything after the stop hook fails, the pre-restore point is put back, the
+app is started again and the command exits 9 saying what failed (10 if that rollback failed too:
+the message names the pre-restore point and the command to retry). `lifeboat rollback APP` undoes
+the last in-place restore on purpose. With --to DIR no hook runs; the smoke queries check the
+restored copies.";
 
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
@@ -121,7 +129,7 @@ pub struct RestoreArgs {
     pub json: bool,
 }
 
-fn parse_verify(s: &str) -> std::result::Result<Verify, String> {
+pub(crate) fn parse_verify(s: &str) -> std::result::Result<Verify, String> {
     match s {
         "full" => Ok(Verify::Full),
         "quick" => Ok(Verify::Quick),
@@ -238,6 +246,22 @@ pub fn run(ctx: &Context, a: RestoreArgs) -> Result<()> {
             outln!("          warning: {}", esc(w));
         }
     }
+    print_hooks_and_checks(&report)
+}
+
+/// The hooks that ran and the app's checks that passed, after the restored components.
+pub(crate) fn print_hooks_and_checks(report: &lifeboat_app::RestoreReport) -> Result<()> {
+    for h in &report.hooks {
+        outln!(
+            "  hook    {} `{}` ({})",
+            h.phase.as_str(),
+            esc(&h.command),
+            crate::output::duration_ms(h.ms)
+        );
+    }
+    for c in &report.checks {
+        outln!("  check   {}", esc(c));
+    }
     Ok(())
 }
 
@@ -303,7 +327,7 @@ fn preview_lines(p: &RestorePreview) -> Vec<String> {
     out
 }
 
-fn confirm_in_place(plan: &mut RestorePlan, yes: bool) -> Result<()> {
+pub(crate) fn confirm_in_place(plan: &mut RestorePlan, yes: bool) -> Result<()> {
     if yes {
         return Ok(());
     }

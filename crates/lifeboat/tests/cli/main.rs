@@ -13,6 +13,9 @@ mod atomic;
 mod damage;
 /// Hand-made points whose paths escape `--to DIR` or lie beneath a symlink (issue 12 item 2).
 mod escape;
+/// Issue 12 items 8-10: stop/start and before/after_backup hooks, smoke queries, health URL,
+/// automatic rollback and `lifeboat rollback`, on real processes.
+mod hooks;
 /// Deduplication: unchanged and lightly changed databases add little; incremental chains
 /// restore exactly.
 mod incremental;
