@@ -13,6 +13,7 @@ use lifeboat_sources::{target_path, RestoreTarget};
 use serde::Serialize;
 
 use super::RestorePlan;
+use crate::hooks::Phase;
 
 /// At most this many removed paths are listed (all are counted).
 const LISTED: usize = 20;
@@ -38,6 +39,10 @@ pub struct RestorePreview {
     pub components: Vec<PreviewComponent>,
     /// Whether a pre-restore point of what is replaced is taken first.
     pub safety_point: bool,
+    /// The app's hooks this restore runs, in order (`stop: systemctl stop chat`).
+    pub hooks: Vec<String>,
+    /// The app's checks after the restore (smoke queries, health URL).
+    pub checks: Vec<String>,
     /// A rough estimate of the restore's duration in seconds (speeds measured on a 2-core
     /// machine from a local repository: see `docs/BENCHMARKS.md`; a remote store adds its
     /// transfer time).
@@ -137,6 +142,32 @@ impl RestorePlan {
             seconds += estimate(c, self.opts.verify) + p.size_now.unwrap_or(0) as f64 / SAVE_RATE;
             components.push(p);
         }
+        let in_place = !self.replaced.is_empty();
+        let hooks = [Phase::Stop, Phase::Start]
+            .into_iter()
+            .filter(|_| in_place)
+            .filter_map(|ph| {
+                ph.command(&self.hooks)
+                    .map(|c| format!("{}: {}", ph.as_str(), c.display()))
+            })
+            .collect();
+        let mut checks: Vec<String> = self
+            .checks
+            .sql
+            .iter()
+            .filter(|(db, _)| {
+                self.point
+                    .components
+                    .iter()
+                    .any(|c| c.kind == ComponentKind::Sqlite && Path::new(&c.path) == db)
+            })
+            .flat_map(|(db, qs)| qs.iter().map(move |q| format!("{}: {q}", db.display())))
+            .collect();
+        if in_place {
+            if let Some((url, _)) = &self.checks.health {
+                checks.push(format!("health: {}", url.as_str()));
+            }
+        }
         let p = &self.whole;
         Ok(RestorePreview {
             point: self.id.to_hex(),
@@ -146,7 +177,9 @@ impl RestorePlan {
             hostname: p.hostname.clone(),
             target,
             components,
-            safety_point: self.safety_point && !self.replaced.is_empty(),
+            safety_point: self.safety_point && in_place,
+            hooks,
+            checks,
             estimated_seconds: seconds.ceil().max(1.0) as u64,
         })
     }

@@ -320,6 +320,12 @@ fn preview_lines(p: &RestorePreview) -> Vec<String> {
             ));
         }
     }
+    for h in &p.hooks {
+        out.push(format!("  hook    {}", esc(h)));
+    }
+    for c in &p.checks {
+        out.push(format!("  check   {}", esc(c)));
+    }
     out.push(format!(
         "  estimated time: about {}",
         lifeboat_app::duration_ms(p.estimated_seconds * 1000)

@@ -271,7 +271,11 @@ fn a_symlink_in_a_directory_another_user_owns_is_not_followed() {
     let points = env.points().len();
     let o = fails(env.lb().args(["restore", "latest", "--yes"]), 6, "symlink");
     assert!(stderr(&o).contains("65534"), "{}", stderr(&o));
-    assert_eq!(env.points().len(), points, "refused before any pre-restore point");
+    assert_eq!(
+        env.points().len(),
+        points,
+        "refused before any pre-restore point"
+    );
     assert_eq!(std::fs::read(real.join("key")).unwrap(), b"changed");
 
     // Root's own directory: the operator's symlink is followed as before.

@@ -198,6 +198,23 @@ fn stop_and_start_hooks_run_around_an_in_place_restore() {
         0o644,
     );
     let reaper = std::thread::spawn(move || holder.wait().unwrap());
+    // The plan names the hooks, and runs none.
+    let plan = app
+        .lb()
+        .args(["restore", "chat", "latest", "--dry-run"])
+        .output()
+        .unwrap();
+    assert!(plan.status.success(), "{}", stderr(&plan));
+    let text = stdout(&plan);
+    assert!(
+        text.contains("hook    stop: ") && text.contains("hook    start: "),
+        "{text}"
+    );
+    assert!(
+        app.log().is_empty(),
+        "a dry run runs no hook: {:?}",
+        app.log()
+    );
     let out = app
         .lb()
         .args(["restore", "chat", "latest", "--yes"])
