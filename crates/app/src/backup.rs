@@ -121,6 +121,7 @@ pub fn backup(setup: &Setup, req: &BackupRequest, progress: &dyn Progress) -> Re
                     .unwrap_or_else(|| "adhoc".into())
             });
             AppSpec {
+                definition: None,
                 name,
                 sources,
                 excludes: req.excludes.clone(),

@@ -428,6 +428,11 @@ impl Config {
         )
     }
 
+    /// The text the config was parsed from.
+    pub(crate) fn text(&self) -> &str {
+        &self.text
+    }
+
     /// The app spec for `name`.
     pub fn app_spec(&self, name: &str) -> Result<AppSpec> {
         let a = self.app.get(name).ok_or_else(|| {
@@ -455,6 +460,7 @@ impl Config {
         add(ComponentKind::Secret, &a.secrets);
         add(ComponentKind::Config, &a.config);
         Ok(AppSpec {
+            definition: crate::definition::of_app(self, name),
             name: name.to_string(),
             sources,
             excludes: a.exclude.clone(),

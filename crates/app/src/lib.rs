@@ -33,6 +33,7 @@ mod check;
 mod checks;
 mod config;
 mod copy;
+mod definition;
 mod demo;
 mod demo_postgres;
 mod destination;
@@ -45,6 +46,7 @@ mod known_points;
 mod password;
 mod points;
 mod prune;
+mod recover;
 mod restore;
 mod rollback;
 mod setup;
@@ -69,6 +71,7 @@ pub use known_points::LastRestore;
 pub use password::PasswordSource;
 pub use points::{points, summary, PointSummary, PointsReport};
 pub use prune::prune;
+pub use recover::{recover_plan, RecoverPlan, RecoverReport, RecoverRequest};
 pub use restore::{
     plan as restore_plan, PreviewComponent, RestorePlan, RestorePreview, RestoreReport,
     RestoreRequest,

@@ -608,6 +608,7 @@ fn save_current_state(
     }
     let app = point.app.as_str();
     let mut spec = AppSpec {
+        definition: None,
         name: app.to_string(),
         sources,
         excludes: Vec::new(),

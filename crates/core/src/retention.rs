@@ -298,6 +298,7 @@ mod tests {
             lifeboat_version: "0".into(),
             components: Vec::new(),
             stats: PointStats::default(),
+            definition: None,
         };
         (ObjectId::of(time.as_bytes()), p)
     }

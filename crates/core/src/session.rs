@@ -258,6 +258,7 @@ mod tests {
                 bytes_new: summary.bytes_new,
                 ..PointStats::default()
             },
+            definition: None,
         }
     }
 

@@ -10,6 +10,7 @@ mod key;
 mod pick;
 mod points;
 mod prune;
+mod recover;
 mod restore;
 mod rollback;
 
@@ -105,6 +106,9 @@ pub enum Command {
     /// Restore a point into a directory, a file, or in place, verified.
     #[command(after_help = restore::AFTER_HELP)]
     Restore(restore::RestoreArgs),
+    /// Bring an app back on a new machine from its repository alone, and write its config.
+    #[command(after_help = recover::AFTER_HELP)]
+    Recover(recover::RecoverArgs),
     /// Undo the last in-place restore: put back the pre-restore point it took.
     #[command(after_help = rollback::AFTER_HELP)]
     Rollback(rollback::RollbackArgs),
@@ -150,6 +154,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Copy(a) => copy::run(&ctx, a),
         Command::Restore(a) => restore::run(&ctx, a),
         Command::Rollback(a) => rollback::run(&ctx, a),
+        Command::Recover(a) => recover::run(&ctx, a),
         Command::Check(a) => check::run(&ctx, a),
         Command::Forget(a) => forget::run(&ctx, a),
         Command::Prune(a) => prune::run(&ctx, a),

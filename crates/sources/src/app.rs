@@ -71,6 +71,8 @@ pub struct AppSpec {
     /// The time to record as the capture time instead of now. Only for tests and benchmarks
     /// that need a year of points quickly (`backup --point-time`, hidden).
     pub time: Option<jiff::Timestamp>,
+    /// The app's definition to record in the point (`Point::definition`), if it has one.
+    pub definition: Option<String>,
 }
 
 /// Builds a glob set, with a clear error for a bad pattern.
@@ -150,6 +152,7 @@ pub fn backup_app(
             bytes_new: summary.bytes_new,
             bytes_stored: summary.bytes_stored,
         },
+        definition: app.definition.clone(),
     })
 }
 
@@ -278,6 +281,7 @@ mod tests {
 
     fn app(sources: Vec<SourceSpec>) -> AppSpec {
         AppSpec {
+            definition: None,
             name: "t".into(),
             sources,
             ..AppSpec::default()
@@ -369,6 +373,7 @@ mod tests {
             lifeboat_version: "0".into(),
             components: vec![tree, pg_component("a"), pg_component("b")],
             stats: PointStats::default(),
+            definition: None,
         };
         let opts = RestoreOptions {
             target: RestoreTarget::InPlace,

@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use client::{ident, literal, spawn, tool_error, Session, StderrTail};
-pub use client::{url_database, PgSource};
+pub use client::{url_database, url_without_password, PgSource};
 use lifeboat_core::{
     load_tree, ChunkReader, ChunkWriter, Component, ComponentKind, EntryKind, Error, ErrorKind,
     PostgresBody, Progress, Result, TreeBody, TreeEntry,
@@ -1179,6 +1179,7 @@ mod tests {
             lifeboat_version: "0".into(),
             components: vec![component.clone()],
             stats: Default::default(),
+            definition: None,
         };
         s.commit(point).unwrap();
         let conn = PgSource {

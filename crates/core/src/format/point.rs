@@ -31,6 +31,11 @@ pub struct Point {
     pub components: Vec<Component>,
     /// Numbers about the backup that made it.
     pub stats: PointStats,
+    /// The app's definition (its `[app.NAME]` table of `lifeboat.toml`, as TOML, paths
+    /// absolute, passwords removed), so that a new machine can be set up from the repository
+    /// alone (`lifeboat recover`). Written by another host: untrusted, never run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub definition: Option<String>,
 }
 
 /// Numbers recorded for each point.

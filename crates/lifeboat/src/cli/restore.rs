@@ -230,7 +230,13 @@ pub fn run(ctx: &Context, a: RestoreArgs) -> Result<()> {
         esc(&point.app),
         crate::output::local_time(&point.time)
     );
-    for r in &report.restored {
+    print_restored(&report.restored)?;
+    print_hooks_and_checks(&report)
+}
+
+/// One line per restored component (databases as `db`), with its warnings.
+pub(crate) fn print_restored(restored: &[lifeboat_sources::RestoredComponent]) -> Result<()> {
+    for r in restored {
         let kind = if r.kind.is_database() {
             "db"
         } else {
@@ -246,7 +252,7 @@ pub fn run(ctx: &Context, a: RestoreArgs) -> Result<()> {
             outln!("          warning: {}", esc(w));
         }
     }
-    print_hooks_and_checks(&report)
+    Ok(())
 }
 
 /// The hooks that ran and the app's checks that passed, after the restored components.
@@ -266,7 +272,7 @@ pub(crate) fn print_hooks_and_checks(report: &lifeboat_app::RestoreReport) -> Re
 }
 
 /// The plan, as lines for a person (escaped).
-fn preview_lines(p: &RestorePreview) -> Vec<String> {
+pub(crate) fn preview_lines(p: &RestorePreview) -> Vec<String> {
     let mut out = vec![format!(
         "restore point {} of app {} ({}{}), written by {}",
         &p.point[..8.min(p.point.len())],

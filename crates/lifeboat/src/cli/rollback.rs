@@ -69,13 +69,6 @@ pub fn run(ctx: &Context, a: RollbackArgs) -> Result<()> {
         id.short(),
         local_time(&pre_time)
     );
-    for r in &report.restored {
-        let kind = if r.kind.is_database() {
-            "db"
-        } else {
-            r.kind.as_str()
-        };
-        outln!("  {kind:<7} {}: {}", esc(&r.path), esc(&r.verified));
-    }
+    super::restore::print_restored(&report.restored)?;
     super::restore::print_hooks_and_checks(&report)
 }

@@ -65,6 +65,7 @@ fn make_point_of(
             lifeboat_version: "0".into(),
             components: out,
             stats: PointStats::default(),
+            definition: None,
         })
         .unwrap();
     id

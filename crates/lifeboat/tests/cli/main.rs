@@ -26,6 +26,8 @@ mod plan;
 /// PostgreSQL apps on a real server: hot dump beside a writer, new-database and in-place
 /// restores, failing and killed dumps, dedup of an unchanged database, wrappers, roles.
 mod postgres;
+/// Bare-machine recovery from the repository alone (issue 12 item 11).
+mod recover;
 /// Bad input: not a SQLite file, missing paths, config errors, in-place refusals.
 mod refusals;
 /// Off-site destinations: a whole app through S3 (moto), request economy, clear refusals.

@@ -459,6 +459,36 @@ pub fn url_database(url: &str) -> Option<String> {
     (!db.is_empty()).then(|| percent_decode(db))
 }
 
+/// `url` without any password it carries (what may be stored in a point): a URL keeps its
+/// database, a key=value string its other keywords. Unchanged when it has none.
+pub fn url_without_password(url: &str) -> String {
+    if url_password(url).is_none() {
+        return url.to_string();
+    }
+    let database = if url.contains("://") {
+        url_database(url).unwrap_or_default()
+    } else {
+        parse_conninfo(url)
+            .0
+            .into_iter()
+            .rev()
+            .find(|(k, _)| k == "dbname")
+            .map(|(_, v)| v)
+            .unwrap_or_default()
+    };
+    let src = PgSource {
+        url: Some(url.to_string()),
+        database,
+        wrapper: Vec::new(),
+        bin_dir: None,
+        password_file: None,
+        globals: false,
+        schema_only: false,
+        terminate_connections: false,
+    };
+    src.conninfo(&src.database)
+}
+
 /// The password a connection string carries: `user:password@` or `?password=` of a URL
 /// (percent-decoded), or a `password=` word of a key=value string.
 fn url_password(url: &str) -> Option<String> {
@@ -625,6 +655,27 @@ mod tests {
                 Some(std::ffi::OsStr::new("pw"))
             )));
         }
+    }
+
+    #[test]
+    fn url_without_password_keeps_everything_else() {
+        use super::url_without_password as strip;
+        let u = strip("postgresql://app:s3cr%40t@db.local:5433/chat?sslmode=require&password=x");
+        assert!(!u.contains("s3cr") && !u.contains("password"), "{u}");
+        assert!(
+            u.contains("app@db.local:5433/chat") && u.contains("sslmode=require"),
+            "{u}"
+        );
+        let kv = strip("host=db password='a b' dbname=chat user=app");
+        assert!(!kv.contains("a b") && !kv.contains("password"), "{kv}");
+        assert!(
+            kv.contains("host=") && kv.contains("chat") && kv.contains("app"),
+            "{kv}"
+        );
+        assert_eq!(
+            strip("postgresql://app@db/chat"),
+            "postgresql://app@db/chat"
+        );
     }
 
     #[test]
