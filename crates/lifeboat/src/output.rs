@@ -26,11 +26,18 @@ pub fn init_logging(verbose: u8, quiet: bool) {
 /// A stored or user-controlled string made safe for a terminal: every control character (C0
 /// including tab and newline, DEL, C1) becomes its Rust escape `\u{1b}`, so a key-slot label,
 /// a lease's hostname, a point's tags or paths cannot move the cursor, retitle the window or
-/// write the clipboard (OSC 52) of whoever reads the output. Everything else, including
-/// backslashes and non-ASCII text, is shown as it is. Every human-readable print of such a
-/// string goes through this; JSON output is escaped by serde.
+/// write the clipboard (OSC 52) of whoever reads the output. So do the invisible characters
+/// that reorder or hide text (bidirectional overrides and isolates, U+202A-202E and
+/// U+2066-2069, and the marks U+200E/U+200F/U+061C: a path `/srv/\u{202e}gnp.exe` would
+/// display as `/srv/exe.png`). Everything else, including backslashes and non-ASCII text, is
+/// shown as it is. Every human-readable print of such a string goes through this; JSON output
+/// is escaped by serde.
 pub fn esc(s: &str) -> std::borrow::Cow<'_, str> {
-    let is_control = |c: char| c.is_control(); // C0, DEL and C1 (Unicode category Cc)
+    // C0, DEL and C1 (Unicode category Cc), and the bidirectional formatting characters.
+    let is_control = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}' | '\u{61c}')
+    };
     if !s.chars().any(is_control) {
         return std::borrow::Cow::Borrowed(s);
     }
@@ -172,6 +179,8 @@ mod tests {
             esc("\x1b]52;c;aGk=\x07 a\tb\nc\r\x7f\u{9b}\0"),
             r"\u{1b}]52;c;aGk=\u{7} a\u{9}b\u{a}c\u{d}\u{7f}\u{9b}\u{0}"
         );
+        assert_eq!(esc("/srv/\u{202e}gnp.exe"), r"/srv/\u{202e}gnp.exe");
+        assert_eq!(esc("a\u{2066}b\u{200f}"), r"a\u{2066}b\u{200f}");
     }
 
     /// Only a broken pipe on stdout ends quietly; one to a child (psql) stays an error.

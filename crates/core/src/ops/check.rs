@@ -62,6 +62,10 @@ pub struct CheckReport {
     pub condemned_packs: usize,
     /// Everything wrong, each naming its object.
     pub problems: Vec<Problem>,
+    /// What is not damage but an operator should know, each naming its object: points whose
+    /// trees hold setuid or setgid files (a restore clears those bits unless asked to keep
+    /// them; a point from another key holder could plant a setuid program).
+    pub notes: Vec<Problem>,
 }
 
 /// Runs the check. Problems are collected, not returned as errors; an `Err` means the check
@@ -211,6 +215,7 @@ pub fn check(
         let mut mine: HashSet<ChunkId> = HashSet::new();
         let mut walk_errs = Vec::new();
         let mut path_errs = Vec::new();
+        let mut notes = Vec::new();
         let mut reader = repo.reader();
         for c in &point.components {
             if let Err(e) = crate::paths::check_component_path(&id.short(), c) {
@@ -226,6 +231,20 @@ pub fn check(
                     let entries = load_tree(&mut reader, t)?;
                     if let Err(e) = crate::paths::check_tree(&id.short(), c, &entries) {
                         path_errs.push(e.to_string());
+                    }
+                    let setid: Vec<&str> = entries
+                        .iter()
+                        .filter(|e| e.kind == crate::EntryKind::File && e.mode & 0o6000 != 0)
+                        .map(|e| e.path.as_str())
+                        .collect();
+                    if !setid.is_empty() {
+                        notes.push(format!(
+                            "{} {} has {} setuid/setgid files (a restore clears those bits unless --keep-setid): {}",
+                            c.kind.as_str(),
+                            c.path,
+                            setid.len(),
+                            setid.iter().take(5).copied().collect::<Vec<_>>().join(", ")
+                        ));
                     }
                     for e in entries {
                         mine.extend(e.chunks);
@@ -244,6 +263,12 @@ pub fn check(
         walk_errs.extend(path_errs);
         for msg in walk_errs {
             problem(&mut r, ObjectKind::Point, &p.name, msg);
+        }
+        for message in notes {
+            r.notes.push(Problem {
+                object: format!("{}/{}", ObjectKind::Point, p.name),
+                message,
+            });
         }
         let mut missing = 0usize;
         let mut damaged: HashSet<ObjectId> = HashSet::new();

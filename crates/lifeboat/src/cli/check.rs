@@ -54,6 +54,9 @@ pub fn run(ctx: &Context, a: CheckArgs) -> Result<()> {
                 report.unindexed_packs
             );
         }
+        for n in &report.notes {
+            outln!("note: {}: {}", esc(&n.object), esc(&n.message));
+        }
         for p in &report.problems {
             outln!("DAMAGED {}: {}", esc(&p.object), esc(&p.message));
         }

@@ -246,6 +246,15 @@ fn setuid_bits_are_cleared_unless_asked_for() {
     let r = out.join(up.strip_prefix("/").unwrap());
     assert_eq!(mode(&r.join("tool")), 0o4755);
     assert_eq!(mode(&r.join("group")), 0o2750);
+
+    // `check` notes them (not damage: exit 0).
+    let o = env.lb().arg("check").output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("2 setuid/setgid files") && stdout(&o).contains("tool"),
+        "{}",
+        stdout(&o)
+    );
 }
 
 /// On the way to a restore target, a symlink is followed only where only root can have put
