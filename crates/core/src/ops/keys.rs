@@ -20,6 +20,10 @@ pub struct KeyInfo {
     pub label: String,
     /// Whether this slot opened the repository in this run.
     pub current: bool,
+    /// Why the slot cannot be read (damaged, or written by a newer lifeboat); it is listed
+    /// (and can be removed) rather than failing the whole listing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub damaged: Option<String>,
 }
 
 /// Adds a slot for `password` with the repository's argon2id cost (that of the slot that
@@ -40,13 +44,34 @@ pub fn add_key(repo: &Repository, password: &[u8], label: &str) -> Result<String
 pub fn list_keys(repo: &Repository) -> Result<Vec<KeyInfo>> {
     let mut out = Vec::new();
     for e in repo.storage().list(ObjectKind::Key)? {
-        let f = KeyFile::parse(&repo.storage().read(ObjectKind::Key, &e.name)?, &e.name)?;
+        let parsed = repo
+            .storage()
+            .read(ObjectKind::Key, &e.name)
+            .map_err(crate::error::Error::from)
+            .and_then(|bytes| KeyFile::parse(&bytes, &e.name));
+        let f = match parsed {
+            Ok(f) => f,
+            // A store that cannot be reached fails the listing; one bad slot does not.
+            Err(err) if err.is_retryable() => return Err(err),
+            Err(err) => {
+                out.push(KeyInfo {
+                    current: false,
+                    id: e.name,
+                    created: String::new(),
+                    hostname: String::new(),
+                    label: String::new(),
+                    damaged: Some(err.to_string()),
+                });
+                continue;
+            }
+        };
         out.push(KeyInfo {
             current: e.name == repo.key_name(),
             id: e.name,
             created: f.created,
             hostname: f.hostname,
             label: f.label,
+            damaged: None,
         });
     }
     out.sort_by(|a, b| a.created.cmp(&b.created));
@@ -73,7 +98,7 @@ pub fn remove_key(repo: &Repository, prefix: &str) -> Result<String> {
         return Err(err!(Refused, "key slot {} is the one this password opened", &k.id[..8])
             .with_hint("open the repository with another password to remove this slot, so you cannot lock yourself out"));
     }
-    if keys.len() == 1 {
+    if k.damaged.is_none() && keys.iter().filter(|k| k.damaged.is_none()).count() == 1 {
         return Err(err!(Refused, "key slot {} is the last one", &k.id[..8]));
     }
     repo.storage().delete(ObjectKind::Key, &k.id)?;

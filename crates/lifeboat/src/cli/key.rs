@@ -59,6 +59,15 @@ pub fn run(ctx: &Context, cmd: KeyCommand) -> Result<()> {
             } else {
                 outln!("{:<10} {:<25} {:<20} LABEL", "ID", "CREATED", "HOST");
                 for k in keys {
+                    if let Some(why) = &k.damaged {
+                        outln!(
+                            " {:<9} DAMAGED: {} (`lifeboat key remove {}` removes it)",
+                            &k.id[..8.min(k.id.len())],
+                            esc(why),
+                            esc(&k.id[..8.min(k.id.len())])
+                        );
+                        continue;
+                    }
                     outln!(
                         "{}{:<9} {:<25} {:<20} {}",
                         if k.current { "*" } else { " " },

@@ -228,6 +228,13 @@ fn oversized_key_slot_and_lease_are_damaged_not_read() {
     let text = stdout(&o) + &stderr(&o);
     let slot = format!("key/{}", "ff".repeat(32));
     assert!(text.contains(&slot) && text.contains("not read"), "{text}");
+    // `key list` lists it as damaged (the others still listed) and it can be removed.
+    let (out, _) = env.ok(&[&"key", &"list"]);
+    assert!(
+        out.contains("ffffffff  DAMAGED") && out.contains('*'),
+        "{out}"
+    );
+    env.ok(&[&"key", &"remove", &"ffffffff"]);
     // prune reads every lease: the huge one counts as unreadable, nothing fails.
     env.ok(&[&"prune"]);
     env.lb().arg("backup").arg(&db).assert().success();
