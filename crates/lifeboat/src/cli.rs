@@ -196,7 +196,7 @@ impl Context {
     /// `--stats`: requests per storage opened, on stderr.
     fn print_stats(&self) {
         for (loc, r) in self.setup.opened() {
-            eprintln!(
+            crate::output::errln!(
                 "requests to {loc}: {} (list {}, get {}, head {}, put {}, delete {})",
                 r.total(),
                 r.list,

@@ -55,12 +55,12 @@ pub fn esc(s: &str) -> std::borrow::Cow<'_, str> {
 /// `error: <what happened>` and, when known, `hint: <what to do>` on stderr (escaped: messages
 /// quote paths, labels and names).
 pub fn print_error(e: &Error) {
-    eprintln!("error: {}", esc(e.message()));
+    crate::output::errln!("error: {}", esc(e.message()));
     if let Some(h) = e.hint() {
-        eprintln!("hint: {}", esc(h));
+        crate::output::errln!("hint: {}", esc(h));
     }
     if e.is_retryable() {
-        eprintln!("note: this may be temporary; running the command again can help");
+        crate::output::errln!("note: this may be temporary; running the command again can help");
     }
     let mut src = std::error::Error::source(e);
     while let Some(s) = src {
@@ -149,6 +149,25 @@ macro_rules! outln {
     };
 }
 pub(crate) use outln;
+
+/// `eprintln!` that never panics: a closed or full standard error (`2>&-`, a full disk) loses
+/// the message, never the operation (`eprintln!` panics on a write error).
+macro_rules! errln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
+pub(crate) use errln;
+
+/// `eprint!` that never panics (see [`errln!`]).
+macro_rules! err_print {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr(), $($t)*);
+    }};
+}
+pub(crate) use err_print;
 
 /// Whether `e` comes from a write to a closed standard output ([`StdoutClosed`]).
 pub fn stdout_closed(e: &Error) -> bool {

@@ -27,13 +27,13 @@ pub fn pick_point(ctx: &Context, app: Option<&str>) -> Result<String> {
             ),
         ));
     }
-    eprintln!("Recent points (newest first):");
+    crate::output::errln!("Recent points (newest first):");
     for (i, p) in recent.iter().enumerate() {
-        eprintln!("{:>3}  {}", i + 1, describe(p, app.is_none()));
+        crate::output::errln!("{:>3}  {}", i + 1, describe(p, app.is_none()));
     }
     let mut line = String::new();
     loop {
-        eprint!(
+        crate::output::err_print!(
             "Point to restore [1-{}, Enter = 1, q = quit]: ",
             recent.len()
         );
@@ -47,7 +47,11 @@ pub fn pick_point(ctx: &Context, app: Option<&str>) -> Result<String> {
             "q" | "Q" => return Err(cancelled()),
             s => match s.parse::<usize>() {
                 Ok(n) if (1..=recent.len()).contains(&n) => return Ok(recent[n - 1].id.clone()),
-                _ => eprintln!("  {:?} is not a number from 1 to {}", esc(s), recent.len()),
+                _ => crate::output::errln!(
+                    "  {:?} is not a number from 1 to {}",
+                    esc(s),
+                    recent.len()
+                ),
             },
         }
     }

@@ -86,7 +86,7 @@ pub fn run(ctx: &Context, a: RecoverArgs) -> Result<()> {
     }
     let time = plan.restore.point().time.clone();
     let report = plan.run(true, &ctx.progress, &mut |saved| {
-        eprintln!(
+        crate::output::errln!(
             "saved what was already there as pre-restore point {}",
             saved.short()
         );

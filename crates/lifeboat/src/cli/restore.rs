@@ -215,7 +215,7 @@ pub fn run(ctx: &Context, a: RestoreArgs) -> Result<()> {
     }
     let (id, point) = (plan.id(), plan.point().clone());
     let report = plan.run(true, &ctx.progress, &mut |saved| {
-        eprintln!(
+        crate::output::errln!(
             "saved the current state as pre-restore point {}",
             saved.short()
         );
@@ -352,9 +352,9 @@ pub(crate) fn confirm_in_place(plan: &mut RestorePlan, yes: bool) -> Result<()> 
         .with_hint("pass --yes to confirm (a pre-restore point is taken first), or restore elsewhere with --to DIR"));
     }
     for line in preview_lines(&plan.preview()?) {
-        eprintln!("{line}");
+        crate::output::errln!("{line}");
     }
-    eprint!("Replace {}? [y/N] ", esc(&list.join(", ")));
+    crate::output::err_print!("Replace {}? [y/N] ", esc(&list.join(", ")));
     let _ = std::io::stderr().flush();
     let mut line = String::new();
     let _ = std::io::stdin().lock().read_line(&mut line);

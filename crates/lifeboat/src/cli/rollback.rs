@@ -43,7 +43,7 @@ pub fn run(ctx: &Context, a: RollbackArgs) -> Result<()> {
     let rb = lifeboat_app::rollback_plan(&ctx.setup, &req)?;
     let (u, mut plan) = (&rb.undoing, rb.plan);
     let pre_time = plan.point().time.clone();
-    eprintln!(
+    crate::output::errln!(
         "undoing the in-place restore of point {} ({}) done at {}: putting back pre-restore point {} (taken {})",
         esc(&u.restored.chars().take(8).collect::<String>()),
         local_time(&u.restored_time),
@@ -54,7 +54,7 @@ pub fn run(ctx: &Context, a: RollbackArgs) -> Result<()> {
     super::restore::confirm_in_place(&mut plan, a.yes)?;
     let (id, app) = (plan.id(), plan.point().app.clone());
     let report = plan.run(true, &ctx.progress, &mut |saved| {
-        eprintln!(
+        crate::output::errln!(
             "saved the current state as pre-restore point {}",
             saved.short()
         );

@@ -434,3 +434,42 @@ fn restore_verify_levels() {
         "not full or quick",
     );
 }
+
+/// A full standard error loses messages, never the exit code: no panic (exit 101), on an error
+/// and on a success that prints a note there (the pre-restore point).
+#[test]
+fn full_stderr_keeps_the_exit_code() {
+    let env = Env::new();
+    env.init();
+    let full = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap()
+    };
+    let o = env
+        .lb_std()
+        .args(["restore", "0123abcd"])
+        .stderr(full())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let f = env.path("f.txt");
+    write(&f, b"one", 0o644);
+    let o = env
+        .lb_std()
+        .args(["backup", "--secret"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    write(&f, b"two", 0o644);
+    let o = env
+        .lb_std()
+        .args(["restore", "latest", "--yes"])
+        .stderr(full())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert_eq!(std::fs::read(&f).unwrap(), b"one");
+}
