@@ -152,7 +152,7 @@ pub(crate) fn smoke(db: &Path, queries: &[String]) -> Result<Vec<String>> {
     // has no side files, and the check must not create any (as root, a -shm owned by root
     // would lock the app out of its own database) nor write. No symlink is followed.
     let conn = Connection::open_with_flags(
-        immutable_uri(db),
+        lifeboat_sources::sqlite::immutable_uri(db),
         OpenFlags::SQLITE_OPEN_READ_ONLY
             | OpenFlags::SQLITE_OPEN_URI
             | OpenFlags::SQLITE_OPEN_NOFOLLOW
@@ -184,22 +184,6 @@ pub(crate) fn smoke(db: &Path, queries: &[String]) -> Result<Vec<String>> {
         passed.push(format!("smoke query `{q}` on {}: {shown}", db.display()));
     }
     Ok(passed)
-}
-
-/// `file:` URI of `path` with `immutable=1`, every byte outside the unreserved set and `/`
-/// percent-encoded (a `?` or `#` in a directory name cannot add parameters).
-fn immutable_uri(path: &Path) -> String {
-    use std::os::unix::ffi::OsStrExt;
-    let mut uri = String::from("file:");
-    for &b in path.as_os_str().as_bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
-            uri.push(b as char);
-        } else {
-            uri.push_str(&format!("%{b:02X}"));
-        }
-    }
-    uri.push_str("?immutable=1");
-    uri
 }
 
 /// An `http://HOST[:PORT]/PATH` URL, parsed.

@@ -612,8 +612,10 @@ enum Open {
 }
 
 /// `file:` URI of `path` with `immutable=1`: every byte outside the unreserved set and `/` is
-/// percent-encoded, so a `?`, `#` or `%` in a directory name cannot add URI parameters.
-fn immutable_uri(path: &Path) -> String {
+/// percent-encoded, so a `?`, `#` or `%` in a directory name cannot add URI parameters. For
+/// opening a database read-only that no one may lock or change meanwhile (verification, smoke
+/// queries): no locks taken, no `-shm`/`-wal` created.
+pub fn immutable_uri(path: &Path) -> String {
     use std::os::unix::ffi::OsStrExt;
     let mut uri = String::from("file:");
     for &b in path.as_os_str().as_bytes() {

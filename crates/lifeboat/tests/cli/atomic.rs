@@ -59,6 +59,21 @@ fn noise(seed: u32, len: usize) -> Vec<u8> {
         .collect()
 }
 
+/// Nothing of lifeboat's (staging directory, old tree) is left beside `tree`.
+fn assert_no_leftovers(tree: &Path) {
+    let leftovers: Vec<_> = std::fs::read_dir(tree.parent().unwrap())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| n.to_string_lossy().contains("lifeboat"))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "left beside {}: {leftovers:?}",
+        tree.display()
+    );
+}
+
 fn backup(env: &Env, args: &[&dyn AsRef<std::ffi::OsStr>]) {
     let o = env
         .lb()
@@ -95,16 +110,7 @@ fn in_place_tree_restore_equals_the_point_and_keeps_the_rest_in_the_pre_restore_
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(snapshot(&up), at_backup, "the tree is exactly the point's");
     assert_eq!(mode(&up.join("private")), 0o700);
-    let leftovers: Vec<_> = std::fs::read_dir(up.parent().unwrap())
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name())
-        .filter(|n| n.to_string_lossy().contains("lifeboat"))
-        .collect();
-    assert!(
-        leftovers.is_empty(),
-        "no staging or old tree left: {leftovers:?}"
-    );
+    assert_no_leftovers(&up);
 
     // The pre-restore point holds the intruder's state, shell.php included.
     let pre = env
@@ -163,16 +169,7 @@ fn a_failed_tree_restore_leaves_the_old_tree_as_it_was() {
         stderr(&o)
     );
     assert_eq!(snapshot(&up), live, "the old tree is untouched");
-    let leftovers: Vec<_> = std::fs::read_dir(up.parent().unwrap())
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name())
-        .filter(|n| n.to_string_lossy().contains("lifeboat"))
-        .collect();
-    assert!(
-        leftovers.is_empty(),
-        "the staging directory is removed: {leftovers:?}"
-    );
+    assert_no_leftovers(&up);
 }
 
 /// A secret configured inside an uploads directory is its own component: restoring only the
