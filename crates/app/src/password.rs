@@ -51,10 +51,35 @@ impl PasswordSource {
     }
 }
 
+/// Reads the first line of a password file. Refused (kind `Refused`) when another user could
+/// read it (the password opens every backup) or change it, or owns it: checked on the open
+/// file, as OpenSSH does for private keys.
 fn from_file(path: &Path) -> Result<Zeroizing<Vec<u8>>> {
-    let s = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+    let fail = |e: std::io::Error| {
         Error::io(format!("read password file {}", path.display()), e).with_kind(ErrorKind::Auth)
-    })?);
+    };
+    let mut file = std::fs::File::open(path).map_err(fail)?;
+    let md = file.metadata().map_err(fail)?;
+    let euid = crate::trust::effective_uid();
+    if md.mode() & 0o077 != 0 || (md.uid() != euid && md.uid() != 0) {
+        return Err(Error::new(
+            ErrorKind::Refused,
+            format!(
+                "password file {} can be read or changed by other users (owner uid {}, mode {:o})",
+                path.display(),
+                md.uid(),
+                md.mode() & 0o7777
+            ),
+        )
+        .with_hint(format!(
+            "make it yours and private: chown {euid} {0} && chmod 600 {0}",
+            path.display()
+        )));
+    }
+    let mut s = Zeroizing::new(String::new());
+    file.read_to_string(&mut s).map_err(fail)?;
     let line = s.lines().next().unwrap_or_default();
     if line.is_empty() {
         return Err(Error::new(
@@ -108,6 +133,8 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let f = d.path().join("pw");
         std::fs::write(&f, "secret\nrest\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
         let p: Zeroizing<Vec<u8>> = from_file(&f).unwrap();
         assert_eq!(&p[..], b"secret");
         let src = PasswordSource {

@@ -102,8 +102,18 @@ fn stored_strings_are_printed_without_control_characters() {
 #[test]
 fn password_file_and_command_work() {
     let env = Env::new();
-    std::fs::write(env.path("pw"), format!("{PASSWORD}\n")).unwrap();
+    write(&env.path("pw"), format!("{PASSWORD}\n").as_bytes(), 0o644);
     env.init();
+    // Readable by every local user: refused, with how to fix it.
+    let o = fails(
+        env.lb()
+            .env_remove("LIFEBOAT_PASSWORD")
+            .args(["--password-file", "pw", "points"]),
+        6,
+        "can be read or changed by other users",
+    );
+    assert!(stderr(&o).contains("chmod 600"), "{}", stderr(&o));
+    write(&env.path("pw"), format!("{PASSWORD}\n").as_bytes(), 0o600);
     env.lb()
         .env_remove("LIFEBOAT_PASSWORD")
         .args(["--password-file", "pw", "points"])
