@@ -26,6 +26,9 @@ mod plan;
 /// PostgreSQL apps on a real server: hot dump beside a writer, new-database and in-place
 /// restores, failing and killed dumps, dedup of an unchanged database, wrappers, roles.
 mod postgres;
+/// Attack review of the atomic tree restore, hooks and rollback: failing tests of what it
+/// found (branch `review`).
+mod review_attacks;
 /// Bad input: not a SQLite file, missing paths, config errors, in-place refusals.
 mod refusals;
 /// Off-site destinations: a whole app through S3 (moto), request economy, clear refusals.

@@ -1,0 +1,196 @@
+//! Review attacks (branch `review`): each test demonstrates a problem found by the attack
+//! review of the atomic tree restore, hooks and rollback. They FAIL until fixed.
+use std::sync::Arc;
+
+use lifeboat_core::{
+    Component, ComponentKind, EntryKind, ObjectId, Point, PointStats, Repository, Storage,
+    TreeBody, TreeEntry,
+};
+use lifeboat_storage::LocalStorage;
+
+use crate::common::*;
+
+fn entry(path: &str, kind: EntryKind) -> TreeEntry {
+    TreeEntry {
+        path: path.into(),
+        kind,
+        mode: if kind == EntryKind::File { 0o644 } else { 0o755 },
+        uid: unsafe { libc::getuid() },
+        gid: unsafe { libc::getgid() },
+        mtime_ns: 0,
+        size: 0,
+        chunks: Vec::new(),
+        target: None,
+        ctime_ns: None,
+        inode: None,
+    }
+}
+
+/// A point of app `app` (as any key holder can write), dated now, of `components` (kind, path,
+/// tree entries): files hold `pwned`, symlinks point at `link_to`.
+fn key_holder_point(
+    env: &Env,
+    app: &str,
+    components: Vec<(ComponentKind, String, Vec<TreeEntry>)>,
+    link_to: &str,
+) -> ObjectId {
+    let storage: Arc<dyn Storage> = Arc::new(LocalStorage::new(&env.repo));
+    let mut repo = Repository::open(storage, PASSWORD.as_bytes()).unwrap();
+    let mut s = repo.begin_backup().unwrap();
+    let w = s.writer();
+    let mut out = Vec::new();
+    for (kind, path, mut entries) in components {
+        for e in entries.iter_mut() {
+            match e.kind {
+                EntryKind::File => {
+                    e.chunks = w.store_bytes(b"pwned").unwrap();
+                    e.size = 5;
+                }
+                EntryKind::Symlink => e.target = Some(link_to.to_string()),
+                EntryKind::Dir => {}
+            }
+        }
+        let count = |k| entries.iter().filter(|e| e.kind == k).count() as u64;
+        let body = TreeBody {
+            files: count(EntryKind::File),
+            dirs: count(EntryKind::Dir),
+            symlinks: count(EntryKind::Symlink),
+            entries: w
+                .store_bytes(&serde_json::to_vec(&entries).unwrap())
+                .unwrap(),
+        };
+        out.push(Component {
+            kind,
+            path,
+            size: 5,
+            sqlite: None,
+            tree: Some(body),
+            postgres: None,
+        });
+    }
+    let (id, _) = s
+        .commit(|_| Point {
+            app: app.into(),
+            time: jiff::Timestamp::now().to_string(),
+            tags: vec!["manual".into()],
+            hostname: "other-host".into(),
+            lifeboat_version: "0".into(),
+            components: out,
+            stats: PointStats::default(),
+        })
+        .unwrap();
+    id
+}
+
+fn config(env: &Env, body: &str) {
+    std::fs::write(
+        env.path("lifeboat.toml"),
+        format!("[repository.main]\npath = \"repo\"\n\n[app.web]\n{body}\n"),
+    )
+    .unwrap();
+}
+
+/// The local config lists a SQLite database; a key holder's point has a *config* component at
+/// that path whose single entry is a symlink. `refuse_unlisted` matches by path only, so the
+/// in-place restore replaces the database with a symlink to any file of this host; the next
+/// backup (SQLite's capture follows symlinks: `fs::metadata` + `Connection::open` by path, as
+/// root) then stores that file, here another app's root-only database, in the repository,
+/// where the key holder reads it.
+#[test]
+fn a_point_cannot_turn_a_listed_database_into_a_symlink() {
+    let env = Env::new();
+    env.init();
+    std::fs::create_dir_all(env.path("live/data")).unwrap();
+    std::fs::create_dir_all(env.path("rootonly")).unwrap();
+    let db = env.path("live/data/app.db");
+    let secret = env.path("rootonly/secret.db");
+    make_db(&db, 10, 10);
+    {
+        let c = rusqlite::Connection::open(&secret).unwrap();
+        c.execute_batch("CREATE TABLE k(v TEXT); INSERT INTO k VALUES ('TOP-SECRET');")
+            .unwrap();
+    }
+    config(&env, &format!("sqlite = [\"{}\"]", db.display()));
+    env.ok(&[&"backup", &"web"]);
+    let id = key_holder_point(
+        &env,
+        "web",
+        vec![(
+            ComponentKind::Config,
+            db.display().to_string(),
+            vec![entry("", EntryKind::Symlink)],
+        )],
+        &secret.display().to_string(),
+    );
+    let o = env
+        .lb()
+        .args(["restore", &id.to_hex(), "--yes"])
+        .output()
+        .unwrap();
+    let replaced_by_link = std::fs::symlink_metadata(&db)
+        .map(|m| m.file_type().is_symlink())
+        .unwrap_or(false);
+    // What the next backup does with it.
+    let b = env.lb().args(["backup", "web"]).output().unwrap();
+    let to = env.path("drill");
+    let r = env
+        .lb()
+        .args(["restore", "web", "--to"])
+        .arg(&to)
+        .arg("--yes")
+        .output()
+        .unwrap();
+    let drilled = to.join(db.strip_prefix("/").unwrap());
+    let leaked = std::fs::read(&drilled)
+        .map(|b| b.windows(10).any(|w| w == b"TOP-SECRET"))
+        .unwrap_or(false);
+    assert!(
+        !replaced_by_link && !leaked,
+        "restore exit {:?} ({}); app.db replaced by a symlink: {replaced_by_link}; \
+         next backup exit {:?}; restore of it exit {:?}; the other database's secret is in the \
+         repository: {leaked}",
+        o.status.code(),
+        stderr(&o),
+        b.status.code(),
+        r.status.code()
+    );
+}
+
+/// A `files` component whose root entry is a symlink (or a file): the single-file branch of
+/// `tree::restore` removes the whole existing directory (`remove_tree`) and leaves a symlink
+/// to wherever the point says.
+#[test]
+fn a_files_point_with_a_symlink_root_does_not_replace_the_tree_with_a_link() {
+    let env = Env::new();
+    env.init();
+    let up = env.path("live/up");
+    std::fs::create_dir_all(&up).unwrap();
+    std::fs::write(up.join("keep.txt"), b"user data").unwrap();
+    config(&env, &format!("files = [\"{}\"]", up.display()));
+    env.ok(&[&"backup", &"web"]);
+    let id = key_holder_point(
+        &env,
+        "web",
+        vec![(
+            ComponentKind::Files,
+            up.display().to_string(),
+            vec![entry("", EntryKind::Symlink)],
+        )],
+        "/etc",
+    );
+    let o = env
+        .lb()
+        .args(["restore", &id.to_hex(), "--yes"])
+        .output()
+        .unwrap();
+    let md = std::fs::symlink_metadata(&up).unwrap();
+    assert!(
+        md.is_dir() && up.join("keep.txt").exists(),
+        "restore exit {:?} ({}): {} is now a {:?} -> {:?}",
+        o.status.code(),
+        stderr(&o),
+        up.display(),
+        md.file_type(),
+        std::fs::read_link(&up).ok()
+    );
+}
