@@ -194,3 +194,83 @@ fn a_files_point_with_a_symlink_root_does_not_replace_the_tree_with_a_link() {
         std::fs::read_link(&up).ok()
     );
 }
+
+/// The app's user swaps a file of their upload tree with a symlink to a file only root can
+/// read (`renameat2(RENAME_EXCHANGE)` in a loop). A backup's capture (`tree.rs` `Walk::visit`:
+/// `symlink_metadata` by path, then `File::open` by path, which follows) records the metadata
+/// of their file and the content of root's. Every capture does this: the scheduled backup and
+/// the pre-restore point before an in-place restore, which the automatic rollback then writes
+/// back into the app's directory, owned by the app's user (mode 0644). Restored here with
+/// `--to` to look at it.
+#[test]
+fn a_backup_never_stores_a_file_the_app_user_cannot_read() {
+    let env = Env::new();
+    env.init();
+    let up = env.path("live/up");
+    let hidden = env.path("rootonly");
+    std::fs::create_dir_all(&up).unwrap();
+    std::fs::create_dir_all(&hidden).unwrap();
+    std::fs::write(hidden.join("shadow"), b"TOP-SECRET").unwrap();
+    std::fs::write(up.join("f"), b"harmless").unwrap();
+    std::os::unix::fs::symlink(hidden.join("shadow"), up.join("x")).unwrap();
+    config(&env, &format!("files = [\"{}\"]", up.display()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let swapper = {
+        let stop = stop.clone();
+        let a = std::ffi::CString::new(up.join("f").into_os_string().into_encoded_bytes()).unwrap();
+        let b = std::ffi::CString::new(up.join("x").into_os_string().into_encoded_bytes()).unwrap();
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                unsafe {
+                    libc::renameat2(
+                        libc::AT_FDCWD,
+                        a.as_ptr(),
+                        libc::AT_FDCWD,
+                        b.as_ptr(),
+                        libc::RENAME_EXCHANGE,
+                    )
+                };
+            }
+        })
+    };
+    let mut leaked = None;
+    for i in 0..60 {
+        if env.lb().args(["backup", "web"]).output().unwrap().status.success() {
+            let to = env.path(&format!("drill{i}"));
+            let o = env
+                .lb()
+                .args(["restore", "web", "--to"])
+                .arg(&to)
+                .arg("--yes")
+                .output()
+                .unwrap();
+            if o.status.success() {
+                let d = to.join(up.strip_prefix("/").unwrap());
+                for n in ["f", "x"] {
+                    let p = d.join(n);
+                    let is_file = std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_file());
+                    if is_file && std::fs::read(&p).unwrap() == b"TOP-SECRET" {
+                        leaked = Some((i, p));
+                    }
+                }
+            }
+        }
+        if leaked.is_some() {
+            break;
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    swapper.join().unwrap();
+    assert!(
+        leaked.is_none(),
+        "backup {:?}: a root-only file was stored as the app's regular file {:?} (mode {:o})",
+        leaked.as_ref().map(|l| l.0),
+        leaked.as_ref().map(|l| &l.1),
+        leaked
+            .as_ref()
+            .map(|l| std::os::unix::fs::PermissionsExt::mode(
+                &std::fs::metadata(&l.1).unwrap().permissions()
+            ) & 0o7777)
+            .unwrap_or(0)
+    );
+}
