@@ -274,3 +274,41 @@ fn a_backup_never_stores_a_file_the_app_user_cannot_read() {
             .unwrap_or(0)
     );
 }
+
+/// Storage attacker (no password): deletes the pack of the last backup. The pre-restore point
+/// of the next in-place restore deduplicates the tree's unchanged files against the index
+/// (which still lists that pack) and uploads nothing; the atomic tree restore then removes the
+/// files absent from the restored point. They are now nowhere: the pre-restore point cannot
+/// be read, `lifeboat rollback` fails. (Before the atomic restore, trees merged and those
+/// files stayed.)
+#[test]
+fn a_tree_restore_never_removes_files_its_pre_restore_point_cannot_give_back() {
+    let env = Env::new();
+    env.init();
+    let up = env.path("live/up");
+    std::fs::create_dir_all(&up).unwrap();
+    std::fs::write(up.join("b.txt"), b"b").unwrap();
+    config(&env, &format!("files = [\"{}\"]", up.display()));
+    env.ok(&[&"backup", &"web"]);
+    let p0 = env.points()[0]["id"].as_str().unwrap().to_string();
+    let before = env.packs();
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    std::fs::write(up.join("a.txt"), &data).unwrap();
+    env.ok(&[&"backup", &"web"]);
+    for p in env.packs() {
+        if !before.contains(&p) {
+            std::fs::remove_file(p).unwrap();
+        }
+    }
+    let o = env.lb().args(["restore", &p0, "--yes"]).output().unwrap();
+    let r = env.lb().args(["rollback", "web", "--yes"]).output().unwrap();
+    assert!(
+        up.join("a.txt").exists(),
+        "restore exit {:?}: {}\nrollback exit {:?}: {}\na.txt is gone from the live tree and \
+         from every readable point",
+        o.status.code(),
+        stderr(&o),
+        r.status.code(),
+        stderr(&r)
+    );
+}
