@@ -312,3 +312,62 @@ fn a_tree_restore_never_removes_files_its_pre_restore_point_cannot_give_back() {
         stderr(&r)
     );
 }
+
+/// The app's user owns the directory holding the tree (`/srv/app` holding `uploads`) and a
+/// directory of root's in it (`cfg`, root's files they cannot delete). After the swap the old
+/// tree sits under the staging name and `remove_tree` removes it *by name*: they rename it
+/// away and `cfg` to the staging name in between, and root deletes `cfg` with everything in
+/// it. (Shown as root here; the attacker's steps are two renames in a directory they own.)
+#[test]
+fn the_replaced_tree_is_removed_by_fd_not_by_name() {
+    use std::os::unix::fs::MetadataExt;
+    let env = Env::new();
+    env.init();
+    let app = env.path("live/app");
+    let up = app.join("up");
+    std::fs::create_dir_all(&up).unwrap();
+    std::fs::create_dir_all(app.join("cfg")).unwrap();
+    std::fs::write(app.join("cfg/important.conf"), b"root's").unwrap();
+    for i in 0..200 {
+        std::fs::write(up.join(format!("f{i}")), b"x").unwrap();
+    }
+    config(&env, &format!("files = [\"{}\"]", up.display()));
+    env.ok(&[&"backup", &"web"]);
+    let p = env.points()[0]["id"].as_str().unwrap().to_string();
+    std::fs::write(up.join("new.txt"), b"new").unwrap();
+    let old = std::fs::symlink_metadata(&up).unwrap().ino();
+    let attacker = {
+        let app = app.clone();
+        std::thread::spawn(move || {
+            let t = std::time::Instant::now();
+            while t.elapsed() < std::time::Duration::from_secs(30) {
+                for e in std::fs::read_dir(&app).unwrap().flatten() {
+                    let n = e.file_name();
+                    if n.to_string_lossy().starts_with(".up.lifeboat-")
+                        && std::fs::symlink_metadata(e.path()).is_ok_and(|m| m.ino() == old)
+                        && std::fs::rename(e.path(), app.join("junk")).is_ok()
+                    {
+                        std::fs::rename(app.join("cfg"), e.path()).unwrap();
+                        return true;
+                    }
+                }
+            }
+            false
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let o = env.lb().args(["restore", &p, "--yes", "--force"]).output().unwrap();
+    let raced = attacker.join().unwrap();
+    // Wherever the attacker's renames left it, root's file must still exist.
+    let survives = std::fs::read_dir(&app)
+        .unwrap()
+        .flatten()
+        .any(|e| e.path().join("important.conf").exists());
+    assert!(
+        survives,
+        "restore exit {:?} ({}); the attacker's renames happened: {raced}; root's cfg/ \
+         was deleted by the removal of the replaced tree",
+        o.status.code(),
+        stderr(&o).trim()
+    );
+}
