@@ -371,16 +371,20 @@ fn refuse_unlisted(spec: &AppSpec, replaced: &[Component], id: &ObjectId) -> Res
             // A database on the configured server (or `--pg-url`), not a path.
             continue;
         }
-        // By path (a pre-restore point may hold a database as its raw files: the same path
-        // and its `-wal`/`-journal`, of another kind).
+        // By path and kind: a component of another kind at a listed path could change what
+        // the path is (a pre-restore point may hold a database as its raw files, as `config`
+        // components at its path and its `-wal`/`-journal`: those are regular files, as a
+        // `config` component always is, see `check_tree`).
         let listed = spec.sources.iter().any(|s| {
             s.source().path().is_some_and(|p| {
                 let p = p.as_os_str().to_string_lossy();
                 let p = p.trim_end_matches('/');
                 let c = comp.path.trim_end_matches('/');
-                c == p
-                    || (s.source().kind() == ComponentKind::Sqlite
-                        && [format!("{p}-wal"), format!("{p}-journal")]
+                let kind = s.source().kind();
+                (c == p && kind == comp.kind)
+                    || (kind == ComponentKind::Sqlite
+                        && comp.kind == ComponentKind::Config
+                        && [p.to_string(), format!("{p}-wal"), format!("{p}-journal")]
                             .iter()
                             .any(|x| x == c))
             })

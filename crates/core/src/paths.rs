@@ -115,6 +115,34 @@ pub fn check_component_path(point: &str, c: &Component) -> Result<()> {
 
 /// Checks the entries of component `c`'s tree. `point` names the point in the error.
 pub fn check_tree(point: &str, c: &Component, entries: &[TreeEntry]) -> Result<()> {
+    let root = entries
+        .first()
+        .filter(|e| e.path.is_empty())
+        .map(|e| e.kind);
+    let root_problem = match (c.kind, root) {
+        (ComponentKind::Files, Some(EntryKind::Dir)) => None,
+        (ComponentKind::Files, _) => Some("its root entry is not a directory"),
+        (ComponentKind::Secret | ComponentKind::Config, Some(EntryKind::File))
+            if entries.len() == 1 =>
+        {
+            None
+        }
+        (ComponentKind::Secret | ComponentKind::Config, _) => {
+            Some("it is not exactly one regular file")
+        }
+        _ => None,
+    };
+    if let Some(why) = root_problem {
+        return Err(Error::new(
+            ErrorKind::Corrupt,
+            format!(
+                "point {point}: {} component {:?}: {why}; refusing it",
+                c.kind.as_str(),
+                c.path
+            ),
+        )
+        .with_hint("lifeboat never writes such a point; it was written by hand or by a damaged or hostile lifeboat"));
+    }
     match tree_problem(entries) {
         None => Ok(()),
         Some((path, why)) => Err(Error::new(

@@ -88,6 +88,12 @@ impl SafeDir {
         Ok(SafeDir::walk_trusted(path, true)?.expect("created"))
     }
 
+    /// The existing directory `path`, walked as [`SafeDir::open_trusted`] does; `None` when
+    /// it (or a directory on the way) does not exist. Creates nothing.
+    pub fn open_existing_trusted(path: &Path) -> Result<Option<SafeDir>> {
+        SafeDir::walk_trusted(path, false)
+    }
+
     /// What [`SafeDir::open_trusted`] would refuse, without creating anything: `Ok` also when
     /// a directory on the way is missing (it would be created).
     pub fn check_trusted(path: &Path) -> Result<()> {
@@ -447,31 +453,33 @@ impl SafeDir {
         .map_err(errno)
     }
 
-    /// Swaps `a` and `b` in this directory atomically (`renameat2(RENAME_EXCHANGE)`; neither
-    /// followed if a symlink). Where the filesystem cannot exchange, `b` is renamed to
-    /// `aside` first, then `a` to `b` (and `aside` back on failure): not atomic, but never
-    /// losing either.
-    pub fn exchange(&self, a: &OsStr, b: &OsStr, aside: &OsStr) -> io::Result<()> {
-        match rustix::fs::renameat_with(&self.fd, a, &self.fd, b, RenameFlags::EXCHANGE) {
+    /// Swaps `a` in this directory and `b` in `other` atomically
+    /// (`renameat2(RENAME_EXCHANGE)`; neither followed if a symlink). Where the filesystem
+    /// cannot exchange, `b` is moved into this directory as `a.old` first, then `a` to `b`, then
+    /// `a.old` to `a` (`b` moved back on failure): not atomic, but never losing either.
+    pub fn exchange_with(&self, a: &OsStr, other: &SafeDir, b: &OsStr) -> io::Result<()> {
+        match rustix::fs::renameat_with(&self.fd, a, &other.fd, b, RenameFlags::EXCHANGE) {
             Ok(()) => Ok(()),
             Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) => {
-                rustix::fs::renameat_with(&self.fd, b, &self.fd, aside, RenameFlags::NOREPLACE)
+                let mut aside = a.to_os_string();
+                aside.push(".old");
+                rustix::fs::renameat_with(&other.fd, b, &self.fd, &aside, RenameFlags::NOREPLACE)
                     .map_err(errno)?;
                 if let Err(e) =
-                    rustix::fs::renameat_with(&self.fd, a, &self.fd, b, RenameFlags::NOREPLACE)
+                    rustix::fs::renameat_with(&self.fd, a, &other.fd, b, RenameFlags::NOREPLACE)
                 {
-                    let _ = rustix::fs::renameat(&self.fd, aside, &self.fd, b);
+                    let _ = rustix::fs::renameat(&self.fd, &aside, &other.fd, b);
                     return Err(errno(e));
                 }
-                rustix::fs::renameat(&self.fd, aside, &self.fd, a).map_err(errno)
+                rustix::fs::renameat(&self.fd, &aside, &self.fd, a).map_err(errno)
             }
             Err(e) => Err(errno(e)),
         }
     }
 
-    /// Renames `from` to `to` in this directory, failing if `to` exists.
-    pub fn rename_noreplace(&self, from: &OsStr, to: &OsStr) -> io::Result<()> {
-        rustix::fs::renameat_with(&self.fd, from, &self.fd, to, RenameFlags::NOREPLACE)
+    /// Moves `from` in this directory to `to` in `other`, failing if `to` exists.
+    pub fn rename_noreplace_to(&self, from: &OsStr, other: &SafeDir, to: &OsStr) -> io::Result<()> {
+        rustix::fs::renameat_with(&self.fd, from, &other.fd, to, RenameFlags::NOREPLACE)
             .map_err(errno)
     }
 
@@ -506,8 +514,22 @@ impl SafeDir {
             fd,
             shown: self.join(name),
         };
+        dir.clear_at(depth)?;
+        match rustix::fs::unlinkat(&self.fd, name, AtFlags::REMOVEDIR) {
+            Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(()),
+            Err(e) => Err(errno(e)),
+        }
+    }
+
+    /// Removes everything in this directory (through its fd: whatever name it has now, and
+    /// whoever renames it meanwhile, only what is inside this very directory goes).
+    pub fn clear(&self) -> io::Result<()> {
+        self.clear_at(0)
+    }
+
+    fn clear_at(&self, depth: usize) -> io::Result<()> {
         let mut names = Vec::new();
-        for entry in rustix::fs::Dir::read_from(&dir.fd).map_err(errno)? {
+        for entry in rustix::fs::Dir::read_from(&self.fd).map_err(errno)? {
             let entry = entry.map_err(errno)?;
             let n = entry.file_name().to_bytes();
             if n != b"." && n != b".." {
@@ -516,10 +538,10 @@ impl SafeDir {
         }
         for (n, ft) in names {
             let r = if ft == FileType::Directory || ft == FileType::Unknown {
-                dir.remove_tree_at(&n, depth + 1)
+                self.remove_tree_at(&n, depth + 1)
             } else {
-                match rustix::fs::unlinkat(&dir.fd, &n, AtFlags::empty()) {
-                    Err(rustix::io::Errno::ISDIR) => dir.remove_tree_at(&n, depth + 1),
+                match rustix::fs::unlinkat(&self.fd, &n, AtFlags::empty()) {
+                    Err(rustix::io::Errno::ISDIR) => self.remove_tree_at(&n, depth + 1),
                     r => r.map_err(errno),
                 }
             };
@@ -528,7 +550,28 @@ impl SafeDir {
                 r => r?,
             }
         }
-        match rustix::fs::unlinkat(&self.fd, name, AtFlags::REMOVEDIR) {
+        Ok(())
+    }
+
+    /// Removes `name` from this directory only if it is still the file or directory `was`
+    /// describes (same device and inode; a directory must be empty): for a name another user
+    /// could have swapped since.
+    pub fn remove_if_same(&self, name: &OsStr, was: &Stat) -> io::Result<()> {
+        let Some(now) = self.stat(name) else {
+            return Ok(());
+        };
+        if (now.st_dev, now.st_ino) != (was.st_dev, was.st_ino) {
+            return Err(io::Error::other(format!(
+                "{} was replaced by another process; left in place",
+                self.join(name).display()
+            )));
+        }
+        let flags = if FileType::from_raw_mode(now.st_mode) == FileType::Directory {
+            AtFlags::REMOVEDIR
+        } else {
+            AtFlags::empty()
+        };
+        match rustix::fs::unlinkat(&self.fd, name, flags) {
             Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(()),
             Err(e) => Err(errno(e)),
         }

@@ -124,8 +124,18 @@ pub fn capture(
     previous: Option<&SqliteBody>,
     progress: &dyn Progress,
 ) -> Result<Component> {
-    let md = fs::metadata(path)
+    // Never through a symlink at the database's own name (SQLite opens it by path, as root;
+    // whoever can replace it with a link would choose which database is stored). The open
+    // below uses `SQLITE_OPEN_NOFOLLOW` too, for a link swapped in after this check.
+    let md = fs::symlink_metadata(path)
         .map_err(|e| Error::io(path.display(), e).with_kind(ErrorKind::Source))?;
+    if md.file_type().is_symlink() {
+        return Err(src_err(
+            path,
+            "is a symlink; lifeboat reads a database only by its real path",
+        )
+        .with_hint("name the file the link points to in lifeboat.toml"));
+    }
     if !md.is_file() {
         return Err(src_err(
             path,
@@ -182,9 +192,21 @@ fn read_snapshot(
     progress: &dyn Progress,
 ) -> Result<Snapshot> {
     let key = &writer.checksum_key();
+    // Opened by its real path (the directories' symlinks resolved now) with
+    // `SQLITE_OPEN_NOFOLLOW`, which refuses a symlink anywhere in the path: a link swapped in
+    // since `capture` looked is refused, never followed.
+    let real = match (path.parent(), path.file_name()) {
+        (Some(dir), Some(name)) => dir
+            .canonicalize()
+            .map_err(|e| Error::io(dir.display(), e).with_kind(ErrorKind::Source))?
+            .join(name),
+        _ => path.to_path_buf(),
+    };
     let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        &real,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_NOFOLLOW,
     )
     .map_err(|e| sql_err(path, "open", e))?;
     conn.busy_timeout(std::time::Duration::from_secs(10))

@@ -11,7 +11,7 @@ use std::ffi::{OsStr, OsString};
 use std::fs::{self, File};
 use std::io::BufWriter;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use globset::GlobSet;
@@ -26,16 +26,10 @@ use crate::source::{
     no_body, require_absolute, Capture, RestoreContext, RestoredComponent, Source, SourceKind,
 };
 use crate::util::temp_name;
-use rustix::fs::FileType;
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 
 fn src_err(path: &Path, msg: impl std::fmt::Display) -> Error {
     Error::new(ErrorKind::Source, format!("{}: {msg}", path.display()))
-}
-
-fn mtime_ns(md: &fs::Metadata) -> i64 {
-    md.mtime()
-        .saturating_mul(1_000_000_000)
-        .saturating_add(md.mtime_nsec())
 }
 
 struct Walk<'a, 'w> {
@@ -48,101 +42,173 @@ struct Walk<'a, 'w> {
 }
 
 impl Walk<'_, '_> {
-    fn visit(&mut self, abs: &Path, rel: String) -> Result<()> {
-        let md = fs::symlink_metadata(abs)
-            .map_err(|e| Error::io(abs.display(), e).with_kind(ErrorKind::Source))?;
-        let ft = md.file_type();
+    /// Captures `name` in the directory `dir` (reached as `abs`, for messages) as `rel`.
+    ///
+    /// Everything goes through directory fds, as a restore does (`crate::dirfd`): the app's
+    /// user owns these directories and can swap any name for a symlink, a FIFO or another of
+    /// their directories at any moment, and a backup runs as root. So each name is opened
+    /// from its directory's fd with `O_NOFOLLOW` (a file also `O_NONBLOCK`, so a FIFO swapped
+    /// in never blocks), and what is recorded (kind, mode, owner, size, times) comes from
+    /// `fstat` of what was opened: the metadata always belongs to the bytes stored, and a
+    /// symlink swapped in is never followed to a file only root can read.
+    fn visit(&mut self, dir: BorrowedFd<'_>, name: &OsStr, abs: &Path, rel: String) -> Result<()> {
+        let io = |e: rustix::io::Errno| {
+            Error::io(abs.display(), std::io::Error::from(e)).with_kind(ErrorKind::Source)
+        };
+        let st = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).map_err(io)?;
         let mut entry = TreeEntry {
             path: rel.clone(),
             kind: EntryKind::File,
-            mode: md.mode() & 0o7777,
-            uid: md.uid(),
-            gid: md.gid(),
-            mtime_ns: mtime_ns(&md),
+            mode: dirfd::mode_of(&st),
+            uid: st.st_uid,
+            gid: st.st_gid,
+            mtime_ns: stat_mtime_ns(&st),
             size: 0,
             chunks: Vec::new(),
             target: None,
             ctime_ns: None,
             inode: None,
         };
-        if ft.is_dir() {
-            entry.kind = EntryKind::Dir;
-            self.entries.push(entry);
-            let mut children: Vec<_> = fs::read_dir(abs)
-                .map_err(|e| Error::io(abs.display(), e).with_kind(ErrorKind::Source))?
-                .collect::<std::io::Result<_>>()
-                .map_err(|e| Error::io(abs.display(), e).with_kind(ErrorKind::Source))?;
-            children.sort_by_key(|c| c.file_name());
-            for c in children {
-                let name = c.file_name();
-                let name = name.to_str().ok_or_else(|| {
-                    src_err(
-                        &c.path(),
-                        "file name is not UTF-8; lifeboat 0.1 cannot store it yet",
-                    )
-                })?;
-                let child_rel = if rel.is_empty() {
-                    name.to_string()
-                } else {
-                    format!("{rel}/{name}")
+        match FileType::from_raw_mode(st.st_mode) {
+            FileType::Directory => {
+                let fd = match rustix::fs::openat(
+                    dir,
+                    name,
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                ) {
+                    Ok(fd) => fd,
+                    Err(rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR) => {
+                        return Err(changed(abs));
+                    }
+                    Err(e) => return Err(io(e)),
                 };
-                if self.excludes.is_match(&child_rel) || self.excludes.is_match(name) {
-                    tracing::debug!(path = %child_rel, "excluded");
-                    continue;
+                let st = rustix::fs::fstat(&fd).map_err(io)?;
+                entry.kind = EntryKind::Dir;
+                entry.mode = dirfd::mode_of(&st);
+                (entry.uid, entry.gid) = (st.st_uid, st.st_gid);
+                entry.mtime_ns = stat_mtime_ns(&st);
+                self.entries.push(entry);
+                let mut children = Vec::new();
+                for c in rustix::fs::Dir::read_from(&fd).map_err(io)? {
+                    let c = c.map_err(io)?;
+                    let n = c.file_name().to_bytes();
+                    if n != b"." && n != b".." {
+                        children.push(OsStr::from_bytes(n).to_os_string());
+                    }
                 }
-                self.visit(&c.path(), child_rel)?;
-            }
-        } else if ft.is_symlink() {
-            entry.kind = EntryKind::Symlink;
-            let t = fs::read_link(abs)
-                .map_err(|e| Error::io(abs.display(), e).with_kind(ErrorKind::Source))?;
-            entry.target = Some(
-                t.to_str()
-                    .ok_or_else(|| src_err(abs, "symlink target is not UTF-8"))?
-                    .to_string(),
-            );
-            self.entries.push(entry);
-        } else if ft.is_file() {
-            entry.size = md.len();
-            entry.ctime_ns = Some(
-                md.ctime()
-                    .saturating_mul(1_000_000_000)
-                    .saturating_add(md.ctime_nsec()),
-            );
-            entry.inode = Some(md.ino());
-            // Same size, mtime, ctime and inode: unchanged (ctime catches `cp -p`/`rsync -t`
-            // replacements that keep the mtime). Anything else is read again.
-            let reuse = self.previous.get(&rel).filter(|p| {
-                p.kind == EntryKind::File
-                    && p.size == entry.size
-                    && p.mtime_ns == entry.mtime_ns
-                    && p.ctime_ns == entry.ctime_ns
-                    && p.inode == entry.inode
-                    && p.chunks.iter().all(|c| self.writer.has(c))
-            });
-            if let Some(p) = reuse {
-                entry.chunks = p.chunks.clone();
-            } else {
-                let f = File::open(abs)
-                    .map_err(|e| Error::io(abs.display(), e).with_kind(ErrorKind::Source))?;
-                let (chunks, n) = self
-                    .writer
-                    .store_stream(f)
-                    .map_err(|e| e.context(abs.display()))?;
-                if n != entry.size {
-                    tracing::warn!(path = %abs.display(), "file changed size while it was read ({} -> {n} bytes)", entry.size);
-                    entry.size = n;
+                children.sort();
+                for c in children {
+                    let child_abs = abs.join(&c);
+                    let name = c.to_str().ok_or_else(|| {
+                        src_err(
+                            &child_abs,
+                            "file name is not UTF-8; lifeboat 0.1 cannot store it yet",
+                        )
+                    })?;
+                    let child_rel = if rel.is_empty() {
+                        name.to_string()
+                    } else {
+                        format!("{rel}/{name}")
+                    };
+                    if self.excludes.is_match(&child_rel) || self.excludes.is_match(name) {
+                        tracing::debug!(path = %child_rel, "excluded");
+                        continue;
+                    }
+                    self.visit(fd.as_fd(), &c, &child_abs, child_rel)?;
                 }
-                self.bytes_read += n;
-                entry.chunks = chunks;
             }
-            self.progress.inc(entry.size);
-            self.entries.push(entry);
-        } else {
-            tracing::warn!(path = %abs.display(), "skipping a socket, fifo or device file");
+            FileType::Symlink => {
+                entry.kind = EntryKind::Symlink;
+                let t = rustix::fs::readlinkat(dir, name, Vec::new()).map_err(io)?;
+                entry.target = Some(
+                    t.to_str()
+                        .map_err(|_| src_err(abs, "symlink target is not UTF-8"))?
+                        .to_string(),
+                );
+                self.entries.push(entry);
+            }
+            FileType::RegularFile => {
+                let stat_entry = |entry: &mut TreeEntry, st: &rustix::fs::Stat| {
+                    entry.mode = dirfd::mode_of(st);
+                    (entry.uid, entry.gid) = (st.st_uid, st.st_gid);
+                    entry.mtime_ns = stat_mtime_ns(st);
+                    entry.size = st.st_size as u64;
+                    entry.ctime_ns = Some(
+                        (st.st_ctime as i64)
+                            .saturating_mul(1_000_000_000)
+                            .saturating_add(st.st_ctime_nsec as i64),
+                    );
+                    entry.inode = Some(st.st_ino as u64);
+                };
+                stat_entry(&mut entry, &st);
+                // Same size, mtime, ctime and inode: unchanged (ctime catches `cp -p`/`rsync
+                // -t` replacements that keep the mtime). Nothing is read, and the metadata
+                // recorded is the previous point's, of the same bytes.
+                let reuse = self.previous.get(&rel).filter(|p| {
+                    p.kind == EntryKind::File
+                        && p.size == entry.size
+                        && p.mtime_ns == entry.mtime_ns
+                        && p.ctime_ns == entry.ctime_ns
+                        && p.inode == entry.inode
+                        && p.chunks.iter().all(|c| self.writer.has(c))
+                });
+                if let Some(p) = reuse {
+                    entry.chunks = p.chunks.clone();
+                } else {
+                    let fd = match rustix::fs::openat(
+                        dir,
+                        name,
+                        OFlags::RDONLY
+                            | OFlags::NOFOLLOW
+                            | OFlags::NONBLOCK
+                            | OFlags::NOCTTY
+                            | OFlags::CLOEXEC,
+                        Mode::empty(),
+                    ) {
+                        Ok(fd) => fd,
+                        Err(rustix::io::Errno::LOOP) => return Err(changed(abs)),
+                        Err(e) => return Err(io(e)),
+                    };
+                    let st = rustix::fs::fstat(&fd).map_err(io)?;
+                    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+                        return Err(changed(abs));
+                    }
+                    stat_entry(&mut entry, &st);
+                    let (chunks, n) = self
+                        .writer
+                        .store_stream(File::from(fd))
+                        .map_err(|e| e.context(abs.display()))?;
+                    if n != entry.size {
+                        tracing::warn!(path = %abs.display(), "file changed size while it was read ({} -> {n} bytes)", entry.size);
+                        entry.size = n;
+                    }
+                    self.bytes_read += n;
+                    entry.chunks = chunks;
+                }
+                self.progress.inc(entry.size);
+                self.entries.push(entry);
+            }
+            _ => tracing::warn!(path = %abs.display(), "skipping a socket, fifo or device file"),
         }
         Ok(())
     }
+}
+
+/// A name that changed kind between its `stat` and its `open` (something swapped it).
+fn changed(abs: &Path) -> Error {
+    src_err(
+        abs,
+        "changed while it was being read (another process replaced it); nothing of it was stored",
+    )
+    .with_hint("run the backup again; if it keeps happening, something keeps swapping files there")
+}
+
+#[allow(clippy::unnecessary_cast)] // time_t and its nanoseconds differ in width by platform
+fn stat_mtime_ns(st: &rustix::fs::Stat) -> i64 {
+    (st.st_mtime as i64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(st.st_mtime_nsec as i64)
 }
 
 /// Captures a directory (`Files`) or a single file (`Secret`, `Config`) at absolute `root`.
@@ -193,7 +259,29 @@ pub fn capture(
         bytes_read: 0,
         progress,
     };
-    walk.visit(root, String::new())?;
+    // The root's directory: the operator's path (`SafeDir::open_trusted`'s rule: a symlink on
+    // the way only where no other user can have put it); the root itself is never followed.
+    let (parent, name) = match (root.parent(), root.file_name()) {
+        (Some(p), Some(n)) => (
+            SafeDir::open_existing_trusted(p)
+                .map_err(|e| e.with_kind(ErrorKind::Source))?
+                .ok_or_else(|| src_err(p, "does not exist"))?,
+            n.to_os_string(),
+        ),
+        _ => return Err(src_err(root, "has no parent directory")),
+    };
+    walk.visit(parent.fd(), &name, root, String::new())?;
+    // The root is what the kind says, checked again on what was captured (it may have been
+    // swapped since the check above).
+    let root_kind = walk.entries.first().map(|e| e.kind);
+    let want = if kind == ComponentKind::Files {
+        EntryKind::Dir
+    } else {
+        EntryKind::File
+    };
+    if root_kind != Some(want) {
+        return Err(changed(root));
+    }
     progress.finish();
     let entries = walk.entries;
     let size = entries.iter().map(|e| e.size).sum();
@@ -275,6 +363,10 @@ pub(crate) struct TreeRestore<'a> {
     pub keep: Vec<(PathBuf, bool)>,
     /// Restore setuid/setgid bits (`RestoreOptions::keep_setid`).
     pub keep_setid: bool,
+    /// The component's kind: `Files` must have a directory root, `Secret` and `Config`
+    /// exactly one regular file (what capture records; a point from another key holder may
+    /// say otherwise, and a symlink root would replace a whole directory with a link).
+    pub kind: ComponentKind,
 }
 
 /// Restores a tree: a directory (`Files`) is built complete in a private staging directory
@@ -304,22 +396,17 @@ pub(crate) fn restore(
     let total: u64 = entries.iter().map(|e| e.size).sum();
     progress.start("restoring files", total);
     let mut report = TreeRestoreReport::default();
-    match entries.first() {
-        Some(root) if root.path.is_empty() && root.kind == EntryKind::Dir => {
+    let root = entries
+        .first()
+        .filter(|r| r.path.is_empty())
+        .map(|r| r.kind);
+    match (how.kind, root) {
+        (ComponentKind::Files, Some(EntryKind::Dir)) => {
             restore_staged(reader, &entries, how, &target, &mut report, progress)?;
         }
-        _ => {
-            // A single file: nothing else may be in the point.
-            if entries.len() != 1 || !entries[0].path.is_empty() {
-                return Err(Error::new(
-                    ErrorKind::Corrupt,
-                    format!(
-                        "{}: a single-file tree with {} entries",
-                        target.display(),
-                        entries.len()
-                    ),
-                ));
-            }
+        (ComponentKind::Secret | ComponentKind::Config, Some(EntryKind::File))
+            if entries.len() == 1 =>
+        {
             let e = &entries[0];
             let mut w = Writing {
                 reader,
@@ -327,12 +414,25 @@ pub(crate) fn restore(
                 keep_setid: how.keep_setid,
                 sync_each: true,
             };
-            match e.kind {
-                EntryKind::File => w.file(e, how.parent, how.name, &target)?,
-                EntryKind::Symlink => w.symlink(e, how.parent, how.name, &target)?,
-                EntryKind::Dir => unreachable!("matched above"),
-            }
+            w.file(e, how.parent, how.name, &target)?;
             progress.inc(e.size);
+        }
+        (kind, root) => {
+            return Err(Error::new(
+                ErrorKind::Corrupt,
+                format!(
+                    "{}: a {} component whose tree has {} entries and a root that is {}; lifeboat never writes such a point",
+                    target.display(),
+                    kind.as_str(),
+                    entries.len(),
+                    match root {
+                        Some(EntryKind::Dir) => "a directory",
+                        Some(EntryKind::File) => "a file",
+                        Some(EntryKind::Symlink) => "a symlink",
+                        None => "missing",
+                    }
+                ),
+            ));
         }
     }
     progress.finish();
@@ -356,17 +456,26 @@ fn restore_staged(
     progress: &dyn Progress,
 ) -> Result<()> {
     let parent = how.parent;
-    let stage_name = temp_name(how.name);
-    // 0700 and root's until the very end (the root's recorded mode and owner are set last),
-    // so no other user can reach into it while it is built.
-    let stage = parent.private_dir(&stage_name)?;
-    let ours = stage.fstat()?;
-    let is_ours = |name: &OsStr| {
-        parent
-            .stat(name)
-            .is_some_and(|st| (st.st_dev, st.st_ino) == (ours.st_dev, ours.st_ino))
+    // A private directory (0700, root's) beside the target holds the new tree while it is
+    // built, and the old one after the swap: the app's user may rename anything in `parent`
+    // (theirs), but nothing inside this directory, so what is removed at the end is exactly
+    // the tree that was swapped out, reached through this directory's fd, never by a name in
+    // `parent`.
+    let holder_name = temp_name(how.name);
+    let holder = parent.private_dir(&holder_name)?;
+    let holder_st = holder.fstat()?;
+    let tree = OsStr::new("tree");
+    let cleanup = |note: &mut Vec<String>| {
+        let cleared = holder.remove_tree(tree).and_then(|()| holder.clear());
+        if let Err(e) = cleared.and_then(|()| parent.remove_if_same(&holder_name, &holder_st)) {
+            note.push(format!(
+                "{}: could not be removed completely ({e}); remove it by hand",
+                parent.join(&holder_name).display()
+            ));
+        }
     };
-    let built = (|| -> Result<()> {
+    let built = (|| -> Result<SafeDir> {
+        let stage = holder.child_dir(tree, true, false)?;
         let mut walk = DirWalk::new(stage.try_clone()?);
         let mut w = Writing {
             reader,
@@ -408,50 +517,71 @@ fn restore_staged(
             let _ = dirfd::set_mtime(d.fd(), e.mtime_ns);
         }
         // One sync for every file and directory written, before the swap makes them live.
-        stage.sync_filesystem()
+        // One sync for every file and directory written, before the swap makes them live.
+        stage.sync_filesystem()?;
+        Ok(stage)
     })();
-    if let Err(e) = built {
-        if is_ours(&stage_name) {
-            let _ = parent.remove_tree(&stage_name);
+    let stage = match built {
+        Ok(s) => s,
+        Err(e) => {
+            cleanup(&mut report.warnings);
+            return Err(e);
         }
-        return Err(e);
-    }
-    // The swap: one rename; the old tree (if any) ends up under the staging name.
-    let swapped = if !is_ours(&stage_name) {
-        Err(std::io::Error::other(
-            "the staging directory was moved by another process",
-        ))
-    } else if parent.stat(how.name).is_none() {
-        parent
-            .rename_noreplace(&stage_name, how.name)
-            .or_else(|_| parent.exchange(&stage_name, how.name, &temp_name(how.name)))
-    } else {
-        parent.exchange(&stage_name, how.name, &temp_name(how.name))
+    };
+    let new_st = stage.fstat()?;
+    // The swap: one rename; the old tree (if any) ends up in the holder, under `tree`.
+    let swapped = match parent.stat(how.name) {
+        None => holder
+            .rename_noreplace_to(tree, parent, how.name)
+            .or_else(|_| holder.exchange_with(tree, parent, how.name)),
+        Some(_) => holder.exchange_with(tree, parent, how.name),
     };
     if let Err(err) = swapped {
-        if is_ours(&stage_name) {
-            let _ = parent.remove_tree(&stage_name);
-        }
+        cleanup(&mut report.warnings);
         return Err(Error::io(
             format!("swap the restored tree in at {}", target.display()),
             err,
         ));
     }
     parent.sync()?;
-    if !is_ours(how.name) {
+    let in_place = parent
+        .stat(how.name)
+        .is_some_and(|st| (st.st_dev, st.st_ino) == (new_st.st_dev, new_st.st_ino));
+    // The old tree (saved in the pre-restore point) is removed, unless its root is not owned
+    // as the point's root is: then it may be a directory another user renamed over the target
+    // just before the swap (one they could not delete themselves), and it is put back beside
+    // the target for the operator to look at.
+    if let Some(old) = holder.stat(tree) {
+        let root_uid = entries.first().map(|e| e.uid);
+        if FileType::from_raw_mode(old.st_mode) == FileType::Directory
+            && Some(old.st_uid) != root_uid
+        {
+            let aside = temp_name(how.name);
+            match holder.rename_noreplace_to(tree, parent, &aside) {
+                Ok(()) => report.warnings.push(format!(
+                    "{}: the replaced directory was owned by uid {}, not {} as the point's; it was kept as {} (remove it once checked)",
+                    target.display(),
+                    old.st_uid,
+                    root_uid.unwrap_or_default(),
+                    parent.join(&aside).display()
+                )),
+                Err(e) => report.warnings.push(format!(
+                    "{}: the replaced directory (uid {}) could not be kept aside ({e}); it is in {}",
+                    target.display(),
+                    old.st_uid,
+                    parent.join(&holder_name).display()
+                )),
+            }
+        }
+    }
+    cleanup(&mut report.warnings);
+    if !in_place {
         return Err(Error::new(
             ErrorKind::Refused,
             format!(
                 "{}: replaced by another process while the restored tree was swapped in",
                 target.display()
             ),
-        ));
-    }
-    // The old tree, now under the staging name (saved in the pre-restore point).
-    if let Err(err) = parent.remove_tree(&stage_name) {
-        report.warnings.push(format!(
-            "{}: the replaced tree could not be removed completely ({err}); remove it by hand",
-            parent.join(&stage_name).display()
         ));
     }
     Ok(())
@@ -725,6 +855,7 @@ impl SourceKind for TreeKind {
             name: &name,
             keep,
             keep_setid: cx.options.keep_setid,
+            kind: c.kind,
         };
         let TreeRestoreReport {
             files,

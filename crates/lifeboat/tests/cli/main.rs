@@ -35,6 +35,9 @@ mod remote;
 /// Retention (forget with reasons) and prune: space freed, kill-at-every-step, concurrent
 /// backups and prunes.
 mod retention;
+/// Attack review of the atomic tree restore, hooks and rollback: each a reproduced attack
+/// that must fail.
+mod review_attacks;
 /// Hot backup while a writer commits; restore; consistency, integrity, row counts.
 mod sqlite_hot;
 /// Key slots, `points --json`, `--help`.
