@@ -648,5 +648,20 @@ fn save_current_state(
             "the current state could not be saved first; fix the error or pass --no-safety-point",
         )),
     };
+    // The point reuses chunks the index lists; the restore is about to remove what it saved,
+    // so the packs it rests on must still be in the store (whole).
+    let missing = lifeboat_core::missing_packs(repo, &id)?;
+    if !missing.is_empty() {
+        return Err(Error::new(
+            ErrorKind::Corrupt,
+            format!(
+                "the pre-restore point {} rests on data the repository no longer holds ({} packs missing or truncated, e.g. {}); restoring now could lose the current state for good, so nothing was changed",
+                id.short(),
+                missing.len(),
+                missing[0]
+            ),
+        )
+        .with_hint("run `lifeboat check` to see what is damaged; restore with --to DIR, or pass --no-safety-point to replace the current state without a way back"));
+    }
     Ok(Some(id))
 }

@@ -107,8 +107,9 @@ pub(crate) fn after_failure(f: Failed<'_>, progress: &dyn Progress) -> Error {
             globals: false,
             ..f.opts.postgres.clone()
         },
-        // The state this machine saved a moment ago, put back as it was.
-        keep_setid: true,
+        // Not even for this machine's own saved state: what a capture saw in a directory the
+        // app's user controls is theirs to shape (setuid bits stay off, as in any restore).
+        keep_setid: false,
     };
     let put_back = f
         .repo
@@ -231,8 +232,6 @@ pub fn plan(setup: &Setup, req: &RollbackRequest) -> Result<RollbackPlan> {
         app: Some(app.clone()),
         verify: req.verify,
         safety_point: true,
-        // This machine's own saved state (remembered here), put back as it was.
-        keep_setid: true,
         ..RestoreRequest::default()
     };
     let plan = plan_with(setup, &restore, Some(&mut find)).map_err(|e| {

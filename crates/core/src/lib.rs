@@ -58,6 +58,7 @@ pub use ops::check::{check, CheckOptions, CheckReport, Problem};
 pub use ops::copy::{copy, init_replica, CopyReport};
 pub use ops::forget::forget;
 pub use ops::keys::{add_key, list_keys, remove_key, KeyInfo};
+pub use ops::missing::missing_packs;
 pub use ops::prune::{prune, PruneOptions, PruneReport};
 pub use paths::{
     check_component_path, check_tree, component_path_problem, entry_path_problem, tree_problem,

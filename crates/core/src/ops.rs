@@ -4,4 +4,5 @@ pub mod check;
 pub mod copy;
 pub mod forget;
 pub mod keys;
+pub mod missing;
 pub mod prune;

@@ -51,6 +51,7 @@ impl Walk<'_, '_> {
     /// in never blocks), and what is recorded (kind, mode, owner, size, times) comes from
     /// `fstat` of what was opened: the metadata always belongs to the bytes stored, and a
     /// symlink swapped in is never followed to a file only root can read.
+    #[allow(clippy::unnecessary_cast)] // stat field widths differ by platform
     fn visit(&mut self, dir: BorrowedFd<'_>, name: &OsStr, abs: &Path, rel: String) -> Result<()> {
         let io = |e: rustix::io::Errno| {
             Error::io(abs.display(), std::io::Error::from(e)).with_kind(ErrorKind::Source)
