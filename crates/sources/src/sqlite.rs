@@ -42,6 +42,9 @@ use crate::source::{
 };
 use crate::util::temp_name;
 
+mod check;
+use check::{check_db, Open};
+
 const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
 /// Ordinary tables of the main schema (no virtual tables, whose modules may be missing here;
 /// no `sqlite_*` internals). `_` must be escaped in LIKE.
@@ -584,105 +587,14 @@ fn apply_owner_mode(file: &File, tmp: &Path, body: &SqliteBody) -> Result<()> {
     Ok(())
 }
 
-/// `PRAGMA integrity_check` and row counts against the point's record.
+/// `PRAGMA integrity_check` (or `quick_check`) and row counts against the point's record, on
+/// parallel connections ([`check`]).
 pub fn verify_db(path: &Path, body: &SqliteBody, level: Verify) -> Result<()> {
     let res = check_db(path, body, level, Open::ReadWrite);
     // Opening a WAL-mode image creates -wal/-shm beside it; they are empty after a clean close.
     for s in sidecars(path) {
         let _ = fs::remove_file(s);
     }
-    res
-}
-
-/// [`verify_db`] without removing the side files, opened with `SQLITE_OPEN_READ_WRITE` and
-/// `extra` flags.
-/// How [`check_db`] opens the database.
-#[derive(Clone, Copy)]
-enum Open {
-    /// By path, read-write (a database the operator names).
-    ReadWrite,
-    /// A restore's staged file: read-only, `immutable=1` (no locks, no side files created),
-    /// and no symlink followed anywhere in the path.
-    ImmutableNoFollow,
-}
-
-/// `file:` URI of `path` with `immutable=1`: every byte outside the unreserved set and `/` is
-/// percent-encoded, so a `?`, `#` or `%` in a directory name cannot add URI parameters.
-fn immutable_uri(path: &Path) -> String {
-    use std::os::unix::ffi::OsStrExt;
-    let mut uri = String::from("file:");
-    for &b in path.as_os_str().as_bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
-            uri.push(b as char);
-        } else {
-            uri.push_str(&format!("%{b:02X}"));
-        }
-    }
-    uri.push_str("?immutable=1");
-    uri
-}
-
-fn check_db(path: &Path, body: &SqliteBody, level: Verify, open: Open) -> Result<()> {
-    let verr = |m: String| {
-        Error::new(
-            ErrorKind::Verify,
-            format!("restored database {}: {m}", path.display()),
-        )
-    };
-    let conn = match open {
-        Open::ReadWrite => Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        ),
-        Open::ImmutableNoFollow => Connection::open_with_flags(
-            immutable_uri(path),
-            OpenFlags::SQLITE_OPEN_READ_ONLY
-                | OpenFlags::SQLITE_OPEN_URI
-                | OpenFlags::SQLITE_OPEN_NOFOLLOW
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        ),
-    }
-    .map_err(|e| verr(format!("cannot open: {e}")))?;
-    let pragma = match level {
-        Verify::Full => "integrity_check",
-        Verify::Quick => "quick_check",
-    };
-    let res = (|| {
-        // A 16 MiB page cache instead of the default 2 MiB: integrity_check revisits pages,
-        // and re-reading them from the OS costs more than the check itself (29 s -> 10 s per
-        // GiB measured), for 14 MiB more memory.
-        conn.execute_batch("PRAGMA cache_size = -16384")
-            .map_err(|e| verr(e.to_string()))?;
-        let rows: Vec<String> = {
-            let mut st = conn
-                .prepare(&format!("PRAGMA {pragma}"))
-                .map_err(|e| verr(e.to_string()))?;
-            let r = st
-                .query_map([], |r| r.get::<_, String>(0))
-                .map_err(|e| verr(e.to_string()))?;
-            r.collect::<rusqlite::Result<_>>()
-                .map_err(|e| verr(e.to_string()))?
-        };
-        if rows != ["ok"] {
-            return Err(verr(format!("{pragma} failed: {}", rows.join("; "))));
-        }
-        for (t, want) in &body.row_counts {
-            let got: i64 = conn
-                .query_row(
-                    &format!("SELECT count(*) FROM \"{}\"", t.replace('"', "\"\"")),
-                    [],
-                    |r| r.get(0),
-                )
-                .map_err(|e| verr(format!("count rows of {t}: {e}")))?;
-            if got as u64 != *want {
-                return Err(verr(format!(
-                    "table {t} has {got} rows, the point recorded {want}"
-                )));
-            }
-        }
-        Ok(())
-    })();
-    drop(conn);
     res
 }
 
@@ -894,7 +806,7 @@ mod tests {
     #[test]
     fn immutable_uri_encodes_what_could_add_parameters() {
         assert_eq!(
-            super::immutable_uri(std::path::Path::new("/srv/a b/x?mode=rw#%.db")),
+            super::check::immutable_uri(std::path::Path::new("/srv/a b/x?mode=rw#%.db")),
             "file:/srv/a%20b/x%3Fmode%3Drw%23%25.db?immutable=1"
         );
     }
