@@ -305,8 +305,9 @@ impl RestorePlan {
                 }
             }
         }
-        let restored =
-            restore_point(&mut self.repo, &self.point, &self.opts, progress).map_err(|e| {
+        let id = self.id;
+        let restored = restore_point(&mut self.repo, &id, &self.point, &self.opts, progress)
+            .map_err(|e| {
                 // A point that lifeboat refuses (damaged, or a hostile globals.sql) is named.
                 if e.kind() == ErrorKind::Corrupt {
                     e.context(format!("point {}", self.id.short()))
@@ -341,6 +342,7 @@ fn save_current_state(
         options: opts,
         point_time: point.timestamp()?,
         selected: &selected,
+        proofs: None,
     };
     let mut sources = Vec::new();
     for c in replaced {
