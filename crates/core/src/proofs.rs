@@ -1,7 +1,7 @@
 //! Reading and writing proof records (`docs/FORMAT.md` §16): which of a point's databases
 //! already passed `integrity_check` on their restored bytes. Everything read is untrusted (any
 //! key holder can write a record): a damaged or oversized record is skipped, and a record only
-//! ever applies to the exact point, path, checksum and page count it names.
+//! ever applies to the exact point, checksum and page count it names.
 use crate::error::{Error, Result};
 use crate::format::object;
 use crate::format::proof::{ProofRecord, MAX_PROOF_PAYLOAD, PROOF_MAGIC};

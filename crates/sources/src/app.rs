@@ -263,7 +263,11 @@ pub fn restore_point(
     if !passed.is_empty() {
         let record = ProofRecord {
             point: id.to_hex(),
-            time: jiff::Timestamp::now().to_string(),
+            // Whole seconds: the time is shown to operators ("proven on ...").
+            time: {
+                let now = jiff::Timestamp::now();
+                now.round(jiff::Unit::Second).unwrap_or(now).to_string()
+            },
             hostname: hostname(),
             by: "restore".into(),
             lifeboat_version: env!("CARGO_PKG_VERSION").to_string(),

@@ -202,12 +202,12 @@ pub struct Proofs {
 }
 
 impl Proofs {
-    /// The record proving the database at `path` with `checksum` and `page_count`, if any
+    /// The record proving the point's database with `checksum` and `page_count`, if any
     /// (the oldest, so the output names when it was first proven).
-    pub fn find(&self, path: &str, checksum: &str, page_count: u32) -> Option<&ProofRecord> {
+    pub fn find(&self, checksum: &str, page_count: u32) -> Option<&ProofRecord> {
         self.known
             .iter()
-            .filter(|r| r.proves(path, checksum, page_count).is_some())
+            .filter(|r| r.proves(checksum, page_count).is_some())
             .min_by_key(|r| r.time.parse::<jiff::Timestamp>().ok())
     }
 

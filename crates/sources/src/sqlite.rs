@@ -339,7 +339,7 @@ pub struct SqliteRestoreOptions {
     /// always checked).
     pub verify: Verify,
     /// A proof record (`docs/FORMAT.md` §16) says these exact bytes (this point, this
-    /// database, this checksum) already passed `integrity_check` and the row counts: SQLite's
+    /// checksum and page count) already passed `integrity_check` and the row counts: SQLite's
     /// check is not run again. Every page is still authenticated and the whole-database
     /// checksum still compared, so a forged record skips a check, never admits a byte.
     pub proven: bool,
@@ -856,7 +856,7 @@ impl SourceKind for SqliteKind {
         let dest = target_path(&cx.options.target, &c.path);
         let proof = cx
             .proofs
-            .and_then(|p| p.find(&c.path, &body.checksum, body.page_count));
+            .and_then(|p| p.find(&body.checksum, body.page_count));
         let opts = SqliteRestoreOptions {
             proven: proof.is_some(),
             ..SqliteKind::options(cx)
@@ -871,7 +871,7 @@ impl SourceKind for SqliteKind {
                 if cx.options.verify == Verify::Full {
                     if let Some(p) = cx.proofs {
                         p.passed(ProvenDatabase {
-                            path: c.path.clone(),
+                            path: dest.display().to_string(),
                             checksum: body.checksum.clone(),
                             page_count: body.page_count,
                             check: CHECK_INTEGRITY.to_string(),

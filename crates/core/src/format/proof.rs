@@ -4,7 +4,7 @@
 //!
 //! Points are immutable, so what a restore or a drill learned about a point is a separate,
 //! small object. A record only ever lets a restore skip re-running a check on bytes that are
-//! the same (same point, same database, same checksum); every byte is still authenticated and
+//! the same (same point, same checksum and page count); every byte is still authenticated and
 //! the whole-database checksum still compared, so a forged record (anyone with the password can
 //! write one) can skip a check but never get a byte written that was not backed up.
 use serde::{Deserialize, Serialize};
@@ -40,7 +40,9 @@ pub struct ProofRecord {
 /// One database of the point that passed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProvenDatabase {
-    /// The component's `path` in the point.
+    /// Where it was restored (the component's path, or the `--output` file). Informational:
+    /// a record is matched on point, checksum and page count, never on a path, because a
+    /// restore to `--output FILE` renames the component.
     pub path: String,
     /// The point's whole-database checksum of it (§9.2, 32 hex chars).
     pub checksum: String,
@@ -69,14 +71,12 @@ impl ProofRecord {
         Ok(r)
     }
 
-    /// The entry that proves the database at `path` with `checksum` and `page_count` passed
-    /// `integrity_check`, if this record has one.
-    pub fn proves(&self, path: &str, checksum: &str, page_count: u32) -> Option<&ProvenDatabase> {
+    /// The entry that proves the point's database with `checksum` and `page_count` passed
+    /// `integrity_check`, if this record has one. (Within one point, which names every page
+    /// table by the keyed ids of its segments, the checksum and page count pick the bytes.)
+    pub fn proves(&self, checksum: &str, page_count: u32) -> Option<&ProvenDatabase> {
         self.components.iter().find(|c| {
-            c.check == CHECK_INTEGRITY
-                && c.path == path
-                && c.checksum == checksum
-                && c.page_count == page_count
+            c.check == CHECK_INTEGRITY && c.checksum == checksum && c.page_count == page_count
         })
     }
 }
