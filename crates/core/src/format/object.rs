@@ -113,4 +113,22 @@ mod tests {
         assert_eq!(e.kind(), crate::ErrorKind::Repository);
         assert!(e.to_string().contains("newer lifeboat"), "{e}");
     }
+
+    /// A small object whose payload decompresses to more than the bound (a zstd bomb from
+    /// anyone holding the key) is refused, not inflated.
+    #[test]
+    fn bounded_open_refuses_a_payload_over_the_bound() {
+        let k = MasterKey::generate().unwrap();
+        let big = vec![0u8; 2 << 20];
+        let b = seal(&k, b"LBVF", &big).unwrap();
+        assert!(b.len() < 4096, "zeros compress to almost nothing");
+        let e = open_bounded(&k, b"LBVF", &b, "proof x", 1 << 20).unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::Corrupt);
+        assert!(e.to_string().contains("larger than"), "{e}");
+        let small = seal(&k, b"LBVF", b"{}").unwrap();
+        assert_eq!(
+            open_bounded(&k, b"LBVF", &small, "proof y", 1 << 20).unwrap(),
+            b"{}"
+        );
+    }
 }

@@ -80,3 +80,50 @@ impl ProofRecord {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> ProofRecord {
+        ProofRecord {
+            point: "ab".repeat(32),
+            time: "2026-12-01T12:00:00Z".into(),
+            hostname: "h".into(),
+            by: "restore".into(),
+            lifeboat_version: "0.1.0".into(),
+            components: vec![ProvenDatabase {
+                path: "/srv/app.db".into(),
+                checksum: "cd".repeat(16),
+                page_count: 10,
+                check: CHECK_INTEGRITY.into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn decodes_what_it_encodes_and_refuses_what_is_not_a_record() {
+        let r = record();
+        assert_eq!(ProofRecord::decode(&r.encode(), "proof x").unwrap(), r);
+        let bad_point = br#"{"point":"../x","time":"","hostname":"","by":"","lifeboat_version":"","components":[]}"#;
+        let e = ProofRecord::decode(bad_point, "proof x").unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::Corrupt);
+        let e = ProofRecord::decode(b"[1,2]", "proof x").unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::Corrupt);
+    }
+
+    #[test]
+    fn proves_only_its_checksum_page_count_and_check() {
+        let r = record();
+        let sum = "cd".repeat(16);
+        assert!(r.proves(&sum, 10).is_some());
+        assert!(r.proves(&"ce".repeat(16), 10).is_none());
+        assert!(r.proves(&sum, 11).is_none());
+        let mut other = r.clone();
+        other.components[0].check = "quick_check".into();
+        assert!(
+            other.proves(&sum, 10).is_none(),
+            "only integrity_check is a proof"
+        );
+    }
+}
