@@ -535,7 +535,8 @@ impl RestorePlan {
 
     /// The restore itself (with SQLite's own verification).
     fn restore(&mut self, progress: &dyn Progress) -> Result<Vec<RestoredComponent>> {
-        restore_point(&mut self.repo, &self.to_restore, &self.opts, progress).map_err(|e| {
+        let id = self.id;
+        restore_point(&mut self.repo, &id, &self.to_restore, &self.opts, progress).map_err(|e| {
             // A point that lifeboat refuses (damaged, or a hostile globals.sql) is named.
             if e.kind() == ErrorKind::Corrupt {
                 e.context(format!("point {}", self.id.short()))
@@ -602,6 +603,7 @@ fn save_current_state(
         point_time: point.timestamp()?,
         selected: &selected,
         components: &point.components,
+        proofs: None,
     };
     let mut sources = Vec::new();
     for c in replaced {

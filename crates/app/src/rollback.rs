@@ -114,7 +114,7 @@ pub(crate) fn after_failure(f: Failed<'_>, progress: &dyn Progress) -> Error {
     let put_back = f
         .repo
         .read_point(&pre)
-        .and_then(|p| restore_point(f.repo, &p, &opts, progress));
+        .and_then(|p| restore_point(f.repo, &pre, &p, &opts, progress));
     let retry = format!("lifeboat rollback {app} --yes");
     if let Err(e) = put_back {
         // `lifeboat rollback APP` retries from this record.

@@ -8,5 +8,6 @@ pub mod object;
 pub mod pack;
 pub mod pagetable;
 pub mod point;
+pub mod proof;
 pub mod prune;
 pub mod tree;

@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use crate::error::Result;
 use crate::format::point::Point;
+use crate::format::proof::ProofRecord;
 use crate::id::ObjectId;
 use crate::lease::LeaseGuard;
 use crate::reader::ChunkReader;
@@ -220,6 +221,20 @@ impl RestoreSession<'_> {
     /// ```
     pub fn reader(&self) -> ChunkReader<'_> {
         self.repo.reader()
+    }
+
+    /// The readable proof records of `point` (`docs/FORMAT.md` §16): which of its databases
+    /// already passed `integrity_check` on their restored bytes. Best effort: records that
+    /// cannot be read are skipped with a warning (the checks then run).
+    pub fn proofs(&self, point: &ObjectId) -> Vec<ProofRecord> {
+        crate::proofs::of_point(self.repo, point)
+    }
+
+    /// Writes a proof record (after a check passed on restored bytes). Not published through
+    /// a lease: a record references no chunk, so a prune can never lose data over it; one for a
+    /// point forgotten meanwhile is dropped by the next prune.
+    pub fn record_proof(&self, record: &ProofRecord) -> Result<ObjectId> {
+        crate::proofs::write(self.repo, record)
     }
 }
 

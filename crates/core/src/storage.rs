@@ -42,11 +42,14 @@ pub enum ObjectKind {
     Lease,
     /// `prune/<id>`: what a prune condemned and has yet to delete.
     Prune,
+    /// `proofs/<id>`: a SQLite check that a restore (or a drill) ran on a point's databases
+    /// and that passed, so a later restore of the same bytes need not repeat it.
+    Proof,
 }
 
 impl ObjectKind {
     /// Every kind, in the order `check` visits them.
-    pub const ALL: [ObjectKind; 7] = [
+    pub const ALL: [ObjectKind; 8] = [
         ObjectKind::Config,
         ObjectKind::Key,
         ObjectKind::Index,
@@ -54,6 +57,7 @@ impl ObjectKind {
         ObjectKind::Pack,
         ObjectKind::Lease,
         ObjectKind::Prune,
+        ObjectKind::Proof,
     ];
 
     /// The top directory (prefix) of this kind in a repository, `""` for `config` (which sits
@@ -68,6 +72,7 @@ impl ObjectKind {
             ObjectKind::Point => "points",
             ObjectKind::Lease => "leases",
             ObjectKind::Prune => "prune",
+            ObjectKind::Proof => "proofs",
         }
     }
 
@@ -97,7 +102,7 @@ impl ObjectKind {
     pub fn max_size(self) -> u64 {
         const MIB: u64 = 1 << 20;
         match self {
-            ObjectKind::Config | ObjectKind::Key | ObjectKind::Lease => MIB,
+            ObjectKind::Config | ObjectKind::Key | ObjectKind::Lease | ObjectKind::Proof => MIB,
             ObjectKind::Index | ObjectKind::Point | ObjectKind::Prune => 256 * MIB,
             ObjectKind::Pack => u32::MAX as u64,
         }
@@ -138,6 +143,7 @@ impl fmt::Display for ObjectKind {
             ObjectKind::Point => "point",
             ObjectKind::Lease => "lease",
             ObjectKind::Prune => "prune record",
+            ObjectKind::Proof => "proof",
         })
     }
 }
@@ -427,6 +433,7 @@ mod tests {
             (ObjectKind::Point, "points", "points", "points/ab12cd34"),
             (ObjectKind::Lease, "leases", "leases", "leases/ab12cd34"),
             (ObjectKind::Prune, "prune", "prune", "prune/ab12cd34"),
+            (ObjectKind::Proof, "proofs", "proofs", "proofs/ab12cd34"),
         ];
         assert_eq!(
             expected.len(),

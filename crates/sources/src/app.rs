@@ -9,14 +9,14 @@ use std::time::Instant;
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use lifeboat_core::{
     hostname, load_tree, ChunkReader, Component, ComponentKind, Error, ErrorKind, ObjectId, Point,
-    PointStats, Progress, Repository, Result,
+    PointStats, Progress, ProofRecord, Repository, Result,
 };
 
 pub use crate::postgres::PgRestoreSettings;
 use crate::postgres::{PgSource, PostgresSource};
 use crate::registry;
 pub use crate::source::{target_path, RestoreOptions, RestoreTarget, RestoredComponent};
-use crate::source::{Capture, RestoreContext, Source};
+use crate::source::{Capture, Proofs, RestoreContext, Source};
 
 /// One source of an app: a configured [`Source`] behind a cheap, cloneable handle.
 ///
@@ -177,6 +177,7 @@ pub fn preflight(point: &Point, opts: &RestoreOptions) -> Result<()> {
         point_time: point.timestamp()?,
         selected: &selected,
         components: &point.components,
+        proofs: None,
     };
     for c in &selected {
         registry::kind(c.kind).check_selection(&cx)?;
@@ -214,10 +215,14 @@ pub fn check_point_paths(reader: &mut ChunkReader<'_>, point: &Point, label: &st
     Ok(())
 }
 
-/// Restores a point. Every component is authenticated chunk by chunk; databases are verified
-/// (checksum, integrity_check, row counts) before they replace anything.
+/// Restores point `id`. Every component is authenticated chunk by chunk; databases are
+/// verified (checksum, integrity_check, row counts) before they replace anything, unless a
+/// proof record of the point says their exact bytes already passed (`docs/FORMAT.md` §16).
+/// Databases whose `integrity_check` passed here get a proof record (best effort: a read-only
+/// repository only warns).
 pub fn restore_point(
     repo: &mut Repository,
+    id: &ObjectId,
     point: &Point,
     opts: &RestoreOptions,
     progress: &dyn Progress,
@@ -227,11 +232,16 @@ pub fn restore_point(
     let mut reader = session.reader();
     check_point_paths(&mut reader, point, &point_label(point))?;
     let selected = select(point, opts);
+    let proofs = Proofs {
+        known: session.proofs(id),
+        ..Proofs::default()
+    };
     let cx = RestoreContext {
         options: opts,
         point_time: point.timestamp()?,
         selected: &selected,
         components: &point.components,
+        proofs: Some(&proofs),
     };
     if selected.is_empty() {
         return Err(Error::new(
@@ -256,6 +266,27 @@ pub fn restore_point(
                 }
             })?;
         out.push(r);
+    }
+    let passed = proofs
+        .passed
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner());
+    if !passed.is_empty() {
+        let record = ProofRecord {
+            point: id.to_hex(),
+            // Whole seconds: the time is shown to operators ("proven on ...").
+            time: {
+                let now = jiff::Timestamp::now();
+                now.round(jiff::Unit::Second).unwrap_or(now).to_string()
+            },
+            hostname: hostname(),
+            by: "restore".into(),
+            lifeboat_version: env!("CARGO_PKG_VERSION").to_string(),
+            components: passed,
+        };
+        if let Err(e) = session.record_proof(&record) {
+            tracing::warn!("could not record the passed integrity check with the point (the next restore runs it again): {e}");
+        }
     }
     Ok(out)
 }

@@ -29,7 +29,7 @@ mod util;
 pub use app::{backup_app, build_excludes, restore_point, AppSpec, SourceSpec};
 pub use postgres::PgRestoreSettings;
 pub use source::{
-    target_path, Capture, RestoreContext, RestoreOptions, RestoreTarget, RestoredComponent, Source,
-    SourceKind,
+    target_path, Capture, Proofs, RestoreContext, RestoreOptions, RestoreTarget, RestoredComponent,
+    Source, SourceKind,
 };
 pub use util::{open_by_other_process, scrub_child_env, SECRET_ENV};

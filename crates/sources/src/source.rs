@@ -16,8 +16,11 @@ use std::fmt::Debug;
 use std::path::{Path, PathBuf};
 
 use globset::GlobSet;
+use std::sync::Mutex;
+
 use lifeboat_core::{
-    ChunkReader, ChunkWriter, Component, ComponentKind, Error, ErrorKind, Progress, Result,
+    ChunkReader, ChunkWriter, Component, ComponentKind, Error, ErrorKind, Progress, ProofRecord,
+    ProvenDatabase, Result,
 };
 use serde::Serialize;
 
@@ -188,6 +191,9 @@ pub struct RestoreContext<'a> {
     /// Every component of the point, selected or not (a tree restore keeps what lies beneath
     /// it at another component's path: see `tree.rs`).
     pub components: &'a [Component],
+    /// Checks that already passed on this point's restored bytes, and those passing now
+    /// (`None`: nothing known, nothing recorded).
+    pub proofs: Option<&'a Proofs>,
 }
 
 impl RestoreContext<'_> {
@@ -277,6 +283,36 @@ pub(crate) fn parents_first(selected: &mut [&Component]) {
             .count()
     };
     selected.sort_by_key(|c| depth(c));
+}
+
+/// What a restore knows and learns about SQLite checks that passed on a point's exact bytes
+/// (`docs/FORMAT.md` §16). A known record only lets a database skip re-running the check;
+/// its bytes are authenticated and its whole-database checksum compared all the same.
+#[derive(Debug, Default)]
+pub struct Proofs {
+    /// The point's readable records.
+    pub known: Vec<ProofRecord>,
+    /// Databases whose `integrity_check` and row counts passed in this restore.
+    pub passed: Mutex<Vec<ProvenDatabase>>,
+}
+
+impl Proofs {
+    /// The record proving the point's database with `checksum` and `page_count`, if any
+    /// (the oldest, so the output names when it was first proven).
+    pub fn find(&self, checksum: &str, page_count: u32) -> Option<&ProofRecord> {
+        self.known
+            .iter()
+            .filter(|r| r.proves(checksum, page_count).is_some())
+            .min_by_key(|r| r.time.parse::<jiff::Timestamp>().ok())
+    }
+
+    /// Notes a database whose full check passed now.
+    pub fn passed(&self, db: ProvenDatabase) {
+        self.passed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(db);
+    }
 }
 
 /// Where a restore puts things.

@@ -36,6 +36,30 @@ pub fn open(key: &MasterKey, magic: &[u8; 4], bytes: &[u8], what: &str) -> Resul
         .map_err(|e| err!(Corrupt, "{what}: bad zstd data: {e}"))
 }
 
+/// [`open`], refusing (`Corrupt`) a payload that decompresses to more than `max` bytes
+/// without ever holding more: for small objects parsed as untrusted (proof records).
+pub fn open_bounded(
+    key: &MasterKey,
+    magic: &[u8; 4],
+    bytes: &[u8],
+    what: &str,
+    max: usize,
+) -> Result<Vec<u8>> {
+    use std::io::Read;
+    check_header(magic, bytes, what)?;
+    let compressed = key
+        .open(&bytes[..HEADER_LEN], &bytes[HEADER_LEN..])
+        .map_err(|e| e.context(what))?;
+    let mut out = Vec::new();
+    zstd::stream::read::Decoder::new(&compressed[..])
+        .and_then(|d| d.take(max as u64 + 1).read_to_end(&mut out))
+        .map_err(|e| err!(Corrupt, "{what}: bad zstd data: {e}"))?;
+    if out.len() > max {
+        return Err(err!(Corrupt, "{what}: payload larger than {max} bytes"));
+    }
+    Ok(out)
+}
+
 fn header(magic: &[u8; 4]) -> [u8; HEADER_LEN] {
     let mut h = [0u8; HEADER_LEN];
     h[..4].copy_from_slice(magic);
@@ -88,5 +112,23 @@ mod tests {
         let e = open(&k, b"LBPT", &newer, "point x").unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::Repository);
         assert!(e.to_string().contains("newer lifeboat"), "{e}");
+    }
+
+    /// A small object whose payload decompresses to more than the bound (a zstd bomb from
+    /// anyone holding the key) is refused, not inflated.
+    #[test]
+    fn bounded_open_refuses_a_payload_over_the_bound() {
+        let k = MasterKey::generate().unwrap();
+        let big = vec![0u8; 2 << 20];
+        let b = seal(&k, b"LBVF", &big).unwrap();
+        assert!(b.len() < 4096, "zeros compress to almost nothing");
+        let e = open_bounded(&k, b"LBVF", &b, "proof x", 1 << 20).unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::Corrupt);
+        assert!(e.to_string().contains("larger than"), "{e}");
+        let small = seal(&k, b"LBVF", b"{}").unwrap();
+        assert_eq!(
+            open_bounded(&k, b"LBVF", &small, "proof y", 1 << 20).unwrap(),
+            b"{}"
+        );
     }
 }

@@ -60,6 +60,10 @@ pub struct CheckReport {
     pub pending_prunes: usize,
     /// Packs those records condemn (still present, still readable).
     pub condemned_packs: usize,
+    /// Proof records seen (`FORMAT.md` §16).
+    pub proofs: usize,
+    /// Proof records of points no longer in the repository (harmless; prune drops them).
+    pub stale_proofs: usize,
     /// Everything wrong, each naming its object.
     pub problems: Vec<Problem>,
     /// What is not damage but an operator should know, each naming its object: points whose
@@ -199,8 +203,10 @@ pub fn check(
     // Points: decrypt and walk every reference.
     repo.load_index_from(index);
     let mut referenced: HashSet<ChunkId> = HashSet::new();
+    let mut point_names: HashSet<String> = HashSet::new();
     for p in storage.list(ObjectKind::Point)? {
         r.points += 1;
+        point_names.insert(p.name.clone());
         let Some(id) = ObjectId::from_hex(&p.name) else {
             problem(&mut r, ObjectKind::Point, &p.name, "unexpected name".into());
             continue;
@@ -309,6 +315,18 @@ pub fn check(
         referenced.extend(mine);
     }
     r.chunks_referenced = referenced.len();
+
+    // Proof records: each must authenticate and parse; one of a point that is gone is not a
+    // problem (the next prune drops it).
+    let (proofs, bad) = crate::proofs::read_all(repo)?;
+    r.proofs = proofs.len() + bad.len();
+    for (name, e) in bad {
+        problem(&mut r, ObjectKind::Proof, &name, e.to_string());
+    }
+    r.stale_proofs = proofs
+        .iter()
+        .filter(|(_, p)| !point_names.contains(&p.point))
+        .count();
     Ok(r)
 }
 

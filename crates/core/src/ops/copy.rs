@@ -42,6 +42,8 @@ pub struct CopyReport {
     pub bytes: u64,
     /// Points of the source the destination already had.
     pub points_present: usize,
+    /// Proof records copied (after the points; `docs/FORMAT.md` §16).
+    pub proofs: usize,
 }
 
 /// Makes the empty location `to` a replica of the repository at `from`: key slots first,
@@ -65,8 +67,8 @@ pub fn init_replica(from: &dyn Storage, to: &dyn Storage) -> Result<RepoConfig> 
     Ok(config)
 }
 
-/// Copies every key slot, pack, index object and point of `from` that `to` lacks, in that
-/// order, verifying each. Both must be the same repository (see [`init_replica`]).
+/// Copies every key slot, pack, index object, point and proof record of `from` that `to`
+/// lacks, in that order, verifying each. Both must be the same repository (see [`init_replica`]).
 pub fn copy(
     from: &dyn Storage,
     to: &Arc<dyn Storage>,
@@ -108,6 +110,10 @@ pub fn copy(
     }
     let bad_points =
         publisher.publish(|| copy_kind(from, to, ObjectKind::Point, &mut report, None))?;
+    // Proof records last: without the password a copy cannot tell whose they are, so it
+    // carries all of them; one whose point was not copied is dropped by the replica's prune.
+    // A damaged one is left behind (it only ever saved a check).
+    copy_kind(from, to, ObjectKind::Proof, &mut report, None)?;
     if !bad_points.is_empty() {
         return Err(err!(
             Corrupt,
@@ -171,6 +177,7 @@ fn copy_kind(
             ObjectKind::Index => report.indexes += 1,
             ObjectKind::Point => report.points += 1,
             ObjectKind::Key => report.keys += 1,
+            ObjectKind::Proof => report.proofs += 1,
             ObjectKind::Config | ObjectKind::Lease | ObjectKind::Prune => {}
         }
         if let Some(p) = progress {

@@ -87,6 +87,8 @@ pub struct PruneReport {
     pub records_swept: u64,
     /// Records whose deletions wait for running operations, with who they wait for.
     pub deferred: Vec<String>,
+    /// Proof records of forgotten points deleted (or, in a dry run, that would be).
+    pub proofs_deleted: u64,
 }
 
 fn storage_err(e: StorageError, what: String) -> Error {
@@ -313,6 +315,38 @@ fn sweep_all(
 ) -> Result<()> {
     for (name, record) in repo.prune_records()? {
         sweep(repo, &name, &record, own, report, progress)?;
+    }
+    Ok(())
+}
+
+/// Deletes the proof records (`FORMAT.md` §16) of points that are gone. Records are listed
+/// *before* points: a record is written only after its point existed, so every record listed
+/// here whose point is missing from the later listing belongs to a point that was forgotten
+/// (a point written meanwhile cannot have a record in the earlier listing). Records that
+/// cannot be read are left alone (`check` names them; a newer lifeboat's must survive).
+fn drop_stale_proofs(
+    repo: &Repository,
+    own: &Publisher,
+    dry_run: bool,
+    report: &mut PruneReport,
+) -> Result<()> {
+    let (proofs, _) = crate::proofs::read_all(repo)?;
+    if proofs.is_empty() {
+        return Ok(());
+    }
+    let points: HashSet<String> = repo
+        .storage()
+        .list(ObjectKind::Point)?
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    for (name, proof) in proofs {
+        if !points.contains(&proof.point) {
+            if !dry_run {
+                own.publish(|| delete(repo, ObjectKind::Proof, &name))?;
+            }
+            report.proofs_deleted += 1;
+        }
     }
     Ok(())
 }
@@ -572,6 +606,7 @@ pub fn prune(
     if !opts.dry_run {
         sweep_all(repo, &publisher, &mut report, progress)?;
     }
+    drop_stale_proofs(repo, &publisher, opts.dry_run, &mut report)?;
     publisher.lease().check_alive()?;
     Ok(report)
 }

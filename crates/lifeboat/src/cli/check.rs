@@ -54,6 +54,12 @@ pub fn run(ctx: &Context, a: CheckArgs) -> Result<()> {
                 report.unindexed_packs
             );
         }
+        if report.stale_proofs > 0 {
+            outln!(
+                "note: {} proof record(s) belong to forgotten points (harmless; `lifeboat prune` deletes them)",
+                report.stale_proofs
+            );
+        }
         for n in &report.notes {
             outln!("note: {}: {}", esc(&n.object), esc(&n.message));
         }

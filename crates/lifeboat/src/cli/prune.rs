@@ -48,6 +48,12 @@ pub fn print(r: &PruneReport) -> Result<()> {
         r.indexes_written,
         r.indexes_deleted
     );
+    if r.proofs_deleted > 0 {
+        outln!(
+            "proof records of forgotten points: {} deleted",
+            r.proofs_deleted
+        );
+    }
     if r.packs_resurrected > 0 {
         outln!(
             "kept {} condemned packs that points written meanwhile need",

@@ -21,9 +21,12 @@ Examples:
                                                      database into <name>_restored_<point time>
 
 Every chunk is authenticated before it is written. A database is written to a temporary file
-beside its target, checked (checksum, PRAGMA integrity_check, row counts against the point) and
-only then renamed over the target, after stale -wal/-shm files are removed; on any failure the old
-database stays as it was. In place, lifeboat refuses to replace a database that another process
+beside its target, checked (checksum, PRAGMA integrity_check on all cores, row counts against
+the point) and only then renamed over the target, after stale -wal/-shm files are removed; on
+any failure the old database stays as it was. A passed integrity_check is recorded with the
+point (a proof record): a later restore of the same bytes still authenticates every page and
+compares the checksum, but does not run SQLite's check again, and says when and where it
+passed. In place, lifeboat refuses to replace a database that another process
 has open or that changed after the point was taken, unless --force. A directory tree is built
 beside its target and swapped in by one rename: it ends up exactly as in the point (files not in
 the point are removed; they are in the pre-restore point), and a failure leaves it untouched.
