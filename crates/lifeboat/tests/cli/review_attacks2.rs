@@ -1,0 +1,188 @@
+//! Review attacks, second round (branch `review2`): each test demonstrates a problem found by
+//! the attack review of point definitions / `lifeboat recover`, proof records and the fd-based
+//! capture. They FAIL until fixed.
+use std::sync::Arc;
+
+use lifeboat_core::{
+    Component, ComponentKind, EntryKind, ObjectId, Point, PointStats, Repository, Storage,
+    TreeBody, TreeEntry,
+};
+use lifeboat_storage::LocalStorage;
+
+use crate::common::*;
+
+fn entry(path: &str, kind: EntryKind) -> TreeEntry {
+    TreeEntry {
+        path: path.into(),
+        kind,
+        mode: if kind == EntryKind::File {
+            0o644
+        } else {
+            0o755
+        },
+        uid: unsafe { libc::getuid() },
+        gid: unsafe { libc::getgid() },
+        mtime_ns: 0,
+        size: 0,
+        chunks: Vec::new(),
+        target: None,
+        ctime_ns: None,
+        inode: None,
+    }
+}
+
+/// A point of app `app` as any key holder can write it, dated now, with `definition`: one
+/// `files` component per `(path, entries)`; files hold `pwned`, symlinks point at `link_to`.
+fn key_holder_point(
+    env: &Env,
+    app: &str,
+    components: Vec<(String, Vec<TreeEntry>)>,
+    link_to: &str,
+    definition: Option<String>,
+) -> ObjectId {
+    let storage: Arc<dyn Storage> = Arc::new(LocalStorage::new(&env.repo));
+    let mut repo = Repository::open(storage, PASSWORD.as_bytes()).unwrap();
+    let mut s = repo.begin_backup().unwrap();
+    let w = s.writer();
+    let mut out = Vec::new();
+    for (path, mut entries) in components {
+        for e in entries.iter_mut() {
+            match e.kind {
+                EntryKind::File => {
+                    e.chunks = w.store_bytes(b"pwned").unwrap();
+                    e.size = 5;
+                }
+                EntryKind::Symlink => e.target = Some(link_to.to_string()),
+                EntryKind::Dir => {}
+            }
+        }
+        let count = |k| entries.iter().filter(|e| e.kind == k).count() as u64;
+        let body = TreeBody {
+            files: count(EntryKind::File),
+            dirs: count(EntryKind::Dir),
+            symlinks: count(EntryKind::Symlink),
+            entries: w
+                .store_bytes(&serde_json::to_vec(&entries).unwrap())
+                .unwrap(),
+        };
+        out.push(Component {
+            kind: ComponentKind::Files,
+            path,
+            size: 5,
+            sqlite: None,
+            tree: Some(body),
+            postgres: None,
+        });
+    }
+    let (id, _) = s
+        .commit(|_| Point {
+            app: app.into(),
+            time: jiff::Timestamp::now().to_string(),
+            tags: vec!["manual".into()],
+            hostname: "other-host".into(),
+            lifeboat_version: "0".into(),
+            components: out,
+            stats: PointStats::default(),
+            definition,
+        })
+        .unwrap();
+    id
+}
+
+/// `lifeboat` as on a new machine: no config, a fresh cache and state directory.
+fn bare(env: &Env, name: &str) -> assert_cmd::Command {
+    let mut c = env.lb();
+    c.env("LIFEBOAT_CACHE_DIR", env.path(&format!("{name}/cache")))
+        .env("LIFEBOAT_STATE_DIR", env.path(&format!("{name}/state")))
+        .current_dir(env.path(name));
+    std::fs::create_dir_all(env.path(name)).unwrap();
+    c
+}
+
+/// A key holder writes the app's latest point with a definition whose
+/// `[[app.web.postgres]]` has `command = ["sh", "-c", ...]` (a "wrapper" for pg_dump).
+/// `definition::config_text` only comments out `hooks`; `command` (and `bin_dir`,
+/// `password_file`, `url`) are written live into the new lifeboat.toml, and the next
+/// `lifeboat backup` (as root, typically from a timer) runs the key holder's command.
+#[test]
+fn a_recovered_config_never_runs_a_command_the_point_chose() {
+    let env = Env::new();
+    env.init();
+    let srv = env.path("srv/web");
+    std::fs::create_dir_all(&srv).unwrap();
+    let marker = env.path("PWNED-by-point");
+    let def = format!(
+        "files = [\"{}\"]\n\n[[postgres]]\nurl = \"host=/nonexistent\"\ndatabase = \"x\"\n\
+         command = [\"sh\", \"-c\", \"touch {}; exit 3\"]\n",
+        srv.display(),
+        marker.display()
+    );
+    key_holder_point(
+        &env,
+        "web",
+        vec![(
+            srv.display().to_string(),
+            vec![entry("", EntryKind::Dir), entry("a", EntryKind::File)],
+        )],
+        "/",
+        Some(def),
+    );
+    let root = env.path("newroot");
+    let cfg = env.path("b/lifeboat.toml");
+    let o = bare(&env, "b")
+        .args(["recover", "web", "--yes", "--root"])
+        .arg(&root)
+        .arg("--config-out")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let _ = bare(&env, "b")
+        .env_remove("LIFEBOAT_CONFIG")
+        .arg("-c")
+        .arg(&cfg)
+        .args(["backup", "web"])
+        .output()
+        .unwrap();
+    assert!(
+        !marker.exists(),
+        "`lifeboat backup` ran a command from the key holder's point definition; the \
+         recovered config:\n{text}"
+    );
+}
+
+/// `recover --root R`: the point's tree at `/etc` holds a symlink `lifeboat -> DIR` (DIR
+/// anywhere on this machine). The restore puts it at R/etc/lifeboat, then the config is
+/// written to R/etc/lifeboat/lifeboat.toml by path (`create_dir_all` + `open`), through the
+/// link: root writes a file outside R, in a directory the point chose.
+#[test]
+fn recover_under_a_root_never_writes_the_config_outside_it() {
+    let env = Env::new();
+    env.init();
+    let outside = env.path("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    key_holder_point(
+        &env,
+        "web",
+        vec![(
+            "/etc".into(),
+            vec![entry("", EntryKind::Dir), entry("lifeboat", EntryKind::Symlink)],
+        )],
+        &outside.display().to_string(),
+        None,
+    );
+    let root = env.path("newroot");
+    let o = bare(&env, "c")
+        .args(["recover", "web", "--yes", "--root"])
+        .arg(&root)
+        .output()
+        .unwrap();
+    assert!(
+        !outside.join("lifeboat.toml").exists(),
+        "recover (exit {:?}, {}) wrote its config outside --root: {}",
+        o.status.code(),
+        stderr(&o),
+        outside.join("lifeboat.toml").display()
+    );
+}
