@@ -186,3 +186,61 @@ fn recover_under_a_root_never_writes_the_config_outside_it() {
         outside.join("lifeboat.toml").display()
     );
 }
+
+/// The point's `definition` and its components are independent: a key holder writes a point
+/// whose components are the app's ordinary data (what the recover plan shows and restores)
+/// but whose definition adds `secrets = ["/etc/shadow", "/root/.ssh/id_ed25519", ...]` (here
+/// a 0600 root-only file outside the app). Recover writes those paths into the new
+/// lifeboat.toml without a word; the next scheduled backup stores the file in the repository,
+/// where the key holder restores it.
+#[test]
+fn a_recovered_config_backs_up_only_what_the_point_restored() {
+    let env = Env::new();
+    env.init();
+    let srv = env.path("srv/web");
+    std::fs::create_dir_all(&srv).unwrap();
+    let hidden = env.path("rootonly/ssh_host_ed25519_key");
+    write(&hidden, b"TOP-SECRET host key", 0o600);
+    let def = format!(
+        "files = [\"{}\"]\nsecrets = [\"{}\"]\n",
+        srv.display(),
+        hidden.display()
+    );
+    key_holder_point(
+        &env,
+        "web",
+        vec![(
+            srv.display().to_string(),
+            vec![entry("", EntryKind::Dir), entry("a", EntryKind::File)],
+        )],
+        "/",
+        Some(def),
+    );
+    let cfg = env.path("b/lifeboat.toml");
+    let o = bare(&env, "b")
+        .args(["recover", "web", "--yes", "--root"])
+        .arg(env.path("newroot"))
+        .arg("--config-out")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let shown = format!("{}{}", stdout(&o), stderr(&o));
+    let o = bare(&env, "b")
+        .env_remove("LIFEBOAT_CONFIG")
+        .arg("-c")
+        .arg(&cfg)
+        .args(["backup", "web"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The key holder, on their host: restore the latest point somewhere and read it.
+    let drill = env.path("drill");
+    env.ok(&[&"restore", &"latest", &"--to", &drill, &"--yes"]);
+    let leaked = drill.join(hidden.strip_prefix("/").unwrap());
+    assert!(
+        !leaked.exists(),
+        "the key holder's definition made this machine back up {} (recover said: {shown})",
+        hidden.display()
+    );
+}
