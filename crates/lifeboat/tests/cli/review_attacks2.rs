@@ -244,3 +244,76 @@ fn a_recovered_config_backs_up_only_what_the_point_restored() {
         hidden.display()
     );
 }
+
+/// A backup takes the newest point of the app, whoever wrote it, as `previous`, and a file
+/// whose size, mtime, ctime and inode equal that point's entry at the same path is not read:
+/// its chunks are copied from that entry (`tree.rs` `Walk::visit`, `reuse`). A key holder
+/// copies this host's latest point (every field is readable to them), swaps the chunks of one
+/// file for their own bytes of the same size and publishes it. The next scheduled backup on
+/// this host records the key holder's bytes as the file's content, in a point written by
+/// this host, and so does every later one while the file is unchanged: the real content is
+/// never backed up again, and a restore of any of these points writes the forged bytes.
+#[test]
+fn a_backup_never_takes_a_files_content_from_another_writers_point() {
+    let env = Env::new();
+    env.init();
+    let up = env.path("live/up");
+    std::fs::create_dir_all(&up).unwrap();
+    std::fs::write(up.join("settings.php"), b"honest-data").unwrap();
+    std::fs::write(
+        env.path("lifeboat.toml"),
+        format!(
+            "[repository.main]\npath = \"repo\"\n\n[app.web]\nfiles = [\"{}\"]\n",
+            up.display()
+        ),
+    )
+    .unwrap();
+    let cfg = ["-c", "lifeboat.toml"];
+    let o = env.lb().args(cfg).args(["backup", "web"]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // The key holder: the host's latest point, with settings.php's chunks replaced.
+    {
+        let storage: Arc<dyn Storage> = Arc::new(LocalStorage::new(&env.repo));
+        let mut repo = Repository::open(storage, PASSWORD.as_bytes()).unwrap();
+        let (_, honest) = repo.points().unwrap().pop().unwrap();
+        let mut s = repo.begin_backup().unwrap();
+        let (w, r) = s.parts();
+        let mut forged = honest.clone();
+        for c in forged.components.iter_mut() {
+            let body = c.tree.as_mut().unwrap();
+            let mut entries = lifeboat_core::load_tree(r, body).unwrap();
+            for e in entries.iter_mut() {
+                if e.path == "settings.php" {
+                    e.chunks = w.store_bytes(b"EVIL-bytes!").unwrap();
+                }
+            }
+            body.entries = w
+                .store_bytes(&serde_json::to_vec(&entries).unwrap())
+                .unwrap();
+        }
+        forged.time = jiff::Timestamp::now().to_string();
+        s.commit(|_| forged).unwrap();
+    }
+
+    // The next scheduled backup on this host, nothing changed locally.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let o = env.lb().args(cfg).args(["backup", "web"]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let drill = env.path("drill");
+    let o = env
+        .lb()
+        .args(cfg)
+        .args(["restore", "web", "--to"])
+        .arg(&drill)
+        .arg("--yes")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let got = std::fs::read(drill.join(up.strip_prefix("/").unwrap()).join("settings.php")).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        "honest-data",
+        "this host's own newest point holds the key holder's bytes for an unchanged file"
+    );
+}
