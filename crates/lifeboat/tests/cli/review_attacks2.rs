@@ -317,3 +317,80 @@ fn a_backup_never_takes_a_files_content_from_another_writers_point() {
         "this host's own newest point holds the key holder's bytes for an unchanged file"
     );
 }
+
+/// Every restore (even of a point with no database) reads every proof record of the
+/// repository and keeps all of them in memory before keeping those of its point
+/// (`proofs.rs` `of_point` -> `read_all`). A key holder writes records of no point in
+/// particular, each just under the 1 MiB payload limit and compressing to about 4 KiB: 300 of
+/// them (1.3 MiB uploaded) took a restore of one 4-byte file to 507 MiB; about 1.7 GiB per
+/// 1,000 records, until the machine that needs the restore kills it (prune and check read them
+/// all the same way).
+#[test]
+fn a_restore_keeps_in_memory_only_its_own_points_proof_records() {
+    let env = Env::new();
+    env.init();
+    let up = env.path("live/up");
+    std::fs::create_dir_all(&up).unwrap();
+    std::fs::write(up.join("a"), b"data").unwrap();
+    std::fs::write(
+        env.path("lifeboat.toml"),
+        format!(
+            "[repository.main]\npath = \"repo\"\n\n[app.web]\nfiles = [\"{}\"]\n",
+            up.display()
+        ),
+    )
+    .unwrap();
+    let cfg = ["-c", "lifeboat.toml"];
+    let o = env.lb().args(cfg).args(["backup", "web"]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let storage: Arc<dyn Storage> = Arc::new(LocalStorage::new(&env.repo));
+    let mut repo = Repository::open(storage, PASSWORD.as_bytes()).unwrap();
+    let session = repo.begin_restore().unwrap();
+    for i in 0..300u32 {
+        let db = lifeboat_core::ProvenDatabase {
+            path: String::new(),
+            checksum: format!("{i:032x}"),
+            page_count: 1,
+            check: "x".into(),
+        };
+        let n = (1 << 20) / 100;
+        session
+            .record_proof(&lifeboat_core::ProofRecord {
+                point: format!("{i:064x}"),
+                time: String::new(),
+                hostname: String::new(),
+                by: String::new(),
+                lifeboat_version: String::new(),
+                components: vec![db; n],
+            })
+            .unwrap();
+    }
+    drop(session);
+    let o = std::process::Command::new("/usr/bin/time")
+        .arg("-f")
+        .arg("maxrss_kib=%M")
+        .arg(assert_cmd::cargo::cargo_bin("lifeboat"))
+        .env("LIFEBOAT_PASSWORD", PASSWORD)
+        .env_remove("LIFEBOAT_CONFIG")
+        .env("LIFEBOAT_STATE_DIR", env.path(".lifeboat-state"))
+        .current_dir(env.dir.path())
+        .args(["-c", "lifeboat.toml", "restore", "web", "--yes", "--to"])
+        .arg(env.path("drill"))
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    let rss: u64 = err
+        .lines()
+        .find_map(|l| l.strip_prefix("maxrss_kib="))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    eprintln!("restore max RSS {} MiB", rss / 1024);
+    assert!(
+        rss < 150 * 1024,
+        "restoring one 4-byte file took {} MiB of memory (300 foreign proof records)",
+        rss / 1024
+    );
+}
