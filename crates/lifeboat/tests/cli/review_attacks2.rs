@@ -394,3 +394,75 @@ fn a_restore_keeps_in_memory_only_its_own_points_proof_records() {
         rss / 1024
     );
 }
+
+/// `restore --dry-run` (`restore/preview.rs` `walk`) checks each entry with `lstat` but then
+/// lists a directory by path (`std::fs::read_dir`), later: the app's user swaps a directory of
+/// their tree with a symlink to a directory only root can read (`renameat2(RENAME_EXCHANGE)`
+/// in a loop), and root lists that directory's names and sizes as part of the app's tree. The
+/// plan then says the restore "removes" them (it does not: the restore goes through fds).
+/// Reproduced by hand as uid 65534 too: `removes 1 not in the point: sub2/ROOT-ONLY-NAME`.
+#[test]
+fn a_dry_run_never_lists_a_directory_through_a_symlink() {
+    let env = Env::new();
+    env.init();
+    let up = env.path("live/up");
+    std::fs::create_dir_all(up.join("sub")).unwrap();
+    for i in 0..3000 {
+        std::fs::write(up.join(format!("f{i}")), b"x").unwrap();
+    }
+    let hidden = env.path("rootonly");
+    std::fs::create_dir_all(&hidden).unwrap();
+    std::fs::write(hidden.join("ROOT-ONLY-NAME"), b"").unwrap();
+    std::os::unix::fs::symlink(&hidden, up.join("sub2")).unwrap();
+    std::fs::write(
+        env.path("lifeboat.toml"),
+        format!(
+            "[repository.main]\npath = \"repo\"\n\n[app.web]\nfiles = [\"{}\"]\n",
+            up.display()
+        ),
+    )
+    .unwrap();
+    let cfg = ["-c", "lifeboat.toml"];
+    let o = env.lb().args(cfg).args(["backup", "web"]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let swapper = {
+        let stop = stop.clone();
+        let a = std::ffi::CString::new(up.join("sub").into_os_string().into_encoded_bytes()).unwrap();
+        let b = std::ffi::CString::new(up.join("sub2").into_os_string().into_encoded_bytes()).unwrap();
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                unsafe {
+                    libc::renameat2(
+                        libc::AT_FDCWD,
+                        a.as_ptr(),
+                        libc::AT_FDCWD,
+                        b.as_ptr(),
+                        libc::RENAME_EXCHANGE,
+                    )
+                };
+            }
+        })
+    };
+    let mut leaked = None;
+    for _ in 0..40 {
+        let o = env
+            .lb()
+            .args(cfg)
+            .args(["restore", "web", "--dry-run"])
+            .output()
+            .unwrap();
+        let out = stdout(&o);
+        if out.contains("ROOT-ONLY-NAME") {
+            leaked = Some(out);
+            break;
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    swapper.join().unwrap();
+    assert!(
+        leaked.is_none(),
+        "the dry run listed a root-only directory through a symlink:\n{}",
+        leaked.unwrap_or_default()
+    );
+}
