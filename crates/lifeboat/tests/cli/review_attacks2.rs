@@ -466,3 +466,21 @@ fn a_dry_run_never_lists_a_directory_through_a_symlink() {
         leaked.unwrap_or_default()
     );
 }
+
+/// Storage attacker (no password): a key slot object whose name is shorter than 8 bytes, or
+/// has a multi-byte character across byte 8, makes `lifeboat key list` panic
+/// (`cli/key.rs`: `&k.id[..8]`, and `&k.id[..8.min(len)]` for a damaged slot).
+#[test]
+fn key_list_names_odd_slot_names_without_panicking() {
+    let env = Env::new();
+    env.init();
+    let keys = env.repo.join("keys");
+    let first = std::fs::read_dir(&keys).unwrap().next().unwrap().unwrap().path();
+    std::fs::copy(&first, keys.join("ab")).unwrap();
+    let o = env.lb().args(["key", "list"]).output().unwrap();
+    assert!(o.status.success(), "readable slot `ab`: {}", stderr(&o));
+    std::fs::remove_file(keys.join("ab")).unwrap();
+    std::fs::write(keys.join("a\u{e9}\u{e9}\u{e9}\u{e9}"), b"{}").unwrap();
+    let o = env.lb().args(["key", "list"]).output().unwrap();
+    assert!(o.status.success(), "damaged slot `a\u{e9}\u{e9}\u{e9}\u{e9}`: {}", stderr(&o));
+}
