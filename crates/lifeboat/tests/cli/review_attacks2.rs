@@ -167,7 +167,10 @@ fn recover_under_a_root_never_writes_the_config_outside_it() {
         "web",
         vec![(
             "/etc".into(),
-            vec![entry("", EntryKind::Dir), entry("lifeboat", EntryKind::Symlink)],
+            vec![
+                entry("", EntryKind::Dir),
+                entry("lifeboat", EntryKind::Symlink),
+            ],
         )],
         &outside.display().to_string(),
         None,
@@ -310,7 +313,12 @@ fn a_backup_never_takes_a_files_content_from_another_writers_point() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
-    let got = std::fs::read(drill.join(up.strip_prefix("/").unwrap()).join("settings.php")).unwrap();
+    let got = std::fs::read(
+        drill
+            .join(up.strip_prefix("/").unwrap())
+            .join("settings.php"),
+    )
+    .unwrap();
     assert_eq!(
         String::from_utf8_lossy(&got),
         "honest-data",
@@ -428,8 +436,10 @@ fn a_dry_run_never_lists_a_directory_through_a_symlink() {
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let swapper = {
         let stop = stop.clone();
-        let a = std::ffi::CString::new(up.join("sub").into_os_string().into_encoded_bytes()).unwrap();
-        let b = std::ffi::CString::new(up.join("sub2").into_os_string().into_encoded_bytes()).unwrap();
+        let a =
+            std::ffi::CString::new(up.join("sub").into_os_string().into_encoded_bytes()).unwrap();
+        let b =
+            std::ffi::CString::new(up.join("sub2").into_os_string().into_encoded_bytes()).unwrap();
         std::thread::spawn(move || {
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 unsafe {
@@ -475,12 +485,21 @@ fn key_list_names_odd_slot_names_without_panicking() {
     let env = Env::new();
     env.init();
     let keys = env.repo.join("keys");
-    let first = std::fs::read_dir(&keys).unwrap().next().unwrap().unwrap().path();
+    let first = std::fs::read_dir(&keys)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     std::fs::copy(&first, keys.join("ab")).unwrap();
     let o = env.lb().args(["key", "list"]).output().unwrap();
     assert!(o.status.success(), "readable slot `ab`: {}", stderr(&o));
     std::fs::remove_file(keys.join("ab")).unwrap();
     std::fs::write(keys.join("a\u{e9}\u{e9}\u{e9}\u{e9}"), b"{}").unwrap();
     let o = env.lb().args(["key", "list"]).output().unwrap();
-    assert!(o.status.success(), "damaged slot `a\u{e9}\u{e9}\u{e9}\u{e9}`: {}", stderr(&o));
+    assert!(
+        o.status.success(),
+        "damaged slot `a\u{e9}\u{e9}\u{e9}\u{e9}`: {}",
+        stderr(&o)
+    );
 }
