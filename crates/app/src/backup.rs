@@ -122,6 +122,7 @@ pub fn backup(setup: &Setup, req: &BackupRequest, progress: &dyn Progress) -> Re
             });
             AppSpec {
                 definition: None,
+                previous: None,
                 name,
                 sources,
                 excludes: req.excludes.clone(),
@@ -131,6 +132,8 @@ pub fn backup(setup: &Setup, req: &BackupRequest, progress: &dyn Progress) -> Re
     };
     spec.time = req.time;
     let mut repo = setup.open(app_name.as_deref())?;
+    // Unchanged files are reused only from a point this machine wrote (or restored).
+    spec.previous = crate::known_points::newest(&repo.config().id, &spec.name);
     let tags = if req.tags.is_empty() {
         vec!["manual".to_string()]
     } else {

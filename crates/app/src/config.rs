@@ -461,6 +461,7 @@ impl Config {
         add(ComponentKind::Config, &a.config);
         Ok(AppSpec {
             definition: crate::definition::of_app(self, name),
+            previous: None,
             name: name.to_string(),
             sources,
             excludes: a.exclude.clone(),

@@ -56,9 +56,18 @@ pub(crate) fn of_app(cfg: &Config, name: &str) -> Option<String> {
     toml::to_string(&t).ok()
 }
 
+/// The keys of a definition written live into a recovered config: they only say what to read
+/// and how to check it. Everything else (hooks, PostgreSQL connections and commands,
+/// retention) is written commented out for the operator to review: a point may come from any
+/// key holder, and those keys run commands as root, send a password somewhere, or delete
+/// points.
+const LIVE_KEYS: [&str; 2] = ["exclude", "checks"];
+
 /// A `lifeboat.toml` for this machine: repository `repo` (as given to `recover`) and app
-/// `app` as point `id` defines it (or, for a point without a definition, its components'
-/// paths). Hooks are written commented out. The text is checked by the config parser.
+/// `app` from point `id`: the paths of the components it restored (never the definition's
+/// own lists: only what was restored is backed up again), the definition's `exclude` and
+/// `checks`, and every other key of the definition commented out. The text is checked by the
+/// config parser.
 pub(crate) fn config_text(repo: &str, app: &str, point: &Point, id: &ObjectId) -> Result<String> {
     let bad = |why: String| {
         Error::new(
@@ -70,33 +79,45 @@ pub(crate) fn config_text(repo: &str, app: &str, point: &Point, id: &ObjectId) -
         Some(text) => toml::from_str(text).map_err(|e| bad(format!("is not TOML: {e}")))?,
         None => toml::Table::new(),
     };
-    if point.definition.is_none() {
-        for (kind, key) in [
-            (ComponentKind::Sqlite, "sqlite"),
-            (ComponentKind::Files, "files"),
-            (ComponentKind::Secret, "secrets"),
-            (ComponentKind::Config, "config"),
-        ] {
-            let paths: Vec<toml::Value> = point
-                .components
-                .iter()
-                .filter(|c| c.kind == kind)
-                .map(|c| c.path.clone().into())
-                .collect();
-            if !paths.is_empty() {
-                def.insert(key.into(), paths.into());
-            }
+    let mut live = toml::Table::new();
+    for (kind, key) in [
+        (ComponentKind::Sqlite, "sqlite"),
+        (ComponentKind::Files, "files"),
+        (ComponentKind::Secret, "secrets"),
+        (ComponentKind::Config, "config"),
+    ] {
+        def.remove(key);
+        let paths: Vec<toml::Value> = point
+            .components
+            .iter()
+            .filter(|c| c.kind == kind)
+            .map(|c| c.path.clone().into())
+            .collect();
+        if !paths.is_empty() {
+            live.insert(key.into(), paths.into());
+        }
+    }
+    for key in LIVE_KEYS {
+        if let Some(v) = def.remove(key) {
+            live.insert(key.into(), v);
         }
     }
     // Replicas are named by this config's repositories, which the point does not carry.
     def.remove("copy_to");
     def.remove("repository");
-    let hooks = def.remove("hooks");
+    let wrap = |t: toml::Table| {
+        let mut root = toml::Table::new();
+        root.insert(
+            "app".into(),
+            toml::Table::from_iter([(app.to_string(), toml::Value::Table(t))]).into(),
+        );
+        root
+    };
     let mut out = format!(
         "# Written by `lifeboat recover` from point {} of app {app} ({}, host {}).\n\
          # Review it; then `lifeboat backup {app}` and `lifeboat restore {app}` use it.\n\n",
         id.short(),
-        point.time,
+        printable(&point.time),
         printable(&point.hostname)
     );
     let mut repo_table = toml::Table::new();
@@ -106,14 +127,10 @@ pub(crate) fn config_text(repo: &str, app: &str, point: &Point, id: &ObjectId) -
             repo_table.insert("endpoint".into(), e.into());
         }
     }
-    let mut root = toml::Table::new();
+    let mut root = wrap(live);
     root.insert(
         "repository".into(),
         toml::Table::from_iter([("main".to_string(), toml::Value::Table(repo_table))]).into(),
-    );
-    root.insert(
-        "app".into(),
-        toml::Table::from_iter([(app.to_string(), toml::Value::Table(def))]).into(),
     );
     let body = toml::to_string(&root).map_err(|e| bad(format!("cannot be written: {e}")))?;
     out.push_str(&body);
@@ -121,21 +138,16 @@ pub(crate) fn config_text(repo: &str, app: &str, point: &Point, id: &ObjectId) -
         "\n# The repository's password: LIFEBOAT_PASSWORD, or one of\n\
          # password_file = \"/etc/lifeboat/password\"    (in [repository.main])\n",
     );
-    if let Some(h) = hooks {
-        let mut wrap = toml::Table::new();
-        wrap.insert(
-            "app".into(),
-            toml::Table::from_iter([(
-                app.to_string(),
-                toml::Value::Table(toml::Table::from_iter([("hooks".to_string(), h)])),
-            )])
-            .into(),
-        );
-        let text = toml::to_string(&wrap).map_err(|e| bad(format!("cannot be written: {e}")))?;
+    if !def.is_empty() {
+        let keys: Vec<String> = def.keys().cloned().collect();
+        let text =
+            toml::to_string(&wrap(def)).map_err(|e| bad(format!("cannot be written: {e}")))?;
         out.push_str(&format!(
-            "\n# Hooks from the point (written by host {}); they run as root: review them, then\n\
-             # remove the leading '# ' to enable them.\n",
-            printable(&point.hostname)
+            "\n# From the point (written by host {}), not enabled: {}. Hooks and PostgreSQL\n\
+             # commands run as root, a PostgreSQL url and password_file decide where a password\n\
+             # goes, retention decides what is deleted. Review them, then remove the leading '# '.\n",
+            printable(&point.hostname),
+            printable(&keys.join(", "))
         ));
         for line in text.lines() {
             out.push_str("# ");
@@ -175,7 +187,14 @@ mod tests {
             tags: Vec::new(),
             hostname: "old\u{1b}]52;host".into(),
             lifeboat_version: "0".into(),
-            components: Vec::new(),
+            components: vec![lifeboat_core::Component {
+                kind: ComponentKind::Sqlite,
+                path: "/srv/chat/chat.db".into(),
+                size: 0,
+                sqlite: None,
+                tree: None,
+                postgres: None,
+            }],
             stats: Default::default(),
             definition: Some(def),
         };
@@ -183,14 +202,22 @@ mod tests {
         let out = config_text("s3://b/p", "chat", &point, &id).unwrap();
         assert!(out.contains("# stop = \"systemctl stop chat\""), "{out}");
         assert!(!out.contains('\u{1b}'), "{out}");
-        let again = Config::parse(Path::new("x.toml"), out).unwrap();
+        let again = Config::parse(Path::new("x.toml"), out.clone()).unwrap();
         assert!(
             again.app["chat"].hooks.stop.is_none(),
             "hooks stay commented out"
         );
+        // The paths are the components' (what was restored), never the definition's lists.
         assert_eq!(
             again.app["chat"].sqlite,
-            [PathBuf::from("/etc/lifeboat/data/chat.db")]
+            [PathBuf::from("/srv/chat/chat.db")]
+        );
+        assert!(again.app["chat"].secrets.is_empty());
+        // PostgreSQL connections (a url, a command) are left for the operator to enable.
+        assert!(again.app["chat"].postgres.is_empty());
+        assert!(
+            out.contains("# url = \"postgresql://app@db/chat\""),
+            "{out}"
         );
     }
 }

@@ -121,6 +121,14 @@ pub(crate) fn known(repo_id: &str) -> BTreeMap<String, Known> {
         .unwrap_or_default()
 }
 
+/// The newest point of `app` in repository `repo_id` that this machine wrote or restored:
+/// the one a backup may reuse unchanged files from.
+pub(crate) fn newest(repo_id: &str, app: &str) -> Option<ObjectId> {
+    known(repo_id)
+        .get(app)
+        .and_then(|k| ObjectId::from_hex(&k.id))
+}
+
 /// The last in-place restore of `app` in repository `repo_id` done here, if remembered.
 pub(crate) fn last_restore(repo_id: &str, app: &str) -> Option<LastRestore> {
     state_dir()

@@ -6,7 +6,6 @@
 //! there.
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 use lifeboat_core::{Error, ErrorKind, ObjectId, Progress, Result};
@@ -41,6 +40,7 @@ pub struct RecoverPlan {
     /// The config written after it.
     pub config: String,
     config_out: PathBuf,
+    root: Option<PathBuf>,
 }
 
 /// What a recovery did.
@@ -95,7 +95,7 @@ pub fn recover_plan(setup: &Setup, req: &RecoverRequest) -> Result<RecoverPlan> 
             .unwrap_or_else(|| PathBuf::from("/"))
             .join("etc/lifeboat/lifeboat.toml")
     });
-    if config_out.exists() {
+    if std::fs::symlink_metadata(&config_out).is_ok() {
         return Err(Error::new(
             ErrorKind::Refused,
             format!("{} exists", config_out.display()),
@@ -121,6 +121,7 @@ pub fn recover_plan(setup: &Setup, req: &RecoverRequest) -> Result<RecoverPlan> 
         restore,
         config,
         config_out,
+        root: req.root.clone(),
     })
 }
 
@@ -140,15 +141,12 @@ impl RecoverPlan {
                 "the app was restored; write the config by hand (`lifeboat recover --dry-run` prints it)",
             )
         };
-        if let Some(dir) = out.parent() {
-            std::fs::create_dir_all(dir).map_err(fail)?;
-        }
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(out)
-            .map_err(fail)?;
+        // Under --root, nothing the restore just wrote there (a symlink in `etc/`) can lead
+        // the file out of it; never over an existing file or a symlink.
+        let mut f = lifeboat_sources::create_new_file(self.root.as_deref(), out, 0o600)
+            .map_err(|e| {
+                e.with_hint("the app was restored; write the config by hand (`lifeboat recover --dry-run` prints it)")
+            })?;
         f.write_all(self.config.as_bytes()).map_err(fail)?;
         f.sync_all().map_err(fail)?;
         Ok(RecoverReport {

@@ -307,20 +307,19 @@ pub(crate) fn plan_with(
         Vec::new()
     };
     if let Some(c) = &config {
-        if !req.allow_unlisted && !replaced.is_empty() {
-            let app = &whole.app;
-            if !c.has_app(app) {
-                return Err(Error::new(
-                    ErrorKind::Refused,
-                    format!(
-                        "point {} is of app {app}, which lifeboat.toml does not define; it would write {} in place",
-                        id.short(),
-                        replaced.iter().map(|c| c.path.as_str()).collect::<Vec<_>>().join(", ")
-                    ),
-                )
-                .with_hint("restore with --to DIR and look at it first, or pass --allow-unlisted"));
-            }
-            refuse_unlisted(&c.app_spec(app)?, &replaced, &id)?;
+        let app = &whole.app;
+        if c.has_app(app) && !replaced.is_empty() {
+            refuse_unlisted(&c.app_spec(app)?, &replaced, &id, req.allow_unlisted)?;
+        } else if !req.allow_unlisted && !replaced.is_empty() && !c.has_app(app) {
+            return Err(Error::new(
+                ErrorKind::Refused,
+                format!(
+                    "point {} is of app {app}, which lifeboat.toml does not define; it would write {} in place",
+                    id.short(),
+                    replaced.iter().map(|c| c.path.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+            )
+            .with_hint("restore with --to DIR and look at it first, or pass --allow-unlisted"));
         }
     }
     let opts = RestoreOptions {
@@ -365,7 +364,14 @@ pub(crate) fn plan_with(
 /// In place a point writes where it says, as root. Any key holder can write a point (another
 /// host of a shared repository, or whoever stole its password), so when the config defines
 /// the app, only the paths it lists for it are replaced in place.
-fn refuse_unlisted(spec: &AppSpec, replaced: &[Component], id: &ObjectId) -> Result<()> {
+/// A listed path in a component of another kind is refused even with `allow_unlisted` (it could
+/// change what the path is).
+fn refuse_unlisted(
+    spec: &AppSpec,
+    replaced: &[Component],
+    id: &ObjectId,
+    allow_unlisted: bool,
+) -> Result<()> {
     for comp in replaced {
         if comp.kind == ComponentKind::Postgres {
             // A database on the configured server (or `--pg-url`), not a path.
@@ -375,12 +381,14 @@ fn refuse_unlisted(spec: &AppSpec, replaced: &[Component], id: &ObjectId) -> Res
         // the path is (a pre-restore point may hold a database as its raw files, as `config`
         // components at its path and its `-wal`/`-journal`: those are regular files, as a
         // `config` component always is, see `check_tree`).
+        let c = comp.path.trim_end_matches('/');
+        let mut path_listed = false;
         let listed = spec.sources.iter().any(|s| {
             s.source().path().is_some_and(|p| {
                 let p = p.as_os_str().to_string_lossy();
                 let p = p.trim_end_matches('/');
-                let c = comp.path.trim_end_matches('/');
                 let kind = s.source().kind();
+                path_listed |= c == p;
                 (c == p && kind == comp.kind)
                     || (kind == ComponentKind::Sqlite
                         && comp.kind == ComponentKind::Config
@@ -389,6 +397,22 @@ fn refuse_unlisted(spec: &AppSpec, replaced: &[Component], id: &ObjectId) -> Res
                             .any(|x| x == c))
             })
         });
+        if !listed && path_listed {
+            return Err(Error::new(
+                ErrorKind::Refused,
+                format!(
+                    "point {} would write {} in place as {}, which lifeboat.toml lists as another kind for app {}",
+                    id.short(),
+                    comp.path,
+                    comp.kind.as_str(),
+                    spec.name
+                ),
+            )
+            .with_hint("restore with --to DIR and look at it first"));
+        }
+        if allow_unlisted {
+            continue;
+        }
         if !listed {
             return Err(Error::new(
                 ErrorKind::Refused,
@@ -615,6 +639,7 @@ fn save_current_state(
     let app = point.app.as_str();
     let mut spec = AppSpec {
         definition: None,
+        previous: crate::known_points::newest(&repo.config().id, &point.app),
         name: app.to_string(),
         sources,
         excludes: Vec::new(),

@@ -39,21 +39,31 @@ fn read_one(repo: &Repository, name: &str) -> Result<ProofRecord> {
 /// checks run).
 pub(crate) fn of_point(repo: &Repository, point: &ObjectId) -> Vec<ProofRecord> {
     let hex = point.to_hex();
-    match read_all(repo) {
-        Ok((good, bad)) => {
-            for (name, e) in bad {
-                tracing::warn!("ignoring proof {name}: {e}");
-            }
-            good.into_iter()
-                .map(|(_, r)| r)
-                .filter(|r| r.point == hex)
-                .collect()
-        }
+    let names = match repo.storage().list(ObjectKind::Proof) {
+        Ok(n) => n,
         Err(e) => {
             tracing::warn!("cannot list proof records (checks will run): {e}");
-            Vec::new()
+            return Vec::new();
+        }
+    };
+    // One record at a time, dropped unless it is this point's: any key holder can write
+    // records, and holding them all (each up to 1 MiB decoded) could exhaust the memory of
+    // the machine that needs the restore. At most `KEEP` of this point's are kept.
+    const KEEP: usize = 16;
+    let mut out = Vec::new();
+    for e in names {
+        match read_one(repo, &e.name) {
+            Ok(r) if r.point == hex => {
+                out.push(r);
+                if out.len() >= KEEP {
+                    break;
+                }
+            }
+            Ok(_) => {}
+            Err(err) => tracing::warn!("ignoring proof {}: {err}", e.name),
         }
     }
+    out
 }
 
 /// Seals and writes a record under the hash of its bytes.

@@ -73,6 +73,10 @@ pub struct AppSpec {
     pub time: Option<jiff::Timestamp>,
     /// The app's definition to record in the point (`Point::definition`), if it has one.
     pub definition: Option<String>,
+    /// The point whose files may be reused by metadata (size, times, inode: not read again):
+    /// one this machine wrote, never simply the newest in the repository, which any key
+    /// holder can write with other bytes under the same metadata. `None`: every file is read.
+    pub previous: Option<ObjectId>,
 }
 
 /// Builds a glob set, with a clear error for a bad pattern.
@@ -120,12 +124,10 @@ pub fn backup_app(
     // The session takes the lease, then loads the index: the order a concurrent prune
     // relies on (core's `session.rs`).
     let mut session = repo.begin_backup()?;
-    let previous = session
-        .repository()
-        .points()?
-        .into_iter()
-        .rfind(|(_, p)| p.app == app.name)
-        .map(|(_, p)| p);
+    let previous = app
+        .previous
+        .and_then(|id| session.repository().read_point(&id).ok())
+        .filter(|p| p.app == app.name);
     let mut components = Vec::new();
     for s in &app.sources {
         let prev = previous
@@ -313,6 +315,7 @@ mod tests {
     fn app(sources: Vec<SourceSpec>) -> AppSpec {
         AppSpec {
             definition: None,
+            previous: None,
             name: "t".into(),
             sources,
             ..AppSpec::default()

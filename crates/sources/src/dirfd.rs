@@ -595,6 +595,25 @@ impl SafeDir {
     }
 }
 
+/// Creates the new file `path` (`O_EXCL | O_NOFOLLOW`, `mode`), its missing directories too,
+/// for something written where a restore just wrote (a config `recover` writes under its
+/// root): below `anchor` no symlink leads outside it (`SafeDir::open_beneath`); above it, or
+/// without one, the path is walked by `SafeDir::open_trusted`'s rule.
+pub fn create_new_file(anchor: Option<&Path>, path: &Path, mode: u32) -> Result<File> {
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(Error::new(
+            ErrorKind::Usage,
+            format!("{} names no file", path.display()),
+        ));
+    };
+    let dir = match anchor.and_then(|a| Some((a, parent.strip_prefix(a).ok()?))) {
+        Some((a, rel)) => SafeDir::open_trusted(a)?.open_beneath(rel, true)?,
+        None => SafeDir::open_trusted(parent)?,
+    };
+    dir.create_file(name, mode)
+        .map_err(|e| Error::io(path.display(), e))
+}
+
 /// `fchown` of an open file or directory.
 pub fn fchown(fd: impl AsFd, uid: u32, gid: u32) -> io::Result<()> {
     rustix::fs::fchown(

@@ -27,6 +27,7 @@ pub mod tree;
 mod util;
 
 pub use app::{backup_app, build_excludes, restore_point, AppSpec, SourceSpec};
+pub use dirfd::create_new_file;
 pub use postgres::PgRestoreSettings;
 pub use source::{
     target_path, Capture, Proofs, RestoreContext, RestoreOptions, RestoreTarget, RestoredComponent,

@@ -522,6 +522,25 @@ fn write_and_verify(
 
     progress.finish();
     let Some(verify) = verify else {
+        // A proof record (which any key holder can write) skips SQLite's check, not this one:
+        // the file must at least be a SQLite database of the recorded page size.
+        let mut head = [0u8; 18];
+        file.read_exact_at(&mut head, 0)
+            .map_err(|e| Error::io(tmp.display(), e))?;
+        let size = match u16::from_be_bytes([head[16], head[17]]) {
+            1 => 65536,
+            n => u32::from(n),
+        };
+        if &head[..16] != b"SQLite format 3\0" || size != body.page_size {
+            return Err(Error::new(
+                ErrorKind::Verify,
+                format!(
+                    "restored database {}: not a SQLite database of page size {} (a proof record claimed it was checked)",
+                    tmp.display(),
+                    body.page_size
+                ),
+            ));
+        }
         file.sync_all().map_err(|e| Error::io(tmp.display(), e))?;
         return apply_owner_mode(&file, tmp, body);
     };

@@ -4,7 +4,6 @@
 //! into the pre-restore point), whether a pre-restore point is taken, and an estimate of the
 //! time. Reads the point's trees (authenticated) and looks at the targets; changes nothing.
 use std::collections::HashSet;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use lifeboat_core::{load_tree, Component, ComponentKind, Point, Result};
@@ -233,30 +232,49 @@ struct Live {
     paths: Vec<String>,
 }
 
-/// Every entry under `root` (relative paths, symlinks not followed), up to `WALK_LIMIT`.
+/// Every entry under `root` (relative paths), up to `WALK_LIMIT`: walked through directory fds
+/// with `O_NOFOLLOW` (the app's user may swap a directory for a symlink to one only root can
+/// list; it is skipped, never listed).
 fn walk(root: &Path) -> Live {
+    use rustix::fs::{AtFlags, FileType, Mode, OFlags};
     let mut live = Live::default();
-    let mut todo = vec![(root.to_path_buf(), String::new())];
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let Ok(fd) = rustix::fs::openat(rustix::fs::CWD, root, flags, Mode::empty()) else {
+        return live;
+    };
+    let mut todo = vec![(fd, String::new())];
     while let Some((dir, rel)) = todo.pop() {
-        let Ok(rd) = std::fs::read_dir(&dir) else {
+        let Ok(entries) = rustix::fs::Dir::read_from(&dir) else {
             continue;
         };
-        for e in rd.flatten() {
+        for e in entries.flatten() {
             if live.paths.len() as u64 >= WALK_LIMIT {
                 return live;
             }
-            let name = e.file_name().to_string_lossy().into_owned();
+            let name = e.file_name();
+            if matches!(name.to_bytes(), b"." | b"..") {
+                continue;
+            }
+            let shown = String::from_utf8_lossy(name.to_bytes()).into_owned();
             let r = if rel.is_empty() {
-                name
+                shown
             } else {
-                format!("{rel}/{name}")
+                format!("{rel}/{shown}")
             };
-            let Ok(md) = e.metadata() else { continue };
-            if md.is_dir() {
-                todo.push((e.path(), r.clone()));
-            } else if md.is_file() {
-                live.files += 1;
-                live.bytes += md.size();
+            let Ok(st) = rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) else {
+                continue;
+            };
+            match FileType::from_raw_mode(st.st_mode) {
+                FileType::Directory => {
+                    if let Ok(sub) = rustix::fs::openat(&dir, name, flags, Mode::empty()) {
+                        todo.push((sub, r.clone()));
+                    }
+                }
+                FileType::RegularFile => {
+                    live.files += 1;
+                    live.bytes += st.st_size as u64;
+                }
+                _ => {}
             }
             live.paths.push(r);
         }

@@ -95,11 +95,15 @@ pub fn remove_key(repo: &Repository, prefix: &str) -> Result<String> {
         }
     };
     if k.current {
-        return Err(err!(Refused, "key slot {} is the one this password opened", &k.id[..8])
+        return Err(err!(Refused, "key slot {} is the one this password opened", k.id.chars().take(8).collect::<String>())
             .with_hint("open the repository with another password to remove this slot, so you cannot lock yourself out"));
     }
     if k.damaged.is_none() && keys.iter().filter(|k| k.damaged.is_none()).count() == 1 {
-        return Err(err!(Refused, "key slot {} is the last one", &k.id[..8]));
+        return Err(err!(
+            Refused,
+            "key slot {} is the last one",
+            k.id.chars().take(8).collect::<String>()
+        ));
     }
     repo.storage().delete(ObjectKind::Key, &k.id)?;
     Ok(k.id.clone())

@@ -62,16 +62,16 @@ pub fn run(ctx: &Context, cmd: KeyCommand) -> Result<()> {
                     if let Some(why) = &k.damaged {
                         outln!(
                             " {:<9} DAMAGED: {} (`lifeboat key remove {}` removes it)",
-                            &k.id[..8.min(k.id.len())],
+                            esc(&short(&k.id)),
                             esc(why),
-                            esc(&k.id[..8.min(k.id.len())])
+                            esc(&short(&k.id))
                         );
                         continue;
                     }
                     outln!(
                         "{}{:<9} {:<25} {:<20} {}",
                         if k.current { "*" } else { " " },
-                        &k.id[..8],
+                        esc(&short(&k.id)),
                         local_time(&k.created),
                         esc(&k.hostname),
                         esc(&k.label)
@@ -81,8 +81,13 @@ pub fn run(ctx: &Context, cmd: KeyCommand) -> Result<()> {
         }
         KeyCommand::Remove(a) => {
             let id = lifeboat_app::remove_key(&ctx.setup, &a.id)?;
-            outln!("removed key slot {}", &id[..8]);
+            outln!("removed key slot {}", esc(&short(&id)));
         }
     }
     Ok(())
+}
+
+/// The first 8 characters of a slot's name (whatever the store calls it).
+fn short(id: &str) -> String {
+    id.chars().take(8).collect()
 }

@@ -19,8 +19,10 @@ the SFTP identity) and the password. The app's latest point is restored at the p
 backed up from (or under --root DIR, a new root file system), verified as `lifeboat restore`
 verifies, databases, files, secrets and config with their modes and owners. Then a lifeboat.toml
 is written from the app's definition that every point carries (to ROOT/etc/lifeboat/lifeboat.toml,
-or --config-out): the repository as given, the app's paths, retention, checks; its hooks are
-written commented out, to review first (they run as root and come from the point).";
+or --config-out): the repository as given, the paths of what was restored, the app's excludes
+and checks. Everything else the point asks for (hooks, PostgreSQL connections and commands,
+retention) is written commented out, to review first: a point may come from any host holding
+the password, and those run commands as root or decide where a password goes.";
 
 #[derive(Debug, Args)]
 pub struct RecoverArgs {
@@ -102,7 +104,7 @@ pub fn run(ctx: &Context, a: RecoverArgs) -> Result<()> {
     );
     super::restore::print_restored(&report.restored)?;
     outln!(
-        "wrote {} (review it; its hooks are commented out)",
+        "wrote {} (review it: what the point asks beyond its paths and checks is commented out)",
         esc(&report.config)
     );
     Ok(())

@@ -38,6 +38,8 @@ mod retention;
 /// Attack review of the atomic tree restore, hooks and rollback: each a reproduced attack
 /// that must fail.
 mod review_attacks;
+/// Second attack review: point definitions and `recover`, proof records, fd-based capture.
+mod review_attacks2;
 /// Hot backup while a writer commits; restore; consistency, integrity, row counts.
 mod sqlite_hot;
 /// Key slots, `points --json`, `--help`.
