@@ -356,11 +356,13 @@ fn the_replaced_tree_is_removed_by_fd_not_by_name() {
     for _ in 0..10 {
         std::fs::write(up.join("new.txt"), b"new").unwrap();
         let old = std::fs::symlink_metadata(&up).unwrap().ino();
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let attacker = {
             let app = app.clone();
+            let done = done.clone();
             std::thread::spawn(move || {
-                let t = std::time::Instant::now();
-                while t.elapsed() < std::time::Duration::from_secs(20) {
+                // Until the restore has ended (then nothing is left to race).
+                while !done.load(std::sync::atomic::Ordering::SeqCst) {
                     for e in std::fs::read_dir(&app).unwrap().flatten() {
                         let n = e.file_name();
                         if n.to_string_lossy().starts_with(".up.lifeboat-")
@@ -381,6 +383,7 @@ fn the_replaced_tree_is_removed_by_fd_not_by_name() {
             .args(["restore", &p, "--yes", "--force"])
             .output()
             .unwrap();
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
         let raced = attacker.join().unwrap();
         tries.push((o.status.code(), stderr(&o).trim().to_string(), raced));
         if raced {
