@@ -2,35 +2,11 @@
 //! break the path rules: `restore --to DIR` refuses them (exit 5) before writing anything, and
 //! `check` reports them.
 use std::path::Path;
-use std::sync::Arc;
 
-use lifeboat_core::{
-    Component, ComponentKind, EntryKind, ObjectId, Point, PointStats, Repository, Storage,
-    TreeBody, TreeEntry,
-};
-use lifeboat_storage::LocalStorage;
+use lifeboat_core::{ComponentKind, EntryKind, ObjectId, TreeEntry};
 
 use crate::common::*;
-
-fn entry(path: &str, kind: EntryKind) -> TreeEntry {
-    TreeEntry {
-        path: path.into(),
-        kind,
-        mode: if kind == EntryKind::File {
-            0o644
-        } else {
-            0o755
-        },
-        uid: unsafe { libc::getuid() },
-        gid: unsafe { libc::getgid() },
-        mtime_ns: 0,
-        size: 0,
-        chunks: Vec::new(),
-        target: None,
-        ctime_ns: None,
-        inode: None,
-    }
-}
+use crate::handmade::*;
 
 /// Commits a point of one files component at `path` with `entries` (files get content `pwned`,
 /// symlinks point at `link_to`).
@@ -48,63 +24,17 @@ fn make_point_of(
     components: Vec<(ComponentKind, String, Vec<TreeEntry>)>,
     link_to: &str,
 ) -> ObjectId {
-    let storage: Arc<dyn Storage> = Arc::new(LocalStorage::new(&env.repo));
-    let mut repo = Repository::open(storage, PASSWORD.as_bytes()).unwrap();
-    let mut s = repo.begin_backup().unwrap();
-    let w = s.writer();
-    let mut out = Vec::new();
-    for (kind, path, mut entries) in components {
-        out.push(tree_component(w, kind, path, &mut entries, link_to));
-    }
-    let (id, _) = s
-        .commit(|_| Point {
-            app: "adhoc".into(),
-            time: "2026-01-01T00:00:00Z".into(),
-            tags: vec!["manual".into()],
-            hostname: "evil".into(),
-            lifeboat_version: "0".into(),
-            components: out,
-            stats: PointStats::default(),
+    hand_made_point(
+        env,
+        Header {
+            app: "adhoc",
+            time: Some("2026-01-01T00:00:00Z"),
+            hostname: "evil",
             definition: None,
-        })
-        .unwrap();
-    id
-}
-
-fn tree_component(
-    w: &mut lifeboat_core::ChunkWriter<'_>,
-    kind: ComponentKind,
-    path: String,
-    entries: &mut [TreeEntry],
-    link_to: &str,
-) -> Component {
-    for e in entries.iter_mut() {
-        match e.kind {
-            EntryKind::File => {
-                e.chunks = w.store_bytes(b"pwned").unwrap();
-                e.size = 5;
-            }
-            EntryKind::Symlink => e.target = Some(link_to.to_string()),
-            EntryKind::Dir => {}
-        }
-    }
-    let count = |k| entries.iter().filter(|e| e.kind == k).count() as u64;
-    let body = TreeBody {
-        files: count(EntryKind::File),
-        dirs: count(EntryKind::Dir),
-        symlinks: count(EntryKind::Symlink),
-        entries: w
-            .store_bytes(&serde_json::to_vec(&entries).unwrap())
-            .unwrap(),
-    };
-    Component {
-        kind,
-        path,
-        size: 5,
-        sqlite: None,
-        tree: Some(body),
-        postgres: None,
-    }
+        },
+        components,
+        link_to,
+    )
 }
 
 /// Every file under `dir`, recursively (symlinks not followed).

@@ -4,6 +4,8 @@
 mod common;
 /// A TCP proxy that injects network faults in front of the test S3 server.
 mod fault_proxy;
+/// Points written by hand through the library (hostile points for the escape and review tests).
+mod handmade;
 
 /// In-place tree restores: staged and swapped in, exact, a failure changes nothing; nested
 /// components kept; setuid bits; symlinks in other users' directories (issue 12 item 4).

@@ -2,33 +2,10 @@
 //! review of the atomic tree restore, hooks and rollback. They FAIL until fixed.
 use std::sync::Arc;
 
-use lifeboat_core::{
-    Component, ComponentKind, EntryKind, ObjectId, Point, PointStats, Repository, Storage,
-    TreeBody, TreeEntry,
-};
-use lifeboat_storage::LocalStorage;
+use lifeboat_core::{ComponentKind, EntryKind, ObjectId, TreeEntry};
 
 use crate::common::*;
-
-fn entry(path: &str, kind: EntryKind) -> TreeEntry {
-    TreeEntry {
-        path: path.into(),
-        kind,
-        mode: if kind == EntryKind::File {
-            0o644
-        } else {
-            0o755
-        },
-        uid: unsafe { libc::getuid() },
-        gid: unsafe { libc::getgid() },
-        mtime_ns: 0,
-        size: 0,
-        chunks: Vec::new(),
-        target: None,
-        ctime_ns: None,
-        inode: None,
-    }
-}
+use crate::handmade::*;
 
 /// A point of app `app` (as any key holder can write), dated now, of `components` (kind, path,
 /// tree entries): files hold `pwned`, symlinks point at `link_to`.
@@ -38,53 +15,13 @@ fn key_holder_point(
     components: Vec<(ComponentKind, String, Vec<TreeEntry>)>,
     link_to: &str,
 ) -> ObjectId {
-    let storage: Arc<dyn Storage> = Arc::new(LocalStorage::new(&env.repo));
-    let mut repo = Repository::open(storage, PASSWORD.as_bytes()).unwrap();
-    let mut s = repo.begin_backup().unwrap();
-    let w = s.writer();
-    let mut out = Vec::new();
-    for (kind, path, mut entries) in components {
-        for e in entries.iter_mut() {
-            match e.kind {
-                EntryKind::File => {
-                    e.chunks = w.store_bytes(b"pwned").unwrap();
-                    e.size = 5;
-                }
-                EntryKind::Symlink => e.target = Some(link_to.to_string()),
-                EntryKind::Dir => {}
-            }
-        }
-        let count = |k| entries.iter().filter(|e| e.kind == k).count() as u64;
-        let body = TreeBody {
-            files: count(EntryKind::File),
-            dirs: count(EntryKind::Dir),
-            symlinks: count(EntryKind::Symlink),
-            entries: w
-                .store_bytes(&serde_json::to_vec(&entries).unwrap())
-                .unwrap(),
-        };
-        out.push(Component {
-            kind,
-            path,
-            size: 5,
-            sqlite: None,
-            tree: Some(body),
-            postgres: None,
-        });
-    }
-    let (id, _) = s
-        .commit(|_| Point {
-            app: app.into(),
-            time: jiff::Timestamp::now().to_string(),
-            tags: vec!["manual".into()],
-            hostname: "other-host".into(),
-            lifeboat_version: "0".into(),
-            components: out,
-            stats: PointStats::default(),
-            definition: None,
-        })
-        .unwrap();
-    id
+    let header = Header {
+        app,
+        time: None,
+        hostname: "other-host",
+        definition: None,
+    };
+    hand_made_point(env, header, components, link_to)
 }
 
 fn config(env: &Env, body: &str) {

@@ -3,33 +3,10 @@
 //! capture. They FAIL until fixed.
 use std::sync::Arc;
 
-use lifeboat_core::{
-    Component, ComponentKind, EntryKind, ObjectId, Point, PointStats, Repository, Storage,
-    TreeBody, TreeEntry,
-};
-use lifeboat_storage::LocalStorage;
+use lifeboat_core::{ComponentKind, EntryKind, ObjectId, TreeEntry};
 
 use crate::common::*;
-
-fn entry(path: &str, kind: EntryKind) -> TreeEntry {
-    TreeEntry {
-        path: path.into(),
-        kind,
-        mode: if kind == EntryKind::File {
-            0o644
-        } else {
-            0o755
-        },
-        uid: unsafe { libc::getuid() },
-        gid: unsafe { libc::getgid() },
-        mtime_ns: 0,
-        size: 0,
-        chunks: Vec::new(),
-        target: None,
-        ctime_ns: None,
-        inode: None,
-    }
-}
+use crate::handmade::*;
 
 /// A point of app `app` as any key holder can write it, dated now, with `definition`: one
 /// `files` component per `(path, entries)`; files hold `pwned`, symlinks point at `link_to`.
@@ -40,53 +17,17 @@ fn key_holder_point(
     link_to: &str,
     definition: Option<String>,
 ) -> ObjectId {
-    let storage: Arc<dyn Storage> = Arc::new(LocalStorage::new(&env.repo));
-    let mut repo = Repository::open(storage, PASSWORD.as_bytes()).unwrap();
-    let mut s = repo.begin_backup().unwrap();
-    let w = s.writer();
-    let mut out = Vec::new();
-    for (path, mut entries) in components {
-        for e in entries.iter_mut() {
-            match e.kind {
-                EntryKind::File => {
-                    e.chunks = w.store_bytes(b"pwned").unwrap();
-                    e.size = 5;
-                }
-                EntryKind::Symlink => e.target = Some(link_to.to_string()),
-                EntryKind::Dir => {}
-            }
-        }
-        let count = |k| entries.iter().filter(|e| e.kind == k).count() as u64;
-        let body = TreeBody {
-            files: count(EntryKind::File),
-            dirs: count(EntryKind::Dir),
-            symlinks: count(EntryKind::Symlink),
-            entries: w
-                .store_bytes(&serde_json::to_vec(&entries).unwrap())
-                .unwrap(),
-        };
-        out.push(Component {
-            kind: ComponentKind::Files,
-            path,
-            size: 5,
-            sqlite: None,
-            tree: Some(body),
-            postgres: None,
-        });
-    }
-    let (id, _) = s
-        .commit(|_| Point {
-            app: app.into(),
-            time: jiff::Timestamp::now().to_string(),
-            tags: vec!["manual".into()],
-            hostname: "other-host".into(),
-            lifeboat_version: "0".into(),
-            components: out,
-            stats: PointStats::default(),
-            definition,
-        })
-        .unwrap();
-    id
+    let header = Header {
+        app,
+        time: None,
+        hostname: "other-host",
+        definition,
+    };
+    let components = components
+        .into_iter()
+        .map(|(p, e)| (ComponentKind::Files, p, e))
+        .collect();
+    hand_made_point(env, header, components, link_to)
 }
 
 /// `lifeboat` as on a new machine: no config, a fresh cache and state directory.
@@ -277,8 +218,7 @@ fn a_backup_never_takes_a_files_content_from_another_writers_point() {
 
     // The key holder: the host's latest point, with settings.php's chunks replaced.
     {
-        let storage: Arc<dyn Storage> = Arc::new(LocalStorage::new(&env.repo));
-        let mut repo = Repository::open(storage, PASSWORD.as_bytes()).unwrap();
+        let mut repo = open_repo(&env);
         let (_, honest) = repo.points().unwrap().pop().unwrap();
         let mut s = repo.begin_backup().unwrap();
         let (w, r) = s.parts();
@@ -351,8 +291,7 @@ fn a_restore_keeps_in_memory_only_its_own_points_proof_records() {
     let cfg = ["-c", "lifeboat.toml"];
     let o = env.lb().args(cfg).args(["backup", "web"]).output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
-    let storage: Arc<dyn Storage> = Arc::new(LocalStorage::new(&env.repo));
-    let mut repo = Repository::open(storage, PASSWORD.as_bytes()).unwrap();
+    let mut repo = open_repo(&env);
     let session = repo.begin_restore().unwrap();
     for i in 0..300u32 {
         let db = lifeboat_core::ProvenDatabase {
