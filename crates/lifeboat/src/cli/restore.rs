@@ -2,7 +2,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 
 use clap::Args;
-use lifeboat_app::{RestorePlan, RestorePreview, RestoreRequest};
+use lifeboat_app::{RestorePlan, RestorePreview, RestoreReport, RestoreRequest};
 use lifeboat_core::{ComponentKind, Error, ErrorKind, Result};
 use lifeboat_sources::sqlite::Verify;
 
@@ -217,15 +217,9 @@ pub fn run(ctx: &Context, a: RestoreArgs) -> Result<()> {
         confirm_in_place(&mut plan, a.yes)?;
     }
     let (id, point) = (plan.id(), plan.point().clone());
-    let report = plan.run(true, &ctx.progress, &mut |saved| {
-        crate::output::errln!(
-            "saved the current state as pre-restore point {}",
-            saved.short()
-        );
-    })?;
+    let report = run_confirmed(ctx, plan)?;
     if a.json {
-        json(&serde_json::to_value(&report).expect("serialisable"))?;
-        return Ok(());
+        return json(&report);
     }
     outln!(
         "restored point {} of app {} ({})",
@@ -235,6 +229,17 @@ pub fn run(ctx: &Context, a: RestoreArgs) -> Result<()> {
     );
     print_restored(&report.restored)?;
     print_hooks_and_checks(&report)
+}
+
+/// Runs a plan the operator confirmed (or that replaces nothing), saying on stderr when the
+/// pre-restore point is saved.
+pub(crate) fn run_confirmed(ctx: &Context, plan: RestorePlan) -> Result<RestoreReport> {
+    plan.run(true, &ctx.progress, &mut |saved| {
+        crate::output::errln!(
+            "saved the current state as pre-restore point {}",
+            saved.short()
+        );
+    })
 }
 
 /// One line per restored component (databases as `db`), with its warnings.

@@ -53,15 +53,9 @@ pub fn run(ctx: &Context, a: RollbackArgs) -> Result<()> {
     );
     super::restore::confirm_in_place(&mut plan, a.yes)?;
     let (id, app) = (plan.id(), plan.point().app.clone());
-    let report = plan.run(true, &ctx.progress, &mut |saved| {
-        crate::output::errln!(
-            "saved the current state as pre-restore point {}",
-            saved.short()
-        );
-    })?;
+    let report = super::restore::run_confirmed(ctx, plan)?;
     if a.json {
-        json(&serde_json::to_value(&report).expect("serialisable"))?;
-        return Ok(());
+        return json(&report);
     }
     outln!(
         "rolled back app {}: pre-restore point {} ({}) is back in place",
