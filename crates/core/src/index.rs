@@ -52,6 +52,12 @@ pub struct Index {
     condemned: Vec<bool>,
     blocks: Vec<BlockLoc>,
     entries: Vec<(ChunkId, ChunkLoc)>,
+    /// `entries[starts[b]..starts[b + 1]]` are the ids whose top `bits` bits are `b` (ids are
+    /// keyed hashes, so about four per bucket): a lookup searches a few entries instead of
+    /// the whole table (a 1 GiB restore looks up 270,000 ids; the plain binary search over
+    /// all of them was the largest cost before its first byte was written).
+    starts: Vec<u32>,
+    bits: u32,
     sorted: bool,
 }
 
@@ -97,6 +103,7 @@ impl Index {
                 },
             ));
         }
+        self.starts.clear();
         self.sorted = false;
     }
 
@@ -110,6 +117,17 @@ impl Index {
         self.entries.dedup_by(|later, first| later.0 == first.0);
         self.entries.shrink_to_fit();
         self.blocks.shrink_to_fit();
+        self.bits = (usize::BITS - self.entries.len().leading_zeros())
+            .saturating_sub(3)
+            .min(24);
+        let mut starts = vec![0u32; (1usize << self.bits) + 1];
+        for (id, _) in &self.entries {
+            starts[Self::bucket(id, self.bits) + 1] += 1;
+        }
+        for b in 1..starts.len() {
+            starts[b] += starts[b - 1];
+        }
+        self.starts = starts;
         self.sorted = true;
     }
 
@@ -126,8 +144,14 @@ impl Index {
             self.sorted || self.entries.is_empty(),
             "Index::finish was not called"
         );
-        let i = self.entries.binary_search_by(|e| e.0.cmp(id)).ok()?;
-        let c = self.entries[i].1;
+        let b = Self::bucket(id, self.bits);
+        let (lo, hi) = match (self.starts.get(b), self.starts.get(b + 1)) {
+            (Some(&lo), Some(&hi)) => (lo as usize, hi as usize),
+            _ => (0, self.entries.len()),
+        };
+        let part = &self.entries[lo..hi];
+        let i = part.binary_search_by(|e| e.0.cmp(id)).ok()?;
+        let c = part[i].1;
         let b = self.blocks[c.block as usize];
         Some(Location {
             block: c.block,
@@ -137,6 +161,16 @@ impl Index {
             offset: c.offset,
             len: c.len,
         })
+    }
+
+    /// The bucket of `id` in [`Index::starts`]: its top `bits` bits.
+    fn bucket(id: &ChunkId, bits: u32) -> usize {
+        let top = u32::from_be_bytes([id.0[0], id.0[1], id.0[2], id.0[3]]);
+        if bits == 0 {
+            0
+        } else {
+            (top >> (32 - bits)) as usize
+        }
     }
 
     /// Id of the pack at a [`Location::pack`] position.
@@ -175,6 +209,38 @@ mod tests {
         assert_eq!((ix.pack(l.pack), l.block_offset), (ObjectId([1; 32]), 8));
         assert!(ix.contains(&ChunkId([5; 16])));
         assert!(!ix.contains(&ChunkId([4; 16])));
+    }
+
+    #[test]
+    fn every_id_is_found_through_its_bucket() {
+        for n in [0usize, 1, 7, 8, 9, 1000, 5000] {
+            let ids: Vec<ChunkId> = (0..n as u32)
+                .map(|i| {
+                    let h = blake3::hash(&i.to_le_bytes());
+                    ChunkId(h.as_bytes()[..16].try_into().unwrap())
+                })
+                .collect();
+            let entries: Vec<BlockEntry> = ids
+                .iter()
+                .enumerate()
+                .map(|(i, id)| BlockEntry {
+                    id: *id,
+                    block_offset: 8,
+                    block_len: 10,
+                    offset: i as u32,
+                    len: 1,
+                })
+                .collect();
+            let mut ix = Index::default();
+            ix.add_pack(ObjectId([1; 32]), &entries);
+            ix.finish();
+            for (i, id) in ids.iter().enumerate() {
+                assert_eq!(ix.get(id).map(|l| l.offset), Some(i as u32), "n={n} i={i}");
+            }
+            for edge in [[0u8; 16], [0xff; 16], [0x80; 16]] {
+                assert!(ids.contains(&ChunkId(edge)) || ix.get(&ChunkId(edge)).is_none());
+            }
+        }
     }
 
     #[test]

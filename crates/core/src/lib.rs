@@ -53,7 +53,7 @@ pub use format::pagetable::{encode_base, encode_delta, SEGMENT_PAGES};
 pub use format::point::{
     Component, ComponentKind, Point, PointStats, PostgresBody, SqliteBody, TreeBody,
 };
-pub use format::proof::{ProofRecord, ProvenDatabase, CHECK_INTEGRITY};
+pub use format::proof::{ProofRecord, ProvenDatabase, CHECK_INTEGRITY, CHECK_QUICK};
 pub use format::tree::{EntryKind, TreeEntry};
 pub use id::{ChunkId, ObjectId};
 pub use ops::check::{check, CheckOptions, CheckReport, Problem};

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::crypto::MasterKey;
 use crate::error::{err, Error, Result};
-use crate::format::pack::{decode_block_with, BLOCK_AAD};
+use crate::format::pack::{decode_block_to_slice, decode_block_with, decoded_len, BLOCK_AAD};
 use crate::id::ChunkId;
 use crate::index::Index;
 use crate::storage::{ObjectKind, Storage};
@@ -180,7 +180,7 @@ impl<'r> ChunkReader<'r> {
                     return;
                 }
             };
-            let mut block = Vec::new();
+            let mut block = AlignedBuf::default();
             while !stop.load(Ordering::Relaxed) {
                 let k = next.fetch_add(1, Ordering::Relaxed);
                 let Some(range) = order.get(k) else {
@@ -193,13 +193,14 @@ impl<'r> ChunkReader<'r> {
                         .index
                         .get(&ids[wants[0].pos as usize])
                         .expect("looked up above");
-                    self.decode_block_into(
+                    self.decode_block_aligned(
                         loc.pack,
                         loc.block_offset,
                         loc.block_len,
                         &mut dctx,
                         &mut block,
                     )?;
+                    let block = block.as_slice();
                     let pack_id = self.index.pack(loc.pack);
                     let mut verified: Option<(ChunkId, u32)> = None;
                     let mut batch: Vec<(usize, &[u8])> = Vec::with_capacity(wants.len());
@@ -246,18 +247,17 @@ impl<'r> ChunkReader<'r> {
         }
     }
 
-    /// Reads one sealed block (one ranged read), decrypts it in place and decompresses it into
-    /// `out` with the caller's context (reused across blocks on the parallel restore path).
-    fn decode_block_into(
+    /// Reads one sealed block (one ranged read), decrypts it in place and calls `f` with the
+    /// plaintext and a description of the block for errors.
+    fn with_block<T>(
         &self,
         pack: u32,
         offset: u32,
         len: u32,
-        dctx: &mut zstd::bulk::Decompressor<'_>,
-        out: &mut Vec<u8>,
-    ) -> Result<()> {
+        f: impl FnOnce(&[u8], &str) -> Result<T>,
+    ) -> Result<T> {
         let pack_id = self.index.pack(pack);
-        let what = || format!("pack {} (block at offset {offset})", pack_id.to_hex());
+        let what = format!("pack {} (block at offset {offset})", pack_id.to_hex());
         let mut sealed = self
             .storage
             .read_range(
@@ -268,11 +268,41 @@ impl<'r> ChunkReader<'r> {
             )
             .map_err(|e| Error::from(e).context(format!("read pack {pack_id}")))?;
         let plain = self.key.open_in_place(BLOCK_AAD, &mut sealed).map_err(|e| {
-            e.context(what()).with_hint(
+            e.context(what.clone()).with_hint(
                 "this pack is damaged: run `lifeboat check --read-data` to list what is affected; nothing was restored from it",
             )
         })?;
-        decode_block_with(plain, &what(), dctx, out)
+        f(plain, &what)
+    }
+
+    /// Reads, authenticates and decompresses one block into `out` with the caller's context.
+    fn decode_block_into(
+        &self,
+        pack: u32,
+        offset: u32,
+        len: u32,
+        dctx: &mut zstd::bulk::Decompressor<'_>,
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
+        self.with_block(pack, offset, len, |plain, what| {
+            decode_block_with(plain, what, dctx, out)
+        })
+    }
+
+    /// [`Self::decode_block_into`] into a buffer that starts at an [`AlignedBuf::ALIGN`]
+    /// boundary (the parallel restore path, whose pages may go to `O_DIRECT` writes).
+    fn decode_block_aligned(
+        &self,
+        pack: u32,
+        offset: u32,
+        len: u32,
+        dctx: &mut zstd::bulk::Decompressor<'_>,
+        out: &mut AlignedBuf,
+    ) -> Result<()> {
+        self.with_block(pack, offset, len, |plain, what| {
+            let size = decoded_len(plain, what)?;
+            decode_block_to_slice(plain, what, dctx, out.prepare(size))
+        })
     }
 
     fn load_block(&self, pack: u32, offset: u32, len: u32) -> Result<Vec<u8>> {
@@ -280,5 +310,33 @@ impl<'r> ChunkReader<'r> {
         let mut out = Vec::new();
         self.decode_block_into(pack, offset, len, &mut dctx, &mut out)?;
         Ok(out)
+    }
+}
+
+/// A reusable buffer whose content starts at an [`AlignedBuf::ALIGN`]-byte boundary: a block
+/// decoded into it hands out pages at aligned addresses (a block of 4 KiB pages), which is what
+/// `O_DIRECT` writes need, so the restore writes them without a copy into the page cache.
+#[derive(Default)]
+struct AlignedBuf {
+    raw: Vec<u8>,
+    len: usize,
+}
+
+impl AlignedBuf {
+    const ALIGN: usize = 4096;
+
+    /// The content, `len` bytes long, to be filled by the caller (the buffer only grows).
+    fn prepare(&mut self, len: usize) -> &mut [u8] {
+        if self.raw.len() < len + Self::ALIGN {
+            self.raw = vec![0; len + Self::ALIGN];
+        }
+        self.len = len;
+        let pad = self.raw.as_ptr().align_offset(Self::ALIGN);
+        &mut self.raw[pad..pad + len]
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        let pad = self.raw.as_ptr().align_offset(Self::ALIGN);
+        &self.raw[pad..pad + self.len]
     }
 }

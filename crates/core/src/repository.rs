@@ -25,6 +25,11 @@ pub struct Repository {
     /// The argon2id cost of the slot that unlocked it (new slots get the same).
     kdf: KdfParams,
     index: Index,
+    /// The index objects whose entries `index` holds, when it was built by
+    /// [`Repository::load_index`] (not by [`Repository::load_index_from`]): a later load with
+    /// the same prune records reads only the index objects written since (objects are named by
+    /// their content, so a name seen once means the same entries).
+    index_names: Option<HashSet<String>>,
     seen_prunes: Vec<String>,
     /// Lifetime of the leases this repository's sessions take ([`crate::lease_ttl`]; tests
     /// shorten it).
@@ -93,6 +98,7 @@ impl Repository {
             key_name,
             kdf,
             index: Index::default(),
+            index_names: None,
             seen_prunes: Vec::new(),
             lease_ttl: crate::lease::lease_ttl(),
         })
@@ -151,6 +157,7 @@ impl Repository {
                     key_name: slot.name.clone(),
                     kdf: file.params,
                     index: Index::default(),
+                    index_names: None,
                     seen_prunes: Vec::new(),
                     lease_ttl: crate::lease::lease_ttl(),
                 });
@@ -188,22 +195,42 @@ impl Repository {
             condemned_indexes.extend(r.indexes.iter().cloned());
             condemned_packs.extend(r.packs.iter().filter_map(|p| ObjectId::from_hex(p)));
         }
-        let mut index = Index::default();
-        let mut later = Vec::new();
-        for entry in self.storage.list(ObjectKind::Index)? {
-            if condemned_indexes.contains(&entry.name) {
-                later.push(entry.name);
-                continue;
+        let record_names: Vec<String> = records.into_iter().map(|(n, _)| n).collect();
+        let listed: Vec<String> = self
+            .storage
+            .list(ObjectKind::Index)?
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        // Reused: the same prune records as the last load (so the same packs condemned), and
+        // every index object read then is still there (none was deleted by a prune since).
+        let reuse = self.index_names.take().filter(|names| {
+            record_names == self.seen_prunes && {
+                let now: HashSet<&String> = listed.iter().collect();
+                names.iter().all(|n| now.contains(n))
             }
-            self.add_index_object(&mut index, &entry.name, &condemned_packs, strict)?;
+        });
+        let (mut index, mut names) = match reuse {
+            Some(names) => (std::mem::take(&mut self.index), names),
+            None => (Index::default(), HashSet::new()),
+        };
+        let new: Vec<&String> = listed.iter().filter(|n| !names.contains(*n)).collect();
+        let (later, first): (Vec<&String>, Vec<&String>) = new
+            .into_iter()
+            .partition(|n| condemned_indexes.contains(*n));
+        let added = !first.is_empty() || !later.is_empty();
+        for name in first.into_iter().chain(later) {
+            if self.add_index_object(&mut index, name, &condemned_packs, strict)? {
+                names.insert(name.clone());
+            }
         }
-        for name in later {
-            self.add_index_object(&mut index, &name, &condemned_packs, strict)?;
+        if added {
+            index.finish();
         }
-        index.finish();
         tracing::debug!(chunks = index.len(), "index loaded");
         self.index = index;
-        self.seen_prunes = records.into_iter().map(|(n, _)| n).collect();
+        self.index_names = Some(names);
+        self.seen_prunes = record_names;
         Ok(())
     }
 
@@ -213,7 +240,7 @@ impl Repository {
         name: &str,
         condemned: &HashSet<ObjectId>,
         strict: bool,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         // A damaged index must not stop every later backup and restore: its chunks are
         // simply unknown (a backup stores them again; `check` names the damaged object).
         match self.read_index(name) {
@@ -221,6 +248,7 @@ impl Repository {
                 for (pack, entries) in &file.packs {
                     index.add_pack_as(*pack, entries, condemned.contains(pack));
                 }
+                return Ok(true);
             }
             Err(e) if strict => {
                 return Err(e.context("prune needs every index object").with_hint(
@@ -229,7 +257,7 @@ impl Repository {
             }
             Err(e) => tracing::warn!("ignoring damaged index {name}: {e} (run `lifeboat check`)"),
         }
-        Ok(())
+        Ok(false)
     }
 
     /// The prune records [`Repository::load_index`] saw.
@@ -271,6 +299,7 @@ impl Repository {
 
     /// Replaces the in-memory index (check builds its own from the readable index objects).
     pub(crate) fn load_index_from(&mut self, index: Index) {
+        self.index_names = None;
         self.index = index;
     }
 

@@ -406,6 +406,26 @@ impl SafeDir {
         Ok(File::from(fd))
     }
 
+    /// Opens the existing file `name` again, write-only with `O_DIRECT` (writes go from the
+    /// caller's memory to the disk, not through the page cache); refused unless it is the same
+    /// file as `same` (device and inode). Fails on a filesystem without `O_DIRECT`.
+    pub fn reopen_direct(&self, name: &OsStr, same: &File) -> io::Result<File> {
+        let fd = rustix::fs::openat(
+            &self.fd,
+            name,
+            OFlags::WRONLY | OFlags::DIRECT | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(errno)?;
+        let (a, b) = (fstat(&fd)?, fstat(same)?);
+        if (a.st_dev, a.st_ino) != (b.st_dev, b.st_ino) {
+            return Err(io::Error::other(
+                "the file was replaced while it was reopened",
+            ));
+        }
+        Ok(File::from(fd))
+    }
+
     /// Removes the non-directory `name` (a symlink itself, never its target).
     pub fn remove_file(&self, name: &OsStr) -> io::Result<()> {
         rustix::fs::unlinkat(&self.fd, name, AtFlags::empty()).map_err(errno)

@@ -292,21 +292,31 @@ pub(crate) fn parents_first(selected: &mut [&Component]) {
 pub struct Proofs {
     /// The point's readable records.
     pub known: Vec<ProofRecord>,
-    /// Databases whose `integrity_check` and row counts passed in this restore.
+    /// Databases whose check (the restore's level) and row counts passed in this restore.
     pub passed: Mutex<Vec<ProvenDatabase>>,
 }
 
 impl Proofs {
-    /// The record proving the point's database with `checksum` and `page_count`, if any
-    /// (the oldest, so the output names when it was first proven).
-    pub fn find(&self, checksum: &str, page_count: u32) -> Option<&ProofRecord> {
+    /// The record proving that the point's database with `checksum` and `page_count` passed
+    /// a check at least as thorough as `level`, if any (the oldest, so the output names when
+    /// it was first proven), and the check it records.
+    pub fn find(
+        &self,
+        checksum: &str,
+        page_count: u32,
+        level: crate::sqlite::Verify,
+    ) -> Option<(&ProofRecord, &str)> {
+        let accepted = level.accepted_proofs();
         self.known
             .iter()
-            .filter(|r| r.proves(checksum, page_count).is_some())
-            .min_by_key(|r| r.time.parse::<jiff::Timestamp>().ok())
+            .filter_map(|r| {
+                r.proves(checksum, page_count, accepted)
+                    .map(|d| (r, d.check.as_str()))
+            })
+            .min_by_key(|(r, _)| r.time.parse::<jiff::Timestamp>().ok())
     }
 
-    /// Notes a database whose full check passed now.
+    /// Notes a database whose check passed now.
     pub fn passed(&self, db: ProvenDatabase) {
         self.passed
             .lock()

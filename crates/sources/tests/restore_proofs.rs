@@ -72,12 +72,23 @@ impl Setup {
         backup_app(&mut self.repo, &app, &[], &NoProgress).unwrap()
     }
 
-    /// Restores under `DIR/<to>`; returns the `verified` text and where the file landed.
+    /// Restores under `DIR/<to>` with `--verify full`; returns the `verified` text and where
+    /// the file landed.
     fn restore(
         &mut self,
         id: &ObjectId,
         point: &Point,
         to: &str,
+    ) -> lifeboat_core::Result<(String, PathBuf)> {
+        self.restore_at(id, point, to, Verify::Full)
+    }
+
+    fn restore_at(
+        &mut self,
+        id: &ObjectId,
+        point: &Point,
+        to: &str,
+        verify: Verify,
     ) -> lifeboat_core::Result<(String, PathBuf)> {
         let root = self.dir.path().join(to);
         let opts = RestoreOptions {
@@ -86,7 +97,7 @@ impl Setup {
             force: false,
             replace_newer: false,
             app_stops_first: false,
-            verify: Verify::Full,
+            verify,
             postgres: PgRestoreSettings::default(),
             keep_setid: false,
         };
@@ -159,7 +170,7 @@ fn restored_database_is_byte_equal_and_its_check_runs_once() {
     // Same point, same bytes (restored elsewhere): the record says integrity_check already
     // passed on them.
     let (verified, file) = s.restore(&id, &point, "two").unwrap();
-    assert!(verified.contains("integrity proven on"), "{verified}");
+    assert!(verified.contains("integrity_check proven on"), "{verified}");
     assert!(verified.contains("by restore on host"), "{verified}");
     assert!(
         std::fs::read(&file).unwrap() == source,
@@ -174,6 +185,28 @@ fn restored_database_is_byte_equal_and_its_check_runs_once() {
     let r = check(&mut s.repo, CheckOptions::default(), &NoProgress).unwrap();
     assert!(r.problems.is_empty(), "{:?}", r.problems);
     assert_eq!((r.proofs, r.stale_proofs), (1, 0));
+}
+
+#[test]
+fn a_quick_check_proves_quick_restores_only() {
+    let mut s = setup();
+    let (id, point) = s.backup();
+    let (verified, _) = s.restore_at(&id, &point, "one", Verify::Quick).unwrap();
+    assert!(verified.contains("quick_check ok"), "{verified}");
+    assert_eq!(s.proofs().len(), 1, "the passed quick_check is recorded");
+    let (verified, _) = s.restore_at(&id, &point, "two", Verify::Quick).unwrap();
+    assert!(verified.contains("quick_check proven on"), "{verified}");
+    // A full restore does not take a quick_check for an integrity_check...
+    let (verified, _) = s.restore(&id, &point, "three").unwrap();
+    assert!(
+        verified.contains("integrity_check ok") && !verified.contains("proven"),
+        "{verified}"
+    );
+    assert_eq!(s.proofs().len(), 2);
+    // ...and once integrity_check passed, a quick restore needs neither.
+    let (verified, _) = s.restore_at(&id, &point, "four", Verify::Quick).unwrap();
+    assert!(verified.contains("proven on"), "{verified}");
+    assert_eq!(s.proofs().len(), 2, "nothing new was checked");
 }
 
 #[test]
@@ -206,7 +239,8 @@ fn a_record_of_other_bytes_does_not_skip_the_check() {
     s.record(&good);
     let (verified, _) = s.restore(&id, &point, "two").unwrap();
     assert!(
-        verified.contains("integrity proven on 2026-12-01T12:00:00Z by drill on host elsewhere"),
+        verified
+            .contains("integrity_check proven on 2026-12-01T12:00:00Z by drill on host elsewhere"),
         "{verified}"
     );
 }

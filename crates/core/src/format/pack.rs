@@ -197,17 +197,61 @@ pub fn decode_block_with(
     match plain.first() {
         Some(&CODEC_NONE) => out.extend_from_slice(&plain[1..]),
         Some(&CODEC_ZSTD) => {
-            let len = zstd::zstd_safe::get_frame_content_size(&plain[1..])
-                .ok()
-                .flatten()
-                .filter(|&l| l as usize <= MAX_BLOCK_LEN)
-                .ok_or_else(|| err!(Corrupt, "{what}: zstd block without a valid size"))?;
-            out.reserve(len as usize);
+            out.reserve(decoded_len(plain, what)?);
             dctx.decompress_to_buffer(&plain[1..], out)
                 .map_err(|e| err!(Corrupt, "{what}: bad zstd block: {e}"))?;
         }
         Some(c) => return Err(err!(Corrupt, "{what}: unknown block codec {c}")),
         None => return Err(err!(Corrupt, "{what}: empty block")),
+    }
+    Ok(())
+}
+
+/// The length a block's plaintext decodes to (a zstd block's recorded frame size, at most
+/// [`MAX_BLOCK_LEN`]), known before decoding so the caller can provide the buffer.
+pub fn decoded_len(plain: &[u8], what: &str) -> Result<usize> {
+    match plain.first() {
+        Some(&CODEC_NONE) => Ok(plain.len() - 1),
+        Some(&CODEC_ZSTD) => zstd::zstd_safe::get_frame_content_size(&plain[1..])
+            .ok()
+            .flatten()
+            .filter(|&l| l as usize <= MAX_BLOCK_LEN)
+            .map(|l| l as usize)
+            .ok_or_else(|| err!(Corrupt, "{what}: zstd block without a valid size")),
+        Some(c) => Err(err!(Corrupt, "{what}: unknown block codec {c}")),
+        None => Err(err!(Corrupt, "{what}: empty block")),
+    }
+}
+
+/// Decodes a block's plaintext into `out`, which must be exactly [`decoded_len`] bytes long; a
+/// block that decodes to another length is corrupt.
+pub fn decode_block_to_slice(
+    plain: &[u8],
+    what: &str,
+    dctx: &mut zstd::bulk::Decompressor<'_>,
+    out: &mut [u8],
+) -> Result<()> {
+    let n = match plain.first() {
+        Some(&CODEC_NONE) if plain.len() - 1 == out.len() => {
+            out.copy_from_slice(&plain[1..]);
+            out.len()
+        }
+        Some(&CODEC_ZSTD) => dctx
+            .decompress_to_buffer(&plain[1..], out)
+            .map_err(|e| err!(Corrupt, "{what}: bad zstd block: {e}"))?,
+        _ => {
+            return Err(err!(
+                Corrupt,
+                "{what}: block does not decode to its recorded size"
+            ))
+        }
+    };
+    if n != out.len() {
+        return Err(err!(
+            Corrupt,
+            "{what}: block decoded to {n} bytes, its frame says {}",
+            out.len()
+        ));
     }
     Ok(())
 }

@@ -16,9 +16,12 @@ use crate::id::ObjectId;
 pub const PROOF_MAGIC: &[u8; 4] = b"LBVF";
 /// Largest payload a reader decompresses (the stored object is at most 1 MiB too).
 pub const MAX_PROOF_PAYLOAD: usize = 1 << 20;
-/// The only check recorded: `PRAGMA integrity_check` of the whole database and its row counts
-/// equal to the point's.
+/// `PRAGMA integrity_check` of the whole database passed and its row counts equalled the
+/// point's.
 pub const CHECK_INTEGRITY: &str = "integrity_check";
+/// `PRAGMA quick_check` of the whole database passed and its row counts equalled the point's
+/// (no index entry was matched to its row).
+pub const CHECK_QUICK: &str = "quick_check";
 
 /// One point's databases that passed a check, and who checked them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,7 +51,8 @@ pub struct ProvenDatabase {
     pub checksum: String,
     /// Its page count in the point.
     pub page_count: u32,
-    /// The check that passed ([`CHECK_INTEGRITY`]; other words are ignored by this reader).
+    /// The check that passed ([`CHECK_INTEGRITY`] or [`CHECK_QUICK`]; other words are ignored
+    /// by this reader).
     pub check: String,
 }
 
@@ -71,12 +75,20 @@ impl ProofRecord {
         Ok(r)
     }
 
-    /// The entry that proves the point's database with `checksum` and `page_count` passed
-    /// `integrity_check`, if this record has one. (Within one point, which names every page
-    /// table by the keyed ids of its segments, the checksum and page count pick the bytes.)
-    pub fn proves(&self, checksum: &str, page_count: u32) -> Option<&ProvenDatabase> {
+    /// The entry that proves the point's database with `checksum` and `page_count` passed one
+    /// of the checks in `accepted`, if this record has one. (Within one point, which names
+    /// every page table by the keyed ids of its segments, the checksum and page count pick
+    /// the bytes.)
+    pub fn proves(
+        &self,
+        checksum: &str,
+        page_count: u32,
+        accepted: &[&str],
+    ) -> Option<&ProvenDatabase> {
         self.components.iter().find(|c| {
-            c.check == CHECK_INTEGRITY && c.checksum == checksum && c.page_count == page_count
+            accepted.contains(&c.check.as_str())
+                && c.checksum == checksum
+                && c.page_count == page_count
         })
     }
 }
@@ -116,14 +128,23 @@ mod tests {
     fn proves_only_its_checksum_page_count_and_check() {
         let r = record();
         let sum = "cd".repeat(16);
-        assert!(r.proves(&sum, 10).is_some());
-        assert!(r.proves(&"ce".repeat(16), 10).is_none());
-        assert!(r.proves(&sum, 11).is_none());
+        let full = &[CHECK_INTEGRITY];
+        let quick = &[CHECK_INTEGRITY, CHECK_QUICK];
+        assert!(r.proves(&sum, 10, full).is_some());
+        assert!(r.proves(&sum, 10, quick).is_some());
+        assert!(r.proves(&"ce".repeat(16), 10, full).is_none());
+        assert!(r.proves(&sum, 11, full).is_none());
         let mut other = r.clone();
-        other.components[0].check = "quick_check".into();
+        other.components[0].check = CHECK_QUICK.into();
         assert!(
-            other.proves(&sum, 10).is_none(),
-            "only integrity_check is a proof"
+            other.proves(&sum, 10, full).is_none(),
+            "a quick_check does not prove integrity_check"
+        );
+        assert!(other.proves(&sum, 10, quick).is_some());
+        other.components[0].check = "fsck".into();
+        assert!(
+            other.proves(&sum, 10, quick).is_none(),
+            "unknown words prove nothing"
         );
     }
 }

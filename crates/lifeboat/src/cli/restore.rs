@@ -23,10 +23,10 @@ Examples:
 Every chunk is authenticated before it is written. A database is written to a temporary file
 beside its target, checked (checksum, PRAGMA integrity_check on all cores, row counts against
 the point) and only then renamed over the target, after stale -wal/-shm files are removed; on
-any failure the old database stays as it was. A passed integrity_check is recorded with the
-point (a proof record): a later restore of the same bytes still authenticates every page and
-compares the checksum, but does not run SQLite's check again, and says when and where it
-passed. In place, lifeboat refuses to replace a database that another process
+any failure the old database stays as it was. A passed check is recorded with the point (a
+proof record): a later restore of the same bytes still authenticates every page and compares
+the checksum, but does not run SQLite's check again (an integrity_check serves --verify full
+and quick, a quick_check only quick), and says when and where it passed. In place, lifeboat refuses to replace a database that another process
 has open or that changed after the point was taken, unless --force. A directory tree is built
 beside its target and swapped in by one rename: it ends up exactly as in the point (files not in
 the point are removed; they are in the pre-restore point), and a failure leaves it untouched.
@@ -124,7 +124,8 @@ pub struct RestoreArgs {
     /// How SQLite checks a restored database before it replaces anything: `full` runs
     /// PRAGMA integrity_check (every index entry against its row; ~10 s per GiB), `quick` runs
     /// PRAGMA quick_check (~1.5 s per GiB). Both also check the whole-database checksum (every
-    /// page equal to what was backed up) and the row counts.
+    /// page equal to what was backed up) and the row counts. Skipped for bytes a proof record
+    /// says already passed this check or a stricter one.
     #[arg(long, value_parser = parse_verify, default_value = "full")]
     pub verify: Verify,
     /// Print what was restored as JSON on stdout
