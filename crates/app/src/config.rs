@@ -40,6 +40,13 @@
 //! health_url = "http://127.0.0.1:8080/health"   # polled after `start` until 2xx
 //! health_timeout = "60s"
 //!
+//! # Scheduled jobs of `lifeboat run` (see schedule.rs):
+//! schedule = "hourly"                        # backups; also "every 15m", "0 3 * * *"
+//! copy_schedule = "daily"                    # copy to copy_to
+//! forget_schedule = "daily"                  # forget by [app.chat.keep], then prune
+//! random_delay = "5m"                        # start up to 5 min after the slot
+//! # timezone = "Europe/Berlin"                # of cron fields (default: [daemon] or system)
+//!
 //! [app.chatalot]
 //! files   = ["/srv/chatalot/uploads"]
 //! secrets = ["/srv/chatalot/jwt_private.pem", "/srv/chatalot/.env"]
@@ -52,6 +59,13 @@
 //! # globals = true                           # roles too (pg_dumpall --globals-only)
 //! # schema_only = false
 //! # terminate_connections = false            # in-place restore: end sessions, or refuse
+//!
+//! [daemon]                                   # `lifeboat run`; every key optional
+//! max_jobs = 2                               # jobs of different apps at once
+//! grace = "5m"                               # SIGTERM: how long a running job may finish
+//! retry = "1m"                               # first retry of a failed job; doubles up to 1 h
+//! # state_file = "/var/lib/lifeboat/daemon-state.json"
+//! # timezone = "UTC"                         # default of the apps' schedules (else system)
 //! ```
 //! Relative paths are relative to the directory of the config file.
 //!
@@ -71,6 +85,7 @@ use serde::Deserialize;
 use crate::checks::ChecksConfig;
 use crate::hooks::HooksConfig;
 use crate::password::PasswordSource;
+use crate::schedule::Schedule;
 use crate::trust::{check_ancestors, effective_uid};
 
 /// The whole file.
@@ -83,6 +98,9 @@ pub struct Config {
     /// Named apps.
     #[serde(default)]
     pub app: BTreeMap<String, AppConfig>,
+    /// Settings of `lifeboat run`.
+    #[serde(default)]
+    pub daemon: DaemonConfig,
     #[serde(skip)]
     file: PathBuf,
     #[serde(skip)]
@@ -158,6 +176,37 @@ pub struct AppConfig {
     /// Post-restore checks: smoke queries, health URL (`[app.NAME.checks]`).
     #[serde(default)]
     pub checks: ChecksConfig,
+    /// When `lifeboat run` backs the app up.
+    pub schedule: Option<Schedule>,
+    /// When `lifeboat run` copies the app's repository to its `copy_to` replicas.
+    pub copy_schedule: Option<Schedule>,
+    /// When `lifeboat run` forgets points by the app's `[keep]` policies and prunes.
+    pub forget_schedule: Option<Schedule>,
+    /// Each scheduled run starts up to this long after its slot (spreads many hosts' runs).
+    #[serde(default, deserialize_with = "crate::hooks::de_duration")]
+    pub random_delay: Option<std::time::Duration>,
+    /// Time zone of the schedules (IANA name; default `[daemon] timezone`, else the system's).
+    pub timezone: Option<String>,
+}
+
+/// `[daemon]`: how `lifeboat run` runs the scheduled jobs.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonConfig {
+    /// Jobs of different apps running at once (default 2; one job per app at any time).
+    pub max_jobs: Option<usize>,
+    /// After SIGTERM, how long running jobs may go on before they are stopped (default 5 min).
+    #[serde(default, deserialize_with = "crate::hooks::de_duration")]
+    pub grace: Option<std::time::Duration>,
+    /// Delay before the first retry of a failed job; it doubles with each failure up to an
+    /// hour (default 1 min).
+    #[serde(default, deserialize_with = "crate::hooks::de_duration")]
+    pub retry: Option<std::time::Duration>,
+    /// Where the daemon keeps what ran when (default: the state directory's
+    /// `daemon-state.json`).
+    pub state_file: Option<PathBuf>,
+    /// Default time zone of every app's schedules (IANA name; else the system's).
+    pub timezone: Option<String>,
 }
 
 /// `[[app.NAME.postgres]]`: databases on one PostgreSQL server.
@@ -387,6 +436,29 @@ impl Config {
                     ));
                 }
             }
+            if a.copy_schedule.is_some() && a.copy_to.is_empty() {
+                return Err(cfg.key_error(
+                    &format!("app.{name}"),
+                    "copy_schedule",
+                    "the app has no copy_to replicas to copy to",
+                ));
+            }
+            if a.forget_schedule.is_some() && a.keep.is_none() && a.keep_in.is_empty() {
+                return Err(cfg.key_error(
+                    &format!("app.{name}"),
+                    "forget_schedule",
+                    "the app has no [keep] policy to forget by",
+                ));
+            }
+            if let Some(tz) = &a.timezone {
+                if let Err(e) = jiff::tz::TimeZone::get(tz) {
+                    return Err(cfg.key_error(
+                        &format!("app.{name}"),
+                        "timezone",
+                        &format!("{tz:?} is not a known time zone ({e})"),
+                    ));
+                }
+            }
             if let Some((key, msg)) = a.hooks.problem() {
                 return Err(cfg.key_error(&format!("app.{name}.hooks"), key, &msg));
             }
@@ -406,7 +478,29 @@ impl Config {
                 }
             }
         }
+        if let Some(tz) = &cfg.daemon.timezone {
+            if let Err(e) = jiff::tz::TimeZone::get(tz) {
+                return Err(cfg.key_error(
+                    "daemon",
+                    "timezone",
+                    &format!("{tz:?} is not a known time zone ({e})"),
+                ));
+            }
+        }
+        if cfg.daemon.max_jobs == Some(0) {
+            return Err(cfg.key_error("daemon", "max_jobs", "must be at least 1"));
+        }
+        if let Some(f) = &mut cfg.daemon.state_file {
+            if f.is_relative() {
+                *f = base.join(&*f);
+            }
+        }
         Ok(cfg)
+    }
+
+    /// The path of the file this config was read from.
+    pub fn file(&self) -> &Path {
+        &self.file
     }
 
     fn key_error(&self, table: &str, key: &str, msg: &str) -> Error {

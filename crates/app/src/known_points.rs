@@ -9,22 +9,21 @@
 //! One small JSON file per repository, `<state dir>/known-points/<config id>.json`:
 //! `{"version": 1, "apps": {"<app>": {"id": "<hex>", "time": "<RFC 3339>"}},
 //! "restores": {"<app>": {"restored": "<hex>", "restored_time": "...", "pre_restore": "<hex>",
-//! "at": "..."}}}` (`restores` only when there is one). The state
-//! directory is `$LIFEBOAT_STATE_DIR`; as root `/var/lib/lifeboat`; else
-//! `$XDG_STATE_HOME/lifeboat`, else `~/.local/state/lifeboat`. Directories are created 0700,
-//! the file 0600, written to a temp file, fsynced and renamed, under an exclusive `flock` of
-//! `<config id>.lock` (two backups of one repository must not lose each other's update).
+//! "at": "..."}}}` (`restores` only when there is one), in the state directory
+//! (`state_dir.rs`), written atomically under an exclusive `flock` of `<config id>.lock` (two
+//! backups of one repository must not lose each other's update).
 use std::collections::BTreeMap;
-use std::fs::{DirBuilder, File, OpenOptions};
-use std::io::Write;
+use std::fs::OpenOptions;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use lifeboat_core::{
     is_future, Error, ErrorKind, ObjectId, ObjectKind, Point, Repository, Result, StorageError,
 };
 use serde::{Deserialize, Serialize};
+
+use crate::state_dir::{create_dir, state_dir, write_atomic};
 
 const VERSION: u32 = 1;
 
@@ -58,26 +57,6 @@ struct StateFile {
     /// rewrite the file, which only loses what `rollback` would undo).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     restores: BTreeMap<String, LastRestore>,
-}
-
-/// The local state directory (see the module documentation); `None` when there is no home.
-pub(crate) fn state_dir() -> Option<PathBuf> {
-    if let Some(d) = std::env::var_os("LIFEBOAT_STATE_DIR").filter(|d| !d.is_empty()) {
-        return Some(PathBuf::from(d));
-    }
-    // As root, not a directory named by the environment (`sudo -E` keeps a user's
-    // XDG_STATE_HOME, which that user could change).
-    if crate::trust::effective_uid() == 0 {
-        return Some(PathBuf::from("/var/lib/lifeboat"));
-    }
-    std::env::var_os("XDG_STATE_HOME")
-        .filter(|d| !d.is_empty())
-        .map(|d| PathBuf::from(d).join("lifeboat"))
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .filter(|d| !d.is_empty())
-                .map(|h| PathBuf::from(h).join(".local/state/lifeboat"))
-        })
 }
 
 fn file_of(dir: &Path, repo_id: &str) -> Option<PathBuf> {
@@ -166,11 +145,7 @@ fn update(repo_id: &str, change: impl FnOnce(&mut StateFile) -> bool) -> Result<
         return Ok(());
     };
     let parent = path.parent().expect("has a parent");
-    DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(parent)
-        .map_err(|e| io(parent, e))?;
+    create_dir(parent).map_err(|e| io(parent, e))?;
     let lock_path = parent.join(format!("{repo_id}.lock"));
     let lock = OpenOptions::new()
         .create(true)
@@ -189,29 +164,10 @@ fn update(repo_id: &str, change: impl FnOnce(&mut StateFile) -> bool) -> Result<
         return Ok(());
     }
     state.version = VERSION;
-    // Under the lock the temp name is ours; one left by a killed run is removed first.
-    let tmp = parent.join(format!(".{repo_id}.json.tmp"));
-    let write = || -> std::io::Result<()> {
-        match std::fs::remove_file(&tmp) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        let mut text = serde_json::to_vec_pretty(&state).expect("serialisable");
-        text.push(b'\n');
-        f.write_all(&text)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &path)?;
-        File::open(parent)?.sync_all()
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io(&path, e)
-    })?;
+    // Under the lock the temp name is ours.
+    let mut text = serde_json::to_vec_pretty(&state).expect("serialisable");
+    text.push(b'\n');
+    write_atomic(&path, &text).map_err(|e| io(&path, e))?;
     drop(lock);
     Ok(())
 }

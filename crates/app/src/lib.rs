@@ -41,6 +41,8 @@ mod forget;
 mod hooks;
 mod human;
 mod init;
+mod job_state;
+mod jobs;
 mod keys;
 mod known_points;
 mod password;
@@ -49,13 +51,15 @@ mod prune;
 mod recover;
 mod restore;
 mod rollback;
+mod schedule;
 mod setup;
+mod state_dir;
 mod trust;
 
 pub use backup::{backup, classify, BackupReport, BackupRequest};
 pub use check::{check, verdict as check_verdict};
 pub use checks::{ChecksConfig, DEFAULT_HEALTH_TIMEOUT};
-pub use config::{AppConfig, Config, PostgresConfig, RepositoryConfig};
+pub use config::{AppConfig, Config, DaemonConfig, PostgresConfig, RepositoryConfig};
 pub use copy::{copy, Copied, CopyRequest};
 pub use demo::{demo, DemoRequest};
 pub use destination::Location;
@@ -66,6 +70,10 @@ pub use hooks::{
 };
 pub use human::{duration_ms, size};
 pub use init::{init, init_from, Created};
+pub use job_state::{JobRecord, JobsState, Outcome};
+pub use jobs::{
+    jobs, run_job, schedule_report, Job, JobKind, JobOutcome, JobStatus, DEFAULT_RETRY, MAX_RETRY,
+};
 pub use keys::{add_key, list_keys, remove_key};
 pub use known_points::LastRestore;
 pub use password::PasswordSource;
@@ -77,4 +85,6 @@ pub use restore::{
     RestoreRequest,
 };
 pub use rollback::{plan as rollback_plan, RollbackPlan, RollbackRequest};
+pub use schedule::Schedule;
 pub use setup::{Setup, CONFIG_PATHS};
+pub use state_dir::state_dir;

@@ -37,6 +37,9 @@ pub enum ErrorKind {
     /// state is not known to be good. The message names the pre-restore point and the command
     /// to retry. Exit code 10.
     RollbackFailed,
+    /// The process was asked to stop (the daemon's SIGTERM grace ran out) and the operation
+    /// stopped at a safe point; nothing partial is visible. Exit code 11.
+    Interrupted,
     /// An I/O error of the storage or the local system (disk full, permission). Exit code 1.
     Io,
     /// Anything else. Exit code 1.
@@ -56,6 +59,7 @@ impl ErrorKind {
             ErrorKind::Verify => 8,
             ErrorKind::RolledBack => 9,
             ErrorKind::RollbackFailed => 10,
+            ErrorKind::Interrupted => 11,
             ErrorKind::Io | ErrorKind::Other => 1,
         }
     }

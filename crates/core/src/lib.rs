@@ -23,6 +23,7 @@
 //! `docs/ARCHITECTURE.md`.
 #![deny(missing_docs)]
 
+pub mod cancel;
 mod components;
 mod crypto;
 mod error;

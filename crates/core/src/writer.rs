@@ -162,6 +162,7 @@ impl<'r> ChunkWriter<'r> {
     /// which is what keeps a 1 GiB database's backup under 100 MiB of memory. Storing a chunk
     /// twice is valid: every stored copy is indexed and any indexed location may be read.
     pub fn store_page(&mut self, data: &[u8]) -> Result<ChunkId> {
+        crate::cancel::check()?;
         let id = self.key.chunk_id(data);
         self.summary.chunks_seen += 1;
         self.summary.bytes_seen += data.len() as u64;
@@ -174,6 +175,7 @@ impl<'r> ChunkWriter<'r> {
 
     /// Stores one chunk (if new) and returns its id.
     pub fn store_chunk(&mut self, data: &[u8]) -> Result<ChunkId> {
+        crate::cancel::check()?;
         let id = self.key.chunk_id(data);
         self.summary.chunks_seen += 1;
         self.summary.bytes_seen += data.len() as u64;

@@ -13,6 +13,8 @@ mod prune;
 mod recover;
 mod restore;
 mod rollback;
+mod run;
+mod schedule;
 
 use std::path::PathBuf;
 
@@ -37,7 +39,7 @@ Examples:
 Exit codes: 0 ok, 1 I/O or other error, 2 usage or config error, 3 no/unsupported repository,
 4 wrong or missing password, 5 repository data damaged, 6 refused to protect data (see --force),
 7 source unreadable or not what it claims, 8 restored data failed verification, 9 an in-place
-restore failed and was rolled back, 10 that rollback failed too.
+restore failed and was rolled back, 10 that rollback failed too, 11 stopped by a signal.
 See docs/EXIT_CODES.md.";
 
 /// lifeboat backs up self-hosted apps (SQLite databases, uploads, secrets, config) as one
@@ -142,6 +144,15 @@ pub enum Command {
         after_help = "Example:\n  lifeboat demo\n  lifeboat demo --dir /tmp/lifeboat-demo --keep"
     )]
     Demo(demo::DemoArgs),
+    /// Run the apps' scheduled backups, copies and retention in the foreground (the daemon).
+    ///
+    /// For systemd, Docker and Kubernetes, which expect a foreground process. Logs go to
+    /// stderr, one line per job start and end.
+    #[command(after_help = run::AFTER_HELP)]
+    Run(run::RunArgs),
+    /// Show each scheduled job: when it runs next, and how it last ended.
+    #[command(after_help = "Examples:\n  lifeboat schedule\n  lifeboat schedule --json")]
+    Schedule(schedule::ScheduleArgs),
 }
 
 /// Runs the parsed command.
@@ -160,6 +171,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Prune(a) => prune::run(&ctx, a),
         Command::Key(a) => key::run(&ctx, a),
         Command::Demo(a) => demo::run(&ctx, a),
+        Command::Run(a) => run::run(&ctx, a),
+        Command::Schedule(a) => schedule::run(&ctx, a),
     };
     if ctx.global.stats {
         ctx.print_stats();
@@ -190,6 +203,14 @@ impl Context {
             global,
             setup,
             progress,
+        }
+    }
+
+    /// The password sources given on the command line.
+    pub fn setup_password(&self) -> PasswordSource {
+        PasswordSource {
+            command: self.global.password_command.clone(),
+            file: self.global.password_file.clone(),
         }
     }
 

@@ -15,7 +15,10 @@ fn main() -> ExitCode {
     // panics on a failed write): a closed stdout (`lifeboat points | head`) ends quietly with
     // exit 0, a failed write (`> /dev/full`) is a one-line error, exit 1.
     let args = cli::Cli::parse();
-    output::init_logging(args.global.verbose, args.global.quiet);
+    match &args.command {
+        cli::Command::Run(r) => output::init_daemon_logging(args.global.verbose, r.log_json),
+        _ => output::init_logging(args.global.verbose, args.global.quiet),
+    }
     match cli::run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if output::stdout_closed(&e) => ExitCode::SUCCESS,

@@ -23,6 +23,29 @@ pub fn init_logging(verbose: u8, quiet: bool) {
         .init();
 }
 
+/// Logging of `lifeboat run`: info by default (one line per job start and end), with times
+/// (the daemon's lines are read later, in a journal), as text or one JSON object per line.
+pub fn init_daemon_logging(verbose: u8, json: bool) {
+    // The daemon's own lines at info; the operations' (one per captured component) only
+    // with -v.
+    let level = match verbose {
+        0 => "warn,lifeboat_daemon=info",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    if json {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.with_ansi(std::io::stderr().is_terminal()).init();
+    }
+}
+
 /// A stored or user-controlled string made safe for a terminal: every control character (C0
 /// including tab and newline, DEL, C1) becomes its Rust escape `\u{1b}`, so a key-slot label,
 /// a lease's hostname, a point's tags or paths cannot move the cursor, retitle the window or

@@ -188,8 +188,19 @@ impl KeyFile {
     }
 }
 
-/// This machine's host name, for labels and point metadata.
+/// This machine's host name, for labels and point metadata: `LIFEBOAT_HOSTNAME` when set (a
+/// container whose host name changes with every start, or several lifeboat instances on one
+/// machine that should show as different hosts), else the kernel's. A lease is only taken for
+/// dead early when both its host name and its boot id and pid namespace are this process's,
+/// so a wrong name can only make a dead lease wait for its TTL, never end a live one.
 pub fn hostname() -> String {
+    if let Some(h) = std::env::var("LIFEBOAT_HOSTNAME")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+    {
+        return h;
+    }
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .or_else(|_| std::env::var("HOSTNAME"))

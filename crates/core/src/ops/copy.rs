@@ -154,6 +154,7 @@ fn copy_kind(
     }
     let mut damaged = Vec::new();
     for e in &want {
+        crate::cancel::check()?;
         let bytes = match from.read(kind, &e.name) {
             Ok(b) => b,
             Err(StorageError::NotFound { .. }) => {

@@ -10,6 +10,9 @@ mod handmade;
 /// In-place tree restores: staged and swapped in, exact, a failure changes nothing; nested
 /// components kept; setuid bits; symlinks in other users' directories (issue 12 item 4).
 mod atomic;
+/// `lifeboat run`: schedules, catch-up, SIGHUP with a broken config, SIGTERM mid-backup
+/// (issue 13).
+mod daemon;
 /// Wrong password, flipped byte, truncated and missing objects, newer format: detected, named,
 /// and restore refuses.
 mod damage;

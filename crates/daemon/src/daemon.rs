@@ -1,0 +1,405 @@
+//! The scheduler loop (see the crate documentation).
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use lifeboat_app::{
+    jobs, run_job, Config, Job, JobOutcome, JobsState, Outcome, PasswordSource, DEFAULT_RETRY,
+};
+use lifeboat_core::{Error, ErrorKind, Result};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+
+/// What `lifeboat run` is given.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The config file (read again on SIGHUP).
+    pub config: PathBuf,
+    /// Password sources given on the command line, before the config's.
+    pub password: PasswordSource,
+}
+
+/// Default `[daemon] max_jobs`.
+const DEFAULT_MAX_JOBS: usize = 2;
+/// Default `[daemon] grace`.
+const DEFAULT_GRACE: Duration = Duration::from_secs(300);
+/// How long jobs asked to stop get to return before the daemon exits anyway.
+const STOP_TIMEOUT: Duration = Duration::from_secs(60);
+/// The longest sleep: a wall-clock jump (NTP, a suspended VM) is noticed within this.
+const MAX_SLEEP: Duration = Duration::from_secs(300);
+
+enum Event {
+    Signal(i32),
+    Done {
+        key: String,
+        result: Result<JobOutcome>,
+        ended: Timestamp,
+    },
+}
+
+/// Runs the daemon until SIGTERM or SIGINT. Fails only at start (a config that does not load,
+/// no state file location, signals that cannot be caught); after that every failure is a
+/// job's, logged and retried.
+pub fn run(opts: RunOptions) -> Result<()> {
+    let config = Config::load(&opts.config)?;
+    let job_list = jobs(&config)?;
+    let state_path = JobsState::path_for(&config)?;
+    let (tx, rx) = channel();
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
+        .map_err(|e| Error::io("catch SIGTERM, SIGINT and SIGHUP", e))?;
+    let handle = signals.handle();
+    {
+        let tx = tx.clone();
+        std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                for s in signals.forever() {
+                    if tx.send(Event::Signal(s)).is_err() {
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| Error::io("start the signal thread", e))?;
+    }
+    let state = JobsState::load(&state_path);
+    let mut d = Daemon {
+        opts,
+        config: Arc::new(config),
+        jobs: job_list,
+        state,
+        state_path,
+        running: HashMap::new(),
+        tx,
+        stopping: None,
+    };
+    tracing::info!(
+        jobs = d.jobs.len(),
+        apps = d.config.app.len(),
+        state = %d.state_path.display(),
+        "lifeboat run started: {}",
+        d.describe_jobs()
+    );
+    if d.jobs.is_empty() {
+        tracing::warn!("no app has a schedule: nothing will run until one is added (schedule = \"hourly\") and the config reloaded (SIGHUP)");
+    }
+    let res = d.run_loop(&rx);
+    handle.close();
+    res
+}
+
+/// The stop sequence after SIGTERM.
+enum Stopping {
+    /// Running jobs may finish until then.
+    Grace(Instant),
+    /// They were asked to stop; the daemon exits at this time whatever they do.
+    Cancelled(Instant),
+}
+
+struct Daemon {
+    opts: RunOptions,
+    config: Arc<Config>,
+    jobs: Vec<Job>,
+    state: JobsState,
+    state_path: PathBuf,
+    /// Running jobs: key -> app.
+    running: HashMap<String, String>,
+    tx: Sender<Event>,
+    stopping: Option<Stopping>,
+}
+
+impl Daemon {
+    fn run_loop(&mut self, rx: &Receiver<Event>) -> Result<()> {
+        loop {
+            let now = Timestamp::now();
+            if self.stopping.is_none() {
+                self.start_due(now);
+            } else if self.running.is_empty() {
+                tracing::info!("lifeboat run stopped");
+                return Ok(());
+            }
+            match rx.recv_timeout(self.sleep(now)) {
+                Ok(Event::Signal(SIGHUP)) => self.reload(),
+                Ok(Event::Signal(_)) => self.stop(),
+                Ok(Event::Done { key, result, ended }) => self.finished(&key, result, ended),
+                Err(RecvTimeoutError::Timeout) => self.check_stop_deadline()?,
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(Error::new(
+                        ErrorKind::Other,
+                        "the daemon's event channel closed",
+                    ))
+                }
+            }
+        }
+    }
+
+    fn retry(&self) -> Duration {
+        self.config.daemon.retry.unwrap_or(DEFAULT_RETRY)
+    }
+
+    fn describe_jobs(&self) -> String {
+        self.jobs
+            .iter()
+            .map(|j| format!("{} {} ({})", j.app, j.kind, j.schedule))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// How long to sleep: until the next job is due, or the stop deadline.
+    fn sleep(&self, now: Timestamp) -> Duration {
+        let until = |t: Timestamp| Duration::try_from(t.duration_since(now)).unwrap_or_default();
+        match &self.stopping {
+            Some(Stopping::Grace(d)) | Some(Stopping::Cancelled(d)) => {
+                d.saturating_duration_since(Instant::now())
+            }
+            None => self
+                .jobs
+                .iter()
+                // A job whose app is busy waits for the end of that run (an event).
+                .filter(|j| !self.running.values().any(|a| *a == j.app))
+                .map(|j| until(j.due(self.state.jobs.get(&j.key()), self.retry(), now)))
+                .min()
+                .unwrap_or(MAX_SLEEP)
+                .min(MAX_SLEEP),
+        }
+    }
+
+    /// Starts every due job whose app is idle, earliest due first, up to `max_jobs`.
+    fn start_due(&mut self, now: Timestamp) {
+        let max = self.config.daemon.max_jobs.unwrap_or(DEFAULT_MAX_JOBS);
+        let mut due: Vec<(Timestamp, usize)> = self
+            .jobs
+            .iter()
+            .enumerate()
+            .map(|(i, j)| (j.due(self.state.jobs.get(&j.key()), self.retry(), now), i))
+            .filter(|(t, _)| *t <= now)
+            .collect();
+        due.sort();
+        for (_, i) in due {
+            if self.running.len() >= max {
+                break;
+            }
+            let job = self.jobs[i].clone();
+            if self.running.values().any(|a| *a == job.app) {
+                continue;
+            }
+            self.spawn(job, now);
+        }
+    }
+
+    fn spawn(&mut self, job: Job, now: Timestamp) {
+        let key = job.key();
+        self.state.started(&key, now);
+        self.save();
+        tracing::info!(app = %job.app, job = %job.kind, "job started");
+        let (config, password, tx) = (
+            Arc::clone(&self.config),
+            self.opts.password.clone(),
+            self.tx.clone(),
+        );
+        let k = key.clone();
+        let app = job.app.clone();
+        let started = std::thread::Builder::new()
+            .name(format!("job {key}"))
+            .spawn(move || {
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    run_job(&config, &password, &job)
+                }))
+                .unwrap_or_else(|p| {
+                    let what = p
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| p.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    Err(Error::new(
+                        ErrorKind::Other,
+                        format!("the job panicked: {what} (a bug: please report it)"),
+                    ))
+                });
+                let _ = tx.send(Event::Done {
+                    key: k,
+                    result,
+                    ended: Timestamp::now(),
+                });
+            });
+        match started {
+            Ok(_) => {
+                self.running.insert(key, app);
+            }
+            Err(e) => {
+                tracing::error!(%key, "cannot start a thread for the job: {e}");
+                self.state.ended(
+                    &key,
+                    now,
+                    Err((Outcome::Failed, format!("cannot start a thread: {e}"))),
+                );
+                self.save();
+            }
+        }
+    }
+
+    fn finished(&mut self, key: &str, result: Result<JobOutcome>, ended: Timestamp) {
+        self.running.remove(key);
+        let app = key_app(key);
+        let kind = key.rsplit('/').next().unwrap_or_default();
+        let result = match result {
+            Ok(o) => {
+                let ms = self
+                    .state
+                    .jobs
+                    .get(key)
+                    .and_then(|r| r.last_start)
+                    .map(|s| ended.duration_since(s).as_millis().max(0) as u64);
+                match &o.point {
+                    Some(point) => tracing::info!(
+                        app = %app,
+                        job = %kind,
+                        point = %point,
+                        duration_ms = ms.unwrap_or(0),
+                        requests = o.requests,
+                        "job ok: {}",
+                        o.summary
+                    ),
+                    None => tracing::info!(
+                        app = %app,
+                        job = %kind,
+                        duration_ms = ms.unwrap_or(0),
+                        requests = o.requests,
+                        "job ok: {}",
+                        o.summary
+                    ),
+                }
+                Ok((o.summary, o.point))
+            }
+            Err(e) => {
+                let interrupted = e.kind() == ErrorKind::Interrupted;
+                let outcome = if interrupted {
+                    Outcome::Interrupted
+                } else {
+                    Outcome::Failed
+                };
+                let msg = match e.hint() {
+                    Some(h) => format!("{e} ({h})"),
+                    None => e.to_string(),
+                };
+                if interrupted {
+                    tracing::warn!(app = %app, job = %kind, "job interrupted: {msg}");
+                } else {
+                    tracing::error!(app = %app, job = %kind, "job failed: {msg}");
+                }
+                Err((outcome, msg))
+            }
+        };
+        self.state.ended(key, ended, result);
+        self.save();
+        if let Some(j) = self.jobs.iter().find(|j| j.key() == key) {
+            if self.stopping.is_none() {
+                let next = j.due(self.state.jobs.get(key), self.retry(), Timestamp::now());
+                tracing::debug!(%key, %next, "next run");
+            }
+        }
+    }
+
+    fn save(&self) {
+        if let Err(e) = self.state.save(&self.state_path) {
+            tracing::error!(
+                "cannot write the state file: {e} (missed runs may run again after a restart)"
+            );
+        }
+    }
+
+    fn reload(&mut self) {
+        let loaded = Config::load(&self.opts.config).and_then(|c| jobs(&c).map(|j| (c, j)));
+        match loaded {
+            Ok((config, job_list)) => {
+                self.config = Arc::new(config);
+                self.jobs = job_list;
+                match JobsState::path_for(&self.config) {
+                    Ok(p) if p != self.state_path => {
+                        tracing::warn!(
+                            "[daemon] state_file changed to {}; it takes effect at the next start",
+                            p.display()
+                        );
+                    }
+                    _ => {}
+                }
+                tracing::info!(
+                    jobs = self.jobs.len(),
+                    "config reloaded: {}",
+                    self.describe_jobs()
+                );
+            }
+            Err(e) => tracing::error!(
+                "config not reloaded, the running one stays in force: {e}{}",
+                e.hint().map(|h| format!(" ({h})")).unwrap_or_default()
+            ),
+        }
+    }
+
+    fn stop(&mut self) {
+        match self.stopping {
+            None if self.running.is_empty() => {
+                self.stopping = Some(Stopping::Grace(Instant::now()));
+            }
+            None => {
+                let grace = self.config.daemon.grace.unwrap_or(DEFAULT_GRACE);
+                tracing::info!(
+                    running = self.running.len(),
+                    "stopping: no new jobs; running jobs get {} s to finish (a second signal stops them now)",
+                    grace.as_secs()
+                );
+                self.stopping = Some(Stopping::Grace(Instant::now() + grace));
+                if grace.is_zero() {
+                    self.cancel();
+                }
+            }
+            Some(Stopping::Grace(_)) => self.cancel(),
+            Some(Stopping::Cancelled(_)) => {}
+        }
+    }
+
+    fn cancel(&mut self) {
+        tracing::warn!(
+            running = self.running.len(),
+            "asking running jobs to stop at their next safe point (nothing partial is made visible)"
+        );
+        lifeboat_core::cancel::request_stop();
+        self.stopping = Some(Stopping::Cancelled(Instant::now() + STOP_TIMEOUT));
+    }
+
+    fn check_stop_deadline(&mut self) -> Result<()> {
+        match self.stopping {
+            Some(Stopping::Grace(d)) if Instant::now() >= d && !self.running.is_empty() => {
+                self.cancel();
+            }
+            Some(Stopping::Cancelled(d)) if Instant::now() >= d => {
+                let stuck: Vec<&String> = self.running.keys().collect();
+                tracing::error!(
+                    "jobs did not stop within {} s, exiting anyway: {stuck:?} (no point of theirs is visible)",
+                    STOP_TIMEOUT.as_secs()
+                );
+                for k in self.running.keys().cloned().collect::<Vec<_>>() {
+                    self.state.ended(
+                        &k,
+                        Timestamp::now(),
+                        Err((
+                            Outcome::Interrupted,
+                            "the daemon exited while it ran".into(),
+                        )),
+                    );
+                }
+                self.save();
+                self.running.clear();
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// The app of a job key `app/kind` (the kind is the part after the last `/`, so a quoted app
+/// name with a `/` in it still splits right).
+fn key_app(key: &str) -> String {
+    key.rsplit_once('/').map_or(key, |(a, _)| a).to_string()
+}
