@@ -86,7 +86,10 @@ impl Job {
         let Some(r) = record.filter(|r| r.last_start.is_some()) else {
             return now;
         };
-        let last = r.last_start.expect("filtered");
+        // A start recorded in the future (the clock was set back since, or the file was
+        // written on a machine whose clock ran ahead) counts as now: otherwise the job would
+        // wait until the clock caught up with it, possibly for years.
+        let last = r.last_start.expect("filtered").min(now);
         let slot = self
             .schedule
             .next_after(last, &self.tz)
@@ -338,6 +341,20 @@ mod tests {
         );
         // Once it ran (started now), the next is the next slot, not the other missed ones.
         r.last_start = Some(now);
+        assert_eq!(
+            j.due(Some(&r), DEFAULT_RETRY, now),
+            t("2026-12-01T11:00:00Z")
+        );
+    }
+
+    #[test]
+    fn a_last_start_in_the_future_does_not_hold_the_job_back() {
+        let j = job("hourly");
+        let now = t("2026-12-01T10:20:00Z");
+        let r = JobRecord {
+            last_start: Some(t("2031-01-01T00:00:00Z")),
+            ..JobRecord::default()
+        };
         assert_eq!(
             j.due(Some(&r), DEFAULT_RETRY, now),
             t("2026-12-01T11:00:00Z")
