@@ -112,8 +112,16 @@ impl Index {
         // Unstable (in place: a stable sort would allocate half the vector again) but
         // deterministic: block numbers grow in the order packs were added, so sorting on
         // (id, block, offset) puts the first-added location of a chunk first.
-        self.entries
-            .sort_unstable_by_key(|(id, l)| (*id, l.block, l.offset));
+        // Per id, a copy in a live pack comes before one in a condemned pack (a pending prune
+        // will delete it), then the earliest added: the one kept by `dedup_by` below is the
+        // one reads and dedup use, and prune's mark counts a chunk live only in that pack.
+        // (Ordering by the order added alone made a condemned copy win when index objects were
+        // added after a load: review of 8c2007a.)
+        let (blocks, condemned) = (&self.blocks, &self.condemned);
+        self.entries.sort_unstable_by_key(|(id, l)| {
+            let dead = condemned[blocks[l.block as usize].pack as usize];
+            (*id, dead, l.block, l.offset)
+        });
         self.entries.dedup_by(|later, first| later.0 == first.0);
         self.entries.shrink_to_fit();
         self.blocks.shrink_to_fit();

@@ -331,12 +331,19 @@ impl AlignedBuf {
             self.raw = vec![0; len + Self::ALIGN];
         }
         self.len = len;
-        let pad = self.raw.as_ptr().align_offset(Self::ALIGN);
+        let pad = self.pad();
         &mut self.raw[pad..pad + len]
     }
 
     fn as_slice(&self) -> &[u8] {
-        let pad = self.raw.as_ptr().align_offset(Self::ALIGN);
-        &self.raw[pad..pad + self.len]
+        let pad = self.pad().min(self.raw.len());
+        &self.raw[pad..(pad + self.len).min(self.raw.len())]
+    }
+
+    /// Bytes from the start of `raw` to the first aligned address (computed from the address:
+    /// `align_offset` may give up and return `usize::MAX`).
+    fn pad(&self) -> usize {
+        let addr = self.raw.as_ptr() as usize;
+        (Self::ALIGN - addr % Self::ALIGN) % Self::ALIGN
     }
 }

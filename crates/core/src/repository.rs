@@ -204,8 +204,10 @@ impl Repository {
             .collect();
         // Reused: the same prune records as the last load (so the same packs condemned), and
         // every index object read then is still there (none was deleted by a prune since).
+        // Never for prune (`strict`): what it marks live must come from a load of every index
+        // object as it is now.
         let reuse = self.index_names.take().filter(|names| {
-            record_names == self.seen_prunes && {
+            !strict && record_names == self.seen_prunes && {
                 let now: HashSet<&String> = listed.iter().collect();
                 names.iter().all(|n| now.contains(n))
             }
@@ -551,4 +553,254 @@ pub(crate) fn verify_name(name: &str, bytes: &[u8], what: &str) -> Result<()> {
         .with_hint("run `lifeboat check --read-data` to see everything affected"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod review_incremental_load {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::format::pack::BlockEntry;
+    use crate::id::ChunkId;
+    use crate::test_store::TestStore;
+
+    fn kdf() -> KdfParams {
+        KdfParams {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        }
+    }
+
+    fn write_index(repo: &Repository, pack: ObjectId, id: ChunkId) -> String {
+        let file = IndexFile {
+            packs: vec![(
+                pack,
+                vec![BlockEntry {
+                    id,
+                    block_offset: 8,
+                    block_len: 100,
+                    offset: 0,
+                    len: 10,
+                }],
+            )],
+        };
+        let bytes = object::seal(&repo.key, INDEX_MAGIC, &file.encode()).unwrap();
+        let name = ObjectId::of(&bytes).to_hex();
+        repo.storage
+            .write(ObjectKind::Index, &name, &bytes)
+            .unwrap();
+        name
+    }
+
+    /// A chunk whose only copy at the first load is in a condemned pack, and that a later
+    /// backup stored again in a live pack: a full load resolves it to the live pack (condemned
+    /// index objects are loaded last, first location wins); the incremental reload must too.
+    #[test]
+    fn incremental_reload_prefers_a_live_copy_over_a_condemned_one() {
+        let store: Arc<dyn Storage> = Arc::new(TestStore::default());
+        let mut repo = Repository::init(Arc::clone(&store), b"pw", kdf()).unwrap();
+        let x = ChunkId([0x42; 16]);
+        let condemned = ObjectId([0xcc; 32]);
+        let live = ObjectId([0x11; 32]);
+        let ic = write_index(&repo, condemned, x);
+        let record = PruneRecord {
+            time: "2026-12-01T12:00:00Z".into(),
+            hostname: "h".into(),
+            packs: vec![condemned.to_hex()],
+            indexes: vec![ic],
+            points: vec![],
+        };
+        let bytes = object::seal(&repo.key, PRUNE_MAGIC, &record.encode()).unwrap();
+        store
+            .write(ObjectKind::Prune, &ObjectId::of(&bytes).to_hex(), &bytes)
+            .unwrap();
+        repo.load_index().unwrap();
+        assert!(!repo.index().contains(&x), "only in a condemned pack");
+
+        // Another backup stores x again, in a live pack.
+        write_index(&repo, live, x);
+        repo.load_index().unwrap();
+
+        let mut fresh = Repository::open(Arc::clone(&store), b"pw").unwrap();
+        fresh.load_index().unwrap();
+        assert!(
+            fresh.index().contains(&x),
+            "a full load finds the live copy"
+        );
+        let full = fresh.index().pack(fresh.index().get(&x).unwrap().pack);
+        let incr = repo.index().pack(repo.index().get(&x).unwrap().pack);
+        assert_eq!(full, live);
+        assert_eq!(
+            incr, full,
+            "incremental reload resolved x to the condemned pack"
+        );
+        assert!(
+            repo.index().contains(&x),
+            "incremental reload: x not deduplicable"
+        );
+    }
+
+    /// A strict reload that fails must not leave the repository with an empty index.
+    #[test]
+    fn failed_strict_reload_keeps_the_loaded_index() {
+        let store: Arc<dyn Storage> = Arc::new(TestStore::default());
+        let mut repo = Repository::init(Arc::clone(&store), b"pw", kdf()).unwrap();
+        let x = ChunkId([0x42; 16]);
+        write_index(&repo, ObjectId([0x11; 32]), x);
+        repo.load_index().unwrap();
+        assert!(repo.index().contains(&x));
+        let junk = b"not an index object".to_vec();
+        store
+            .write(ObjectKind::Index, &ObjectId::of(&junk).to_hex(), &junk)
+            .unwrap();
+        assert!(repo.load_index_strict().is_err());
+        assert!(
+            repo.index().contains(&x),
+            "a failed strict load emptied the index"
+        );
+    }
+}
+
+#[cfg(test)]
+mod review_prune_after_reuse {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::format::point::{Component, ComponentKind, PointStats, TreeBody};
+    use crate::id::ChunkId;
+    use crate::test_store::TestStore;
+
+    fn point(chunks: Vec<ChunkId>) -> Point {
+        Point {
+            app: "app".into(),
+            time: jiff::Timestamp::now().to_string(),
+            tags: vec![],
+            hostname: "test".into(),
+            lifeboat_version: "test".into(),
+            components: vec![Component {
+                kind: ComponentKind::Config,
+                path: "/etc/app.toml".into(),
+                size: 0,
+                sqlite: None,
+                tree: Some(TreeBody {
+                    entries: chunks,
+                    files: 0,
+                    dirs: 0,
+                    symlinks: 0,
+                }),
+                postgres: None,
+            }],
+            stats: PointStats::default(),
+            definition: None,
+        }
+    }
+
+    /// A library caller backs up, then prunes, with one `Repository` (as a long-lived process
+    /// would). A chunk X only in a pack a pending record R condemns is stored again by the
+    /// backup (pack Pn); the prune's mark, reusing the backup's index, resolves X to the
+    /// condemned copy, so Pn counts nothing live and is condemned too.
+    #[test]
+    fn mark_after_reuse_does_not_condemn_the_only_live_copy() {
+        let mut condemned_live = 0;
+        let mut lost = 0;
+        for _ in 0..12 {
+            let store: Arc<dyn Storage> = Arc::new(TestStore::default());
+            let kdf = KdfParams {
+                memory_kib: 64,
+                iterations: 1,
+                parallelism: 1,
+            };
+            let mut repo = Repository::init(Arc::clone(&store), b"pw", kdf).unwrap();
+            let data = b"[]".to_vec(); // an empty file tree: a chunk that is its own tree
+                                       // Point A has X; a keeper point has something else.
+            let mut s = repo.begin_backup().unwrap();
+            let ids = s.writer().store_bytes(&data).unwrap();
+            let (a, _) = s.commit(|_| point(ids)).unwrap();
+            let mut s = repo.begin_backup().unwrap();
+            let ids = s.writer().store_bytes(b"[ ]").unwrap();
+            s.commit(|_| point(ids)).unwrap();
+            // A backup elsewhere runs long (its lease lacks every record).
+            let other = crate::lease::LeaseGuard::acquire(
+                Arc::clone(&store),
+                "backup",
+                std::time::Duration::from_secs(1800),
+            )
+            .unwrap();
+            // Forget A, prune: R condemns X's pack; its sweep waits for `other`.
+            store.delete(ObjectKind::Point, &a.to_hex()).unwrap();
+            crate::prune(
+                &mut repo,
+                &crate::PruneOptions::default(),
+                &crate::NoProgress,
+            )
+            .unwrap();
+            let r: Vec<String> = store
+                .list(ObjectKind::Prune)
+                .unwrap()
+                .into_iter()
+                .map(|e| e.name)
+                .collect();
+            assert_eq!(r.len(), 1, "R pending");
+            // The app's state holds X again: a backup (same Repository) stores it anew (Pn).
+            let mut s = repo.begin_backup().unwrap();
+            let ids = s.writer().store_bytes(&data).unwrap();
+            let x = ids[0];
+            let (q, _) = s.commit(|_| point(ids)).unwrap();
+            // Prune again in the same process: mark reuses the backup's index.
+            crate::prune(
+                &mut repo,
+                &crate::PruneOptions::default(),
+                &crate::NoProgress,
+            )
+            .unwrap();
+            let records = repo.prune_records().unwrap();
+            let fresh_loc = {
+                let mut f = Repository::open(Arc::clone(&store), b"pw").unwrap();
+                f.load_index().unwrap();
+                f.index().get(&x).map(|l| f.index().pack(l.pack))
+            };
+            let all_condemned: std::collections::HashSet<String> =
+                records.iter().flat_map(|(_, r)| r.packs.clone()).collect();
+            // Every pack holding X is now condemned by some record?
+            let mut f = Repository::open(Arc::clone(&store), b"pw").unwrap();
+            f.load_index().unwrap();
+            if !f.index().contains(&x) {
+                condemned_live += 1;
+            }
+            let _ = (fresh_loc, all_condemned);
+            // The long backup ends; a later prune sweeps both records.
+            drop(other);
+            let mut later = Repository::open(Arc::clone(&store), b"pw").unwrap();
+            if let Err(e) = crate::prune(
+                &mut later,
+                &crate::PruneOptions::default(),
+                &crate::NoProgress,
+            ) {
+                eprintln!("later prune: {e}");
+            }
+            let mut check = Repository::open(Arc::clone(&store), b"pw").unwrap();
+            let session = check.begin_restore().unwrap();
+            let mut reader = session.reader();
+            let qp = check_point(&store, &q);
+            assert!(qp, "point Q still listed");
+            if let Err(e) = reader.read(&x) {
+                eprintln!("point Q: {e}");
+                lost += 1;
+            }
+        }
+        assert_eq!(
+            (condemned_live, lost),
+            (0, 0),
+            "(runs where every copy of a live chunk got condemned, runs where point Q lost it) of 12"
+        );
+    }
+
+    fn check_point(store: &Arc<dyn Storage>, q: &ObjectId) -> bool {
+        store
+            .list(ObjectKind::Point)
+            .unwrap()
+            .iter()
+            .any(|e| e.name == q.to_hex())
+    }
 }
