@@ -168,15 +168,7 @@ impl Daemon {
     /// Starts every due job whose app is idle, earliest due first, up to `max_jobs`.
     fn start_due(&mut self, now: Timestamp) {
         let max = self.config.daemon.max_jobs.unwrap_or(DEFAULT_MAX_JOBS);
-        let mut due: Vec<(Timestamp, usize)> = self
-            .jobs
-            .iter()
-            .enumerate()
-            .map(|(i, j)| (j.due(self.state.jobs.get(&j.key()), self.retry(), now), i))
-            .filter(|(t, _)| *t <= now)
-            .collect();
-        due.sort();
-        for (_, i) in due {
+        for i in due_order(&self.jobs, &self.state, self.retry(), now) {
             if self.running.len() >= max {
                 break;
             }
@@ -402,4 +394,75 @@ impl Daemon {
 /// name with a `/` in it still splits right).
 fn key_app(key: &str) -> String {
     key.rsplit_once('/').map_or(key, |(a, _)| a).to_string()
+}
+
+/// The indexes of the jobs due at `now`, earliest due first, and a job that never ran before
+/// all others: `Job::due` says "now" for it, which sorted it behind every overdue job, so a
+/// backup that takes longer than its period (always overdue when its app becomes idle) kept
+/// its app's first forget or copy from ever starting. It goes first (it has waited since the
+/// daemon took it); once it ran, its slots order it like any other job.
+fn due_order(jobs: &[Job], state: &JobsState, retry: Duration, now: Timestamp) -> Vec<usize> {
+    let mut due: Vec<(Timestamp, usize)> = jobs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, j)| {
+            let record = state.jobs.get(&j.key());
+            let t = j.due(record, retry, now);
+            let never_ran = record.is_none_or(|r| r.last_start.is_none());
+            (t <= now).then_some((if never_ran { Timestamp::MIN } else { t }, i))
+        })
+        .collect();
+    due.sort();
+    due.into_iter().map(|(_, i)| i).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lifeboat_app::{JobKind, JobRecord, Schedule};
+
+    fn job(kind: JobKind, schedule: &str) -> Job {
+        Job {
+            app: "chat".into(),
+            kind,
+            schedule: Schedule::parse(schedule).unwrap(),
+            random_delay: Duration::ZERO,
+            tz: jiff::tz::TimeZone::UTC,
+        }
+    }
+
+    /// A backup that takes longer than its period is always overdue when its app becomes
+    /// idle. A job of the same app that never ran ("due now") must still get its turn: it
+    /// has waited since the daemon started, longer than any slot of the backup.
+    #[test]
+    fn a_job_never_run_is_not_starved_by_an_always_overdue_job_of_its_app() {
+        let now: Timestamp = "2026-12-01T10:00:10Z".parse().unwrap();
+        let jobs = [
+            job(JobKind::Backup, "every 2s"),
+            job(JobKind::Forget, "every 3s"),
+        ];
+        let mut state = JobsState::default();
+        state.jobs.insert(
+            "chat/backup".into(),
+            JobRecord {
+                last_start: Some("2026-12-01T10:00:05Z".parse().unwrap()),
+                last_end: Some("2026-12-01T10:00:10Z".parse().unwrap()),
+                ..JobRecord::default()
+            },
+        );
+        assert_eq!(due_order(&jobs, &state, DEFAULT_RETRY, now), [1, 0]);
+        // Once it ran, the earliest slot goes first.
+        state.jobs.insert(
+            "chat/forget".into(),
+            JobRecord {
+                last_start: Some("2026-12-01T10:00:01Z".parse().unwrap()),
+                last_end: Some("2026-12-01T10:00:02Z".parse().unwrap()),
+                ..JobRecord::default()
+            },
+        );
+        assert_eq!(due_order(&jobs, &state, DEFAULT_RETRY, now), [1, 0]);
+        state.jobs.get_mut("chat/forget").unwrap().last_start =
+            Some("2026-12-01T10:00:09Z".parse().unwrap());
+        assert_eq!(due_order(&jobs, &state, DEFAULT_RETRY, now), [0]);
+    }
 }

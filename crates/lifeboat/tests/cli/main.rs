@@ -26,6 +26,9 @@ mod hooks;
 mod incremental;
 /// `latest`: the newest point known on this machine must still be there; future-dated points.
 mod latest;
+/// Many hosts, one repository: three daemons with their own host names back up into one S3
+/// repository at once while one of them prunes (issue 13 item 5).
+mod many_hosts;
 /// `restore --dry-run`: the plan, nothing changed (issue 12 item 6).
 mod plan;
 /// PostgreSQL apps on a real server: hot dump beside a writer, new-database and in-place
