@@ -275,6 +275,14 @@ max_jobs = 2
     }
 }
 
+/// The times of the log's `job started` lines (each line starts with its RFC 3339 time).
+fn start_times(log: &str) -> Vec<jiff::Timestamp> {
+    log.lines()
+        .filter(|l| l.contains("job started"))
+        .map(|l| l.split_whitespace().next().unwrap().parse().unwrap())
+        .collect()
+}
+
 /// Waits until the wall clock is just past a multiple of `period` seconds.
 fn just_after_a_slot(period: u64) {
     loop {
@@ -319,19 +327,33 @@ fn after_downtime_across_two_slots_a_job_runs_once_at_start() {
     // Down across two slots.
     std::thread::sleep(Duration::from_secs(13));
     just_after_a_slot(6);
-    let started = Instant::now();
+    let restarted = jiff::Timestamp::now();
     let mut d = Daemon::start(&env, &cfg, "second");
     d.wait_for("the catch-up backup", 60, |d| {
         d.count(&["job ok", "job=backup"]) == 1
     });
-    let took = started.elapsed();
-    // Caught up at once (not at the next slot, ~5.7 s away), and once (not once per slot).
-    assert!(took < Duration::from_secs(5), "catch-up took {took:?}");
-    std::thread::sleep(Duration::from_secs(5).saturating_sub(started.elapsed()));
-    assert_eq!(d.count(&["job started", "job=backup"]), 1, "{}", d.log());
+    // Judged on the log's own times, so a loaded machine cannot make it flaky: the catch-up
+    // run started at once (not at the next slot, ~5.7 s after the restart), and no second
+    // run started before the slot after it (one run for the missed slots, not one per slot;
+    // a run that outlasts a slot is followed by one more, which is not what is tested).
+    let starts = start_times(&d.log());
+    let first = starts[0];
+    assert!(
+        first.duration_since(restarted) < jiff::SignedDuration::from_secs(5),
+        "catch-up started {first}, restart {restarted}"
+    );
+    let next_slot = (first.as_second() / 6 + 1) * 6;
+    std::thread::sleep(Duration::from_secs(
+        (next_slot - jiff::Timestamp::now().as_second()).clamp(0, 10) as u64,
+    ));
+    let before_next = start_times(&d.log())
+        .into_iter()
+        .filter(|t| t.as_second() < next_slot)
+        .count();
+    assert_eq!(before_next, 1, "{}", d.log());
     let (code, log) = d.stop(60);
     assert_eq!(code, 0, "{log}");
-    assert_eq!(points_of(&env, &main, "chat"), 2);
+    assert!(points_of(&env, &main, "chat") >= 2);
 }
 
 #[test]
