@@ -85,6 +85,6 @@ pub use restore::{
     RestoreRequest,
 };
 pub use rollback::{plan as rollback_plan, RollbackPlan, RollbackRequest};
-pub use schedule::Schedule;
+pub use schedule::{CronFields, Form, Schedule};
 pub use setup::{Setup, CONFIG_PATHS};
 pub use state_dir::state_dir;
