@@ -24,6 +24,8 @@ mod hooks;
 /// Deduplication: unchanged and lightly changed databases add little; incremental chains
 /// restore exactly.
 mod incremental;
+/// `lifeboat install`: systemd units that verify, crontab lines that run (issue 13 item 3).
+mod install;
 /// `latest`: the newest point known on this machine must still be there; future-dated points.
 mod latest;
 /// `restore --dry-run`: the plan, nothing changed (issue 12 item 6).
