@@ -1082,20 +1082,19 @@ pub fn crontab(config: &Config, o: &InstallOptions) -> Result<String> {
                 format!("flock -n {lock} {}", argv.join(" "))
             })
             .collect();
-        let mut cmd = if cmds.len() == 1 {
-            cmds[0].clone()
-        } else {
-            format!("{{ {}; }}", cmds.join(" && "))
-        };
+        let mut steps = Vec::new();
         if !j.random_delay.is_zero() {
-            cmd = format!(
-                "sleep $(shuf -i 0-{} -n 1) && {cmd}",
+            steps.push(format!(
+                "sleep $(shuf -i 0-{} -n 1)",
                 j.random_delay.as_secs()
-            );
-            if cmds.len() == 1 {
-                cmd = format!("{{ {cmd}; }}");
-            }
+            ));
         }
+        steps.extend(cmds);
+        let cmd = if steps.len() == 1 {
+            steps.remove(0)
+        } else {
+            format!("{{ {}; }}", steps.join(" && "))
+        };
         let sink = if out.is_empty() {
             format!(
                 "2>&1 | logger -t {}",
@@ -1397,7 +1396,7 @@ daily = 7
             lines[1],
             "*/15 * * * * { sleep $(shuf -i 0-120 -n 1) && flock -n /run/lock/lifeboat-chat.lock /usr/local/bin/lifeboat -c /etc/lifeboat/lifeboat.toml backup chat --tag scheduled; } 2>&1 | logger -t lifeboat-chat"
         );
-        assert!(lines[3].starts_with("0 4 * * sun sleep"), "{}", lines[3]);
+        assert!(lines[3].starts_with("0 4 * * sun { sleep"), "{}", lines[3]);
         assert!(
             lines[3].contains("--prune && flock -n /run/lock/lifeboat-chat.lock /usr/local/bin/lifeboat -c /etc/lifeboat/lifeboat.toml -r offsite forget chat --prune; }"),
             "{}",
