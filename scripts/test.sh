@@ -47,3 +47,6 @@ cargo nextest run --workspace --features lifeboat/fault-injection "$@"
 # nextest does not run doctests; core's compile_fail doctests prove no point can be written
 # without a session (crates/core/src/session.rs). Only on a full run (no nextest filter).
 if [ $# -eq 0 ]; then cargo test --doc --workspace; fi
+# The deployment examples (docs/deploy): structure, and the example configs load (cheap; no
+# docker build). Only on a full run.
+if [ $# -eq 0 ]; then bash "$ROOT/scripts/check-deploy.sh"; fi

@@ -21,6 +21,8 @@
 //!   [`copy()`] ([`CopyRequest`] -> [`Copied`] per target); [`check()`] and its
 //!   [`check_verdict`]; [`points()`] ([`PointsReport`] of [`PointSummary`] rows); [`init`] /
 //!   [`init_from`] ([`Created`]); [`add_key`], [`list_keys`], [`remove_key`].
+//! - [`systemd_service`], [`systemd_timers`] and [`crontab`] generate what runs the
+//!   schedules unattended (`lifeboat install`), the sandbox computed from the config.
 //! - [`demo()`] runs the whole job on an embedded app through these operations, narrating
 //!   each step to a [`std::io::Write`].
 //!
@@ -41,6 +43,7 @@ mod forget;
 mod hooks;
 mod human;
 mod init;
+mod install;
 mod job_state;
 mod jobs;
 mod keys;
@@ -70,6 +73,10 @@ pub use hooks::{
 };
 pub use human::{duration_ms, size};
 pub use init::{init, init_from, Created};
+pub use install::{
+    cron_spec, crontab, on_calendar, systemd_service, systemd_timers, InstallOptions, Trigger,
+    UnitFile,
+};
 pub use job_state::{JobRecord, JobsState, Outcome};
 pub use jobs::{
     jobs, run_job, schedule_report, Job, JobKind, JobOutcome, JobStatus, DEFAULT_RETRY, MAX_RETRY,
@@ -85,6 +92,6 @@ pub use restore::{
     RestoreRequest,
 };
 pub use rollback::{plan as rollback_plan, RollbackPlan, RollbackRequest};
-pub use schedule::Schedule;
+pub use schedule::{CronFields, Form, Schedule};
 pub use setup::{Setup, CONFIG_PATHS};
 pub use state_dir::state_dir;

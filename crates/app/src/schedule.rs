@@ -129,6 +129,36 @@ impl Schedule {
         }
     }
 
+    /// The schedule's structure as written, for front ends that translate it into another
+    /// scheduler's syntax (systemd timers, crontab lines).
+    pub fn form(&self) -> Form<'_> {
+        match self.text.as_str() {
+            "hourly" | "@hourly" => return Form::Hourly,
+            "daily" | "@daily" => return Form::Daily,
+            "weekly" | "@weekly" => return Form::Weekly,
+            "monthly" | "@monthly" => return Form::Monthly,
+            _ => {}
+        }
+        if let Kind::Every(d) = self.kind {
+            return Form::Every(d);
+        }
+        // `parse` accepted five or six fields.
+        let f: Vec<&str> = self.text.split_whitespace().collect();
+        let (second, r) = if f.len() == 6 {
+            (f[0], &f[1..])
+        } else {
+            ("0", &f[..])
+        };
+        Form::Cron(CronFields {
+            second,
+            minute: r[0],
+            hour: r[1],
+            day_of_month: r[2],
+            month: r[3],
+            day_of_week: r[4],
+        })
+    }
+
     /// The period of an `every` schedule.
     pub fn every(&self) -> Option<Duration> {
         match self.kind {
@@ -136,6 +166,36 @@ impl Schedule {
             Kind::Cron(_) => None,
         }
     }
+}
+
+/// What kind of schedule a [`Schedule`] is ([`Schedule::form`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form<'a> {
+    /// `hourly`: minute 0 of every hour.
+    Hourly,
+    /// `daily`: 00:00.
+    Daily,
+    /// `weekly`: Monday 00:00.
+    Weekly,
+    /// `monthly`: the 1st at 00:00.
+    Monthly,
+    /// `every D`: whole multiples of `D` since the Unix epoch.
+    Every(Duration),
+    /// A cron expression's fields as written (day of week in Unix numbering: 0 and 7 are
+    /// Sunday, or names).
+    Cron(CronFields<'a>),
+}
+
+/// The fields of a cron expression as written; `second` is `"0"` for a five-field one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub struct CronFields<'a> {
+    pub second: &'a str,
+    pub minute: &'a str,
+    pub hour: &'a str,
+    pub day_of_month: &'a str,
+    pub month: &'a str,
+    pub day_of_week: &'a str,
 }
 
 impl<'de> serde::Deserialize<'de> for Schedule {
@@ -289,6 +349,28 @@ mod tests {
         assert!(e.contains("not a schedule"), "{e}");
         assert!(Schedule::parse("0 25 * * *").is_err());
         assert!(Schedule::parse("0 3 * * 8").is_err());
+    }
+
+    #[test]
+    fn form_exposes_the_structure_as_written() {
+        assert_eq!(Schedule::parse("@daily").unwrap().form(), Form::Daily);
+        assert_eq!(
+            Schedule::parse("every 15m").unwrap().form(),
+            Form::Every(Duration::from_secs(900))
+        );
+        let s = Schedule::parse("0 3 * * 1-5").unwrap();
+        let Form::Cron(c) = s.form() else {
+            panic!("not cron")
+        };
+        assert_eq!(
+            (c.second, c.minute, c.hour, c.day_of_week),
+            ("0", "0", "3", "1-5")
+        );
+        let s = Schedule::parse("*/5 1 2 * * *").unwrap();
+        let Form::Cron(c) = s.form() else {
+            panic!("not cron")
+        };
+        assert_eq!((c.second, c.minute, c.hour), ("*/5", "1", "2"));
     }
 
     #[test]

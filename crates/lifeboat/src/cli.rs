@@ -6,6 +6,7 @@ mod copy;
 mod demo;
 mod forget;
 mod init;
+mod install;
 mod key;
 mod pick;
 mod points;
@@ -153,6 +154,10 @@ pub enum Command {
     /// Show each scheduled job: when it runs next, and how it last ended.
     #[command(after_help = "Examples:\n  lifeboat schedule\n  lifeboat schedule --json")]
     Schedule(schedule::ScheduleArgs),
+    /// Generate what runs the schedules unattended: a hardened systemd service for
+    /// `lifeboat run`, systemd timers, or crontab lines, from lifeboat.toml.
+    #[command(subcommand, after_help = install::AFTER_HELP)]
+    Install(install::InstallCommand),
 }
 
 /// Runs the parsed command.
@@ -173,6 +178,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Demo(a) => demo::run(&ctx, a),
         Command::Run(a) => run::run(&ctx, a),
         Command::Schedule(a) => schedule::run(&ctx, a),
+        Command::Install(a) => install::run(&ctx, a),
     };
     if ctx.global.stats {
         ctx.print_stats();

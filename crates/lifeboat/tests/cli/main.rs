@@ -24,6 +24,8 @@ mod hooks;
 /// Deduplication: unchanged and lightly changed databases add little; incremental chains
 /// restore exactly.
 mod incremental;
+/// `lifeboat install`: systemd units that verify, crontab lines that run (issue 13 item 3).
+mod install;
 /// `latest`: the newest point known on this machine must still be there; future-dated points.
 mod latest;
 /// Many hosts, one repository: three daemons with their own host names back up into one S3
