@@ -74,9 +74,19 @@ impl Schedule {
             "monthly" | "@monthly" => cron("0 0 0 1 * *")?,
             t if t.starts_with("every ") => {
                 let d = t["every ".len()..].trim();
-                let sd: jiff::SignedDuration = d.parse().map_err(|e| {
-                    format!("{s:?}: {d:?} is not a duration ({e}); write e.g. \"every 15m\"")
-                })?;
+                // Whole days too (`every 2d`): jiff's durations have no days, which vary in
+                // length in a time zone; here a day is 24 h, as the epoch-aligned slots are.
+                let days = d
+                    .strip_suffix("days")
+                    .or_else(|| d.strip_suffix("day"))
+                    .or_else(|| d.strip_suffix('d'))
+                    .and_then(|n| n.trim().parse::<i64>().ok());
+                let sd: jiff::SignedDuration = match days {
+                    Some(n) => jiff::SignedDuration::from_hours(n.saturating_mul(24)),
+                    None => d.parse().map_err(|e| {
+                        format!("{s:?}: {d:?} is not a duration ({e}); write e.g. \"every 15m\"")
+                    })?,
+                };
                 let d = Duration::try_from(sd).map_err(|_| format!("{s:?} is negative"))?;
                 if d < MIN_EVERY {
                     return Err(format!("{s:?} is shorter than one second"));
@@ -215,34 +225,50 @@ impl serde::Serialize for Schedule {
 /// 1), as names, which both read the same way. `*`, `?` and names pass through.
 fn unix_days_of_week(field: &str) -> Option<String> {
     const NAMES: [&str; 8] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN"];
-    let day = |p: &str| -> Option<String> {
-        if p.chars().all(|c| c.is_ascii_digit()) {
-            NAMES.get(p.parse::<usize>().ok()?).map(|n| n.to_string())
-        } else if p.chars().all(|c| c.is_ascii_alphabetic()) {
-            Some(p.to_ascii_uppercase())
-        } else {
-            None
-        }
-    };
+    let num = |p: &str| -> Option<usize> { p.parse::<usize>().ok().filter(|&n| n < NAMES.len()) };
+    let is_num = |p: &str| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit());
     let mut out = Vec::new();
     for part in field.split(',') {
         let (range, step) = match part.split_once('/') {
-            Some((r, s)) if !s.is_empty() && s.chars().all(|c| c.is_ascii_digit()) => (r, Some(s)),
+            Some((r, st)) if is_num(st) => (r, Some(st)),
             Some(_) => return None,
             None => (part, None),
         };
-        let range = match range {
-            "*" | "?" => range.to_string(),
-            r => match r.split_once('-') {
-                Some((a, b)) => format!("{}-{}", day(a)?, day(b)?),
-                None => day(r)?,
-            },
+        let bounds = match range.split_once('-') {
+            Some((a, b)) => (a, b),
+            None => (range, range),
         };
-        out.push(match step {
-            Some(s) => format!("{range}/{s}"),
-            None => range,
-        });
+        if is_num(bounds.0) && is_num(bounds.1) {
+            // Numbers are listed out as names: a range ending at 7 (`5-7`, Friday to Sunday)
+            // has no counterpart in the crate's 1-7 numbering, where Sunday is first.
+            let (a, b) = (num(bounds.0)?, num(bounds.1)?);
+            if a > b {
+                return None;
+            }
+            let (mut b, st) = (b, step.map_or(Some(1), |st| st.parse::<usize>().ok())?);
+            if st == 0 {
+                return None;
+            }
+            if range == bounds.0 && step.is_some() {
+                b = 7; // `N/S`: from N to the end
+            }
+            out.extend((a..=b).step_by(st).map(|n| NAMES[n].to_string()));
+        } else if bounds
+            .0
+            .chars()
+            .all(|c| c.is_ascii_alphabetic() || c == '*' || c == '?')
+            && bounds
+                .1
+                .chars()
+                .all(|c| c.is_ascii_alphabetic() || c == '*' || c == '?')
+        {
+            // `*`, `?`, names and name ranges read the same in both numberings.
+            out.push(part.to_ascii_uppercase());
+        } else {
+            return None;
+        }
     }
+    out.dedup();
     Some(out.join(","))
 }
 
