@@ -5,6 +5,7 @@ mod check;
 mod copy;
 mod demo;
 mod forget;
+mod generate;
 mod init;
 mod key;
 mod pick;
@@ -142,6 +143,13 @@ pub enum Command {
         after_help = "Example:\n  lifeboat demo\n  lifeboat demo --dir /tmp/lifeboat-demo --keep"
     )]
     Demo(demo::DemoArgs),
+
+    /// Print a shell completion script (for packagers; see README "Install")
+    #[command(hide = true)]
+    Completions(generate::CompletionsArgs),
+    /// Print the man page, or write one page per subcommand with --dir (for packagers)
+    #[command(hide = true)]
+    Man(generate::ManArgs),
 }
 
 /// Runs the parsed command.
@@ -160,6 +168,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Prune(a) => prune::run(&ctx, a),
         Command::Key(a) => key::run(&ctx, a),
         Command::Demo(a) => demo::run(&ctx, a),
+        Command::Completions(a) => generate::completions(a),
+        Command::Man(a) => generate::man(a),
     };
     if ctx.global.stats {
         ctx.print_stats();

@@ -123,3 +123,82 @@ fn a_build_from_outside_the_repository_backs_up_sqlite() {
     assert_eq!(count(&restored, "messages"), 2000);
     assert_eq!(integrity(&restored), "ok");
 }
+
+/// What packagers run: `lifeboat completions SHELL` (README "Install").
+#[test]
+fn completion_scripts_name_the_subcommands() {
+    let env = Env::new();
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let o = env.lb().args(["completions", shell]).output().unwrap();
+        assert!(o.status.success(), "{shell}: {}", stderr(&o));
+        let s = stdout(&o);
+        for sub in ["backup", "restore", "points", "prune", "check", "rollback"] {
+            assert!(s.contains(sub), "{shell} completions lack {sub}");
+        }
+    }
+    let bash = stdout(&env.lb().args(["completions", "bash"]).output().unwrap());
+    assert!(bash.contains("complete -F _lifeboat"), "{bash}");
+    // The script loads in bash and registers the completion.
+    let script = env.path("lifeboat.bash");
+    std::fs::write(&script, &bash).unwrap();
+    let o = Command::new("bash")
+        .arg("-c")
+        .arg(r#"source "$1" && complete -p lifeboat"#)
+        .arg("bash")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("_lifeboat"), "{}", stdout(&o));
+    // The packagers' commands stay out of --help.
+    let help = stdout(&env.lb().arg("--help").output().unwrap());
+    assert!(
+        !help.contains("completions") && !help.contains("\n  man"),
+        "{help}"
+    );
+    fails(env.lb().args(["completions", "tcsh"]), 2, "tcsh");
+}
+
+/// `lifeboat man` prints a page that renders; `--dir` writes one per subcommand.
+#[test]
+fn man_pages_render() {
+    let env = Env::new();
+    let o = env.lb().arg("man").output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let page = stdout(&o);
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH lifeboat"),
+        "{page}"
+    );
+    assert!(
+        page.contains("backup") && page.contains("restore"),
+        "{page}"
+    );
+
+    let dir = env.path("man1");
+    env.lb().args(["man", "--dir"]).arg(&dir).assert().success();
+    for name in [
+        "lifeboat.1",
+        "lifeboat-backup.1",
+        "lifeboat-restore.1",
+        "lifeboat-key.1",
+    ] {
+        assert!(dir.join(name).is_file(), "no {name} in {}", dir.display());
+    }
+    assert!(!dir.join("lifeboat-man.1").exists());
+
+    // Rendered by man(1) where it is installed (Debian's CI image has it).
+    if Path::new("/usr/bin/man").exists() {
+        let o = Command::new("man")
+            .arg("-l")
+            .arg(dir.join("lifeboat-backup.1"))
+            .env("MANPAGER", "cat")
+            .env("MANWIDTH", "100")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "man -l failed: {}", stderr(&o));
+        let text = stdout(&o);
+        assert!(text.contains("lifeboat-backup"), "{text}");
+        assert!(!text.contains("warning"), "{}", stderr(&o));
+    }
+}

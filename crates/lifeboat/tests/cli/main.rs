@@ -21,7 +21,8 @@ mod hooks;
 /// Deduplication: unchanged and lightly changed databases add little; incremental chains
 /// restore exactly.
 mod incremental;
-/// A clean install: a build from outside the repository backs up SQLite (issue 13 item 4).
+/// A clean install (issue 13 item 4): a build from outside the repository backs up SQLite;
+/// completion scripts and man pages.
 mod install;
 /// `latest`: the newest point known on this machine must still be there; future-dated points.
 mod latest;
