@@ -16,7 +16,10 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 D="$ROOT/docs/deploy"
 if ! python3 -c 'import yaml' 2>/dev/null; then
-  python3 -m pip install -q pyyaml >/dev/null 2>&1 || { echo "check-deploy: needs python3's yaml module (pip install pyyaml)" >&2; exit 1; }
+  # (A Debian-managed python3 refuses plain pip installs: PEP 668.)
+  python3 -m pip install -q pyyaml >/dev/null 2>&1 \
+    || python3 -m pip install -q --break-system-packages pyyaml >/dev/null 2>&1 \
+    || { echo "check-deploy: needs python3's yaml module (pip install pyyaml, or apt-get install python3-yaml)" >&2; exit 1; }
 fi
 BIN="${LIFEBOAT_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/debug/lifeboat}"
 TMP="$(mktemp -d)"

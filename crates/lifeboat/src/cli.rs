@@ -5,6 +5,7 @@ mod check;
 mod copy;
 mod demo;
 mod forget;
+mod generate;
 mod init;
 mod install;
 mod key;
@@ -158,6 +159,13 @@ pub enum Command {
     /// `lifeboat run`, systemd timers, or crontab lines, from lifeboat.toml.
     #[command(subcommand, after_help = install::AFTER_HELP)]
     Install(install::InstallCommand),
+
+    /// Print a shell completion script (for packagers; see README "Install")
+    #[command(hide = true)]
+    Completions(generate::CompletionsArgs),
+    /// Print the man page, or write one page per subcommand with --dir (for packagers)
+    #[command(hide = true)]
+    Man(generate::ManArgs),
 }
 
 /// Runs the parsed command.
@@ -179,6 +187,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Run(a) => run::run(&ctx, a),
         Command::Schedule(a) => schedule::run(&ctx, a),
         Command::Install(a) => install::run(&ctx, a),
+        Command::Completions(a) => generate::completions(a),
+        Command::Man(a) => generate::man(a),
     };
     if ctx.global.stats {
         ctx.print_stats();

@@ -17,6 +17,9 @@
 //!   path, so that a symlink swapped in by the app's user is replaced, never followed.
 #![deny(missing_docs)]
 
+// Links SQLite with sqlite_dbpage in place of libsqlite3-sys's copy (see that crate).
+use lifeboat_sqlite as _;
+
 pub mod app;
 mod dirfd;
 pub mod postgres;

@@ -84,7 +84,7 @@ pub fn ensure_dbpage_available() -> Result<()> {
                 ErrorKind::Other,
                 format!("this lifeboat was built without SQLite's sqlite_dbpage table ({e})"),
             )
-            .with_hint("build lifeboat from the repository root so .cargo/config.toml sets LIBSQLITE3_FLAGS=-DSQLITE_ENABLE_DBPAGE_VTAB")
+            .with_hint("lifeboat compiles its own SQLite with it (crates/sqlite) unless libsqlite3-sys links a system SQLite (LIBSQLITE3_SYS_USE_PKG_CONFIG, SQLITE3_LIB_DIR): build without those, or give it a SQLite compiled with SQLITE_ENABLE_DBPAGE_VTAB")
         })
 }
 
