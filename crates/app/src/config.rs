@@ -391,7 +391,45 @@ impl Config {
                 .chain(&mut a.config)
                 .for_each(abs);
         }
+        // A control character (a newline above all) in a name or a path is a mistake, and
+        // would let the value start a line of its own in a generated systemd unit or
+        // crontab (`lifeboat install`), or in a log.
+        let control = |s: &str| s.chars().any(char::is_control);
+        for (name, r) in &cfg.repository {
+            if control(name) || control(&r.path) {
+                return Err(cfg.key_error(
+                    &format!("repository.{}", name.escape_debug()),
+                    "path",
+                    "a control character (such as a newline) in a repository name or path",
+                ));
+            }
+        }
+        if cfg
+            .daemon
+            .state_file
+            .as_ref()
+            .is_some_and(|p| control(&p.to_string_lossy()))
+        {
+            return Err(cfg.key_error(
+                "daemon",
+                "state_file",
+                "a control character (such as a newline) in the path",
+            ));
+        }
         for (name, a) in &cfg.app {
+            let paths = a
+                .sqlite
+                .iter()
+                .chain(&a.files)
+                .chain(&a.secrets)
+                .chain(&a.config);
+            if control(name) || paths.clone().any(|p| control(&p.to_string_lossy())) {
+                return Err(cfg.key_error(
+                    &format!("app.{}", name.escape_debug()),
+                    "",
+                    "a control character (such as a newline) in the app's name or one of its paths",
+                ));
+            }
             for r in a.repository.iter().chain(&a.copy_to) {
                 if !cfg.repository.contains_key(r) {
                     return Err(cfg.key_error(
@@ -486,6 +524,17 @@ impl Config {
                     &format!("{tz:?} is not a known time zone ({e})"),
                 ));
             }
+        }
+        if cfg
+            .daemon
+            .retry
+            .is_some_and(|r| r < std::time::Duration::from_secs(1))
+        {
+            return Err(cfg.key_error(
+                "daemon",
+                "retry",
+                "must be at least 1s (a job failing at once would run back to back)",
+            ));
         }
         if cfg.daemon.max_jobs == Some(0) {
             return Err(cfg.key_error("daemon", "max_jobs", "must be at least 1"));

@@ -27,6 +27,20 @@ pub fn duration_ms(ms: u64) -> String {
     }
 }
 
+/// `s` on one line: every control character (a newline above all) shown as `\xHH`, so a
+/// value can never start a line of its own in a log, a generated systemd unit or a crontab.
+pub fn one_line(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() {
+            out.push_str(&format!("\\x{:02x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

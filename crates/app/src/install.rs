@@ -6,7 +6,7 @@
 //! - [`systemd_timers`]: instead of the daemon, one oneshot service and one `.timer` per
 //!   scheduled job (backup, copy, forget), the schedule turned into `OnCalendar=`
 //!   ([`on_calendar`]).
-//! - [`crontab`]: crontab lines, one per job ([`cron_spec`]), each under `flock -n` so two
+//! - [`crontab`]: crontab lines, one per job ([`cron_spec`]), each under `flock -w` so two
 //!   jobs of one app never overlap, output to syslog or a file.
 //!
 //! Everything here is a pure function of the config and the options (no file is read or
@@ -18,6 +18,7 @@ use std::time::Duration;
 use lifeboat_core::{Error, ErrorKind, Result};
 
 use crate::config::Config;
+use crate::human::one_line;
 use crate::jobs::JobKind;
 use crate::schedule::{CronFields, Form, Schedule};
 
@@ -38,7 +39,8 @@ pub struct InstallOptions {
     pub exe: PathBuf,
     /// The config file (absolute).
     pub config: PathBuf,
-    /// crontab: directory of the per-app lock files (e.g. `/run/lock`).
+    /// crontab: directory of the per-app lock files (default `/run/lifeboat`, created 0700: a
+    /// world-writable one such as `/run/lock` would let any user hold an app's lock).
     pub lock_dir: PathBuf,
     /// crontab: append each job's output to this file instead of sending it to syslog.
     pub log_file: Option<PathBuf>,
@@ -747,16 +749,16 @@ fn sandbox(n: &Needs, o: &InstallOptions) -> Vec<(String, String)> {
 fn render(sections: &[(&str, Vec<(String, String)>)], header: &[String]) -> String {
     let mut s = String::new();
     for h in header {
-        s.push_str(&format!("# {h}\n"));
+        s.push_str(&format!("# {}\n", one_line(h)));
     }
     for (name, lines) in sections {
         s.push_str(&format!("\n[{name}]\n"));
         for (comment, directive) in lines {
             if !comment.is_empty() {
-                s.push_str(&format!("# {comment}\n"));
+                s.push_str(&format!("# {}\n", one_line(comment)));
             }
             if !directive.is_empty() {
-                s.push_str(directive);
+                s.push_str(&one_line(directive));
                 s.push('\n');
             }
         }
@@ -765,7 +767,10 @@ fn render(sections: &[(&str, Vec<(String, String)>)], header: &[String]) -> Stri
 }
 
 fn unit_section(description: String, n: &Needs) -> Vec<(String, String)> {
-    let mut v = vec![(String::new(), format!("Description={description}"))];
+    let mut v = vec![(
+        String::new(),
+        format!("Description={}", description.replace('%', "%%")),
+    )];
     if !n.remote.is_empty() {
         v.push((
             format!(
@@ -889,12 +894,15 @@ pub fn systemd_timers(config: &Config, o: &InstallOptions) -> Result<Vec<UnitFil
                 "TimeoutStartSec=infinity".into(),
             ),
             (
-                "SIGTERM (systemctl stop, shutdown) stops at a safe point: nothing partial is ever visible.".into(),
+                "SIGTERM (systemctl stop, shutdown) ends the command where it is: nothing partial is ever visible (a point is written last); its lease expires after its TTL.".into(),
                 "KillSignal=SIGTERM".into(),
             ),
-            ("Only lifeboat gets SIGTERM; it ends its children.".into(), "KillMode=mixed".into()),
             (
-                "Time to reach that safe point.".into(),
+                "To every process of the job: lifeboat and its children (pg_dump, hooks).".into(),
+                "KillMode=control-group".into(),
+            ),
+            (
+                "Time to exit.".into(),
                 format!("TimeoutStopSec={}", secs(STOP_MARGIN * 5)),
             ),
         ]);
@@ -978,7 +986,10 @@ pub fn systemd_timers(config: &Config, o: &InstallOptions) -> Result<Vec<UnitFil
                         "Unit",
                         vec![(
                             String::new(),
-                            format!("Description=lifeboat: {what} of {} on schedule", j.app),
+                            format!(
+                                "Description=lifeboat: {what} of {} on schedule",
+                                j.app.replace('%', "%%")
+                            ),
                         )],
                     ),
                     ("Timer", timer),
@@ -1026,8 +1037,9 @@ fn sh_word(s: &str) -> String {
 }
 
 /// Crontab lines (root's crontab: five time fields and a command) for every scheduled job,
-/// with a comment header. Each command runs under `flock -n` on a lock per app (a job is
-/// skipped while another job of its app still runs) and sends its output to syslog
+/// with a comment header. Each command runs under `flock -w 3600` on a lock per app, in a
+/// directory only root can write (a job waits for another job of its app, and says so if it
+/// gives up after an hour) and sends its output to syslog
 /// (`logger -t lifeboat-APP`) or appends it to `log_file`. A schedule cron cannot express is
 /// an error naming it.
 pub fn crontab(config: &Config, o: &InstallOptions) -> Result<String> {
@@ -1047,7 +1059,8 @@ pub fn crontab(config: &Config, o: &InstallOptions) -> Result<String> {
          # For root's crontab: `lifeboat install cron | crontab -u root -` REPLACES it;\n\
          # to add to it: `(crontab -u root -l; lifeboat install cron) | crontab -u root -`.\n\
          # These lines replace `lifeboat run`: do not run both with the same config.\n\
-         # flock -n: a job is skipped while another job of the same app still runs.\n\
+         # flock -w 3600: a job waits (up to an hour, then says it skipped) while another job\n\
+         # of the same app runs; the lock files are in a directory only root can write.\n\
          # Output: {}. Times are the system's time zone{}.\n",
         o.config.display(),
         match &o.log_file {
@@ -1079,7 +1092,16 @@ pub fn crontab(config: &Config, o: &InstallOptions) -> Result<String> {
                     .chain(args.iter().cloned())
                     .map(|a| sh_word(&a))
                     .collect();
-                format!("flock -n {lock} {}", argv.join(" "))
+                // Waits (up to an hour) for another job of the app, and says so when it
+                // gives up; `(exit $s)` keeps the failure for the `&&` chain.
+                format!(
+                    "flock -w 3600 -E 75 {lock} {} || {{ s=$?; [ $s -ne 75 ] || echo {}; (exit $s); }}",
+                    argv.join(" "),
+                    sh_word(&format!(
+                        "lifeboat: {} {} skipped: another job of the app held its lock for an hour",
+                        j.app, j.key
+                    ))
+                )
             })
             .collect();
         let mut steps = Vec::new();
@@ -1089,6 +1111,12 @@ pub fn crontab(config: &Config, o: &InstallOptions) -> Result<String> {
                 j.random_delay.as_secs()
             ));
         }
+        // The lock directory is root's: in a world-writable one (/run/lock) any user could
+        // hold an app's lock and stop its jobs.
+        steps.push(format!(
+            "mkdir -p -m 0700 {}",
+            sh_word(&o.lock_dir.display().to_string())
+        ));
         steps.extend(cmds);
         let cmd = if steps.len() == 1 {
             steps.remove(0)
@@ -1104,12 +1132,15 @@ pub fn crontab(config: &Config, o: &InstallOptions) -> Result<String> {
             out.clone()
         };
         s.push_str(&format!(
-            "# app.{}.{} = {:?}\n{spec} {}\n",
-            j.app,
-            j.key,
-            j.schedule.to_string(),
+            "{}\n{spec} {}\n",
+            one_line(&format!(
+                "# app.{}.{} = {:?}",
+                j.app,
+                j.key,
+                j.schedule.to_string()
+            )),
             // A `%` in a crontab command is a newline unless escaped.
-            format!("{cmd} {sink}").replace('%', "\\%")
+            one_line(&format!("{cmd} {sink}")).replace('%', "\\%")
         ));
     }
     Ok(s)
@@ -1127,7 +1158,7 @@ mod tests {
         InstallOptions {
             exe: "/usr/local/bin/lifeboat".into(),
             config: "/etc/lifeboat/lifeboat.toml".into(),
-            lock_dir: "/run/lock".into(),
+            lock_dir: "/run/lifeboat".into(),
             log_file: None,
         }
     }
@@ -1394,11 +1425,11 @@ daily = 7
         assert_eq!(lines[0], "CRON_TZ=Europe/Berlin");
         assert_eq!(
             lines[1],
-            "*/15 * * * * { sleep $(shuf -i 0-120 -n 1) && flock -n /run/lock/lifeboat-chat.lock /usr/local/bin/lifeboat -c /etc/lifeboat/lifeboat.toml backup chat --tag scheduled; } 2>&1 | logger -t lifeboat-chat"
+            "*/15 * * * * { sleep $(shuf -i 0-120 -n 1) && mkdir -p -m 0700 /run/lifeboat && flock -w 3600 -E 75 /run/lifeboat/lifeboat-chat.lock /usr/local/bin/lifeboat -c /etc/lifeboat/lifeboat.toml backup chat --tag scheduled || { s=$?; [ $s -ne 75 ] || echo 'lifeboat: chat schedule skipped: another job of the app held its lock for an hour'; (exit $s); }; } 2>&1 | logger -t lifeboat-chat"
         );
         assert!(lines[3].starts_with("0 4 * * sun { sleep"), "{}", lines[3]);
         assert!(
-            lines[3].contains("--prune && flock -n /run/lock/lifeboat-chat.lock /usr/local/bin/lifeboat -c /etc/lifeboat/lifeboat.toml -r offsite forget chat --prune; }"),
+            lines[3].contains("; (exit $s); } && flock -w 3600 -E 75 /run/lifeboat/lifeboat-chat.lock /usr/local/bin/lifeboat -c /etc/lifeboat/lifeboat.toml -r offsite forget chat --prune || {"),
             "{}",
             lines[3]
         );
@@ -1422,7 +1453,7 @@ daily = 7
         );
         let cron = crontab(&cfg, &o).unwrap();
         assert!(
-            cron.contains("0 0 * * * flock -n '/run/lock/lifeboat-my\\x20app.lock' '/opt/life boat/lifeboat' -c '/etc/lifeboat/100\\%.toml' backup 'my app' --tag scheduled >> /var/log/lifeboat.log 2>&1"),
+            cron.contains("0 0 * * * { mkdir -p -m 0700 /run/lifeboat && flock -w 3600 -E 75 '/run/lifeboat/lifeboat-my\\x20app.lock' '/opt/life boat/lifeboat' -c '/etc/lifeboat/100\\%.toml' backup 'my app' --tag scheduled || {"),
             "{cron}"
         );
     }
@@ -1466,5 +1497,173 @@ daily = 7
                 String::from_utf8_lossy(&o.stderr)
             );
         }
+    }
+
+    /// The command of a crontab line (after the five time fields), as cron hands it to sh.
+    fn cron_command(line: &str) -> String {
+        let mut rest = line;
+        for _ in 0..5 {
+            rest = rest.trim_start().split_once(' ').unwrap().1;
+        }
+        rest.replace("\\%", "%")
+    }
+
+    /// A stand-in for the lifeboat binary: records its arguments, then takes `secs`.
+    fn stub_exe(dir: &Path, secs: u32) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let exe = dir.join("lifeboat");
+        std::fs::write(
+            &exe,
+            format!(
+                "#!/bin/sh\necho \"$*\" >> {}/ran\nsleep {secs}\n",
+                dir.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+        exe
+    }
+
+    /// Review: the defaults an operator writes (`schedule = "hourly"`, `forget_schedule =
+    /// "daily"`) fire in the same minute at 00:00. Under `flock -n` on the app's lock one of
+    /// the two exits 1 without a word: every day either the midnight backup or the forget is
+    /// dropped (retention never applied, the repository grows), and no log says so.
+    #[test]
+    fn cron_jobs_of_one_app_in_the_same_minute_both_run() {
+        if std::process::Command::new("flock")
+            .arg("-V")
+            .output()
+            .is_err()
+        {
+            println!("note: no flock here; skipped");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut o = opts();
+        o.exe = stub_exe(dir.path(), 2);
+        o.lock_dir = dir.path().to_path_buf();
+        o.log_file = Some(dir.path().join("log"));
+        let cfg = config(
+            "[repository.r]\npath = \"/r\"\n[app.chat]\nsqlite = [\"/srv/chat.db\"]\nschedule = \"hourly\"\nforget_schedule = \"daily\"\n[app.chat.keep]\ndaily = 7\n",
+        );
+        let cron = crontab(&cfg, &o).unwrap();
+        let lines: Vec<&str> = cron
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .collect();
+        assert_eq!(lines.len(), 2, "{cron}");
+        // Both fire at 00:00: cron starts them together.
+        let children: Vec<_> = lines
+            .iter()
+            .map(|l| {
+                std::process::Command::new("/bin/sh")
+                    .arg("-c")
+                    .arg(cron_command(l))
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for mut c in children {
+            c.wait().unwrap();
+        }
+        let ran = std::fs::read_to_string(dir.path().join("ran")).unwrap_or_default();
+        let log = std::fs::read_to_string(dir.path().join("log")).unwrap_or_default();
+        assert!(
+            ran.contains("backup chat") && ran.contains("forget chat"),
+            "ran: {ran:?}; log: {log:?}"
+        );
+    }
+
+    /// Review: the per-app lock is `/run/lock/lifeboat-APP.lock` by default, in a directory
+    /// every user can write. A local user creates it and holds a lock on it (`flock
+    /// /run/lock/lifeboat-chat.lock sleep infinity`): every scheduled job of the app is then
+    /// skipped by `flock -n`, silently, for as long as the user likes.
+    #[test]
+    fn a_cron_job_skipped_for_a_held_lock_says_so() {
+        if std::process::Command::new("flock")
+            .arg("-V")
+            .output()
+            .is_err()
+        {
+            println!("note: no flock here; skipped");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut o = opts();
+        o.exe = stub_exe(dir.path(), 0);
+        o.lock_dir = dir.path().to_path_buf();
+        o.log_file = Some(dir.path().join("log"));
+        let cfg = config(
+            "[repository.r]\npath = \"/r\"\n[app.chat]\nsqlite = [\"/srv/chat.db\"]\nschedule = \"hourly\"\n",
+        );
+        let cron = crontab(&cfg, &o).unwrap();
+        let line = cron
+            .lines()
+            .find(|l| !l.starts_with('#') && !l.is_empty())
+            .unwrap();
+        let mut holder = std::process::Command::new("flock")
+            .arg(dir.path().join("lifeboat-chat.lock"))
+            .args(["sleep", "5"])
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let st = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(cron_command(line))
+            .status()
+            .unwrap();
+        let _ = holder.kill();
+        let _ = holder.wait();
+        let ran = std::fs::read_to_string(dir.path().join("ran")).unwrap_or_default();
+        let log = std::fs::read_to_string(dir.path().join("log")).unwrap_or_default();
+        assert!(
+            !ran.is_empty() || !log.trim().is_empty(),
+            "the backup was skipped without a word (status {st}, empty log)"
+        );
+    }
+
+    /// Review: the default lock directory (/run/lock, mode 1777) lets any user create and
+    /// hold an app's lock file (above).
+    #[test]
+    fn the_cron_lock_files_are_in_a_directory_only_root_can_write() {
+        let cfg = config(
+            "[repository.r]\npath = \"/r\"\n[app.chat]\nsqlite = [\"/srv/chat.db\"]\nschedule = \"hourly\"\n",
+        );
+        let cron = crontab(&cfg, &opts()).unwrap();
+        assert!(
+            !cron.contains("/run/lock/lifeboat-chat.lock"),
+            "lock in world-writable /run/lock: {cron}"
+        );
+    }
+
+    /// Review: an app name (a quoted TOML key) or a path holding a newline is written into
+    /// the crontab and the units as it is: the text after the newline is a crontab line of
+    /// root's, or a directive of the unit (`ExecStartPre=` runs as root, unsandboxed with `+`).
+    #[test]
+    fn newlines_in_names_and_paths_cannot_add_crontab_lines_or_unit_directives() {
+        // Refused where the config is read...
+        let e = Config::parse(
+            Path::new("/etc/lifeboat/lifeboat.toml"),
+            "[repository.r]\npath = \"/r\"\n[app.\"x\\n* * * * * touch /tmp/pwned\"]\nfiles = [\"/srv/u\\nExecStartPre=+/bin/touch /tmp/pwned\"]\nschedule = \"hourly\"\n".into(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("control character"), "{e}");
+        // ...and no value can start a line of a unit or a crontab whatever it holds.
+        let rendered = render(
+            &[(
+                "Service",
+                vec![(
+                    "x\nExecStartPre=+/bin/true".into(),
+                    "Description=a\nExecStartPre=+/bin/true".into(),
+                )],
+            )],
+            &["h\n* * * * * touch /tmp/pwned".into()],
+        );
+        assert!(
+            !rendered
+                .lines()
+                .any(|l| l.starts_with("ExecStartPre=") || l.starts_with("* * * * *")),
+            "{rendered}"
+        );
     }
 }

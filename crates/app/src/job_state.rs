@@ -83,8 +83,32 @@ pub struct JobsState {
 impl JobsState {
     /// Where the config's daemon keeps its state: `[daemon] state_file`, else
     /// `daemon-state.json` in the state directory.
+    ///
+    /// Running as root, a `state_file` below a directory another user can change is refused
+    /// (as a config there is): that user could swap the state, or put a FIFO there that
+    /// blocks the daemon's start.
     pub fn path_for(config: &Config) -> Result<PathBuf> {
         if let Some(p) = &config.daemon.state_file {
+            let euid = crate::trust::effective_uid();
+            if euid == 0 {
+                // The nearest directory that exists (the rest is created 0700 by root).
+                let existing = p.ancestors().skip(1).find(|a| a.is_dir());
+                if let Some(dir) = existing {
+                    if let Some(c) = crate::trust::check_ancestors(dir, euid)? {
+                        return Err(Error::new(
+                            ErrorKind::Refused,
+                            format!(
+                                "[daemon] state_file {}: {} (owner uid {}, mode {:o}) can be changed by another user, who could then swap the daemon's state",
+                                p.display(),
+                                c.dir.display(),
+                                c.uid,
+                                c.mode
+                            ),
+                        )
+                        .with_hint("put the state file in a directory only root can change, e.g. /var/lib/lifeboat"));
+                    }
+                }
+            }
             return Ok(p.clone());
         }
         state_dir()
@@ -102,11 +126,20 @@ impl JobsState {
     /// aside with a warning (see the module documentation).
     pub fn load(path: &Path) -> JobsState {
         let read = || -> std::result::Result<Option<JobsState>, String> {
-            let f = match std::fs::File::open(path) {
+            // Never through a symlink, never blocking (a FIFO), and only a regular file.
+            use std::os::unix::fs::OpenOptionsExt;
+            let f = match std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+                .open(path)
+            {
                 Ok(f) => f,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
                 Err(e) => return Err(e.to_string()),
             };
+            if !f.metadata().map_err(|e| e.to_string())?.is_file() {
+                return Err("not a regular file".into());
+            }
             let mut text = Vec::new();
             use std::io::Read;
             f.take(MAX_BYTES + 1)
@@ -228,5 +261,53 @@ mod tests {
         let fresh = JobsState::load(&path);
         assert!(fresh.jobs.is_empty());
         assert!(dir.path().join("sub/daemon-state.json.unreadable").exists());
+    }
+
+    /// Review: `[daemon] state_file` may name any path, and `load` opens it with
+    /// `File::open`, following symlinks and blocking on a FIFO. A user who can write the
+    /// state file's directory (a path the operator thought harmless) replaces the file with a
+    /// FIFO, and `lifeboat run` (root) hangs at start forever, before its first job.
+    #[test]
+    fn a_fifo_in_place_of_the_state_file_does_not_hang_the_daemon() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("daemon-state.json");
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o666) }, 0);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let p = path.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(JobsState::load(&p));
+        });
+        let got = rx.recv_timeout(std::time::Duration::from_secs(3));
+        if got.is_err() {
+            // Unblock the reader so the test process can exit.
+            let _ = std::fs::OpenOptions::new().write(true).open(&path);
+        }
+        assert!(got.is_ok(), "JobsState::load blocked on a FIFO");
+    }
+
+    /// Review: as root, the config is refused when a directory above it can be changed by
+    /// another user, but `[daemon] state_file` is used wherever it points. Such a user swaps
+    /// the state (or a FIFO, above) under the root daemon.
+    #[test]
+    fn as_root_a_state_file_in_a_directory_another_user_can_change_is_refused() {
+        if crate::trust::effective_uid() != 0 {
+            println!("note: not root; skipped");
+            return;
+        }
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let open = dir.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let text = format!(
+            "[repository.r]\npath = \"/r\"\n[app.a]\nsqlite = [\"/srv/a.db\"]\n[daemon]\nstate_file = \"{}/daemon-state.json\"\n",
+            open.display()
+        );
+        let cfg = Config::parse(Path::new("/etc/lifeboat/lifeboat.toml"), text).unwrap();
+        assert!(
+            JobsState::path_for(&cfg).is_err(),
+            "a state file in a world-writable directory was accepted"
+        );
     }
 }

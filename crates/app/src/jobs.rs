@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::copy::{copy, CopyRequest};
 use crate::forget::{plan as forget_plan, ForgetRequest};
 use crate::human::{duration_ms, size};
-use crate::job_state::{JobRecord, JobsState};
+use crate::job_state::{JobRecord, JobsState, Outcome};
 use crate::password::PasswordSource;
 use crate::schedule::Schedule;
 use crate::setup::Setup;
@@ -95,15 +95,25 @@ impl Job {
             .next_after(last, &self.tz)
             .map(|s| s + self.delay_for(s))
             .unwrap_or(Timestamp::MAX);
+        let as_duration =
+            |d: Duration| jiff::SignedDuration::try_from(d).unwrap_or(jiff::SignedDuration::MAX);
+        // A run that did not finish (stopped by SIGTERM, or the daemon died while it ran)
+        // runs again after one retry delay, not at its next slot: a daily backup interrupted
+        // by a restart would otherwise leave the app a day without a new point.
+        if matches!(r.outcome, Some(Outcome::Interrupted | Outcome::Running)) {
+            let base = r.last_end.map_or(last, |e| e.max(last)).min(now);
+            let again = base
+                .checked_add(as_duration(retry))
+                .unwrap_or(Timestamp::MAX);
+            return slot.min(again);
+        }
         if r.failures == 0 {
             return slot;
         }
         let end = r.last_end.unwrap_or(last);
         let factor = 1u32 << r.failures.saturating_sub(1).min(16);
         let wait = retry.saturating_mul(factor).min(MAX_RETRY);
-        let again = end
-            .checked_add(jiff::SignedDuration::try_from(wait).unwrap_or(jiff::SignedDuration::MAX))
-            .unwrap_or(Timestamp::MAX);
+        let again = end.checked_add(as_duration(wait)).unwrap_or(Timestamp::MAX);
         slot.min(again)
     }
 
@@ -394,5 +404,59 @@ mod tests {
             a >= t("2026-12-01T10:10:00Z") && a < t("2026-12-01T10:15:00Z"),
             "{a}"
         );
+    }
+
+    /// Review: a daily backup stopped by SIGTERM (a `systemctl restart` during an upgrade)
+    /// or killed with the daemon ends `interrupted` (or stays `running`) with `failures` 0,
+    /// so its next run is the next slot: the app goes a whole period without a new point,
+    /// and nothing says so. It should run again soon (like a missed slot, or a retry).
+    #[test]
+    fn an_interrupted_or_killed_run_is_run_again_before_the_next_slot() {
+        let j = job("daily");
+        let now = t("2026-12-01T00:10:00Z");
+        for outcome in [
+            crate::job_state::Outcome::Interrupted,
+            crate::job_state::Outcome::Running,
+        ] {
+            let r = JobRecord {
+                last_start: Some(t("2026-12-01T00:00:00Z")),
+                last_end: Some(t("2026-12-01T00:03:00Z")),
+                outcome: Some(outcome),
+                ..JobRecord::default()
+            };
+            let due = j.due(Some(&r), DEFAULT_RETRY, now);
+            assert!(
+                due <= t("2026-12-01T00:10:00Z"),
+                "{outcome:?}: next run {due}, a day without a backup"
+            );
+        }
+    }
+
+    /// Review: `[daemon] retry = "0s"` loads, and a job that fails at once (a store that
+    /// refuses, a missing source) is then due again the moment it ends: the daemon runs it
+    /// back to back forever, spinning a core and hammering the store.
+    #[test]
+    fn a_zero_retry_delay_is_refused() {
+        let text = "[repository.r]\npath = \"/r\"\n[app.a]\nsqlite = [\"/srv/a.db\"]\nschedule = \"hourly\"\n[daemon]\nretry = \"0s\"\n";
+        let loaded = Config::parse(
+            std::path::Path::new("/etc/lifeboat/lifeboat.toml"),
+            text.into(),
+        );
+        if let Ok(cfg) = loaded {
+            let retry = cfg.daemon.retry.unwrap_or(DEFAULT_RETRY);
+            let j = job("hourly");
+            let end = t("2026-12-01T10:00:01Z");
+            let r = JobRecord {
+                last_start: Some(t("2026-12-01T10:00:00Z")),
+                last_end: Some(end),
+                failures: 5,
+                ..JobRecord::default()
+            };
+            let due = j.due(Some(&r), retry, end);
+            assert!(
+                due >= end + jiff::SignedDuration::from_secs(1),
+                "a job failing at once is due again at {due}, the moment it ended"
+            );
+        }
     }
 }

@@ -71,7 +71,7 @@ pub use hooks::{
     run_hook, HookCommand, HookContext, HookRun, HooksConfig, Phase,
     DEFAULT_TIMEOUT as DEFAULT_HOOK_TIMEOUT,
 };
-pub use human::{duration_ms, size};
+pub use human::{duration_ms, one_line, size};
 pub use init::{init, init_from, Created};
 pub use install::{
     cron_spec, crontab, on_calendar, systemd_service, systemd_timers, InstallOptions, Trigger,

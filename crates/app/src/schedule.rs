@@ -82,7 +82,10 @@ impl Schedule {
                     .or_else(|| d.strip_suffix('d'))
                     .and_then(|n| n.trim().parse::<i64>().ok());
                 let sd: jiff::SignedDuration = match days {
-                    Some(n) => jiff::SignedDuration::from_hours(n.saturating_mul(24)),
+                    Some(n) => n
+                        .checked_mul(24)
+                        .and_then(jiff::SignedDuration::try_from_hours)
+                        .ok_or_else(|| format!("{s:?} is too long"))?,
                     None => d.parse().map_err(|e| {
                         format!("{s:?}: {d:?} is not a duration ({e}); write e.g. \"every 15m\"")
                     })?,
@@ -119,7 +122,13 @@ impl Schedule {
                 ))?
             }
         };
-        Ok(Schedule { text, kind })
+        let sched = Schedule { text, kind };
+        // A cron expression that matches no date (February 30th) would run once at start and
+        // never again.
+        if sched.next_after(Timestamp::now(), &TimeZone::UTC).is_none() {
+            return Err(format!("{s:?} never fires (no date matches it)"));
+        }
+        Ok(sched)
     }
 
     /// The first slot strictly after `t`, in time zone `tz` (None: a cron expression that
@@ -411,5 +420,21 @@ mod tests {
             days.push(t.to_zoned(tz.clone()).date().to_string());
         }
         assert_eq!(days, ["2026-10-25", "2026-10-26", "2026-10-27"], "{days:?}");
+    }
+
+    /// Review: `every N d` multiplies into jiff's `from_hours`, which panics on overflow. A
+    /// typo in lifeboat.toml then panics `Config::load`: SIGHUP kills the daemon (the reload
+    /// runs on its main thread) instead of keeping the running config, and every command dies.
+    #[test]
+    fn a_huge_every_is_an_error_not_a_panic() {
+        let r = std::panic::catch_unwind(|| Schedule::parse("every 1000000000000000d"));
+        assert!(matches!(r, Ok(Err(_))), "panicked or accepted");
+    }
+
+    /// Review: `0 3 30 2 *` (February 30th) loads; the job runs once when the daemon starts
+    /// and never again, and nothing but `lifeboat schedule`'s far-future time says so.
+    #[test]
+    fn a_cron_expression_that_never_fires_is_refused() {
+        assert!(Schedule::parse("0 3 30 2 *").is_err());
     }
 }

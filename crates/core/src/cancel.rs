@@ -2,7 +2,8 @@
 //!
 //! The flag is process-wide because what sets it is: the daemon (`lifeboat run`) sets it when
 //! SIGTERM's grace period runs out. Long operations check it at safe points (every chunk a
-//! backup stores, every object a copy or prune handles) and return
+//! backup stores or a prune repacks, every object a copy copies, every point a prune scans,
+//! every object a prune's sweep deletes: a sweep is restartable from the start) and return
 //! [`ErrorKind::Interrupted`](crate::ErrorKind::Interrupted) from there. What they leave is what
 //! a crash there would leave, which the write order already makes harmless (no point is
 //! visible until its last write; `docs/ARCHITECTURE.md`, "Order of writes"), but the lease is

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use lifeboat_app::{
-    jobs, run_job, Config, Job, JobOutcome, JobsState, Outcome, PasswordSource, DEFAULT_RETRY,
+    jobs, one_line, run_job, Config, Job, JobOutcome, JobsState, Outcome, PasswordSource,
+    DEFAULT_RETRY,
 };
 use lifeboat_core::{Error, ErrorKind, Result};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -46,6 +47,7 @@ pub fn run(opts: RunOptions) -> Result<()> {
     let config = Config::load(&opts.config)?;
     let job_list = jobs(&config)?;
     let state_path = JobsState::path_for(&config)?;
+    let _lock = lock_state(&state_path)?;
     let (tx, rx) = channel();
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
         .map_err(|e| Error::io("catch SIGTERM, SIGINT and SIGHUP", e))?;
@@ -87,6 +89,52 @@ pub fn run(opts: RunOptions) -> Result<()> {
     let res = d.run_loop(&rx);
     handle.close();
     res
+}
+
+/// Takes `STATE.lock` beside the state file for as long as the daemon runs: a second daemon
+/// on the same state file would run every job twice and rewrite the state file through the
+/// same temp name. The lock file holds the holder's pid, for the error of the next one.
+fn lock_state(state: &std::path::Path) -> Result<std::fs::File> {
+    use std::io::{Read, Seek, Write};
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let mut name = state.as_os_str().to_owned();
+    name.push(".lock");
+    let path = PathBuf::from(name);
+    if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| Error::io(dir.display(), e))?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&path)
+        .map_err(|e| Error::io(path.display(), e))?;
+    // SAFETY: flock on a descriptor we own; released when it is closed (at exit).
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let mut holder = String::new();
+        let _ = f.read_to_string(&mut holder);
+        return Err(Error::new(
+            ErrorKind::Refused,
+            format!(
+                "another `lifeboat run` (pid {}) uses the state file {}",
+                holder.trim(),
+                state.display()
+            ),
+        )
+        .with_hint("run one daemon per config; stop the other one first, or give this config its own [daemon] state_file"));
+    }
+    let _ = f.set_len(0);
+    let _ = f.rewind();
+    let _ = writeln!(f, "{}", std::process::id());
+    Ok(f)
 }
 
 /// The stop sequence after SIGTERM.
@@ -153,6 +201,8 @@ impl Daemon {
             Some(Stopping::Grace(d)) | Some(Stopping::Cancelled(d)) => {
                 d.saturating_duration_since(Instant::now())
             }
+            // Every slot taken: nothing can start before a job ends (an event).
+            None if self.running.len() >= self.max_jobs() => MAX_SLEEP,
             None => self
                 .jobs
                 .iter()
@@ -165,9 +215,13 @@ impl Daemon {
         }
     }
 
+    fn max_jobs(&self) -> usize {
+        self.config.daemon.max_jobs.unwrap_or(DEFAULT_MAX_JOBS)
+    }
+
     /// Starts every due job whose app is idle, earliest due first, up to `max_jobs`.
     fn start_due(&mut self, now: Timestamp) {
-        let max = self.config.daemon.max_jobs.unwrap_or(DEFAULT_MAX_JOBS);
+        let max = self.max_jobs();
         for i in due_order(&self.jobs, &self.state, self.retry(), now) {
             if self.running.len() >= max {
                 break;
@@ -251,7 +305,7 @@ impl Daemon {
                         duration_ms = ms.unwrap_or(0),
                         requests = o.requests,
                         "job ok: {}",
-                        o.summary
+                        one_line(&o.summary)
                     ),
                     None => tracing::info!(
                         app = %app,
@@ -259,7 +313,7 @@ impl Daemon {
                         duration_ms = ms.unwrap_or(0),
                         requests = o.requests,
                         "job ok: {}",
-                        o.summary
+                        one_line(&o.summary)
                     ),
                 }
                 Ok((o.summary, o.point))
@@ -271,10 +325,10 @@ impl Daemon {
                 } else {
                     Outcome::Failed
                 };
-                let msg = match e.hint() {
+                let msg = one_line(&match e.hint() {
                     Some(h) => format!("{e} ({h})"),
                     None => e.to_string(),
-                };
+                });
                 if interrupted {
                     tracing::warn!(app = %app, job = %kind, "job interrupted: {msg}");
                 } else {
@@ -323,8 +377,11 @@ impl Daemon {
                 );
             }
             Err(e) => tracing::error!(
-                "config not reloaded, the running one stays in force: {e}{}",
-                e.hint().map(|h| format!(" ({h})")).unwrap_or_default()
+                "config not reloaded, the running one stays in force: {}{}",
+                one_line(&e.to_string()),
+                e.hint()
+                    .map(|h| format!(" ({})", one_line(h)))
+                    .unwrap_or_default()
             ),
         }
     }
@@ -464,5 +521,82 @@ mod tests {
         state.jobs.get_mut("chat/forget").unwrap().last_start =
             Some("2026-12-01T10:00:09Z".parse().unwrap());
         assert_eq!(due_order(&jobs, &state, DEFAULT_RETRY, now), [0]);
+    }
+
+    fn three_apps(extra: &str) -> Config {
+        let mut text = String::from("[repository.r]\npath = \"/var/backups/r\"\n");
+        for a in ["a", "b", "c"] {
+            text.push_str(&format!(
+                "[app.{a}]\nsqlite = [\"/srv/{a}.db\"]\nschedule = \"hourly\"\n"
+            ));
+        }
+        text.push_str(extra);
+        Config::parse(std::path::Path::new("/etc/lifeboat/lifeboat.toml"), text).unwrap()
+    }
+
+    /// Review: three apps due at once with max_jobs = 2. Two start; the third is due and
+    /// idle, so `sleep` returns 0 for it although `start_due` cannot start it until a job
+    /// ends (an event): the loop spins at 100% CPU for as long as the two jobs run.
+    #[test]
+    fn a_due_job_held_back_by_max_jobs_does_not_make_the_loop_spin() {
+        let config = three_apps("");
+        let (tx, _rx) = channel();
+        let mut d = Daemon {
+            opts: RunOptions {
+                config: "/etc/lifeboat/lifeboat.toml".into(),
+                password: PasswordSource::default(),
+            },
+            jobs: jobs(&config).unwrap(),
+            config: Arc::new(config),
+            state: JobsState::default(),
+            state_path: "/nonexistent/daemon-state.json".into(),
+            running: HashMap::new(),
+            tx,
+            stopping: None,
+        };
+        d.running.insert("a/backup".into(), "a".into());
+        d.running.insert("b/backup".into(), "b".into());
+        let now = Timestamp::now();
+        // c/backup never ran: due now, but max_jobs (2) is reached.
+        assert_eq!(due_order(&d.jobs, &d.state, d.retry(), now), [0, 1, 2]);
+        let slept = d.sleep(now);
+        assert!(
+            slept >= Duration::from_secs(1),
+            "the loop would wake again after {slept:?} and find nothing it may start"
+        );
+    }
+
+    /// Review: nothing stops two `lifeboat run` on one config and state file: both run every
+    /// job (two backups per slot, two prunes refusing each other) and both rewrite the state
+    /// file through the same `.daemon-state.json.tmp`. The second must refuse to start.
+    #[test]
+    fn a_second_daemon_on_the_same_state_file_refuses_to_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("lifeboat.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "[repository.r]\npath = \"{}/repo\"\n[app.a]\nsqlite = [\"/srv/a.db\"]\n[daemon]\nstate_file = \"{}/state.json\"\n",
+                dir.path().display(),
+                dir.path().display()
+            ),
+        )
+        .unwrap();
+        let opts = RunOptions {
+            config: cfg,
+            password: PasswordSource::default(),
+        };
+        let first = opts.clone();
+        std::thread::spawn(move || run(first));
+        std::thread::sleep(Duration::from_millis(500));
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(run(opts).is_err());
+        });
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(5)),
+            Ok(true),
+            "a second daemon on the same state file started (or ran on)"
+        );
     }
 }

@@ -205,6 +205,7 @@ fn sweep(
         {
             let mut reader = repo.reader();
             for (_, p) in &new_points {
+                crate::cancel::check()?;
                 walk_point(&mut reader, p, &mut needed)?;
             }
         }
@@ -282,6 +283,7 @@ fn delete_condemned(
         (record.indexes.len() + record.packs.len()) as u64,
     );
     for ix in &record.indexes {
+        crate::cancel::check()?;
         delete(repo, ObjectKind::Index, ix)?;
         report.indexes_deleted += 1;
         progress.inc(1);
@@ -293,6 +295,7 @@ fn delete_condemned(
         .map(|e| (e.name, e.size))
         .collect();
     for p in &record.packs {
+        crate::cancel::check()?;
         if ObjectId::from_hex(p).is_some_and(|id| keep.contains(&id)) {
             progress.inc(1);
             continue;
@@ -387,6 +390,7 @@ fn mark(
     {
         let mut reader = repo.reader();
         for (id, p) in &points {
+            crate::cancel::check()?;
             walk_point(&mut reader, p, &mut live).map_err(|e| {
                 e.context(format!("read point {}", id.short())).with_hint(
                     "prune never deletes while a point cannot be read completely; run `lifeboat check`",

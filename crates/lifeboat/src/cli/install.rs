@@ -56,7 +56,7 @@ pub struct CronArgs {
     #[arg(long, value_name = "FILE")]
     pub log_file: Option<PathBuf>,
     /// Directory of the per-app lock files
-    #[arg(long, value_name = "DIR", default_value = "/run/lock")]
+    #[arg(long, value_name = "DIR", default_value = "/run/lifeboat")]
     pub lock_dir: PathBuf,
     #[command(flatten)]
     pub common: Common,

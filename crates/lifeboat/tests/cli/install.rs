@@ -185,7 +185,10 @@ fn install_cron_lines_run_a_backup_and_unexpressible_schedules_are_named() {
     assert_eq!(fields.len(), 6, "{}", jobs[0]);
     assert_eq!(&fields[..5], ["*/15", "*", "*", "*", "*"]);
     let cmd = fields[5];
-    assert!(cmd.starts_with("flock -n "), "{cmd}");
+    assert!(
+        cmd.starts_with("{ mkdir -p -m 0700 ") && cmd.contains("flock -w 3600 "),
+        "{cmd}"
+    );
     assert!(cmd.contains(" backup chat --tag scheduled "), "{cmd}");
     // Run it as cron would: /bin/sh, the crontab's `\%` unescaped (there is none here).
     assert!(!cmd.contains('%'));

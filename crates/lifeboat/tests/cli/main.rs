@@ -10,6 +10,9 @@ mod handmade;
 /// In-place tree restores: staged and swapped in, exact, a failure changes nothing; nested
 /// components kept; setuid bits; symlinks in other users' directories (issue 12 item 4).
 mod atomic;
+/// A clean install (issue 13 item 4): a build from outside the repository backs up SQLite;
+/// completion scripts and man pages.
+mod clean_build;
 /// `lifeboat run`: schedules, catch-up, SIGHUP with a broken config, SIGTERM mid-backup
 /// (issue 13).
 mod daemon;
@@ -26,9 +29,6 @@ mod hooks;
 mod incremental;
 /// `lifeboat install`: systemd units that verify, crontab lines that run (issue 13 item 3).
 mod install;
-/// A clean install (issue 13 item 4): a build from outside the repository backs up SQLite;
-/// completion scripts and man pages.
-mod clean_build;
 /// `latest`: the newest point known on this machine must still be there; future-dated points.
 mod latest;
 /// Many hosts, one repository: three daemons with their own host names back up into one S3
