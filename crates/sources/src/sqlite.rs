@@ -672,6 +672,13 @@ struct PageWriter<'a> {
     page: u64,
 }
 
+/// Runs shorter than this go through the page cache even when they could go direct: an
+/// `O_DIRECT` write is one synchronous disk request, and the scattered pages of an incremental
+/// point (a few here and there between the base's) made thousands of them: a 1 GiB restore of
+/// a point one day after its base took 2.0 s; 1.5 s with runs under 1 MiB through the page
+/// cache (1.7 s with 256 KiB or 2 MiB as the limit).
+const DIRECT_MIN_RUN: usize = 1 << 20;
+
 /// The system's memory page size.
 fn memory_page_size() -> usize {
     rustix::param::page_size()
@@ -743,8 +750,10 @@ impl<'a> PageWriter<'a> {
             (b.as_ptr() as usize).is_multiple_of(DIRECT_ALIGN)
                 && b.len().is_multiple_of(DIRECT_ALIGN)
         };
+        let bytes: usize = run.iter().map(|b| b.len()).sum();
         if let Some(direct) = &self.direct {
             if self.direct_ok.load(Ordering::Relaxed)
+                && bytes >= DIRECT_MIN_RUN
                 && off.is_multiple_of(DIRECT_ALIGN as u64)
                 && run.iter().all(aligned)
             {
