@@ -1104,40 +1104,43 @@ mod tests {
     /// unaligned memory or a small page size through the page cache.
     #[test]
     fn page_writer_writes_aligned_and_unaligned_pages_at_their_offsets() {
-        use super::{PageWriter, SafeDir};
+        use super::{PageWriter, SafeDir, DIRECT_MIN_RUN};
         use lifeboat_core::NoProgress;
         let dir = tempfile::tempdir().unwrap();
         let safe = SafeDir::open_root(dir.path()).unwrap();
         for page in [4096usize, 1024] {
+            // A long aligned run (long enough to go direct), a short one, and pages at an odd
+            // address, with gaps between them.
+            let long = DIRECT_MIN_RUN / page + 3;
+            let total = long + 6;
             let name = std::ffi::OsString::from(format!("db{page}"));
             let file = safe.create_file(&name, 0o600).unwrap();
-            file.set_len(8 * page as u64).unwrap();
+            file.set_len((total * page) as u64).unwrap();
             let direct = safe.reopen_direct(&name, &file).ok();
             let tmp = dir.path().join(&name);
             let out = PageWriter::new(&file, direct, &tmp, page as u64);
-            // An aligned buffer of 4 pages, and pages at an odd address.
-            let mut raw = vec![0u8; 5 * page + 4096];
+            let mut raw = vec![0u8; (long + 1) * page + 4096];
             let pad = raw.as_ptr().align_offset(4096);
-            for (i, b) in raw[pad..pad + 4 * page].iter_mut().enumerate() {
-                *b = (i / page) as u8 + 1;
+            for (i, b) in raw[pad..pad + (long + 1) * page].iter_mut().enumerate() {
+                *b = (i / page % 200) as u8 + 1;
             }
-            let aligned = &raw[pad..pad + 4 * page];
-            let odd: Vec<u8> = std::iter::once(0).chain(vec![9u8; 2 * page]).collect();
-            let batch: Vec<(usize, &[u8])> = vec![
-                (0, &aligned[..page]),
-                (1, &aligned[page..2 * page]),
-                (2, &aligned[2 * page..3 * page]),
-                (5, &odd[1..page + 1]),
-                (6, &odd[page + 1..]),
-                (7, &aligned[3 * page..]),
-            ];
+            let aligned = &raw[pad..pad + (long + 1) * page];
+            let odd: Vec<u8> = std::iter::once(0).chain(vec![250u8; 2 * page]).collect();
+            let mut batch: Vec<(usize, &[u8])> = (0..long)
+                .map(|i| (i, &aligned[i * page..(i + 1) * page]))
+                .collect();
+            batch.push((long + 3, &odd[1..page + 1]));
+            batch.push((long + 4, &odd[page + 1..]));
+            batch.push((long + 5, &aligned[long * page..]));
             out.write_pages(0, &batch, &NoProgress).unwrap();
             drop(out);
             let got = std::fs::read(&tmp).unwrap();
-            let want: Vec<u8> = [1u8, 2, 3, 0, 0, 9, 9, 4]
-                .iter()
-                .flat_map(|&v| vec![v; page])
+            let mut want: Vec<u8> = (0..long)
+                .flat_map(|i| vec![(i % 200) as u8 + 1; page])
                 .collect();
+            want.extend(vec![0u8; 3 * page]);
+            want.extend(vec![250u8; 2 * page]);
+            want.extend(vec![(long % 200) as u8 + 1; page]);
             assert!(got == want, "page size {page}: wrong bytes");
         }
         let file = safe.create_file("x".as_ref(), 0o600).unwrap();
