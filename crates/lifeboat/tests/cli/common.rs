@@ -293,3 +293,15 @@ pub fn is_root() -> bool {
         .map(|m| m.uid() == 0)
         .unwrap_or(false)
 }
+
+/// The text of a log file a spawned `lifeboat run` writes (its stderr).
+pub fn read_log(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap()
+}
+
+/// How many lines of `log` contain every one of `needles`.
+pub fn count_lines(log: &str, needles: &[&str]) -> usize {
+    log.lines()
+        .filter(|l| needles.iter().all(|n| l.contains(n)))
+        .count()
+}

@@ -1,11 +1,10 @@
 //! `lifeboat run` (issue 13): a real daemon process on short schedules (seconds), real SQLite
 //! databases with a writer, real repositories; driven by real signals.
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{make_db, Env, PASSWORD};
+use crate::common::{count_lines, make_db, read_log, Env, PASSWORD};
 
 /// A running `lifeboat -c CONFIG run`, its log (stderr) in a file.
 struct Daemon {
@@ -34,20 +33,12 @@ impl Daemon {
     }
 
     fn log(&self) -> String {
-        let mut s = String::new();
-        std::fs::File::open(&self.log)
-            .unwrap()
-            .read_to_string(&mut s)
-            .unwrap();
-        s
+        read_log(&self.log)
     }
 
     /// Lines of the log containing every one of `needles`.
     fn count(&self, needles: &[&str]) -> usize {
-        self.log()
-            .lines()
-            .filter(|l| needles.iter().all(|n| l.contains(n)))
-            .count()
+        count_lines(&self.log(), needles)
     }
 
     /// Waits until `cond(log)` holds; panics with the log after `secs`.

@@ -7,7 +7,6 @@
 //! share is stored once, and no job failed (docs/ARCHITECTURE.md "Many hosts, one repository":
 //! a backup beside a prune on another host never has to fail, the prune waits for it).
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -108,19 +107,11 @@ struct Host {
 
 impl Host {
     fn log(&self) -> String {
-        let mut s = String::new();
-        std::fs::File::open(self.dir.join("run.log"))
-            .unwrap()
-            .read_to_string(&mut s)
-            .unwrap();
-        s
+        read_log(&self.dir.join("run.log"))
     }
 
     fn count(&self, needles: &[&str]) -> usize {
-        self.log()
-            .lines()
-            .filter(|l| needles.iter().all(|n| l.contains(n)))
-            .count()
+        count_lines(&self.log(), needles)
     }
 
     /// The forget jobs' summaries (`main: N forgotten, M kept, SIZE freed`), in order.
