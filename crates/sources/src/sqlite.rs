@@ -45,6 +45,7 @@ use crate::source::{
 use crate::util::temp_name;
 
 mod check;
+pub mod wal;
 pub use check::immutable_uri;
 use check::{check_db, Open};
 
