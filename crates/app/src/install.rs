@@ -1508,6 +1508,21 @@ daily = 7
         rest.replace("\\%", "%")
     }
 
+    /// Options whose crontab lines run [`stub_exe`] (taking `secs`) with locks and the log in
+    /// a temp dir; `None` when this machine has no `flock`.
+    fn cron_rig(secs: u32) -> Option<(tempfile::TempDir, InstallOptions)> {
+        std::process::Command::new("flock")
+            .arg("-V")
+            .output()
+            .ok()?;
+        let dir = tempfile::tempdir().unwrap();
+        let mut o = opts();
+        o.exe = stub_exe(dir.path(), secs);
+        o.lock_dir = dir.path().to_path_buf();
+        o.log_file = Some(dir.path().join("log"));
+        Some((dir, o))
+    }
+
     /// A stand-in for the lifeboat binary: records its arguments, then takes `secs`.
     fn stub_exe(dir: &Path, secs: u32) -> PathBuf {
         use std::os::unix::fs::PermissionsExt;
@@ -1530,19 +1545,10 @@ daily = 7
     /// dropped (retention never applied, the repository grows), and no log says so.
     #[test]
     fn cron_jobs_of_one_app_in_the_same_minute_both_run() {
-        if std::process::Command::new("flock")
-            .arg("-V")
-            .output()
-            .is_err()
-        {
+        let Some((dir, o)) = cron_rig(2) else {
             println!("note: no flock here; skipped");
             return;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let mut o = opts();
-        o.exe = stub_exe(dir.path(), 2);
-        o.lock_dir = dir.path().to_path_buf();
-        o.log_file = Some(dir.path().join("log"));
+        };
         let cfg = config(
             "[repository.r]\npath = \"/r\"\n[app.chat]\nsqlite = [\"/srv/chat.db\"]\nschedule = \"hourly\"\nforget_schedule = \"daily\"\n[app.chat.keep]\ndaily = 7\n",
         );
@@ -1580,19 +1586,10 @@ daily = 7
     /// skipped by `flock -n`, silently, for as long as the user likes.
     #[test]
     fn a_cron_job_skipped_for_a_held_lock_says_so() {
-        if std::process::Command::new("flock")
-            .arg("-V")
-            .output()
-            .is_err()
-        {
+        let Some((dir, o)) = cron_rig(0) else {
             println!("note: no flock here; skipped");
             return;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let mut o = opts();
-        o.exe = stub_exe(dir.path(), 0);
-        o.lock_dir = dir.path().to_path_buf();
-        o.log_file = Some(dir.path().join("log"));
+        };
         let cfg = config(
             "[repository.r]\npath = \"/r\"\n[app.chat]\nsqlite = [\"/srv/chat.db\"]\nschedule = \"hourly\"\n",
         );
