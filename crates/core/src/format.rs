@@ -1,6 +1,7 @@
 //! On-disk structures, one file each, exactly as `docs/FORMAT.md` draws them.
 //! Only encoding and decoding lives here; no I/O.
 pub mod config;
+pub mod delta;
 pub mod index;
 pub mod key;
 pub mod lease;

@@ -26,6 +26,7 @@
 pub mod cancel;
 mod components;
 mod crypto;
+mod deltas;
 mod error;
 mod format;
 mod id;
@@ -47,8 +48,10 @@ mod writer;
 pub use components::{
     load_page_table, load_tree, ChecksumKey, DbChecksum, PageTable, PageTableBuilder,
 };
+pub use deltas::{chain_to, replay, DeltaListing};
 pub use error::{Error, ErrorKind, Result};
 pub use format::config::{ChunkerParams, RepoConfig, REPO_VERSION};
+pub use format::delta::{Delta, WalMark, MAX_CHAIN};
 pub use format::key::{hostname, KdfParams};
 pub use format::pagetable::{encode_base, encode_delta, SEGMENT_PAGES};
 pub use format::point::{

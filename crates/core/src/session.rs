@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::Result;
+use crate::format::delta::Delta;
 use crate::format::point::Point;
 use crate::format::proof::ProofRecord;
 use crate::id::ObjectId;
@@ -150,7 +151,7 @@ impl<'r> BackupSession<'r> {
     pub fn writer(&mut self) -> &mut ChunkWriter<'r> {
         self.writer
             .as_mut()
-            .expect("a session's writer lives until commit")
+            .expect("a session's writer lives until commit (or a failed commit_delta)")
     }
 
     /// The writer and the session's reader (previous page tables and trees) at once, as a
@@ -185,6 +186,31 @@ impl<'r> BackupSession<'r> {
         let point = point(&summary);
         let id = self.publisher.publish(|| self.repo.write_point(&point))?;
         Ok((id, point))
+    }
+
+    /// Publishes one link of a continuous chain (`docs/FORMAT.md` §17) and keeps the session
+    /// open for the next: flushes the writer (packs, then index objects, durable), lets
+    /// `delta` fill in the record, checks the lease and writes it; then a fresh writer takes
+    /// the next interval's pages. On any error nothing is published and the session is spent
+    /// (the caller opens a new one).
+    ///
+    /// A session held across intervals must still end within minutes: a prune that condemned
+    /// packs after it began waits for it to end before sweeping (see `docs/ARCHITECTURE.md`,
+    /// "Continuous capture").
+    pub fn commit_delta(
+        &mut self,
+        delta: impl FnOnce(&WriteSummary) -> Delta,
+    ) -> Result<(ObjectId, Delta)> {
+        self.publisher.lease().check_alive()?;
+        let writer = self
+            .writer
+            .take()
+            .expect("a session's writer lives until commit");
+        let summary = writer.finish()?;
+        let delta = delta(&summary);
+        let id = self.publisher.publish(|| self.repo.write_delta(&delta))?;
+        self.writer = Some(self.repo.writer());
+        Ok((id, delta))
     }
 }
 

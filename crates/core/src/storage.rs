@@ -45,15 +45,19 @@ pub enum ObjectKind {
     /// `proofs/<id>`: a SQLite check that a restore (or a drill) ran on a point's databases
     /// and that passed, so a later restore of the same bytes need not repeat it.
     Proof,
+    /// `deltas/<id>`: the pages of one database that changed in one interval of continuous
+    /// capture, one link of a chain that starts from a point.
+    Delta,
 }
 
 impl ObjectKind {
     /// Every kind, in the order `check` visits them.
-    pub const ALL: [ObjectKind; 8] = [
+    pub const ALL: [ObjectKind; 9] = [
         ObjectKind::Config,
         ObjectKind::Key,
         ObjectKind::Index,
         ObjectKind::Point,
+        ObjectKind::Delta,
         ObjectKind::Pack,
         ObjectKind::Lease,
         ObjectKind::Prune,
@@ -73,6 +77,7 @@ impl ObjectKind {
             ObjectKind::Lease => "leases",
             ObjectKind::Prune => "prune",
             ObjectKind::Proof => "proofs",
+            ObjectKind::Delta => "deltas",
         }
     }
 
@@ -102,7 +107,11 @@ impl ObjectKind {
     pub fn max_size(self) -> u64 {
         const MIB: u64 = 1 << 20;
         match self {
-            ObjectKind::Config | ObjectKind::Key | ObjectKind::Lease | ObjectKind::Proof => MIB,
+            ObjectKind::Config
+            | ObjectKind::Key
+            | ObjectKind::Lease
+            | ObjectKind::Proof
+            | ObjectKind::Delta => MIB,
             ObjectKind::Index | ObjectKind::Point | ObjectKind::Prune => 256 * MIB,
             ObjectKind::Pack => u32::MAX as u64,
         }
@@ -144,6 +153,7 @@ impl fmt::Display for ObjectKind {
             ObjectKind::Lease => "lease",
             ObjectKind::Prune => "prune record",
             ObjectKind::Proof => "proof",
+            ObjectKind::Delta => "delta",
         })
     }
 }
@@ -434,6 +444,7 @@ mod tests {
             (ObjectKind::Lease, "leases", "leases", "leases/ab12cd34"),
             (ObjectKind::Prune, "prune", "prune", "prune/ab12cd34"),
             (ObjectKind::Proof, "proofs", "proofs", "proofs/ab12cd34"),
+            (ObjectKind::Delta, "deltas", "deltas", "deltas/ab12cd34"),
         ];
         assert_eq!(
             expected.len(),

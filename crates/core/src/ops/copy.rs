@@ -44,6 +44,8 @@ pub struct CopyReport {
     pub points_present: usize,
     /// Proof records copied (after the points; `docs/FORMAT.md` §16).
     pub proofs: usize,
+    /// Delta records of continuous capture copied (after the points; §17).
+    pub deltas: usize,
 }
 
 /// Makes the empty location `to` a replica of the repository at `from`: key slots first,
@@ -108,8 +110,12 @@ pub fn copy(
         )
         .with_hint("run `lifeboat check --read-data` on the source; the objects copied so far are valid and are not copied again"));
     }
-    let bad_points =
+    let mut bad_points =
         publisher.publish(|| copy_kind(from, to, ObjectKind::Point, &mut report, None))?;
+    // Deltas after the points (a chain starts from a point) and under the lease like them:
+    // they name chunks a prune of the replica must count.
+    bad_points
+        .extend(publisher.publish(|| copy_kind(from, to, ObjectKind::Delta, &mut report, None))?);
     // Proof records last: without the password a copy cannot tell whose they are, so it
     // carries all of them; one whose point was not copied is dropped by the replica's prune.
     // A damaged one is left behind (it only ever saved a check).
@@ -179,6 +185,7 @@ fn copy_kind(
             ObjectKind::Point => report.points += 1,
             ObjectKind::Key => report.keys += 1,
             ObjectKind::Proof => report.proofs += 1,
+            ObjectKind::Delta => report.deltas += 1,
             ObjectKind::Config | ObjectKind::Lease | ObjectKind::Prune => {}
         }
         if let Some(p) = progress {

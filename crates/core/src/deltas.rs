@@ -1,0 +1,243 @@
+//! Delta records (`docs/FORMAT.md` §17): reading them (as untrusted: bounded, name checked,
+//! links checked), writing one (only through [`crate::BackupSession::commit_delta`]), putting a
+//! chain together and replaying it onto its base point's page table.
+//!
+//! A chain is trusted only as far as its checksums link: each link's `checksum_before` must be
+//! the checksum the replay computed so far, and its `checksum_after` what the replay computes
+//! after applying it. A link missing from storage is a gap, and a gap is an error that names
+//! it and the newest moment still restorable before it (bottomless stops silently at a gap;
+//! that is the failure this module exists to rule out).
+use std::collections::HashMap;
+
+use crate::components::{load_page_table, DbChecksum};
+use crate::error::{err, Error, Result};
+use crate::format::delta::{Delta, DELTA_MAGIC, MAX_DELTA_PAYLOAD};
+use crate::format::object;
+use crate::format::pagetable::decode_delta;
+use crate::format::point::SqliteBody;
+use crate::id::{ChunkId, ObjectId};
+use crate::reader::ChunkReader;
+use crate::repository::{verify_name, Repository};
+use crate::storage::ObjectKind;
+
+/// Readable deltas by id, and the names of those that could not be read with why.
+pub type DeltaListing = (Vec<(ObjectId, Delta)>, Vec<(String, Error)>);
+
+impl Repository {
+    /// Every delta record, and beside them those that cannot be read (damaged, too large,
+    /// written by a newer lifeboat).
+    pub fn deltas_and_damaged(&self) -> Result<DeltaListing> {
+        let mut good = Vec::new();
+        let mut bad = Vec::new();
+        for e in self.storage().list(ObjectKind::Delta)? {
+            let Some(id) = ObjectId::from_hex(&e.name) else {
+                bad.push((e.name, err!(Corrupt, "delta name is not an id")));
+                continue;
+            };
+            match self.read_delta(&id) {
+                Ok(d) => good.push((id, d)),
+                // Forgotten meanwhile: not a delta any more.
+                Err(_)
+                    if matches!(
+                        self.storage().read(ObjectKind::Delta, &e.name),
+                        Err(crate::StorageError::NotFound { .. })
+                    ) => {}
+                Err(er) => bad.push((e.name, er)),
+            }
+        }
+        Ok((good, bad))
+    }
+
+    /// Every readable delta record; damaged ones are skipped with a warning (a chain that
+    /// needed one then reports the gap).
+    pub fn deltas(&self) -> Result<Vec<(ObjectId, Delta)>> {
+        let (good, bad) = self.deltas_and_damaged()?;
+        for (name, e) in bad {
+            tracing::warn!("skipping delta {}: {e}", &name[..8.min(name.len())]);
+        }
+        Ok(good)
+    }
+
+    /// Reads one delta record: name = hash, at most 1 MiB stored and decoded, fields checked
+    /// ([`Delta::decode`]).
+    pub fn read_delta(&self, id: &ObjectId) -> Result<Delta> {
+        let name = id.to_hex();
+        let what = format!("delta {}", id.short());
+        let bytes = self.storage().read(ObjectKind::Delta, &name)?;
+        verify_name(&name, &bytes, &what)?;
+        let payload =
+            object::open_bounded(self.key(), DELTA_MAGIC, &bytes, &what, MAX_DELTA_PAYLOAD)?;
+        Delta::decode(&payload, &what)
+    }
+
+    /// Seals and writes a delta record. Only [`crate::BackupSession::commit_delta`] calls it,
+    /// after the lease check.
+    pub(crate) fn write_delta(&self, delta: &Delta) -> Result<ObjectId> {
+        let bytes = object::seal(self.key(), DELTA_MAGIC, &delta.encode())?;
+        let id = ObjectId::of(&bytes);
+        self.storage()
+            .write(ObjectKind::Delta, &id.to_hex(), &bytes)
+            .map_err(|e| Error::from(e).context("write delta"))?;
+        Ok(id)
+    }
+}
+
+/// The links from the chain's first to `tip`, in order, looked up in `all` (the deltas of one
+/// base and path). A link whose parent is not in `all` is a gap: `Corrupt`, naming the
+/// missing link and the newest time restorable before it.
+pub fn chain_to<'a>(
+    all: &'a HashMap<ObjectId, Delta>,
+    tip: &ObjectId,
+) -> Result<Vec<(ObjectId, &'a Delta)>> {
+    let mut out = Vec::new();
+    let mut at = *tip;
+    loop {
+        let d = all
+            .get(&at)
+            .ok_or_else(|| err!(Corrupt, "delta {} is not in the repository", at.short()))?;
+        if let Some((_, later)) = out.last() {
+            let later: &&Delta = later;
+            if d.seq + 1 != later.seq {
+                return Err(err!(
+                    Corrupt,
+                    "delta {} (seq {}) names a parent of seq {}",
+                    at.short(),
+                    later.seq,
+                    d.seq
+                ));
+            }
+        }
+        out.push((at, d));
+        if out.len() as u64 > crate::format::delta::MAX_CHAIN {
+            return Err(err!(
+                Corrupt,
+                "delta chain is longer than the format allows"
+            ));
+        }
+        match &d.parent {
+            None => break,
+            Some(p) => {
+                let pid = ObjectId::from_hex(p).expect("checked by decode");
+                if !all.contains_key(&pid) {
+                    return Err(gap(all, d, &pid));
+                }
+                at = pid;
+            }
+        }
+    }
+    out.reverse();
+    Ok(out)
+}
+
+/// The error for a link whose parent `missing` is gone: which link, and the newest time that
+/// can still be restored before the gap (the end of the unbroken run from the base).
+fn gap(all: &HashMap<ObjectId, Delta>, after: &Delta, missing: &ObjectId) -> Error {
+    let mut run: Vec<&Delta> = all
+        .values()
+        .filter(|d| d.base == after.base && d.path == after.path && d.seq < after.seq)
+        .collect();
+    run.sort_by_key(|d| d.seq);
+    let mut newest: Option<&Delta> = None;
+    for (i, d) in run.iter().enumerate() {
+        if d.seq != i as u64 + 1 {
+            break;
+        }
+        newest = Some(d);
+    }
+    let before = match newest {
+        Some(d) => format!("delta seq {} at {}", d.seq, d.time),
+        None => format!("the base point {}", &after.base[..8]),
+    };
+    Error::new(
+        crate::ErrorKind::Corrupt,
+        format!(
+            "the continuous chain of {} from point {} has a gap: delta seq {} ({}) is missing, so delta seq {} at {} and everything after it cannot be replayed",
+            after.path,
+            &after.base[..8],
+            after.seq - 1,
+            missing.short(),
+            after.seq,
+            after.time
+        ),
+    )
+    .with_hint(format!(
+        "the newest moment restorable before the gap is {before}; restore --at a time before it, or a point; `lifeboat check` lists damaged deltas"
+    ))
+}
+
+/// Replays `chain` (first link first) onto the base component `base`: the page table and the
+/// checksum after the last link. Each link's `checksum_before` must equal the running
+/// checksum and its `checksum_after` the one computed after it; page sizes must match the
+/// base; every page past the base's end must be given by a link. Any mismatch is `Corrupt`.
+pub fn replay(
+    reader: &mut ChunkReader<'_>,
+    base: &SqliteBody,
+    chain: &[(ObjectId, &Delta)],
+) -> Result<(Vec<ChunkId>, DbChecksum)> {
+    let key = reader.checksum_key();
+    let mut table = load_page_table(reader, base)?;
+    let mut sum = DbChecksum::of_table(&key, &table);
+    if sum.to_hex() != base.checksum {
+        return Err(err!(
+            Corrupt,
+            "the base point's page table does not match its checksum"
+        ));
+    }
+    for (id, d) in chain {
+        let what = || format!("delta {} (seq {}, {})", id.short(), d.seq, d.time);
+        if d.page_size != base.page_size {
+            return Err(err!(Corrupt, "{}: page size differs from its base", what()));
+        }
+        if sum.to_hex() != d.checksum_before {
+            return Err(err!(
+                Corrupt,
+                "{}: does not follow the link before it (checksum before differs)",
+                what()
+            ));
+        }
+        let n = d.page_count as usize;
+        while table.len() > n {
+            let p = table.len() as u32;
+            let old = table.pop().expect("not empty");
+            sum.toggle(&key, p, &old);
+        }
+        let grown_from = table.len();
+        table.resize(n, ChunkId::default());
+        let mut count = 0u64;
+        for seg in &d.pages {
+            for (pgno, new) in decode_delta(&reader.read(seg)?)? {
+                let i = (pgno as usize)
+                    .checked_sub(1)
+                    .filter(|&i| i < n)
+                    .ok_or_else(|| {
+                        err!(Corrupt, "{}: names page {pgno} outside 1..={n}", what())
+                    })?;
+                if i < grown_from || table[i] != ChunkId::default() {
+                    sum.toggle(&key, pgno, &table[i]);
+                }
+                table[i] = new;
+                sum.toggle(&key, pgno, &new);
+                count += 1;
+            }
+        }
+        if count != d.changed as u64 {
+            return Err(err!(
+                Corrupt,
+                "{}: lists {count} pages, says {}",
+                what(),
+                d.changed
+            ));
+        }
+        if table[grown_from..].contains(&ChunkId::default()) {
+            return Err(err!(Corrupt, "{}: new pages with no chunk", what()));
+        }
+        if sum.to_hex() != d.checksum_after {
+            return Err(err!(
+                Corrupt,
+                "{}: the pages do not give its checksum after",
+                what()
+            ));
+        }
+    }
+    Ok((table, sum))
+}
