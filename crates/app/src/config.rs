@@ -46,6 +46,9 @@
 //! forget_schedule = "daily"                  # forget by [app.chat.keep], then prune
 //! random_delay = "5m"                        # start up to 5 min after the slot
 //! # timezone = "Europe/Berlin"                # of cron fields (default: [daemon] or system)
+//! continuous = "1s"                          # lifeboat run captures the SQLite dbs' changes
+//! # continuous_keep = "24h"                   # deltas kept this long (forget drops older)
+//! # continuous_rebase = "1h"                  # a new point of the whole app at least this often
 //!
 //! [app.chatalot]
 //! files   = ["/srv/chatalot/uploads"]
@@ -187,6 +190,62 @@ pub struct AppConfig {
     pub random_delay: Option<std::time::Duration>,
     /// Time zone of the schedules (IANA name; default `[daemon] timezone`, else the system's).
     pub timezone: Option<String>,
+    /// Continuous capture of the app's SQLite databases by `lifeboat run`: `true` (every
+    /// second) or an interval (`"1s"`, `"10s"`). Off when absent or `false`.
+    #[serde(default)]
+    pub continuous: Option<Continuous>,
+    /// How long continuous deltas are kept (default 24 h); older chains are dropped by
+    /// `forget`, the points they started from stay under `keep`.
+    #[serde(default, deserialize_with = "crate::hooks::de_duration")]
+    pub continuous_keep: Option<std::time::Duration>,
+    /// How often continuous capture starts a new chain from a new point of the whole app
+    /// (default 1 h; a scheduled backup in between starts one too).
+    #[serde(default, deserialize_with = "crate::hooks::de_duration")]
+    pub continuous_rebase: Option<std::time::Duration>,
+}
+
+/// `continuous = true | false | "1s"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Continuous {
+    /// Time between two polls of the WAL (at most one delta per interval).
+    pub interval: std::time::Duration,
+}
+
+impl Continuous {
+    /// The default interval (`continuous = true`).
+    pub const DEFAULT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+}
+
+impl<'de> Deserialize<'de> for Continuous {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            On(bool),
+            Every(String),
+        }
+        let interval = match Raw::deserialize(d)? {
+            Raw::On(true) => Continuous::DEFAULT_INTERVAL,
+            Raw::On(false) => std::time::Duration::ZERO,
+            Raw::Every(s) => {
+                let sd: jiff::SignedDuration = s.parse().map_err(|e| {
+                    serde::de::Error::custom(format!(
+                        "continuous = {s:?} is not an interval ({e}); write true or e.g. \"1s\""
+                    ))
+                })?;
+                let i = std::time::Duration::try_from(sd).unwrap_or_default();
+                if i < std::time::Duration::from_millis(100)
+                    || i > std::time::Duration::from_secs(3600)
+                {
+                    return Err(serde::de::Error::custom(format!(
+                        "continuous = {s:?}: the interval must be between 100ms and 1h"
+                    )));
+                }
+                i
+            }
+        };
+        Ok(Continuous { interval })
+    }
 }
 
 /// `[daemon]`: how `lifeboat run` runs the scheduled jobs.
