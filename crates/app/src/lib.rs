@@ -34,6 +34,7 @@ mod backup;
 mod check;
 mod checks;
 mod config;
+mod continuous;
 mod copy;
 mod definition;
 mod demo;
@@ -63,6 +64,9 @@ pub use backup::{backup, classify, BackupReport, BackupRequest};
 pub use check::{check, verdict as check_verdict};
 pub use checks::{ChecksConfig, DEFAULT_HEALTH_TIMEOUT};
 pub use config::{AppConfig, Config, DaemonConfig, PostgresConfig, RepositoryConfig};
+pub use continuous::{
+    continuous_of, run_capture, ContinuousHandle, StreamStatus, DEFAULT_KEEP, DEFAULT_REBASE,
+};
 pub use copy::{copy, Copied, CopyRequest};
 pub use demo::{demo, DemoRequest};
 pub use destination::Location;
@@ -88,8 +92,8 @@ pub use points::{points, summary, PointSummary, PointsReport};
 pub use prune::prune;
 pub use recover::{recover_plan, RecoverPlan, RecoverReport, RecoverRequest};
 pub use restore::{
-    plan as restore_plan, PreviewComponent, RestorePlan, RestorePreview, RestoreReport,
-    RestoreRequest,
+    parse_at, plan as restore_plan, AtTime, PreviewComponent, ReplayedDb, RestorePlan,
+    RestorePreview, RestoreReport, RestoreRequest,
 };
 pub use rollback::{plan as rollback_plan, RollbackPlan, RollbackRequest};
 pub use schedule::{CronFields, Form, Schedule};

@@ -22,7 +22,10 @@ use crate::checks::{smoke, wait_healthy, Checks};
 use crate::hooks::{run_hook, HookContext, HookRun, HooksConfig, Phase};
 use crate::setup::Setup;
 
+mod at_time;
 mod preview;
+
+pub use at_time::{parse_at, AtTime, ReplayedDb};
 pub use preview::{PreviewComponent, RestorePreview};
 
 /// What to restore, where, and how.
@@ -71,6 +74,9 @@ pub struct RestoreRequest {
     /// In place, replace paths that the config does not list for the app (default: refused
     /// when the config defines the app).
     pub allow_unlisted: bool,
+    /// The app as it was at this moment: files from the newest point at or before it, each
+    /// SQLite database from that point or its newer continuous deltas (see `at_time.rs`).
+    pub at: Option<jiff::Timestamp>,
 }
 
 impl Default for RestoreRequest {
@@ -95,6 +101,7 @@ impl Default for RestoreRequest {
             allow_future: false,
             keep_setid: false,
             allow_unlisted: false,
+            at: None,
         }
     }
 }
@@ -120,6 +127,8 @@ pub struct RestorePlan {
     checks: Checks,
     /// `restore`, or `rollback` (`LIFEBOAT_OPERATION` of the hooks).
     operation: &'static str,
+    /// Where the parts of a restore `--at` come from.
+    at: Option<AtTime>,
 }
 
 impl RestorePlan {
@@ -132,6 +141,11 @@ impl RestorePlan {
     /// `output`).
     pub fn point(&self) -> &Point {
         &self.point
+    }
+
+    /// For a restore `--at`: the point and the continuous deltas used.
+    pub fn at_time(&self) -> Option<&AtTime> {
+        self.at.as_ref()
     }
 
     /// What an in-place restore replaces (empty when restoring elsewhere): the front end
@@ -155,6 +169,9 @@ pub struct RestoreReport {
     pub hooks: Vec<HookRun>,
     /// The app's own checks that passed (smoke queries, health URL), one line each.
     pub checks: Vec<String>,
+    /// For a restore `--at`: where each part came from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at: Option<AtTime>,
 }
 
 /// Resolves and checks a restore; refusals (open or newer database, name taken) come here,
@@ -195,8 +212,28 @@ pub(crate) fn plan_with(
         Some(f) => f(&repo)?,
         None => spec,
     };
-    let found = repo.find_point_with(app.as_deref(), &spec, req.allow_future);
-    if spec == "latest" {
+    let (found, at, mut replayed) = match req.at {
+        Some(t) => {
+            if spec != "latest" {
+                return Err(Error::new(
+                    ErrorKind::Usage,
+                    "--at picks the point itself; do not name one",
+                ));
+            }
+            let app = app.clone().ok_or_else(|| {
+                Error::new(ErrorKind::Usage, "which app? --at needs the app")
+                    .with_hint("lifeboat restore APP --at TIME")
+            })?;
+            let (id, p, tables, info) = at_time::resolve(&mut repo, &app, t)?;
+            (Ok((id, p)), Some(info), tables)
+        }
+        None => (
+            repo.find_point_with(app.as_deref(), &spec, req.allow_future),
+            None,
+            std::collections::HashMap::new(),
+        ),
+    };
+    if spec == "latest" && at.is_none() {
         // Not older than the newest point this machine knows, if that one is gone or damaged
         // (with no point at all, that is the error rather than "there are no points").
         let time = match &found {
@@ -269,6 +306,9 @@ pub(crate) fn plan_with(
                 _ => abs,
             };
             let abs = abs.display().to_string();
+            if let Some(t) = replayed.remove(&point.components[0].path) {
+                replayed.insert(abs.clone(), t);
+            }
             for c in &mut to_restore.components {
                 if c.path == point.components[0].path && c.kind == point.components[0].kind {
                     c.path = abs.clone();
@@ -331,6 +371,7 @@ pub(crate) fn plan_with(
         verify: req.verify,
         postgres: pg,
         keep_setid: req.keep_setid,
+        replayed: (!replayed.is_empty()).then(|| std::sync::Arc::new(replayed)),
     };
     // Hooks and checks of the app of that name in the local config (a point only names it).
     let app_config = config.as_ref().and_then(|c| c.app.get(&point.app));
@@ -358,6 +399,7 @@ pub(crate) fn plan_with(
         hooks,
         checks,
         operation: if replace_newer { "rollback" } else { "restore" },
+        at,
     })
 }
 
@@ -606,6 +648,7 @@ impl RestorePlan {
             safety_point,
             hooks,
             checks,
+            at: self.at.clone(),
         }
     }
 }

@@ -110,6 +110,7 @@ pub(crate) fn after_failure(f: Failed<'_>, progress: &dyn Progress) -> Error {
         // Not even for this machine's own saved state: what a capture saw in a directory the
         // app's user controls is theirs to shape (setuid bits stay off, as in any restore).
         keep_setid: false,
+        replayed: None,
     };
     let put_back = f
         .repo

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use lifeboat_app::{
-    jobs, one_line, run_job, Config, Job, JobOutcome, JobsState, Outcome, PasswordSource,
-    DEFAULT_RETRY,
+    continuous_of, jobs, one_line, run_capture, run_job, Config, ContinuousHandle, Job, JobOutcome,
+    JobsState, Outcome, PasswordSource, DEFAULT_RETRY,
 };
 use lifeboat_core::{Error, ErrorKind, Result};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -75,7 +75,9 @@ pub fn run(opts: RunOptions) -> Result<()> {
         running: HashMap::new(),
         tx,
         stopping: None,
+        captures: HashMap::new(),
     };
+    d.sync_captures();
     tracing::info!(
         jobs = d.jobs.len(),
         apps = d.config.app.len(),
@@ -83,7 +85,7 @@ pub fn run(opts: RunOptions) -> Result<()> {
         "lifeboat run started: {}",
         d.describe_jobs()
     );
-    if d.jobs.is_empty() {
+    if d.jobs.is_empty() && d.captures.is_empty() {
         tracing::warn!("no app has a schedule: nothing will run until one is added (schedule = \"hourly\") and the config reloaded (SIGHUP)");
     }
     let res = d.run_loop(&rx);
@@ -155,6 +157,16 @@ struct Daemon {
     running: HashMap<String, String>,
     tx: Sender<Event>,
     stopping: Option<Stopping>,
+    /// Continuous captures by app: the handle its database threads share, and the threads
+    /// by database.
+    captures: HashMap<String, Capture>,
+}
+
+/// One app's continuous capture: a thread per database.
+struct Capture {
+    handle: Arc<ContinuousHandle>,
+    threads: HashMap<PathBuf, std::thread::JoinHandle<()>>,
+    interval: Duration,
 }
 
 impl Daemon {
@@ -164,6 +176,7 @@ impl Daemon {
             if self.stopping.is_none() {
                 self.start_due(now);
             } else if self.running.is_empty() {
+                self.join_captures();
                 tracing::info!("lifeboat run stopped");
                 return Ok(());
             }
@@ -289,6 +302,12 @@ impl Daemon {
         self.running.remove(key);
         let app = key_app(key);
         let kind = key.rsplit('/').next().unwrap_or_default();
+        if let (Ok(o), Some(c)) = (&result, self.captures.get(&app)) {
+            if o.point.is_some() {
+                // A scheduled backup of the app: the next continuous link starts from it.
+                c.handle.new_point();
+            }
+        }
         let result = match result {
             Ok(o) => {
                 let ms = self
@@ -361,6 +380,7 @@ impl Daemon {
             Ok((config, job_list)) => {
                 self.config = Arc::new(config);
                 self.jobs = job_list;
+                self.sync_captures();
                 match JobsState::path_for(&self.config) {
                     Ok(p) if p != self.state_path => {
                         tracing::warn!(
@@ -387,6 +407,9 @@ impl Daemon {
     }
 
     fn stop(&mut self) {
+        for c in self.captures.values() {
+            c.handle.stop();
+        }
         match self.stopping {
             None if self.running.is_empty() => {
                 self.stopping = Some(Stopping::Grace(Instant::now()));
@@ -444,6 +467,117 @@ impl Daemon {
             _ => {}
         }
         Ok(())
+    }
+}
+
+impl Daemon {
+    /// Starts a capture thread for each database of each app with `continuous` on, and stops
+    /// those no longer configured (or whose interval changed, which then start again).
+    fn sync_captures(&mut self) {
+        let mut wanted: HashMap<String, (Vec<PathBuf>, Duration)> = HashMap::new();
+        for app in self.config.app.keys() {
+            if let Some(c) = continuous_of(&self.config, app) {
+                wanted.insert(app.clone(), c);
+            }
+        }
+        let stale: Vec<String> = self
+            .captures
+            .iter()
+            .filter(|(app, c)| {
+                wanted.get(*app).is_none_or(|(dbs, i)| {
+                    *i != c.interval
+                        || dbs.len() != c.threads.len()
+                        || dbs.iter().any(|d| !c.threads.contains_key(d))
+                })
+            })
+            .map(|(a, _)| a.clone())
+            .collect();
+        for app in stale {
+            if let Some(c) = self.captures.remove(&app) {
+                tracing::info!(app = %app, "continuous capture stops (config changed)");
+                c.handle.stop();
+                for (_, t) in c.threads {
+                    let _ = t.join();
+                }
+            }
+        }
+        for (app, (dbs, interval)) in wanted {
+            if self.captures.contains_key(&app) {
+                continue;
+            }
+            let handle = Arc::new(ContinuousHandle::default());
+            let mut threads = HashMap::new();
+            for db in dbs {
+                let (config, password, h, a, d) = (
+                    Arc::clone(&self.config),
+                    self.opts.password.clone(),
+                    Arc::clone(&handle),
+                    app.clone(),
+                    db.clone(),
+                );
+                let retry = self.retry();
+                let spawned = std::thread::Builder::new()
+                    .name(format!("continuous {app}"))
+                    .spawn(move || capture_thread(&config, &password, &a, &d, interval, &h, retry));
+                match spawned {
+                    Ok(t) => {
+                        threads.insert(db, t);
+                    }
+                    Err(e) => tracing::error!(app = %app, "cannot start continuous capture: {e}"),
+                }
+            }
+            self.captures.insert(
+                app,
+                Capture {
+                    handle,
+                    threads,
+                    interval,
+                },
+            );
+        }
+    }
+
+    /// Stops every capture and waits for its threads (each ends within one interval).
+    fn join_captures(&mut self) {
+        for c in self.captures.values() {
+            c.handle.stop();
+        }
+        for (_, c) in self.captures.drain() {
+            for (_, t) in c.threads {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+/// Runs one database's capture until stopped; a capture that fails (the database missing,
+/// the repository unreachable at start) is logged and started again after `retry`.
+fn capture_thread(
+    config: &Config,
+    password: &PasswordSource,
+    app: &str,
+    db: &std::path::Path,
+    interval: Duration,
+    handle: &ContinuousHandle,
+    retry: Duration,
+) {
+    while !handle.stopping() {
+        let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run_capture(config, password, app, db, interval, handle)
+        }));
+        let msg = match res {
+            Ok(Ok(())) => break,
+            Ok(Err(e)) => one_line(&match e.hint() {
+                Some(h) => format!("{e} ({h})"),
+                None => e.to_string(),
+            }),
+            Err(_) => "the capture thread panicked".to_string(),
+        };
+        tracing::error!(app = %app, db = %db.display(), "continuous capture failed: {msg}; trying again in {} s", retry.as_secs());
+        let until = Instant::now() + retry;
+        while Instant::now() < until && !handle.stopping() {
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 }
 
@@ -553,6 +687,7 @@ mod tests {
             running: HashMap::new(),
             tx,
             stopping: None,
+            captures: HashMap::new(),
         };
         d.running.insert("a/backup".into(), "a".into());
         d.running.insert("b/backup".into(), "b".into());

@@ -421,6 +421,7 @@ mod tests {
                 ..PgRestoreSettings::default()
             },
             keep_setid: false,
+            replayed: None,
         };
         let e = preflight(&point, &opts).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Usage);

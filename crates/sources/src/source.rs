@@ -360,6 +360,12 @@ pub struct RestoreOptions {
     /// give whoever can run it the owner's rights (root's, for a file the point says root
     /// owns). Without it they are cleared and the restore says so.
     pub keep_setid: bool,
+    /// Page tables replayed from continuous deltas (`restore --at`), by the component's path
+    /// as restored: such a database is written from this table (its body carries the
+    /// replay's checksum and page count, and no row counts), and no proof record is used or
+    /// written for it (proofs name points, and these bytes are no point's).
+    pub replayed:
+        Option<std::sync::Arc<std::collections::HashMap<String, Vec<lifeboat_core::ChunkId>>>>,
 }
 
 /// What a restore did, per component.

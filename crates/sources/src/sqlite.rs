@@ -45,6 +45,7 @@ use crate::source::{
 use crate::util::temp_name;
 
 mod check;
+pub mod continuous;
 pub mod wal;
 pub use check::immutable_uri;
 use check::{check_db, Open};
@@ -420,10 +421,14 @@ pub(crate) fn restore(
     target: &Path,
     (dir, name): (SafeDir, OsString),
     opts: SqliteRestoreOptions,
+    replayed: Option<&[ChunkId]>,
     progress: &dyn Progress,
 ) -> Result<()> {
     preflight(target, opts)?;
-    let table = load_page_table(reader, body)?;
+    let table = match replayed {
+        Some(t) => t.to_vec(),
+        None => load_page_table(reader, body)?,
+    };
     let stage_name = temp_name(&name);
     let stage = dir.private_dir(&stage_name)?;
     let verify = (!opts.proven).then_some(opts.verify);
@@ -1052,15 +1057,33 @@ impl SourceKind for SqliteKind {
         let body = c.sqlite.as_ref().ok_or_else(|| no_body(c))?;
         let dest = cx.dest(c);
         let parent = cx.parent_dir(c)?;
+        let replayed = cx
+            .options
+            .replayed
+            .as_ref()
+            .and_then(|r| r.get(&c.path))
+            .map(Vec::as_slice);
         let proof = cx
             .proofs
+            .filter(|_| replayed.is_none())
             .and_then(|p| p.find(&body.checksum, body.page_count, cx.options.verify));
         let opts = SqliteRestoreOptions {
             proven: proof.is_some(),
             ..SqliteKind::options(cx)
         };
-        restore(reader, body, &dest, parent, opts, progress)?;
+        restore(reader, body, &dest, parent, opts, replayed, progress)?;
         let level = cx.options.verify.proof_word();
+        if replayed.is_some() {
+            return Ok(RestoredComponent {
+                kind: c.kind,
+                path: dest.display().to_string(),
+                bytes: body.page_count as u64 * body.page_size as u64,
+                verified: format!(
+                    "continuous deltas replayed, checksum and {level} ok (no row counts are recorded between points)"
+                ),
+                warnings: Vec::new(),
+            });
+        }
         let verified = match proof {
             Some((p, check)) => format!(
                 "checksum ok; {check} proven on {} by {} on host {} for these exact bytes ({level} and row counts not run again)",

@@ -100,6 +100,7 @@ impl Setup {
             verify,
             postgres: PgRestoreSettings::default(),
             keep_setid: false,
+            replayed: None,
         };
         let out = restore_point(&mut self.repo, id, point, &opts, &NoProgress)?;
         assert_eq!(out.len(), 1);

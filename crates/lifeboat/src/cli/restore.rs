@@ -16,6 +16,8 @@ Examples:
   lifeboat restore chat latest --to /tmp/scratch     everything under /tmp/scratch/<original path>
   lifeboat restore chat 1a2b3c4d --only db -o /tmp/chat.db
   lifeboat restore chat latest --yes                 in place (takes a pre-restore point first)
+  lifeboat restore chat --at \"2026-01-01 12:00:00\" --to /tmp/scratch   the app as it was then
+  lifeboat restore chat --at -10m --only db -o /tmp/chat.db            the database 10 minutes ago
   lifeboat restore chatalot --only db --pg-database chatalot_drill   PostgreSQL into a new database
   lifeboat restore chatalot --to /tmp/scratch        files under /tmp/scratch, each PostgreSQL
                                                      database into <name>_restored_<point time>
@@ -118,6 +120,11 @@ pub struct RestoreArgs {
     /// Do not ask before an in-place restore (for scripts)
     #[arg(long, short = 'y')]
     pub yes: bool,
+    /// The app as it was at this moment: "2026-01-01 12:00:00" (local), RFC 3339, or a time ago
+    /// (-10m, -2h). Databases under continuous capture come back as of the newest delta at or
+    /// before it; files, secrets and config from the newest point at or before it
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+    pub at: Option<String>,
     /// Skip the automatic pre-restore point of the current state (in-place only)
     #[arg(long)]
     pub no_safety_point: bool,
@@ -178,7 +185,11 @@ pub fn run(ctx: &Context, a: RestoreArgs) -> Result<()> {
             Some(_) => {}
         }
     }
-    if interactive && point.is_none() {
+    let at =
+        a.at.as_deref()
+            .map(|s| lifeboat_app::parse_at(s, jiff::Timestamp::now()))
+            .transpose()?;
+    if interactive && point.is_none() && at.is_none() {
         point = Some(super::pick::pick_point(ctx, app.as_deref())?);
     }
     let req = RestoreRequest {
@@ -201,8 +212,28 @@ pub fn run(ctx: &Context, a: RestoreArgs) -> Result<()> {
         allow_future: a.allow_future,
         keep_setid: a.keep_setid,
         allow_unlisted: a.allow_unlisted,
+        at,
     };
     let mut plan = lifeboat_app::restore_plan(&ctx.setup, &req)?;
+    if let Some(t) = plan.at_time() {
+        if !a.json {
+            outln!(
+                "as of {}: files, secrets and config from point {} ({})",
+                crate::output::local_time(&t.at),
+                &t.point[..8],
+                crate::output::local_time(&t.point_time)
+            );
+            for d in &t.databases {
+                outln!(
+                    "  db {} as of {} (continuous delta {} of the chain from point {})",
+                    esc(&d.path),
+                    crate::output::local_time(&d.time),
+                    d.seq,
+                    &d.base[..8]
+                );
+            }
+        }
+    }
     if a.dry_run {
         let preview = plan.preview()?;
         if a.json {

@@ -18,7 +18,7 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
-use lifeboat_core::{Error, ErrorKind, Result};
+use lifeboat_core::{Error, ErrorKind, Result, WalMark};
 
 /// Bytes of the WAL header.
 pub const HEADER_LEN: usize = 32;
@@ -79,6 +79,8 @@ pub struct WalCursor {
     sum: (u32, u32),
     /// Frames read after the last commit frame (a transaction still being written).
     pending: Vec<WalFrame>,
+    /// The checksum after the last commit frame read (the header's before any).
+    commit_sum: (u32, u32),
 }
 
 fn corrupt(what: String) -> Error {
@@ -158,7 +160,60 @@ impl WalCursor {
             next: 1,
             sum: header.checksum,
             pending: Vec::new(),
+            commit_sum: header.checksum,
         }))
+    }
+
+    /// A cursor that goes on from `mark` (taken by [`WalCursor::mark`], perhaps by an earlier
+    /// process), if the log is still that generation and frame `mark.frame` still carries the
+    /// checksum recorded: then every frame up to it is the one seen then, and everything
+    /// committed since is after it. `None` when that cannot be shown (the caller compares
+    /// every page instead).
+    pub fn resume(file: &File, mark: &WalMark) -> Result<Option<WalCursor>> {
+        let Some(header) = read_header(file)? else {
+            return Ok(None);
+        };
+        if (header.salt1, header.salt2) != (mark.salt1, mark.salt2) {
+            return Ok(None);
+        }
+        let sum = (mark.cksum[0], mark.cksum[1]);
+        if mark.frame == 0 {
+            if header.checksum != sum {
+                return Ok(None);
+            }
+        } else {
+            let frame_len = (FRAME_HEADER_LEN + header.page_size as usize) as u64;
+            let at = HEADER_LEN as u64 + (mark.frame as u64 - 1) * frame_len;
+            let mut h = [0u8; FRAME_HEADER_LEN];
+            match file.read_exact_at(&mut h, at) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+                Err(e) => return Err(Error::io("read the WAL", e)),
+            }
+            if (be32(&h, 8), be32(&h, 12)) != (header.salt1, header.salt2)
+                || (be32(&h, 16), be32(&h, 20)) != sum
+                || be32(&h, 4) == 0
+            {
+                return Ok(None);
+            }
+        }
+        Ok(Some(WalCursor {
+            header,
+            next: mark.frame + 1,
+            sum,
+            pending: Vec::new(),
+            commit_sum: sum,
+        }))
+    }
+
+    /// Where the next interval starts: the last commit frame read, under this generation.
+    pub fn mark(&self) -> WalMark {
+        WalMark {
+            salt1: self.header.salt1,
+            salt2: self.header.salt2,
+            frame: self.next - 1 - self.pending.len() as u32,
+            cksum: [self.commit_sum.0, self.commit_sum.1],
+        }
     }
 
     /// The header this cursor reads under.
@@ -179,6 +234,34 @@ impl WalCursor {
             Some(h) if (h.salt1, h.salt2) == (self.header.salt1, self.header.salt2) => {}
             _ => return Ok(Poll::Restarted),
         }
+        self.read_frames(file)
+    }
+
+    /// Like [`WalCursor::poll`], but reads this generation's frames on from the position even
+    /// when the header already names a newer generation: after a restart, the frames of the
+    /// old generation that the new one has not overwritten yet (the tail) are still there, in
+    /// slots past the new generation's end. Returns the committed ones; the caller decides
+    /// whether the tail can be complete (see `continuous.rs`).
+    pub fn poll_tail(&mut self, file: &File) -> Result<Vec<WalFrame>> {
+        match self.read_frames(file)? {
+            Poll::Committed(f) => Ok(f),
+            Poll::Restarted => Ok(Vec::new()),
+        }
+    }
+
+    /// The salts of the frame in `slot` (from 1), `None` past the end of the file.
+    pub fn slot_salts(&self, file: &File, slot: u32) -> Result<Option<(u32, u32)>> {
+        let frame_len = (FRAME_HEADER_LEN + self.header.page_size as usize) as u64;
+        let at = HEADER_LEN as u64 + (slot as u64 - 1) * frame_len;
+        let mut h = [0u8; FRAME_HEADER_LEN];
+        match file.read_exact_at(&mut h, at) {
+            Ok(()) => Ok(Some((be32(&h, 8), be32(&h, 12)))),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
+            Err(e) => Err(Error::io("read the WAL", e)),
+        }
+    }
+
+    fn read_frames(&mut self, file: &File) -> Result<Poll> {
         let page = self.header.page_size as usize;
         let frame_len = FRAME_HEADER_LEN + page;
         let len = file
@@ -218,6 +301,7 @@ impl WalCursor {
             self.pending.push(frame);
             if frame.commit_size != 0 {
                 out.append(&mut self.pending);
+                self.commit_sum = sum;
             }
         }
         Ok(Poll::Committed(out))

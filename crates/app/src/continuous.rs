@@ -1,0 +1,526 @@
+//! Continuous capture of an app's SQLite databases (`continuous = "1s"`), run by `lifeboat
+//! run` on one thread per database. Each interval in which something was committed becomes
+//! one delta record (`docs/FORMAT.md` §17) chained to the app's newest point; an idle
+//! database costs no request. The follower (`lifeboat_sources::sqlite::continuous`) knows
+//! which pages changed; this module owns the chain and the repository side:
+//!
+//! - **Start**: the chain of the app's newest point holding the database is resumed at its
+//!   tip (its WAL position lets the follower go on without reading every page); with no
+//!   chain yet, or one that cannot be resumed, the follower compares every page once and
+//!   that becomes the first link. With no point at all, a backup of the whole app is taken
+//!   first (tag `continuous`).
+//! - **Sessions**: a backup session (lease, index) is opened when there is something to
+//!   write and kept across intervals, but closed after [`SESSION_IDLE`] without changes and
+//!   at most every [`SESSION_MAX`], so a prune elsewhere never waits long for it.
+//! - **New chains**: after `continuous_rebase` (default 1 h), or when another point of the
+//!   app appeared (a scheduled backup: [`ContinuousHandle::new_point`]), the next link starts
+//!   a new chain from the newest point: its pages are the difference between that point's
+//!   table and the database now, so no page is read again.
+//! - **Failures**: a delta that cannot be written is undone in the follower (its pages are
+//!   read again next interval, from the database, which is the buffer); the error is logged
+//!   once per run of failures and the capture goes on.
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use lifeboat_core::{
+    chain_to, encode_delta, hostname, load_page_table, replay, BackupSession, ChunkId,
+    ComponentKind, Delta, Error, ErrorKind, ObjectId, Point, Repository, Result, SqliteBody,
+    SEGMENT_PAGES,
+};
+use lifeboat_sources::sqlite::continuous::Follower;
+use serde::Serialize;
+
+use crate::backup::{backup, BackupRequest};
+use crate::config::{Config, Continuous};
+use crate::password::PasswordSource;
+use crate::setup::Setup;
+
+/// A session with nothing to write for this long is closed (its lease released).
+pub const SESSION_IDLE: Duration = Duration::from_secs(60);
+/// A session is closed and a new one opened at least this often.
+pub const SESSION_MAX: Duration = Duration::from_secs(300);
+/// Default `continuous_rebase`.
+pub const DEFAULT_REBASE: Duration = Duration::from_secs(3600);
+/// Default `continuous_keep`.
+pub const DEFAULT_KEEP: Duration = Duration::from_secs(24 * 3600);
+
+/// Shared between the daemon and one app's capture threads.
+#[derive(Debug, Default)]
+pub struct ContinuousHandle {
+    stop: AtomicBool,
+    new_point: AtomicBool,
+    status: Mutex<HashMap<PathBuf, StreamStatus>>,
+}
+
+/// What one database's capture is doing, for logs, `status` and metrics.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StreamStatus {
+    /// The point the current chain starts from (hex).
+    pub base: Option<String>,
+    /// Links in the current chain.
+    pub seq: u64,
+    /// Time of the newest link (or of the base when none), RFC 3339.
+    pub last_capture: Option<String>,
+    /// Deltas written since the capture started.
+    pub deltas: u64,
+    /// Full comparisons of every page.
+    pub heals: u64,
+    /// Bytes stored (packs + index) since the capture started.
+    pub bytes_stored: u64,
+    /// Requests to the repository since the capture started.
+    pub requests: u64,
+    /// The last error, while failures go on.
+    pub failing: Option<String>,
+}
+
+impl ContinuousHandle {
+    /// Asks every capture thread using this handle to stop at its next interval.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether [`ContinuousHandle::stop`] was called.
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    /// Tells the captures a new point of the app exists (a scheduled backup): their next link
+    /// starts a chain from it.
+    pub fn new_point(&self) {
+        self.new_point.store(true, Ordering::SeqCst);
+    }
+
+    /// Status per database.
+    pub fn status(&self) -> HashMap<PathBuf, StreamStatus> {
+        self.status.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    fn set_status(&self, db: &Path, f: impl FnOnce(&mut StreamStatus)) {
+        if let Ok(mut s) = self.status.lock() {
+            f(s.entry(db.to_path_buf()).or_default());
+        }
+    }
+}
+
+/// The databases of `app` that continuous capture follows, with the interval; `None` when
+/// the app has none or `continuous` is off.
+pub fn continuous_of(config: &Config, app: &str) -> Option<(Vec<PathBuf>, Duration)> {
+    let a = config.app.get(app)?;
+    let Continuous { interval } = a.continuous?;
+    if interval.is_zero() || a.sqlite.is_empty() {
+        return None;
+    }
+    Some((a.sqlite.clone(), interval))
+}
+
+/// The chain being extended: its base point and table, its tip.
+struct Chain {
+    base: ObjectId,
+    base_time: jiff::Timestamp,
+    /// The base's page table, until the first link (which is the difference against it).
+    base_table: Option<(Vec<ChunkId>, String)>,
+    tip: Option<ObjectId>,
+    seq: u64,
+}
+
+/// Follows database `db` of `app` until the handle says stop. Errors that end the capture
+/// (the database is gone or not in WAL mode, the repository cannot be opened) are returned;
+/// the daemon logs them and starts the capture again later.
+pub fn run_capture(
+    config: &Config,
+    password: &PasswordSource,
+    app: &str,
+    db: &Path,
+    interval: Duration,
+    handle: &ContinuousHandle,
+) -> Result<()> {
+    let a = config
+        .app
+        .get(app)
+        .ok_or_else(|| Error::new(ErrorKind::Usage, format!("no app {app:?} in the config")))?;
+    let rebase = a.continuous_rebase.unwrap_or(DEFAULT_REBASE);
+    let setup = Setup::with_config(config.clone(), None, password.clone());
+    let db_str = db.display().to_string();
+    let mut repo = setup.open(Some(app))?;
+    let (mut chain, mut follower) = start(&setup, &mut repo, app, db)?;
+    handle.set_status(db, |s| {
+        s.base = Some(chain.base.to_hex());
+        s.seq = chain.seq;
+    });
+    tracing::info!(
+        "continuous {app} {db_str}: following from point {} (link {})",
+        chain.base.short(),
+        chain.seq
+    );
+    let mut failing = false;
+    'sessions: while !handle.stopping() {
+        follower.wait(interval);
+        if handle.stopping() {
+            break;
+        }
+        if !follower.has_news()? {
+            continue;
+        }
+        // Something to write: a session, kept while changes keep coming.
+        let opened = Instant::now();
+        let mut last_news = Instant::now();
+        let mut session = match repo.begin_backup() {
+            Ok(s) => s,
+            Err(e) => {
+                report_failure(handle, db, &mut failing, &e);
+                continue;
+            }
+        };
+        loop {
+            let due_rebase = handle.new_point.swap(false, Ordering::SeqCst)
+                || jiff::Timestamp::now()
+                    .duration_since(chain.base_time)
+                    .unsigned_abs()
+                    > rebase
+                || chain.seq >= lifeboat_core::MAX_CHAIN - 1;
+            if due_rebase {
+                drop(session);
+                chain = new_chain(&setup, &mut repo, app, db, &follower, rebase)?;
+                handle.set_status(db, |s| {
+                    s.base = Some(chain.base.to_hex());
+                    s.seq = 0;
+                });
+                continue 'sessions;
+            }
+            match capture_once(&mut session, &mut follower, &mut chain, app, &db_str) {
+                Ok(Some(bytes)) => {
+                    if failing {
+                        tracing::info!("continuous {app} {db_str}: writing deltas again");
+                        failing = false;
+                    }
+                    let st = follower.stats().clone();
+                    handle.set_status(db, |s| {
+                        s.seq = chain.seq;
+                        s.deltas += 1;
+                        s.heals = st.heals;
+                        s.bytes_stored += bytes;
+                        s.last_capture = Some(jiff::Timestamp::now().to_string());
+                        s.failing = None;
+                    });
+                    last_news = Instant::now();
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    report_failure(handle, db, &mut failing, &e);
+                    // The session is spent after a failed commit; a follower error leaves the
+                    // follower unusable: start again from the repository.
+                    if e.kind() == ErrorKind::Source {
+                        drop(session);
+                        let (c, f) = start(&setup, &mut repo, app, db)?;
+                        chain = c;
+                        follower = f;
+                    }
+                    continue 'sessions;
+                }
+            }
+            if handle.stopping()
+                || opened.elapsed() > SESSION_MAX
+                || last_news.elapsed() > SESSION_IDLE
+            {
+                continue 'sessions;
+            }
+            follower.wait(interval);
+            if !follower.has_news()? {
+                continue;
+            }
+            last_news = Instant::now();
+        }
+    }
+    let requests: u64 = setup.opened().iter().map(|(_, s)| s.total()).sum();
+    handle.set_status(db, |s| s.requests = requests);
+    Ok(())
+}
+
+fn report_failure(handle: &ContinuousHandle, db: &Path, failing: &mut bool, e: &Error) {
+    if !*failing {
+        tracing::error!(
+            "continuous {}: cannot write deltas ({e}); the changes wait in the database and are written once the repository is back",
+            db.display()
+        );
+    }
+    *failing = true;
+    handle.set_status(db, |s| s.failing = Some(e.to_string()));
+}
+
+/// One poll and, when something changed, one link. Returns the bytes stored.
+fn capture_once(
+    session: &mut BackupSession<'_>,
+    follower: &mut Follower,
+    chain: &mut Chain,
+    app: &str,
+    db: &str,
+) -> Result<Option<u64>> {
+    let key = session.writer().checksum_key();
+    let Some(change) = follower.poll(session.writer(), &key)? else {
+        return Ok(None);
+    };
+    // The first link of a chain is the difference between its base and the database now.
+    let (pairs, before) = match &chain.base_table {
+        Some((table, checksum)) => (diff(table, follower.table()), checksum.clone()),
+        None => (change.pairs.clone(), change.checksum_before.to_hex()),
+    };
+    if pairs.is_empty()
+        && chain
+            .base_table
+            .as_ref()
+            .is_some_and(|(t, _)| t.len() == follower.table().len())
+    {
+        // The database is what the base point holds: nothing to link.
+        return Ok(None);
+    }
+    let mut segments = Vec::new();
+    for part in pairs.chunks(SEGMENT_PAGES) {
+        segments.push(session.writer().store_chunk(&encode_delta(part))?);
+    }
+    let delta = Delta {
+        app: app.to_string(),
+        path: db.to_string(),
+        base: chain.base.to_hex(),
+        parent: chain.tip.map(|t| t.to_hex()),
+        seq: chain.seq + 1,
+        time: change.time.to_string(),
+        hostname: hostname(),
+        lifeboat_version: env!("CARGO_PKG_VERSION").to_string(),
+        page_size: follower.page_size(),
+        page_count: change.page_count,
+        checksum_before: before,
+        checksum_after: change.checksum_after.to_hex(),
+        pages: segments,
+        changed: pairs.len() as u32,
+        healed: change.healed.is_some(),
+        wal: change.wal,
+    };
+    let mut stored = 0;
+    match session.commit_delta(|summary| {
+        stored = summary.bytes_stored;
+        delta
+    }) {
+        Ok((id, d)) => {
+            tracing::debug!(
+                "continuous {app} {db}: delta {} seq {} ({} pages{})",
+                id.short(),
+                d.seq,
+                d.changed,
+                if d.healed { ", healed" } else { "" }
+            );
+            chain.tip = Some(id);
+            chain.seq = d.seq;
+            chain.base_table = None;
+            Ok(Some(stored))
+        }
+        Err(e) => {
+            follower.rollback(change);
+            Err(e)
+        }
+    }
+}
+
+/// (page, id) of every page of `now` that differs from `base` (pages past `base`'s end
+/// included).
+fn diff(base: &[ChunkId], now: &[ChunkId]) -> Vec<(u32, ChunkId)> {
+    now.iter()
+        .enumerate()
+        .filter(|(i, id)| base.get(*i) != Some(id))
+        .map(|(i, id)| (i as u32 + 1, *id))
+        .collect()
+}
+
+/// The app's newest point that holds `db`, and that component's body.
+fn newest_point(
+    repo: &Repository,
+    app: &str,
+    db: &str,
+) -> Result<Option<(ObjectId, Point, SqliteBody)>> {
+    let mut points = repo.points()?;
+    points.retain(|(_, p)| p.app == app && !p.tags.iter().any(|t| t == "pre-restore"));
+    Ok(points.into_iter().rev().find_map(|(id, p)| {
+        let body = p
+            .components
+            .iter()
+            .find(|c| c.kind == ComponentKind::Sqlite && c.path == db)?
+            .sqlite
+            .clone()?;
+        Some((id, p, body))
+    }))
+}
+
+/// Opens the chain to extend (and the follower) for `db`: the newest point's chain resumed
+/// at its tip, else a new chain whose first link the follower's full comparison makes.
+fn start(setup: &Setup, repo: &mut Repository, app: &str, db: &Path) -> Result<(Chain, Follower)> {
+    let db_str = db.display().to_string();
+    let found = match newest_point(repo, app, &db_str)? {
+        Some(f) => f,
+        None => {
+            tracing::info!("continuous {app} {db_str}: no point yet; backing up the app first");
+            backup(
+                setup,
+                &BackupRequest {
+                    targets: vec![app.to_string()],
+                    tags: vec!["continuous".into()],
+                    ..BackupRequest::default()
+                },
+                &lifeboat_core::NoProgress,
+            )?;
+            *repo = setup.open(Some(app))?;
+            newest_point(repo, app, &db_str)?.ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Other,
+                    format!("the backup of {app} holds no {db_str}"),
+                )
+            })?
+        }
+    };
+    let (base, point, body) = found;
+    let base_time = point.timestamp()?;
+    let hex = base.to_hex();
+    let links: HashMap<ObjectId, Delta> = repo
+        .deltas()?
+        .into_iter()
+        .filter(|(_, d)| d.base == hex && d.path == db_str && d.app == app)
+        .collect();
+    let session = repo.begin_restore()?;
+    let mut reader = session.reader();
+    // The tip: the link with the highest seq whose chain replays.
+    let mut tips: Vec<(&ObjectId, &Delta)> = links.iter().collect();
+    tips.sort_by_key(|(_, d)| std::cmp::Reverse(d.seq));
+    let mut resumed = None;
+    if let Some((id, d)) = tips.first() {
+        match chain_to(&links, id).and_then(|c| replay(&mut reader, &body, &c)) {
+            Ok((table, sum)) => resumed = Some((**id, d.seq, table, sum, d.wal)),
+            Err(e) => tracing::error!(
+                "continuous {app} {db_str}: the chain from point {} cannot be extended ({e}); starting a new chain from a new point",
+                base.short()
+            ),
+        }
+    }
+    let (chain, follower) = match resumed {
+        Some((tip, seq, table, sum, mark)) => {
+            let f = Follower::open(db, table, sum, body.page_size, mark.as_ref())?;
+            (
+                Chain {
+                    base,
+                    base_time,
+                    base_table: None,
+                    tip: Some(tip),
+                    seq,
+                },
+                f,
+            )
+        }
+        None if tips.is_empty() => {
+            let table = load_page_table(&mut reader, &body)?;
+            let sum = lifeboat_core::DbChecksum::of_table(&reader.checksum_key(), &table);
+            let f = Follower::open(db, table, sum, body.page_size, None)?;
+            (
+                Chain {
+                    base,
+                    base_time,
+                    base_table: None,
+                    tip: None,
+                    seq: 0,
+                },
+                f,
+            )
+        }
+        None => {
+            drop(reader);
+            drop(session);
+            // A broken chain cannot be extended (links after a gap are unreachable): a new
+            // point starts a new one.
+            backup(
+                setup,
+                &BackupRequest {
+                    targets: vec![app.to_string()],
+                    tags: vec!["continuous".into()],
+                    ..BackupRequest::default()
+                },
+                &lifeboat_core::NoProgress,
+            )?;
+            *repo = setup.open(Some(app))?;
+            return start(setup, repo, app, db);
+        }
+    };
+    Ok((chain, follower))
+}
+
+/// Starts a new chain from a new point: a backup of the whole app (tag `continuous`) when the
+/// chain is older than `rebase`, else the newest point another job wrote. Its first link is
+/// the difference between that point and the follower's table at its next poll.
+fn new_chain(
+    setup: &Setup,
+    repo: &mut Repository,
+    app: &str,
+    db: &Path,
+    follower: &Follower,
+    rebase: Duration,
+) -> Result<Chain> {
+    let db_str = db.display().to_string();
+    let newest = newest_point(repo, app, &db_str)?;
+    let fresh = newest.as_ref().is_some_and(|(_, p, _)| {
+        p.timestamp()
+            .is_ok_and(|t| jiff::Timestamp::now().duration_since(t).unsigned_abs() < rebase)
+    });
+    if !fresh {
+        backup(
+            setup,
+            &BackupRequest {
+                targets: vec![app.to_string()],
+                tags: vec!["continuous".into()],
+                ..BackupRequest::default()
+            },
+            &lifeboat_core::NoProgress,
+        )?;
+    }
+    *repo = setup.open(Some(app))?;
+    let (base, point, body) = newest_point(repo, app, &db_str)?.ok_or_else(|| {
+        Error::new(
+            ErrorKind::Other,
+            format!("no point of {app} holds {db_str}"),
+        )
+    })?;
+    if body.page_size != follower.page_size() {
+        return Err(Error::new(
+            ErrorKind::Source,
+            format!("{db_str}: the page size changed; continuous capture starts again"),
+        ));
+    }
+    let session = repo.begin_restore()?;
+    let mut reader = session.reader();
+    let table = load_page_table(&mut reader, &body)?;
+    tracing::info!(
+        "continuous {app} {db_str}: new chain from point {}",
+        base.short()
+    );
+    Ok(Chain {
+        base,
+        base_time: point.timestamp()?,
+        base_table: Some((table, body.checksum.clone())),
+        tip: None,
+        seq: 0,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diff_lists_changed_and_new_pages() {
+        let a = ChunkId([1; 16]);
+        let b = ChunkId([2; 16]);
+        assert_eq!(diff(&[a, a], &[a, b, b]), vec![(2, b), (3, b)]);
+        assert!(diff(&[a, b], &[a, b]).is_empty());
+        assert!(
+            diff(&[a, b], &[a]).is_empty(),
+            "a shorter table is its page count"
+        );
+    }
+}

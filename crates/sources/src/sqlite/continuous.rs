@@ -1,0 +1,857 @@
+//! Continuous capture of one SQLite database (issue 14): which pages changed since the last
+//! look, read consistently, as one [`Change`] per interval. The design and the argument why no
+//! committed transaction can be missed are in `docs/ARCHITECTURE.md`, "Continuous capture";
+//! in short:
+//!
+//! - **Page numbers** come from the WAL's frame headers ([`WalCursor`]); **page contents**
+//!   from `sqlite_dbpage` inside a read transaction, never from the WAL's raw bytes.
+//! - **The anchor**: one of two connections always holds a read transaction (a snapshot).
+//!   While it does, SQLite cannot restart the log past frames this follower has not read (a
+//!   reader on `READ(i>=1)` forbids the restart; one on `READ(0)` forbids backfilling, so at
+//!   most one restart, after which every later change is in the new generation).
+//! - **Each poll** reads the frames committed since the last one under the anchor, opens a
+//!   new snapshot on the other connection, reads the frames again up to the end (so every
+//!   frame of the new snapshot is known), reads the named pages in the new snapshot, then lets
+//!   the old anchor go. Frames read after the new snapshot began are read again next time.
+//! - **The bound on the WAL**: after [`HANDOVER_FRAMES`] frames, and whenever another process
+//!   waits for a FULL/RESTART/TRUNCATE checkpoint (it holds the WAL's WRITE and CKPT locks),
+//!   the follower captures and then holds no snapshot, so the app's checkpoint completes and
+//!   the log restarts. Re-anchoring afterwards proves nothing was missed when the log was
+//!   restarted exactly once (salt-1 + 1) and the old generation's tail past the read position
+//!   is intact; otherwise it **heals**: compares every page with its table (counted, logged).
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use lifeboat_core::{
+    ChecksumKey, ChunkId, ChunkWriter, DbChecksum, Error, ErrorKind, Result, WalMark,
+};
+use rusqlite::config::DbConfig;
+use rusqlite::{Connection, OpenFlags};
+use serde::Serialize;
+
+use super::wal::{read_header, Poll, WalCursor, WalFrame};
+use super::{is_sqlite_file, sql_err, src_err};
+
+/// Frames after which the follower lets the app's checkpoint restart the log (16 MiB of WAL
+/// at 4 KiB pages): the WAL stays below this plus one interval's frames.
+pub const HANDOVER_FRAMES: u32 = 4096;
+/// How long a handover waits for the app to restart the log before anchoring again.
+const RESTART_WAIT: Duration = Duration::from_secs(1);
+/// How often [`Follower::wait`] looks for a waiting checkpointer.
+const PROBE_EVERY: Duration = Duration::from_millis(20);
+/// The WAL's lock bytes in the `-shm` file (unix VFS): WRITE at 120, CKPT at 121.
+const SHM_WRITE_LOCK: i64 = 120;
+
+/// One interval's changes, as the follower's table now has them.
+#[derive(Debug, Clone)]
+pub struct Change {
+    /// (page number, new id) of every page whose content changed, ascending.
+    pub pairs: Vec<(u32, ChunkId)>,
+    /// Pages after the change.
+    pub page_count: u32,
+    /// §9.2 checksum before and after.
+    pub checksum_before: DbChecksum,
+    /// §9.2 checksum after.
+    pub checksum_after: DbChecksum,
+    /// When the snapshot was taken.
+    pub time: jiff::Timestamp,
+    /// Why every page was compared (`None`: page numbers came from the WAL).
+    pub healed: Option<String>,
+    /// The WAL position after it (`None` when no log was read).
+    pub wal: Option<WalMark>,
+    /// The table entries it replaced or removed, to undo it if it cannot be published.
+    undo: Vec<(u32, ChunkId)>,
+    undo_pages: usize,
+}
+
+/// Counters of a follower's life, for logs and metrics.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FollowerStats {
+    /// Polls.
+    pub polls: u64,
+    /// Committed WAL frames read.
+    pub frames: u64,
+    /// Pages read from the database.
+    pub pages_read: u64,
+    /// Full comparisons.
+    pub heals: u64,
+    /// Times the follower let go of its snapshot so the log could restart.
+    pub handovers: u64,
+    /// Of those, for a FULL/RESTART/TRUNCATE checkpoint another process was waiting on.
+    pub checkpoint_yields: u64,
+}
+
+/// The follower of one live database: its page table as last captured and the WAL position.
+pub struct Follower {
+    path: PathBuf,
+    anchor: Connection,
+    spare: Connection,
+    /// The anchor connection holds a read transaction.
+    anchored: bool,
+    /// The anchor has been held since the cursor read past its snapshot: a restart seen now
+    /// was the only one and the new generation holds everything since.
+    safe: bool,
+    wal_path: PathBuf,
+    shm_path: PathBuf,
+    wal: Option<File>,
+    shm: Option<File>,
+    cursor: Option<WalCursor>,
+    /// Largest size of the WAL seen in the cursor's generation.
+    wal_len_max: u64,
+    /// Pages named by frames read after the last snapshot began: read again next poll.
+    carry: BTreeSet<u32>,
+    table: Vec<ChunkId>,
+    sum: DbChecksum,
+    page_size: u32,
+    must_heal: Option<String>,
+    /// Let go of the snapshot (handover) at this moment, to anchor again after the restart.
+    released: Option<Instant>,
+    /// A blocking checkpointer was seen waiting for our snapshot.
+    yield_now: bool,
+    /// The last handover was for a checkpointer that still held the app's writers after the
+    /// last capture and the release.
+    yielded: bool,
+    stats: FollowerStats,
+}
+
+fn begin(conn: &Connection, path: &Path) -> Result<()> {
+    conn.execute_batch("BEGIN DEFERRED")
+        .map_err(|e| sql_err(path, "begin read transaction", e))?;
+    // The first read fixes the snapshot.
+    conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map_err(|e| sql_err(path, "read schema", e))?;
+    Ok(())
+}
+
+fn end(conn: &Connection) {
+    let _ = conn.execute_batch("COMMIT");
+}
+
+fn open_conn(real: &Path, path: &Path) -> Result<Connection> {
+    let c = Connection::open_with_flags(
+        real,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_NOFOLLOW,
+    )
+    .map_err(|e| sql_err(path, "open", e))?;
+    c.busy_timeout(Duration::from_secs(5))
+        .map_err(|e| sql_err(path, "set busy timeout", e))?;
+    // Never write to the app's database: no writes, and no checkpoint when this connection
+    // happens to be the last one to close (that would also delete the WAL under the app).
+    c.execute_batch("PRAGMA query_only = 1")
+        .map_err(|e| sql_err(path, "set query_only", e))?;
+    c.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
+        .map_err(|e| sql_err(path, "disable checkpoint on close", e))?;
+    Ok(c)
+}
+
+fn open_ro(path: &Path) -> Option<File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .ok()
+}
+
+impl Follower {
+    /// Follows the database at `path` whose pages are `table` (checksum `sum`, page size
+    /// `page_size`) as of the chain's tip, which ended at WAL position `mark` (if known).
+    /// Takes the anchor at once. When the log can be shown to be where `mark` says, the next
+    /// poll reads only what was committed since; otherwise it compares every page (a heal).
+    pub fn open(
+        path: &Path,
+        table: Vec<ChunkId>,
+        sum: DbChecksum,
+        page_size: u32,
+        mark: Option<&WalMark>,
+    ) -> Result<Follower> {
+        let md = std::fs::symlink_metadata(path)
+            .map_err(|e| Error::io(path.display(), e).with_kind(ErrorKind::Source))?;
+        if md.file_type().is_symlink() || !md.is_file() || !is_sqlite_file(path)? {
+            return Err(src_err(
+                path,
+                "is not a SQLite database file (or is a symlink): continuous capture follows a database only by its real path",
+            ));
+        }
+        let real = match (path.parent(), path.file_name()) {
+            (Some(dir), Some(name)) => dir
+                .canonicalize()
+                .map_err(|e| Error::io(dir.display(), e).with_kind(ErrorKind::Source))?
+                .join(name),
+            _ => path.to_path_buf(),
+        };
+        let anchor = open_conn(&real, path)?;
+        let spare = open_conn(&real, path)?;
+        let mode: String = anchor
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .map_err(|e| sql_err(path, "read journal mode", e))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(src_err(
+                path,
+                format!("is in journal mode {mode:?}; continuous capture follows the write-ahead log"),
+            )
+            .with_hint("switch the app's database to WAL (PRAGMA journal_mode=WAL), or drop `continuous` for this app and rely on scheduled backups"));
+        }
+        let ps: u32 = anchor
+            .query_row("PRAGMA page_size", [], |r| r.get(0))
+            .map_err(|e| sql_err(path, "read page size", e))?;
+        let mut wal_path = real.clone().into_os_string();
+        wal_path.push("-wal");
+        let mut shm_path = real.clone().into_os_string();
+        shm_path.push("-shm");
+        let mut f = Follower {
+            path: path.to_path_buf(),
+            anchor,
+            spare,
+            anchored: false,
+            safe: false,
+            wal_path: wal_path.into(),
+            shm_path: shm_path.into(),
+            wal: None,
+            shm: None,
+            cursor: None,
+            wal_len_max: 0,
+            carry: BTreeSet::new(),
+            table,
+            sum,
+            page_size,
+            must_heal: None,
+            released: None,
+            yield_now: false,
+            yielded: false,
+            stats: FollowerStats::default(),
+        };
+        if ps != page_size {
+            f.must_heal = Some(format!("the page size changed from {page_size} to {ps}"));
+            f.page_size = ps;
+        }
+        begin(&f.anchor, path)?;
+        f.anchored = true;
+        f.open_wal();
+        // The anchor first, then the log: everything committed after the anchor's snapshot
+        // is in frames read from here on.
+        let resumed = match (mark, f.wal.as_ref()) {
+            (Some(m), Some(w)) => WalCursor::resume(w, m)?,
+            _ => None,
+        };
+        match resumed {
+            Some(c) => {
+                f.cursor = Some(c);
+                let mut carry = BTreeSet::new();
+                f.scan(&mut carry)?;
+                f.carry = carry;
+                f.safe = f.must_heal.is_none();
+            }
+            None if f.must_heal.is_none() => {
+                f.must_heal = Some(match mark {
+                    Some(_) => {
+                        "the WAL moved on since the last delta (restarted or replaced)".into()
+                    }
+                    None => "no WAL position recorded for this chain".into(),
+                })
+            }
+            None => {}
+        }
+        Ok(f)
+    }
+
+    /// The page table as last captured.
+    pub fn table(&self) -> &[ChunkId] {
+        &self.table
+    }
+
+    /// Its checksum.
+    pub fn checksum(&self) -> DbChecksum {
+        self.sum
+    }
+
+    /// Page size.
+    pub fn page_size(&self) -> u32 {
+        self.page_size
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &FollowerStats {
+        &self.stats
+    }
+
+    fn open_wal(&mut self) {
+        if self.wal.is_none() {
+            self.wal = open_ro(&self.wal_path);
+        }
+    }
+
+    /// Sleeps up to `dur`, looking every 20 ms for another process waiting on a FULL, RESTART
+    /// or TRUNCATE checkpoint (our snapshot holds it, and it holds the app's writers). Returns
+    /// early when one waits; the next [`Follower::poll`] captures and lets go.
+    pub fn wait(&mut self, dur: Duration) {
+        let until = Instant::now() + dur;
+        if self.released.is_some() {
+            // Right after a handover: anchor again as soon as the checkpoint is done, not at
+            // the next interval (by then the log may have restarted more than once).
+            let mut dirty = std::mem::take(&mut self.carry);
+            if let Err(e) = self.reanchor(&mut dirty) {
+                self.must_heal = Some(format!("anchoring again failed: {e}"));
+            }
+            self.carry = dirty;
+        }
+        loop {
+            let now = Instant::now();
+            if now >= until {
+                return;
+            }
+            if self.anchored && self.checkpointer_waiting() {
+                self.yield_now = true;
+                return;
+            }
+            std::thread::sleep(PROBE_EVERY.min(until - now));
+        }
+    }
+
+    /// Whether another process holds both the WAL's WRITE and CKPT locks: a checkpoint that
+    /// blocks writers (FULL, RESTART, TRUNCATE) is running or waiting for readers.
+    fn checkpointer_waiting(&mut self) -> bool {
+        if self.shm.is_none() {
+            self.shm = open_ro(&self.shm_path);
+        }
+        let Some(shm) = &self.shm else {
+            return false;
+        };
+        let holder = |start: i64| {
+            // SAFETY: a zeroed flock is a valid argument; F_GETLK only writes into it.
+            let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+            fl.l_type = libc::F_WRLCK as _;
+            fl.l_whence = libc::SEEK_SET as _;
+            fl.l_start = start as _;
+            fl.l_len = 1;
+            // SAFETY: valid fd and pointer to a flock for the call's duration.
+            let r = unsafe { libc::fcntl(shm.as_raw_fd(), libc::F_GETLK, &mut fl) };
+            (r == 0 && fl.l_type != libc::F_UNLCK as libc::c_short).then_some(fl.l_pid)
+        };
+        // Both held by one process: its checkpoint (a writer in one process beside a PASSIVE
+        // checkpoint in another holds them too, and waits for nothing).
+        match (holder(SHM_WRITE_LOCK), holder(SHM_WRITE_LOCK + 1)) {
+            (Some(a), Some(b)) => a == b,
+            _ => false,
+        }
+    }
+
+    /// Reads the frames committed since the last scan into `pages`. A restarted log is
+    /// followed into its new generation when the anchor makes that safe; otherwise the next
+    /// capture heals.
+    fn scan(&mut self, pages: &mut BTreeSet<u32>) -> Result<()> {
+        self.open_wal();
+        let Some(wal) = &self.wal else {
+            return Ok(());
+        };
+        let len = wal
+            .metadata()
+            .map_err(|e| Error::io(self.wal_path.display(), e))?
+            .len();
+        let Some(cursor) = &mut self.cursor else {
+            // No log yet (or none readable): every frame that appears is new, if the anchor
+            // was held since; else nothing is known about what came and went.
+            if let Some(c) = WalCursor::open(wal)? {
+                if !self.safe {
+                    self.must_heal = Some("no WAL position to start from".into());
+                }
+                self.cursor = Some(c);
+                self.wal_len_max = 0;
+                return self.scan(pages);
+            }
+            return Ok(());
+        };
+        self.wal_len_max = self.wal_len_max.max(len);
+        match cursor.poll(wal)? {
+            Poll::Committed(frames) => {
+                add(pages, &frames, &mut self.stats);
+                Ok(())
+            }
+            Poll::Restarted if self.safe => {
+                tracing::debug!("{}: WAL restarted under the anchor", self.path.display());
+                self.cursor = None;
+                self.wal_len_max = 0;
+                self.scan(pages)
+            }
+            Poll::Restarted => {
+                self.must_heal = Some("the WAL was restarted while no snapshot was held".into());
+                Ok(())
+            }
+        }
+    }
+
+    /// Anchors again after a handover and learns what was committed meanwhile: the frames
+    /// appended (same generation), or the old generation's tail plus the new generation when
+    /// the log restarted exactly once and the tail is intact; else the next capture heals.
+    fn reanchor(&mut self, pages: &mut BTreeSet<u32>) -> Result<()> {
+        let since = self.released.take().expect("released");
+        let old = self.cursor.clone();
+        if self.yielded {
+            // A FULL/RESTART/TRUNCATE checkpoint of another process was waiting for our
+            // snapshot: anchor again the moment it is done (it holds the app's writers until
+            // then, and it restarts the log itself).
+            let busy_until = Instant::now() + Duration::from_secs(30);
+            while self.checkpointer_waiting() && Instant::now() < busy_until {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        } else {
+            // Give the app's checkpoint its moment: it restarts the log at its next commit
+            // once everything is backfilled and no reader holds it. Anchor again as soon as
+            // the log shows a new generation (an emptied file counts), before a second
+            // restart could follow.
+            while since.elapsed() < RESTART_WAIT {
+                let restarted = match (&self.wal, &old) {
+                    (Some(w), Some(c)) => read_header(w)?
+                        .is_none_or(|h| (h.salt1, h.salt2) != (c.header().salt1, c.header().salt2)),
+                    _ => false,
+                };
+                if restarted {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        begin(&self.anchor, &self.path)?;
+        self.anchored = true;
+        let (Some(wal), Some(mut old)) = (self.wal.as_ref(), old) else {
+            // There was no log to follow: the anchor is new, so is anything that appears.
+            self.safe = true;
+            return self.scan(pages);
+        };
+        let header = read_header(wal)?;
+        let same =
+            header.is_some_and(|h| (h.salt1, h.salt2) == (old.header().salt1, old.header().salt2));
+        if same {
+            self.safe = true;
+            return self.scan(pages);
+        }
+        // Restarted while no snapshot was held. Exactly one restart by a writer gives salt-1 +
+        // 1; the new generation overwrote slots 1..=k; the old one's frames from slot q on
+        // are intact if k < q; the tail ends at another generation's frame or at the end of a
+        // file never shorter than seen before.
+        let q = old.position();
+        let len = wal
+            .metadata()
+            .map_err(|e| Error::io(self.wal_path.display(), e))?
+            .len();
+        let tail = old.poll_tail(wal)?;
+        let r = old.position();
+        let end_ok = match old.slot_salts(wal, r)? {
+            // The end of the file: the tail is whole unless the file was cut shorter than it
+            // was seen; or a checkpointer held the app's writers from before the last capture
+            // until it restarted the log, so no frame can have followed (a TRUNCATE).
+            None => len >= self.wal_len_max || self.yielded,
+            // Another generation's frame (older than the one read): not ours, so the tail
+            // ended before it.
+            Some(_) => true,
+        };
+        let mut new = match WalCursor::open(wal)? {
+            Some(c) => c,
+            None if self.yielded && old.poll_tail(wal)?.is_empty() => {
+                // A TRUNCATE checkpoint that held the writers since before the last capture,
+                // and no frame since (the file is still empty under the anchor): nothing was
+                // committed that was not read; what comes now starts the new generation.
+                self.cursor = None;
+                self.wal_len_max = 0;
+                self.safe = true;
+                return Ok(());
+            }
+            None => {
+                self.must_heal = Some("the WAL was emptied while no snapshot was held".into());
+                return Ok(());
+            }
+        };
+        let newer = match new.poll(wal)? {
+            Poll::Committed(f) => f,
+            Poll::Restarted => Vec::new(),
+        };
+        let k = new.position() - 1;
+        let once = new.header().salt1 == old.header().salt1.wrapping_add(1);
+        if once && k < q && end_ok {
+            add(pages, &tail, &mut self.stats);
+            add(pages, &newer, &mut self.stats);
+            self.cursor = Some(new);
+            self.wal_len_max = len;
+            self.safe = true;
+            Ok(())
+        } else {
+            self.must_heal = Some(format!(
+                "the WAL restarted while no snapshot was held and its old tail cannot be shown complete (salt-1 {} -> {}, new frames {k}, read up to {q})",
+                old.header().salt1,
+                new.header().salt1
+            ));
+            self.cursor = Some(new);
+            self.wal_len_max = len;
+            self.safe = true;
+            Ok(())
+        }
+    }
+
+    /// Lets go of every snapshot so the app's checkpoint can restart the log.
+    fn release(&mut self, for_checkpoint: bool) {
+        end(&self.anchor);
+        end(&self.spare);
+        self.anchored = false;
+        self.safe = false;
+        self.released = Some(Instant::now());
+        // Still waiting now that nothing of ours holds it: it held the writers since before
+        // the capture, so no frame was committed after what was read.
+        self.yielded = for_checkpoint && self.checkpointer_waiting();
+        self.stats.handovers += 1;
+        if for_checkpoint {
+            self.stats.checkpoint_yields += 1;
+        }
+    }
+
+    /// Whether anything was committed since the last poll (or the follower must compare
+    /// every page): reads the WAL's new frame headers, nothing else, so the caller opens a
+    /// repository session only when there is something to write. Anchors again first when a
+    /// handover let go of the snapshot, and lets go now for a waiting checkpointer when there
+    /// is nothing to capture.
+    pub fn has_news(&mut self) -> Result<bool> {
+        let mut dirty = std::mem::take(&mut self.carry);
+        let res = self.news_into(&mut dirty);
+        self.carry = dirty;
+        res?;
+        if self.carry.is_empty() && self.must_heal.is_none() && std::mem::take(&mut self.yield_now)
+        {
+            self.release(true);
+        }
+        Ok(!self.carry.is_empty() || self.must_heal.is_some())
+    }
+
+    fn news_into(&mut self, dirty: &mut BTreeSet<u32>) -> Result<()> {
+        if self.released.is_some() {
+            self.reanchor(dirty)?;
+        }
+        if !self.anchored {
+            begin(&self.anchor, &self.path)?;
+            self.anchored = true;
+        }
+        if self.must_heal.is_none() {
+            self.scan(dirty)?;
+        }
+        Ok(())
+    }
+
+    /// One interval: the pages committed since the last poll, read in a new snapshot and
+    /// stored through `writer` (only pages whose content changed end up in the change).
+    /// `None` when nothing was committed (an idle database costs a header read). On an error
+    /// the follower is left as before the call's changes; drop it and open a new one.
+    pub fn poll(
+        &mut self,
+        writer: &mut ChunkWriter<'_>,
+        key: &ChecksumKey,
+    ) -> Result<Option<Change>> {
+        self.stats.polls += 1;
+        let mut dirty = std::mem::take(&mut self.carry);
+        if let Err(e) = self.news_into(&mut dirty) {
+            self.carry = dirty;
+            return Err(e);
+        }
+        if let Some(why) = self.must_heal.take() {
+            return self.heal(writer, key, why).map(Some);
+        }
+        let yield_now = std::mem::take(&mut self.yield_now);
+        if dirty.is_empty() {
+            if yield_now {
+                self.release(true);
+            }
+            return Ok(None);
+        }
+        // Where a restarted capture must start again: before the frames read below, whose
+        // pages are read in the new snapshot but may have changed again after it.
+        let mark = self.cursor.as_ref().map(WalCursor::mark);
+        begin(&self.spare, &self.path)?;
+        let time = jiff::Timestamp::now();
+        let mut more = BTreeSet::new();
+        if let Err(e) = self.scan(&mut more) {
+            end(&self.spare);
+            self.carry = dirty;
+            return Err(e);
+        }
+        if let Some(why) = self.must_heal.take() {
+            end(&self.spare);
+            return self.heal(writer, key, why).map(Some);
+        }
+        dirty.extend(more.iter().copied());
+        let db = Db {
+            conn: &self.spare,
+            path: &self.path,
+            page_size: self.page_size,
+        };
+        let st = State {
+            table: &mut self.table,
+            sum: &mut self.sum,
+            stats: &mut self.stats,
+        };
+        let change = match read_pages(db, st, Some(&dirty), writer, key, time, mark) {
+            Ok(c) => c,
+            Err(e) => {
+                end(&self.spare);
+                self.carry = dirty;
+                return Err(e);
+            }
+        };
+        end(&self.anchor);
+        std::mem::swap(&mut self.anchor, &mut self.spare);
+        self.safe = true;
+        self.carry = more;
+        let too_long = self
+            .cursor
+            .as_ref()
+            .is_some_and(|c| c.position() > HANDOVER_FRAMES);
+        if yield_now || too_long {
+            self.release(yield_now);
+        }
+        Ok(change)
+    }
+
+    /// Compares every page with the table, in the anchor's snapshot, after reading the log
+    /// to its end (so the next poll starts from there).
+    fn heal(
+        &mut self,
+        writer: &mut ChunkWriter<'_>,
+        key: &ChecksumKey,
+        why: String,
+    ) -> Result<Change> {
+        self.stats.heals += 1;
+        tracing::warn!(
+            "{}: comparing every page with the last capture ({why})",
+            self.path.display()
+        );
+        if self.anchored {
+            end(&self.anchor);
+        }
+        self.released = None;
+        begin(&self.anchor, &self.path)?;
+        self.anchored = true;
+        let time = jiff::Timestamp::now();
+        // The log is read from the start of its current generation; those pages are read
+        // again next poll, and a restarted capture starts from there too.
+        self.open_wal();
+        self.cursor = match &self.wal {
+            Some(w) => WalCursor::open(w)?,
+            None => None,
+        };
+        self.wal_len_max = 0;
+        let mark = self.cursor.as_ref().map(WalCursor::mark);
+        self.safe = true;
+        let mut carry = BTreeSet::new();
+        self.scan(&mut carry)?;
+        let db = Db {
+            conn: &self.anchor,
+            path: &self.path,
+            page_size: self.page_size,
+        };
+        let st = State {
+            table: &mut self.table,
+            sum: &mut self.sum,
+            stats: &mut self.stats,
+        };
+        let change = read_pages(db, st, None, writer, key, time, mark)?;
+        self.carry = carry;
+        let mut change = change.unwrap_or_else(|| Change {
+            pairs: Vec::new(),
+            page_count: self.table.len() as u32,
+            checksum_before: self.sum,
+            checksum_after: self.sum,
+            time,
+            healed: None,
+            wal: mark,
+            undo: Vec::new(),
+            undo_pages: self.table.len(),
+        });
+        change.healed = Some(why);
+        Ok(change)
+    }
+
+    /// Undoes `change` after it could not be published: the table and checksum go back, and
+    /// its pages are read again at the next poll (their new content is only in the database).
+    pub fn rollback(&mut self, change: Change) {
+        self.table.resize(change.undo_pages, ChunkId::default());
+        for (p, id) in &change.undo {
+            if let Some(slot) = self.table.get_mut(*p as usize - 1) {
+                *slot = *id;
+            }
+        }
+        self.sum = change.checksum_before;
+        self.carry.extend(change.pairs.iter().map(|(p, _)| *p));
+        self.carry.extend(
+            change
+                .undo
+                .iter()
+                .map(|(p, _)| *p)
+                .filter(|p| *p as usize <= self.table.len()),
+        );
+        if change.healed.is_some() {
+            self.must_heal = change.healed;
+        }
+    }
+}
+
+fn add(pages: &mut BTreeSet<u32>, frames: &[WalFrame], stats: &mut FollowerStats) {
+    stats.frames += frames.len() as u64;
+    pages.extend(frames.iter().map(|f| f.pgno));
+}
+
+/// What [`read_pages`] reads from.
+struct Db<'a> {
+    conn: &'a Connection,
+    path: &'a Path,
+    page_size: u32,
+}
+
+/// The follower's state a capture updates.
+struct State<'a> {
+    table: &'a mut Vec<ChunkId>,
+    sum: &'a mut DbChecksum,
+    stats: &'a mut FollowerStats,
+}
+
+/// Reads `only` (every page when `None`) in `db`'s snapshot, updates the table and checksum,
+/// and returns the change (`None`: no page's content differs and the size is the same). On an
+/// error nothing is updated.
+fn read_pages(
+    db: Db<'_>,
+    st: State<'_>,
+    only: Option<&BTreeSet<u32>>,
+    writer: &mut ChunkWriter<'_>,
+    key: &ChecksumKey,
+    time: jiff::Timestamp,
+    wal: Option<WalMark>,
+) -> Result<Option<Change>> {
+    let Db {
+        conn,
+        path,
+        page_size,
+    } = db;
+    let page_count: u32 = conn
+        .query_row("PRAGMA page_count", [], |r| r.get(0))
+        .map_err(|e| sql_err(path, "read page count", e))?;
+    let before = *st.sum;
+    let old_len = st.table.len();
+    let mut updates: Vec<(u32, ChunkId)> = Vec::new();
+    let table: &Vec<ChunkId> = st.table;
+    let mut take = |p: u32, data: &[u8]| -> Result<()> {
+        if data.len() != page_size as usize {
+            return Err(src_err(
+                path,
+                format!("page {p} has {} bytes, not {page_size}", data.len()),
+            ));
+        }
+        let id = writer.store_page(data)?;
+        if table.get(p as usize - 1) != Some(&id) {
+            updates.push((p, id));
+        }
+        Ok(())
+    };
+    let mut pages_read = 0u64;
+    match only {
+        Some(pages) => {
+            let mut want: BTreeSet<u32> = pages
+                .iter()
+                .copied()
+                .filter(|&p| p >= 1 && p <= page_count)
+                .collect();
+            want.extend((old_len as u32 + 1)..=page_count);
+            let mut q = conn
+                .prepare_cached("SELECT data FROM sqlite_dbpage('main') WHERE pgno = ?1")
+                .map_err(|e| sql_err(path, "read pages (sqlite_dbpage)", e))?;
+            for p in want {
+                let mut rows = q.query([p]).map_err(|e| sql_err(path, "read page", e))?;
+                let row = rows
+                    .next()
+                    .map_err(|e| sql_err(path, "read page", e))?
+                    .ok_or_else(|| src_err(path, format!("page {p} of {page_count} is missing")))?;
+                let data = row
+                    .get_ref(0)
+                    .and_then(|v| v.as_blob().map_err(Into::into))
+                    .map_err(|e| sql_err(path, "read page", e))?;
+                take(p, data)?;
+                pages_read += 1;
+            }
+        }
+        None => {
+            let mut q = conn
+                .prepare("SELECT pgno, data FROM sqlite_dbpage('main')")
+                .map_err(|e| sql_err(path, "read pages (sqlite_dbpage)", e))?;
+            let mut rows = q.query([]).map_err(|e| sql_err(path, "read pages", e))?;
+            let mut n = 0u32;
+            while let Some(row) = rows.next().map_err(|e| sql_err(path, "read pages", e))? {
+                let p: u32 = row
+                    .get(0)
+                    .map_err(|e| sql_err(path, "read page number", e))?;
+                n += 1;
+                if p != n {
+                    return Err(src_err(
+                        path,
+                        format!("page {p} came where {n} was expected"),
+                    ));
+                }
+                let data = row
+                    .get_ref(1)
+                    .and_then(|v| v.as_blob().map_err(Into::into))
+                    .map_err(|e| sql_err(path, "read page", e))?;
+                take(p, data)?;
+                pages_read += 1;
+            }
+            if n != page_count {
+                return Err(src_err(
+                    path,
+                    format!("read {n} pages, expected {page_count}"),
+                ));
+            }
+        }
+    }
+    st.stats.pages_read += pages_read;
+    // Apply: truncate, grow, replace; the checksum follows each step.
+    let mut undo: Vec<(u32, ChunkId)> = Vec::new();
+    let mut sum = before;
+    while st.table.len() > page_count as usize {
+        let p = st.table.len() as u32;
+        let old = st.table.pop().expect("not empty");
+        sum.toggle(key, p, &old);
+        undo.push((p, old));
+    }
+    let kept = st.table.len();
+    st.table.resize(page_count as usize, ChunkId::default());
+    for (p, id) in &updates {
+        let i = *p as usize - 1;
+        if i < kept {
+            sum.toggle(key, *p, &st.table[i]);
+            undo.push((*p, st.table[i]));
+        }
+        st.table[i] = *id;
+        sum.toggle(key, *p, id);
+    }
+    *st.sum = sum;
+    if updates.is_empty() && page_count as usize == old_len {
+        return Ok(None);
+    }
+    Ok(Some(Change {
+        pairs: updates,
+        page_count,
+        checksum_before: before,
+        checksum_after: sum,
+        time,
+        healed: None,
+        wal,
+        undo,
+        undo_pages: old_len,
+    }))
+}
+
+/// The size of the database file and its WAL, for logs.
+pub fn wal_size(db: &Path) -> u64 {
+    let mut p = db.as_os_str().to_os_string();
+    p.push("-wal");
+    std::fs::metadata(PathBuf::from(p)).map_or(0, |m| m.size())
+}
