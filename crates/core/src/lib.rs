@@ -42,6 +42,8 @@ mod retention;
 mod session;
 mod storage;
 #[cfg(test)]
+mod test_chain;
+#[cfg(test)]
 mod test_store;
 mod writer;
 
