@@ -16,6 +16,6 @@ pub fn verdict(report: &CheckReport) -> Result<()> {
         return Ok(());
     }
     Err(Error::new(ErrorKind::Corrupt, format!("check found {} problems", report.problems.len())).with_hint(
-        "the objects named above are damaged or missing; points that depend on them cannot be restored in full. Restore from another copy of the repository if you have one",
+        "the objects named above are damaged or missing; points (and continuous chains) that depend on them cannot be restored in full. Restore from another copy of the repository if you have one",
     ))
 }

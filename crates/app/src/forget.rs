@@ -1,9 +1,12 @@
 //! Retention: which policy applies (the request's, else the config's `[app.X.keep_in.REPO]`,
 //! else `[app.X.keep]`), the plan with the rule behind each decision, then forget and an
-//! optional prune.
+//! optional prune. Forget also thins the app's continuous deltas (`docs/FORMAT.md` §17): the
+//! chains of the points it removes, and whole chains older than `continuous_keep`.
+use std::time::Duration;
+
 use lifeboat_core::{
-    forget, plan_retention, prune, Decision, Error, ErrorKind, Policy, Progress, PruneOptions,
-    PruneReport, Repository, Result,
+    forget, forget_deltas, plan_retention, prune, Decision, DeltaForgetReport, Error, ErrorKind,
+    ObjectId, Policy, Progress, PruneOptions, PruneReport, Repository, Result,
 };
 use serde::Serialize;
 
@@ -33,8 +36,21 @@ pub struct ForgetPlan {
     pub repository: Option<String>,
     /// One decision per point, newest first.
     pub points: Vec<Decision>,
+    /// How long continuous deltas are kept (`continuous_keep`, default 24 h), in seconds.
+    #[serde(serialize_with = "seconds")]
+    pub continuous_keep: Duration,
+    /// The app's continuous deltas the plan removes and keeps (a dry run of
+    /// [`ForgetPlan::apply`]'s thinning; the apply plans again, as the chains may have grown).
+    pub deltas: DeltaForgetReport,
     #[serde(skip)]
     repo: Repository,
+}
+
+/// Default of `continuous_keep`.
+pub const DEFAULT_CONTINUOUS_KEEP: Duration = Duration::from_secs(24 * 3600);
+
+fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_secs())
 }
 
 fn describe<S: serde::Serializer>(p: &Policy, s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -47,7 +63,13 @@ impl ForgetPlan {
         self.points.iter().filter(|d| !d.keep).count()
     }
 
-    /// Forgets the points the plan removes, then prunes with `prune` if given.
+    /// The ids of the points the plan removes.
+    fn removed_ids(&self) -> Vec<ObjectId> {
+        removed_ids(&self.points)
+    }
+
+    /// Forgets the points the plan removes and thins the app's deltas (their chains, and
+    /// chains older than `continuous_keep`), then prunes with `prune` if given.
     pub fn apply(
         mut self,
         prune_with: Option<&PruneOptions>,
@@ -64,10 +86,26 @@ impl ForgetPlan {
         // failure; a point still there but no longer known is only a weaker check).
         crate::known_points::forget(&self.repo, &removed);
         forgotten?;
+        forget_deltas(
+            &self.repo,
+            &self.app,
+            self.continuous_keep,
+            jiff::Timestamp::now(),
+            &self.removed_ids(),
+            false,
+        )?;
         prune_with
             .map(|opts| prune(&mut self.repo, opts, progress))
             .transpose()
     }
+}
+
+fn removed_ids(points: &[Decision]) -> Vec<ObjectId> {
+    points
+        .iter()
+        .filter(|d| !d.keep)
+        .filter_map(|d| ObjectId::from_hex(&d.id))
+        .collect()
 }
 
 /// Resolves the policy and plans it over the app's points (its repository's).
@@ -125,11 +163,26 @@ pub fn plan(setup: &Setup, req: &ForgetRequest) -> Result<ForgetPlan> {
         .filter(|(_, p)| p.app == app)
         .collect();
     let points = plan_retention(&points, &policy, &tz)?;
+    let continuous_keep = config
+        .as_ref()
+        .and_then(|c| c.app.get(&app))
+        .and_then(|a| a.continuous_keep)
+        .unwrap_or(DEFAULT_CONTINUOUS_KEEP);
+    let deltas = forget_deltas(
+        &repo,
+        &app,
+        continuous_keep,
+        jiff::Timestamp::now(),
+        &removed_ids(&points),
+        true,
+    )?;
     Ok(ForgetPlan {
         app,
         policy,
         repository,
         points,
+        continuous_keep,
+        deltas,
         repo,
     })
 }

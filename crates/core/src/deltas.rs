@@ -48,6 +48,24 @@ impl Repository {
         Ok((good, bad))
     }
 
+    /// Every delta record, or an error if one cannot be read (one deleted meanwhile is
+    /// skipped, and so is a name that is not an id: nothing can name it as a parent or a
+    /// chain member): what prune needs, since a skipped delta's chunks would look dead.
+    pub(crate) fn deltas_strict(&self) -> Result<Vec<(ObjectId, Delta)>> {
+        let (good, bad) = self.deltas_and_damaged()?;
+        if let Some((name, e)) = bad
+            .into_iter()
+            .find(|(name, _)| ObjectId::from_hex(name).is_some())
+        {
+            return Err(e
+                .context(format!("read delta {}", &name[..8.min(name.len())]))
+                .with_hint(
+                    "prune deletes nothing while a delta record cannot be read; run `lifeboat check`",
+                ));
+        }
+        Ok(good)
+    }
+
     /// Every readable delta record; damaged ones are skipped with a warning (a chain that
     /// needed one then reports the gap).
     pub fn deltas(&self) -> Result<Vec<(ObjectId, Delta)>> {

@@ -42,6 +42,8 @@ mod retention;
 mod session;
 mod storage;
 #[cfg(test)]
+mod test_chain;
+#[cfg(test)]
 mod test_store;
 mod writer;
 
@@ -62,7 +64,7 @@ pub use format::tree::{EntryKind, TreeEntry};
 pub use id::{ChunkId, ObjectId};
 pub use ops::check::{check, CheckOptions, CheckReport, Problem};
 pub use ops::copy::{copy, init_replica, CopyReport};
-pub use ops::forget::forget;
+pub use ops::forget::{forget, forget_deltas, DeltaForgetReport};
 pub use ops::keys::{add_key, list_keys, remove_key, KeyInfo};
 pub use ops::missing::missing_packs;
 pub use ops::prune::{prune, PruneOptions, PruneReport};

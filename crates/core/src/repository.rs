@@ -610,6 +610,7 @@ mod review_incremental_load {
             packs: vec![condemned.to_hex()],
             indexes: vec![ic],
             points: vec![],
+            deltas: vec![],
         };
         let bytes = object::seal(&repo.key, PRUNE_MAGIC, &record.encode()).unwrap();
         store

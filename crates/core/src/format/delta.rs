@@ -165,7 +165,8 @@ mod tests {
 
     #[test]
     fn refuses_links_that_do_not_hold_together() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut Delta)>)> = vec![
+        type Spoil = Box<dyn Fn(&mut Delta)>;
+        let cases: Vec<(&str, Spoil)> = vec![
             ("base", Box::new(|d| d.base = "../x".into())),
             ("parent", Box::new(|d| d.parent = Some("zz".into()))),
             ("seq 1 with a parent", Box::new(|d| d.seq = 1)),

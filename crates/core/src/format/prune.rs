@@ -24,6 +24,11 @@ pub struct PruneRecord {
     /// Points that existed when the live set was computed (hex ids). A point not in this
     /// list was written later and may reference condemned chunks: it resurrects their packs.
     pub points: Vec<String>,
+    /// Delta records (`docs/FORMAT.md` §17) whose chunks were counted live (hex ids). Like
+    /// `points`: a delta not in this list was written later and resurrects what it needs.
+    /// Absent in a record written before deltas existed (then every delta is walked).
+    #[serde(default)]
+    pub deltas: Vec<String>,
 }
 
 impl PruneRecord {
@@ -34,5 +39,31 @@ impl PruneRecord {
     /// Decodes a JSON payload.
     pub fn decode(b: &[u8], what: &str) -> Result<PruneRecord> {
         serde_json::from_slice(b).map_err(|e| err!(Corrupt, "{what}: bad prune record: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deltas_round_trip_and_old_records_decode() {
+        let r = PruneRecord {
+            time: "2026-12-01T12:00:00Z".into(),
+            hostname: "h".into(),
+            packs: vec!["aa".repeat(32)],
+            indexes: vec!["bb".repeat(32)],
+            points: vec!["cc".repeat(32)],
+            deltas: vec!["dd".repeat(32), "ee".repeat(32)],
+        };
+        let back = PruneRecord::decode(&r.encode(), "prune record x").unwrap();
+        assert_eq!(back.deltas, r.deltas);
+        assert_eq!(back.points, r.points);
+        assert_eq!(back.packs, r.packs);
+        // A record written before the field existed: no deltas counted.
+        let old = br#"{"time":"2026-11-01T00:00:00Z","hostname":"h","packs":[],"indexes":[],"points":["aa"]}"#;
+        let back = PruneRecord::decode(old, "prune record y").unwrap();
+        assert!(back.deltas.is_empty());
+        assert_eq!(back.points, vec!["aa".to_string()]);
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! Structure check: config, key slots, every index decrypts, every indexed pack exists and
 //! is long enough, every point decrypts and every chunk it references (page tables, pages,
-//! trees, file contents) is indexed. With `read_data`: every indexed pack is read in full,
+//! trees, file contents) is indexed, and every delta record (§17) reads, starts from a point
+//! holding its database, and belongs to a whole chain that replays. With `read_data`: every indexed pack is read in full,
 //! its name must equal the hash of its bytes, every block must authenticate and decode, and
 //! every chunk must hash to its id. Each problem names the damaged object and the points
 //! that depend on it.
@@ -64,6 +65,12 @@ pub struct CheckReport {
     pub proofs: usize,
     /// Proof records of points no longer in the repository (harmless; prune drops them).
     pub stale_proofs: usize,
+    /// Delta records of continuous capture seen (`FORMAT.md` §17).
+    pub deltas: usize,
+    /// Chains those deltas form (one per base point and database path).
+    pub delta_chains: usize,
+    /// Delta records of points no longer in the repository (harmless; prune drops them).
+    pub stale_deltas: usize,
     /// Everything wrong, each naming its object.
     pub problems: Vec<Problem>,
     /// What is not damage but an operator should know, each naming its object: points whose
@@ -314,6 +321,7 @@ pub fn check(
         }
         referenced.extend(mine);
     }
+    check_deltas(repo, &point_names, &bad_packs, &mut referenced, &mut r)?;
     r.chunks_referenced = referenced.len();
 
     // Proof records: each must authenticate and parse; one of a point that is gone is not a
@@ -328,6 +336,188 @@ pub fn check(
         .filter(|(_, p)| !point_names.contains(&p.point))
         .count();
     Ok(r)
+}
+
+/// Delta records (§17): each must read; its base must be a point with a `sqlite` component
+/// at its path and page size; each chain (deltas of one base and path) must be whole (every
+/// parent present, seq contiguous from 1) and replay (checksum links, page counts); the
+/// chunks it names (segments and the pages they list) must be indexed. A delta whose base is
+/// gone is stale (prune drops it), not damage.
+fn check_deltas(
+    repo: &Repository,
+    point_names: &HashSet<String>,
+    bad_packs: &HashSet<ObjectId>,
+    referenced: &mut HashSet<ChunkId>,
+    r: &mut CheckReport,
+) -> Result<()> {
+    use crate::format::delta::Delta;
+    use crate::format::pagetable::decode_delta;
+    use std::collections::BTreeMap;
+
+    let problem = |r: &mut CheckReport, name: &str, message: String| {
+        r.problems.push(Problem {
+            object: format!("{}/{name}", ObjectKind::Delta),
+            message,
+        });
+    };
+    let (deltas, bad) = repo.deltas_and_damaged()?;
+    r.deltas = deltas.len() + bad.len();
+    for (name, e) in bad {
+        problem(r, &name, e.to_string());
+    }
+    let mut chains: BTreeMap<(String, String), HashMap<ObjectId, Delta>> = BTreeMap::new();
+    for (id, d) in deltas {
+        chains
+            .entry((d.base.clone(), d.path.clone()))
+            .or_default()
+            .insert(id, d);
+    }
+    r.delta_chains = chains.len();
+    let mut reader = repo.reader();
+    let mut bases: HashMap<String, Option<crate::format::point::Point>> = HashMap::new();
+    for ((base, path), links) in &chains {
+        let short = &base[..8];
+        if !point_names.contains(base) {
+            r.stale_deltas += links.len();
+            continue;
+        }
+        let point = bases
+            .entry(base.clone())
+            .or_insert_with(|| ObjectId::from_hex(base).and_then(|id| repo.read_point(&id).ok()))
+            .clone();
+        let mut names: Vec<&ObjectId> = links.keys().collect();
+        names.sort_by_key(|id| (links[*id].seq, **id));
+        let Some(point) = point else {
+            for id in names {
+                problem(
+                    r,
+                    &id.to_hex(),
+                    format!("its base point {short} cannot be read (see that point's problem)"),
+                );
+            }
+            continue;
+        };
+        let body = point
+            .components
+            .iter()
+            .find(|c| c.path == *path)
+            .and_then(|c| c.sqlite.as_ref());
+        let Some(body) = body else {
+            for id in names {
+                problem(
+                    r,
+                    &id.to_hex(),
+                    format!("its base point {short} has no sqlite database at {path}"),
+                );
+            }
+            continue;
+        };
+        let mut whole = true;
+        for id in &names {
+            let d = &links[*id];
+            if d.page_size != body.page_size {
+                whole = false;
+                problem(
+                    r,
+                    &id.to_hex(),
+                    format!(
+                        "seq {} of {path} from point {short}: page size {} differs from the base's {}",
+                        d.seq, d.page_size, body.page_size
+                    ),
+                );
+            }
+            if d.app != point.app {
+                problem(
+                    r,
+                    &id.to_hex(),
+                    format!(
+                        "seq {} of {path} from point {short}: app {:?} differs from the base's {:?}",
+                        d.seq, d.app, point.app
+                    ),
+                );
+            }
+            // The chunks it names must be indexed and in packs that are not damaged.
+            let mut mine: HashSet<ChunkId> = d.pages.iter().copied().collect();
+            for seg in &d.pages {
+                match reader.read(seg).and_then(|b| decode_delta(&b)) {
+                    Ok(pairs) => mine.extend(pairs.into_iter().map(|(_, c)| c)),
+                    Err(e) => {
+                        whole = false;
+                        problem(
+                            r,
+                            &id.to_hex(),
+                            format!(
+                                "seq {} of {path} from point {short} at {}: cannot read its page list: {e}",
+                                d.seq, d.time
+                            ),
+                        );
+                    }
+                }
+            }
+            let missing = mine
+                .iter()
+                .filter(|c| repo.index().get(c).is_none())
+                .count();
+            let mut damaged: Vec<String> = mine
+                .iter()
+                .filter_map(|c| repo.index().get(c))
+                .map(|l| repo.index().pack(l.pack))
+                .filter(|p| bad_packs.contains(p))
+                .map(|p| p.short())
+                .collect::<HashSet<_>>()
+                .into_iter()
+                .collect();
+            damaged.sort();
+            if missing > 0 {
+                problem(
+                    r,
+                    &id.to_hex(),
+                    format!(
+                        "seq {} of {path} from point {short} at {}: {missing} referenced chunks are in no index",
+                        d.seq, d.time
+                    ),
+                );
+            }
+            if !damaged.is_empty() {
+                problem(
+                    r,
+                    &id.to_hex(),
+                    format!(
+                        "seq {} of {path} from point {short} at {}: depends on damaged pack(s) {}",
+                        d.seq,
+                        d.time,
+                        damaged.join(", ")
+                    ),
+                );
+            }
+            referenced.extend(mine);
+        }
+        if !whole {
+            continue;
+        }
+        // Whole chains: walk back from every tip (a link no other names as parent); a missing
+        // parent is a gap, named with the newest moment restorable before it. Then replay.
+        let parents: HashSet<ObjectId> = links
+            .values()
+            .filter_map(|d| d.parent.as_deref().and_then(ObjectId::from_hex))
+            .collect();
+        let mut seen: HashSet<String> = HashSet::new();
+        for tip in names.iter().rev().filter(|id| !parents.contains(**id)) {
+            let res = crate::deltas::chain_to(links, tip)
+                .and_then(|chain| crate::deltas::replay(&mut reader, body, &chain).map(|_| ()));
+            if let Err(e) = res {
+                let mut msg = format!("chain of {path} from point {short}: {}", e.message());
+                // The gap's hint starts with the newest moment restorable before it.
+                if let Some(h) = e.hint().and_then(|h| h.split(';').next()) {
+                    msg.push_str(&format!(" ({h})"));
+                }
+                if seen.insert(msg.clone()) {
+                    problem(r, &tip.to_hex(), msg);
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn read_pack(
@@ -404,4 +594,86 @@ fn check_trailer(
         return Err("trailer and index disagree about the blocks in this pack".into());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::progress::NoProgress;
+    use crate::test_chain::*;
+    use crate::test_store::TestStore;
+
+    fn run(repo: &mut Repository) -> CheckReport {
+        check(repo, CheckOptions { read_data: true }, &NoProgress).unwrap()
+    }
+
+    #[test]
+    fn check_passes_an_intact_chain_and_names_a_gap() {
+        let store = Arc::new(TestStore::default());
+        let mut repo = repo(&store);
+        let a = base_point(&mut repo, "app", "A");
+        let steps = three_steps(jiff::Timestamp::now());
+        let ids = chain(&mut repo, &a, &steps);
+
+        let r = run(&mut repo);
+        assert!(r.problems.is_empty(), "{:?}", r.problems);
+        assert_eq!((r.deltas, r.delta_chains, r.stale_deltas), (3, 1, 0));
+
+        // The middle link goes missing.
+        repo.storage()
+            .delete(ObjectKind::Delta, &ids[1].to_hex())
+            .unwrap();
+        let r = run(&mut repo);
+        assert_eq!((r.deltas, r.delta_chains), (2, 1));
+        assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
+        let p = &r.problems[0];
+        assert_eq!(
+            p.object,
+            format!("{}/{}", ObjectKind::Delta, ids[2].to_hex())
+        );
+        for needle in [
+            "gap",
+            DB,
+            &a.0.to_hex()[..8],
+            "delta seq 2",
+            "delta seq 3",
+            &steps[2].time.to_string(),
+            // The newest moment still restorable: the first link.
+            &format!("delta seq 1 at {}", steps[0].time),
+        ] {
+            assert!(p.message.contains(needle), "{needle:?} in {}", p.message);
+        }
+    }
+
+    #[test]
+    fn check_reports_a_chain_that_does_not_fit_its_base() {
+        let store = Arc::new(TestStore::default());
+        let mut repo = repo(&store);
+        let a = base_point(&mut repo, "app", "A");
+        let b = base_point(&mut repo, "app", "B");
+        // A chain written against A but naming B as its base: the first link's checksum
+        // before is A's, so the replay finds the broken link.
+        let mut wrong = a.clone();
+        wrong.0 = b.0;
+        let ids = chain(&mut repo, &wrong, &three_steps(jiff::Timestamp::now()));
+        let r = run(&mut repo);
+        assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
+        let p = &r.problems[0];
+        assert_eq!(
+            p.object,
+            format!("{}/{}", ObjectKind::Delta, ids[2].to_hex())
+        );
+        assert!(p.message.contains("seq 1"), "{}", p.message);
+        assert!(p.message.contains("checksum before"), "{}", p.message);
+
+        // Once B is forgotten the chain is stale, not damage: prune drops it.
+        repo.storage()
+            .delete(ObjectKind::Point, &b.0.to_hex())
+            .unwrap();
+        let r = run(&mut repo);
+        assert!(r.problems.is_empty(), "{:?}", r.problems);
+        assert_eq!(r.stale_deltas, 3);
+    }
 }

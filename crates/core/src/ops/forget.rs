@@ -1,12 +1,19 @@
-//! `forget`: removes the points a retention plan did not keep. Deleting a point manifest is
+//! `forget`: removes the points a retention plan did not keep, and thins the delta records of
+//! continuous capture (`docs/FORMAT.md` §17). Deleting a point manifest or a delta record is
 //! atomic and the data it referenced stays until `prune`, so a forget killed half-way leaves
 //! some points removed and every other point whole.
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
 use crate::error::{err, Error, Result};
+use crate::id::ObjectId;
 use crate::repository::Repository;
 use crate::retention::Decision;
 use crate::session::Publisher;
 use crate::storage::{ObjectKind, StorageError};
-use std::sync::Arc;
 
 /// Deletes the points `decisions` does not keep; returns how many were deleted.
 pub fn forget(repo: &Repository, decisions: &[Decision]) -> Result<u64> {
@@ -16,8 +23,14 @@ pub fn forget(repo: &Repository, decisions: &[Decision]) -> Result<u64> {
             "the plan removes every point; nothing was deleted"
         ));
     }
-    // Deleting points cannot hurt a concurrent prune (it only makes more data dead), but
-    // forget goes through the same door as every mutation: a lease, checked before it acts.
+    let publisher = forget_lease(repo)?;
+    publisher.publish(|| delete_points(repo, decisions))
+}
+
+/// The lease every forget holds. Deleting points or deltas cannot hurt a concurrent prune
+/// (it only makes more data dead), but forget goes through the same door as every mutation:
+/// a lease, checked before it acts.
+fn forget_lease(repo: &Repository) -> Result<Publisher> {
     let publisher = Publisher::acquire(Arc::clone(repo.storage()), "forget", repo.lease_ttl)?;
     // Forget reads and references no chunk, so no prune record can hurt it: it lists every
     // record present as seen, and only the sweep of a record written while it runs waits
@@ -26,7 +39,7 @@ pub fn forget(repo: &Repository, decisions: &[Decision]) -> Result<u64> {
     publisher
         .lease()
         .set_seen_prunes(records.into_iter().map(|e| e.name).collect())?;
-    publisher.publish(|| delete_points(repo, decisions))
+    Ok(publisher)
 }
 
 fn delete_points(repo: &Repository, decisions: &[Decision]) -> Result<u64> {
@@ -43,4 +56,225 @@ fn delete_points(repo: &Repository, decisions: &[Decision]) -> Result<u64> {
         }
     }
     Ok(n)
+}
+
+/// What [`forget_deltas`] removed (or, in a dry run, would remove) and kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DeltaForgetReport {
+    /// Delta records removed.
+    pub deltas: u64,
+    /// Chains (all deltas of one base point and database path) removed.
+    pub chains: u64,
+    /// Of those, chains whose base point is forgotten now or gone.
+    pub chains_of_gone_points: u64,
+    /// Delta records kept.
+    pub kept_deltas: u64,
+    /// Chains kept.
+    pub kept_chains: u64,
+}
+
+/// Thins the delta records of `app` (`docs/FORMAT.md` §17): removes every chain (all deltas
+/// with the same `base` and `path`) whose base point is in `forgotten_points` or is no point
+/// any more, and every chain whose newest link is older than `now - keep_within`. A chain is
+/// removed whole or not at all: it replays from its base, so a missing link in the middle
+/// would make every later link a gap. Deltas that cannot be read are left alone (`check`
+/// names them). With `dry_run` nothing is deleted and no lease is taken.
+pub fn forget_deltas(
+    repo: &Repository,
+    app: &str,
+    keep_within: Duration,
+    now: jiff::Timestamp,
+    forgotten_points: &[ObjectId],
+    dry_run: bool,
+) -> Result<DeltaForgetReport> {
+    // Deltas before points: a delta is written only after its base point exists, so a delta
+    // listed here whose base is missing from the later listing belongs to a forgotten point.
+    let deltas = repo.deltas()?;
+    type Link = (u64, ObjectId, jiff::Timestamp);
+    let mut chains: BTreeMap<(String, String), Vec<Link>> = BTreeMap::new();
+    for (id, d) in deltas.into_iter().filter(|(_, d)| d.app == app) {
+        let t = d.timestamp()?;
+        chains
+            .entry((d.base, d.path))
+            .or_default()
+            .push((d.seq, id, t));
+    }
+    let mut report = DeltaForgetReport::default();
+    if chains.is_empty() {
+        return Ok(report);
+    }
+    let points: HashSet<String> = repo
+        .storage()
+        .list(ObjectKind::Point)?
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    let forgotten: HashSet<String> = forgotten_points.iter().map(ObjectId::to_hex).collect();
+    let span = jiff::SignedDuration::try_from(keep_within).unwrap_or(jiff::SignedDuration::MAX);
+    let cutoff = now.checked_sub(span).unwrap_or(jiff::Timestamp::MIN);
+    let mut doomed: Vec<ObjectId> = Vec::new();
+    for ((base, _), links) in &mut chains {
+        let gone = forgotten.contains(base.as_str()) || !points.contains(base.as_str());
+        let newest = links.iter().map(|l| l.2).max().expect("a chain has links");
+        if gone || newest < cutoff {
+            report.chains += 1;
+            report.chains_of_gone_points += gone as u64;
+            report.deltas += links.len() as u64;
+            // Newest link first: a forget killed half-way leaves the chain's first links, a
+            // chain without a gap, which the next forget removes too (its newest remaining
+            // link is older still, or its base is gone).
+            links.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+            doomed.extend(links.iter().map(|l| l.1));
+        } else {
+            report.kept_chains += 1;
+            report.kept_deltas += links.len() as u64;
+        }
+    }
+    if dry_run || doomed.is_empty() {
+        return Ok(report);
+    }
+    let publisher = forget_lease(repo)?;
+    publisher.publish(|| {
+        for (n, id) in doomed.iter().enumerate() {
+            match repo.storage().delete(ObjectKind::Delta, &id.to_hex()) {
+                Ok(()) | Err(StorageError::NotFound { .. }) => {}
+                Err(e) => {
+                    return Err(Error::from(e).context(format!(
+                        "delete delta {} ({n} deltas were deleted before)",
+                        id.short()
+                    )))
+                }
+            }
+        }
+        Ok(())
+    })?;
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::test_chain::*;
+    use crate::test_store::TestStore;
+
+    const DAY: Duration = Duration::from_secs(24 * 3600);
+
+    fn hours_ago(now: jiff::Timestamp, h: i64) -> jiff::Timestamp {
+        now.checked_sub(jiff::SignedDuration::from_hours(h))
+            .unwrap()
+    }
+
+    /// Three links at `start`, `start + 1h`, `start + 2h`... spread by `gap_h` hours.
+    fn steps(start: jiff::Timestamp, gap_h: i64) -> Vec<Step<'static>> {
+        let mut s = three_steps(start);
+        for (i, st) in s.iter_mut().enumerate() {
+            st.time = start
+                .checked_add(jiff::SignedDuration::from_hours(gap_h * i as i64))
+                .unwrap();
+        }
+        s
+    }
+
+    fn sorted(mut v: Vec<String>) -> Vec<String> {
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn forget_deltas_drops_whole_chains_only() {
+        let store = Arc::new(TestStore::default());
+        let mut repo = repo(&store);
+        let now = jiff::Timestamp::now();
+        let a = base_point(&mut repo, "app", "A");
+        let b = base_point(&mut repo, "app", "B");
+        let c = base_point(&mut repo, "other", "C");
+        // Chain on A: all of it two days old. Chain on B: starts 30 h ago, newest link 1 h
+        // ago (straddles the window). Chain of another app: old, but not this app's.
+        let old = chain(&mut repo, &a, &steps(hours_ago(now, 50), 1));
+        let straddling = chain(&mut repo, &b, &steps(hours_ago(now, 30), 14));
+        let other = chain(&mut repo, &c, &steps(hours_ago(now, 50), 1));
+        let all = sorted(store.names(ObjectKind::Delta));
+        assert_eq!(all.len(), 9);
+
+        // A dry run deletes nothing and says what a real one would.
+        let dry = forget_deltas(&repo, "app", DAY, now, &[], true).unwrap();
+        assert_eq!(
+            dry,
+            DeltaForgetReport {
+                deltas: 3,
+                chains: 1,
+                chains_of_gone_points: 0,
+                kept_deltas: 3,
+                kept_chains: 1,
+            }
+        );
+        assert_eq!(sorted(store.names(ObjectKind::Delta)), all);
+
+        let done = forget_deltas(&repo, "app", DAY, now, &[], false).unwrap();
+        assert_eq!(done, dry);
+        let left = sorted(store.names(ObjectKind::Delta));
+        let mut expect: Vec<String> = straddling
+            .iter()
+            .chain(&other)
+            .map(|i| i.to_hex())
+            .collect();
+        expect.sort();
+        assert_eq!(
+            left, expect,
+            "the old chain went whole, the straddling one stayed whole"
+        );
+        assert!(old.iter().all(|i| !left.contains(&i.to_hex())));
+        // The straddling chain still replays to its end.
+        let mut expect_pages = base_tags("B");
+        expect_pages[0] = "d3 p1".into();
+        expect_pages[1] = "d1 p2".into();
+        expect_pages[2] = "d2 p3".into();
+        replay_and_read(&mut repo, &b.1, &straddling, &expect_pages).unwrap();
+        assert!(store.names(ObjectKind::Lease).is_empty(), "lease released");
+
+        // A window that covers nothing keeps nothing of the app; a wide one keeps it all.
+        let wide = forget_deltas(&repo, "app", 3 * DAY, now, &[], false).unwrap();
+        assert_eq!((wide.deltas, wide.kept_deltas), (0, 3));
+        let narrow =
+            forget_deltas(&repo, "app", Duration::from_secs(1800), now, &[], false).unwrap();
+        assert_eq!((narrow.deltas, narrow.chains), (3, 1));
+        assert_eq!(
+            sorted(store.names(ObjectKind::Delta)),
+            sorted(other.iter().map(|i| i.to_hex()).collect())
+        );
+    }
+
+    #[test]
+    fn forget_deltas_drops_the_chains_of_forgotten_and_gone_points() {
+        let store = Arc::new(TestStore::default());
+        let mut repo = repo(&store);
+        let now = jiff::Timestamp::now();
+        let a = base_point(&mut repo, "app", "A");
+        let b = base_point(&mut repo, "app", "B");
+        let c = base_point(&mut repo, "app", "C");
+        chain(&mut repo, &a, &three_steps(now));
+        chain(&mut repo, &b, &three_steps(now));
+        let kept = chain(&mut repo, &c, &three_steps(now));
+        // B is forgotten now (its manifest is still there in a dry run); A went earlier.
+        repo.storage()
+            .delete(ObjectKind::Point, &a.0.to_hex())
+            .unwrap();
+        let r = forget_deltas(&repo, "app", DAY, now, &[b.0], false).unwrap();
+        assert_eq!(
+            r,
+            DeltaForgetReport {
+                deltas: 6,
+                chains: 2,
+                chains_of_gone_points: 2,
+                kept_deltas: 3,
+                kept_chains: 1,
+            }
+        );
+        assert_eq!(
+            sorted(store.names(ObjectKind::Delta)),
+            sorted(kept.iter().map(|i| i.to_hex()).collect())
+        );
+    }
 }

@@ -1,14 +1,14 @@
 //! Prune: delete what no point references, repack mostly-dead packs, beside running backups
 //! and safe to kill at any step (`docs/ARCHITECTURE.md`, "Prune beside running backups").
 //!
-//! Phase 1 (mark) computes the live chunks of every point, copies the live chunks of packs
+//! Phase 1 (mark) computes the live chunks of every point and delta record (§17), copies the live chunks of packs
 //! that are mostly garbage into new packs, writes replacement index objects for the packs that
 //! stay, and only then writes a prune record (`prune/<id>`) naming the packs and index objects
 //! to delete. Nothing is deleted in phase 1.
 //!
 //! Phase 2 (sweep) runs for a record only when every live lease has seen it (so its holder
-//! never deduplicated against a condemned pack). It first re-checks every point written after
-//! the record against the condemned packs and keeps ("resurrects") a pack a new point needs,
+//! never deduplicated against a condemned pack). It first re-checks every point and delta
+//! written after the record against the condemned packs and keeps ("resurrects") a pack a new point needs,
 //! then deletes condemned index objects, then packs, then the record. Every delete tolerates
 //! "already gone", so a sweep killed half-way simply runs again.
 //!
@@ -25,6 +25,7 @@ use serde::Serialize;
 use crate::components::load_tree;
 use crate::crypto::MasterKey;
 use crate::error::{err, Error, Result};
+use crate::format::delta::Delta;
 use crate::format::index::{IndexFile, INDEX_MAGIC};
 use crate::format::key::hostname;
 use crate::format::object;
@@ -89,6 +90,10 @@ pub struct PruneReport {
     pub deferred: Vec<String>,
     /// Proof records of forgotten points deleted (or, in a dry run, that would be).
     pub proofs_deleted: u64,
+    /// Delta records (§17) whose chunks were counted live.
+    pub deltas: u64,
+    /// Delta records of forgotten points deleted (or, in a dry run, that would be).
+    pub deltas_deleted: u64,
 }
 
 fn storage_err(e: StorageError, what: String) -> Error {
@@ -132,6 +137,26 @@ fn walk_point(
             for e in load_tree(reader, t)? {
                 live.extend(e.chunks);
             }
+        }
+    }
+    Ok(())
+}
+
+/// Adds every chunk a delta record needs to `live`: its segments and the pages they list.
+/// (Replaying it needs its base point's page table too; the base is a point, walked as one.)
+/// Segments already in `live` were decoded before and are skipped, as in [`walk_point`].
+fn walk_delta(
+    reader: &mut ChunkReader<'_>,
+    delta: &Delta,
+    live: &mut HashSet<ChunkId>,
+) -> Result<()> {
+    for seg in &delta.pages {
+        if live.insert(*seg) {
+            live.extend(
+                decode_delta(&reader.read(seg)?)?
+                    .into_iter()
+                    .map(|(_, id)| id),
+            );
         }
     }
     Ok(())
@@ -191,22 +216,36 @@ fn sweep(
     // objects are written before it, so every listed point's chunks are then in the index
     // (the other order let a backup committing in between fail the prune with "chunk ... is
     // not in any index"). A point written after this listing belongs to an operation whose
-    // lease was live at the lease check above, so this sweep has already deferred.
+    // lease was live at the lease check above, so this sweep has already deferred. Delta
+    // records likewise, by the same argument (`commit_delta` writes a delta's packs and index
+    // objects before the delta, under its session's lease): listed with the points, before
+    // the index, and every one the record did not count is walked. A record written before
+    // deltas existed counted none, so every delta is walked.
     let seen: HashSet<&str> = record.points.iter().map(String::as_str).collect();
     let new_points: Vec<(ObjectId, Point)> = repo
         .points_strict()?
         .into_iter()
         .filter(|(id, _)| !seen.contains(id.to_hex().as_str()))
         .collect();
+    let seen_deltas: HashSet<&str> = record.deltas.iter().map(String::as_str).collect();
+    let new_deltas: Vec<(ObjectId, Delta)> = repo
+        .deltas_strict()?
+        .into_iter()
+        .filter(|(id, _)| !seen_deltas.contains(id.to_hex().as_str()))
+        .collect();
     repo.load_index_strict()?;
     let mut keep: HashSet<ObjectId> = HashSet::new();
-    if !new_points.is_empty() {
+    if !new_points.is_empty() || !new_deltas.is_empty() {
         let mut needed = HashSet::new();
         {
             let mut reader = repo.reader();
             for (_, p) in &new_points {
                 crate::cancel::check()?;
                 walk_point(&mut reader, p, &mut needed)?;
+            }
+            for (_, d) in &new_deltas {
+                crate::cancel::check()?;
+                walk_delta(&mut reader, d, &mut needed)?;
             }
         }
         let index = repo.index();
@@ -229,7 +268,7 @@ fn sweep(
             // A point needs chunks no index knows: something is damaged or in flight. Delete
             // nothing until that is understood.
             report.deferred.push(format!(
-                "prune record {}: {unknown} chunks of points written since have no index entry; run `lifeboat check`",
+                "prune record {}: {unknown} chunks of points or deltas written since have no index entry; run `lifeboat check`",
                 &name[..8.min(name.len())]
             ));
             return Ok(false);
@@ -354,6 +393,44 @@ fn drop_stale_proofs(
     Ok(())
 }
 
+/// Deletes the delta records (`FORMAT.md` §17) whose base point is gone, and returns their
+/// names (in a dry run, of those that would be deleted; the mark must not count them).
+/// Deltas are listed *before* points: a delta is written only after its base point existed,
+/// so every delta listed here whose base is missing from the later listing belongs to a
+/// point that was forgotten (a point written meanwhile cannot be the base of a delta in the
+/// earlier listing). Deltas that cannot be read are left alone (`check` names them; the mark
+/// then refuses to run, as for a point that cannot be read).
+fn drop_stale_deltas(
+    repo: &Repository,
+    own: &Publisher,
+    dry_run: bool,
+    report: &mut PruneReport,
+) -> Result<HashSet<String>> {
+    let (deltas, _) = repo.deltas_and_damaged()?;
+    let mut dropped = HashSet::new();
+    if deltas.is_empty() {
+        return Ok(dropped);
+    }
+    let points: HashSet<String> = repo
+        .storage()
+        .list(ObjectKind::Point)?
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    for (id, delta) in deltas {
+        if points.contains(&delta.base) {
+            continue;
+        }
+        let name = id.to_hex();
+        if !dry_run {
+            own.publish(|| delete(repo, ObjectKind::Delta, &name))?;
+        }
+        report.deltas_deleted += 1;
+        dropped.insert(name);
+    }
+    Ok(dropped)
+}
+
 /// Per pack: bytes of all chunks and of live ones, and which index objects list it.
 #[derive(Default)]
 struct PackStat {
@@ -363,17 +440,26 @@ struct PackStat {
 }
 
 /// Phase 1. Returns the name of the record written (None when there is nothing to do).
+/// `dropped`: delta records [`drop_stale_deltas`] deleted (or, in a dry run, would have):
+/// not counted.
 fn mark(
     repo: &mut Repository,
     own: &Publisher,
     opts: &PruneOptions,
+    dropped: &HashSet<String>,
     report: &mut PruneReport,
     progress: &dyn Progress,
 ) -> Result<Option<String>> {
-    // Points first, then the index (as in `sweep`): every listed point's index objects were
-    // written before it, so its chunks are all found. A point written after this listing is
-    // not in the record's `points`, and the sweep resurrects what it needs.
+    // Points and deltas first, then the index (as in `sweep`): every listed point's or
+    // delta's index objects were written before it, so its chunks are all found. A point or
+    // delta written after this listing is not in the record's `points` or `deltas`, and the
+    // sweep resurrects what it needs.
     let points = repo.points_strict()?;
+    let deltas: Vec<(ObjectId, Delta)> = repo
+        .deltas_strict()?
+        .into_iter()
+        .filter(|(id, _)| !dropped.contains(&id.to_hex()))
+        .collect();
     repo.load_index_strict()?;
     // What pending records (deferred sweeps) already condemn is left to them.
     let pending = repo.prune_records()?;
@@ -385,7 +471,8 @@ fn mark(
         .collect();
 
     report.points = points.len() as u64;
-    progress.start("scanning points", points.len() as u64);
+    report.deltas = deltas.len() as u64;
+    progress.start("scanning points", (points.len() + deltas.len()) as u64);
     let mut live: HashSet<ChunkId> = HashSet::new();
     {
         let mut reader = repo.reader();
@@ -394,6 +481,15 @@ fn mark(
             walk_point(&mut reader, p, &mut live).map_err(|e| {
                 e.context(format!("read point {}", id.short())).with_hint(
                     "prune never deletes while a point cannot be read completely; run `lifeboat check`",
+                )
+            })?;
+            progress.inc(1);
+        }
+        for (id, d) in &deltas {
+            crate::cancel::check()?;
+            walk_delta(&mut reader, d, &mut live).map_err(|e| {
+                e.context(format!("read delta {} (seq {} of {})", id.short(), d.seq, d.path)).with_hint(
+                    "prune never deletes while a delta cannot be read completely; run `lifeboat check`",
                 )
             })?;
             progress.inc(1);
@@ -563,6 +659,7 @@ fn mark(
         packs: condemned.iter().map(ObjectId::to_hex).collect(),
         indexes: condemned_indexes,
         points: points.iter().map(|(id, _)| id.to_hex()).collect(),
+        deltas: deltas.iter().map(|(id, _)| id.to_hex()).collect(),
     };
     let bytes = object::seal(repo.key(), PRUNE_MAGIC, &record.encode())?;
     let name = ObjectId::of(&bytes).to_hex();
@@ -606,11 +703,179 @@ pub fn prune(
     if !opts.dry_run {
         sweep_all(repo, &publisher, &mut report, progress)?;
     }
-    mark(repo, &publisher, opts, &mut report, progress)?;
+    // Deltas of forgotten points go before the mark lists deltas, so their chunks are
+    // garbage in this very prune.
+    let dropped = drop_stale_deltas(repo, &publisher, opts.dry_run, &mut report)?;
+    mark(repo, &publisher, opts, &dropped, &mut report, progress)?;
     if !opts.dry_run {
         sweep_all(repo, &publisher, &mut report, progress)?;
     }
     drop_stale_proofs(repo, &publisher, opts.dry_run, &mut report)?;
     publisher.lease().check_alive()?;
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::progress::NoProgress;
+    use crate::retention::Decision;
+    use crate::test_chain::*;
+    use crate::test_store::TestStore;
+
+    fn opts(repack_below: f64) -> PruneOptions {
+        PruneOptions {
+            repack_below,
+            dry_run: false,
+        }
+    }
+
+    fn keep(id: &ObjectId, keep: bool) -> Decision {
+        Decision {
+            id: id.to_hex(),
+            time: String::new(),
+            tags: vec![],
+            keep,
+            reasons: vec![],
+        }
+    }
+
+    fn expect_after_two(prefix: &str) -> Vec<String> {
+        vec![
+            format!("{prefix} p1"),
+            "d1 p2".into(),
+            "d2 p3".into(),
+            format!("{prefix} p4"),
+            "d2 p5".into(),
+        ]
+    }
+
+    #[test]
+    fn prune_keeps_every_chunk_a_delta_needs() {
+        let store = Arc::new(TestStore::default());
+        let mut repo = repo(&store);
+        let a = base_point(&mut repo, "app", "A");
+        let ids = chain(&mut repo, &a, &three_steps(jiff::Timestamp::now()));
+        // Every pack of the chain holds some garbage, so each is repacked: only the chunks
+        // counted live are copied, the rest is deleted.
+        let packs_before = store.names(ObjectKind::Pack);
+        let report = prune(&mut repo, &opts(0.99), &NoProgress).unwrap();
+        assert_eq!(report.points, 1);
+        assert_eq!(report.deltas, 3);
+        assert_eq!(report.deltas_deleted, 0);
+        assert!(report.packs_repacked >= 3, "{report:?}");
+        assert_eq!(report.records_swept, 1, "{report:?}");
+        assert!(report.deferred.is_empty(), "{report:?}");
+        let packs_after = store.names(ObjectKind::Pack);
+        assert!(
+            packs_before
+                .iter()
+                .filter(|p| packs_after.contains(p))
+                .count()
+                < packs_before.len(),
+            "the chain's packs were replaced"
+        );
+        assert_eq!(store.names(ObjectKind::Delta).len(), 3);
+        // Every prefix of the chain still replays, and every page of it reads.
+        replay_and_read(&mut repo, &a.1, &ids, &three_steps_pages("A")).unwrap();
+        replay_and_read(&mut repo, &a.1, &ids[..2], &expect_after_two("A")).unwrap();
+        // The garbage went.
+        repo.load_index().unwrap();
+        let garbage = repo.key().chunk_id(format!("garbage {} 0", a.0).as_bytes());
+        assert!(repo.index().get(&garbage).is_none());
+        // And a second prune finds nothing to do.
+        let again = prune(&mut repo, &opts(0.99), &NoProgress).unwrap();
+        assert_eq!((again.packs_deleted, again.packs_repacked), (0, 0));
+        replay_and_read(&mut repo, &a.1, &ids, &three_steps_pages("A")).unwrap();
+    }
+
+    #[test]
+    fn forgetting_the_base_point_drops_its_deltas_and_their_data() {
+        let store = Arc::new(TestStore::default());
+        let mut repo = repo(&store);
+        let a = base_point(&mut repo, "app", "A");
+        let b = base_point(&mut repo, "app", "B");
+        let ids = chain(&mut repo, &a, &three_steps(jiff::Timestamp::now()));
+        crate::ops::forget::forget(&repo, &[keep(&a.0, false), keep(&b.0, true)]).unwrap();
+
+        // A dry run counts them and changes nothing.
+        let before = store.snapshot();
+        let dry = prune(
+            &mut repo,
+            &PruneOptions {
+                repack_below: 0.5,
+                dry_run: true,
+            },
+            &NoProgress,
+        )
+        .unwrap();
+        assert_eq!(dry.deltas_deleted, 3);
+        assert_eq!(dry.deltas, 0, "not counted live");
+        assert!(dry.packs_deleted > 0);
+        assert_eq!(store.snapshot(), before);
+
+        let report = prune(&mut repo, &opts(0.5), &NoProgress).unwrap();
+        assert_eq!(report.deltas_deleted, 3);
+        assert_eq!(report.deltas, 0);
+        assert!(report.deferred.is_empty(), "{report:?}");
+        assert!(store.names(ObjectKind::Delta).is_empty());
+        repo.load_index().unwrap();
+        for tag in ["d1 p2", "d2 p3", "d2 p5", "d3 p1", "A p1"] {
+            let id = repo.key().chunk_id(&page(tag));
+            assert!(repo.index().get(&id).is_none(), "{tag} is gone");
+        }
+        for id in &ids {
+            assert!(repo.read_delta(id).is_err());
+        }
+        // The kept point is whole.
+        let mut reader = repo.reader();
+        let table = load_page_table_of(&mut reader, &b.1);
+        for (id, tag) in table.iter().zip(base_tags("B")) {
+            assert_eq!(reader.read(id).unwrap(), page(&tag));
+        }
+    }
+
+    fn load_page_table_of(reader: &mut ChunkReader<'_>, p: &Point) -> Vec<ChunkId> {
+        crate::components::load_page_table(reader, body(p)).unwrap()
+    }
+
+    /// A capture that loaded the index before a prune condemned a pack, and then wrote a
+    /// delta naming a chunk only that pack holds: the sweep keeps the pack.
+    #[test]
+    fn a_delta_written_since_the_record_resurrects_what_it_needs() {
+        let store = Arc::new(TestStore::default());
+        let mut repo = repo(&store);
+        let a = base_point(&mut repo, "app", "A");
+        let g = base_point(&mut repo, "app", "G");
+        crate::ops::forget::forget(&repo, &[keep(&g.0, false), keep(&a.0, true)]).unwrap();
+
+        let mut capture = reopen(&store);
+        let mut session = capture.begin_backup().unwrap();
+        // The prune condemns G's pack; its sweep waits for the capture's lease.
+        let first = prune(&mut repo, &opts(0.5), &NoProgress).unwrap();
+        assert_eq!(first.records_swept, 0);
+        assert_eq!(first.deferred.len(), 1, "{first:?}");
+        // The capture deduplicates page 1 against G's page, then publishes the delta.
+        let step = Step {
+            page_count: 4,
+            changed: &[(1, "G p1")],
+            time: jiff::Timestamp::now(),
+        };
+        let ids = chain_in(&mut session, &a, &[step]);
+        drop(session);
+        drop(capture);
+
+        let second = prune(&mut repo, &opts(0.5), &NoProgress).unwrap();
+        assert!(second.records_swept >= 1, "{second:?}");
+        assert!(second.packs_resurrected >= 1, "{second:?}");
+        assert!(second.deferred.is_empty(), "{second:?}");
+        let mut expect = base_tags("A");
+        expect[0] = "G p1".into();
+        replay_and_read(&mut repo, &a.1, &ids, &expect).unwrap();
+        // And G's other pages went.
+        let dead = repo.key().chunk_id(&page("G p2"));
+        assert!(repo.index().get(&dead).is_none());
+    }
 }

@@ -26,8 +26,16 @@ pub fn run(ctx: &Context, a: CheckArgs) -> Result<()> {
         json(&report)?;
     } else {
         outln!(
-            "checked {} points, {} index files, {} packs, {} chunks referenced{}",
+            "checked {} points{}, {} index files, {} packs, {} chunks referenced{}",
             report.points,
+            if report.deltas > 0 {
+                format!(
+                    ", {} continuous deltas in {} chains",
+                    report.deltas, report.delta_chains
+                )
+            } else {
+                String::new()
+            },
             report.indexes,
             report.packs,
             report.chunks_referenced,
@@ -58,6 +66,12 @@ pub fn run(ctx: &Context, a: CheckArgs) -> Result<()> {
             outln!(
                 "note: {} proof record(s) belong to forgotten points (harmless; `lifeboat prune` deletes them)",
                 report.stale_proofs
+            );
+        }
+        if report.stale_deltas > 0 {
+            outln!(
+                "note: {} continuous delta(s) belong to forgotten points (harmless; `lifeboat prune` deletes them)",
+                report.stale_deltas
             );
         }
         for n in &report.notes {

@@ -127,6 +127,8 @@ pub fn run(ctx: &Context, a: ForgetArgs) -> Result<()> {
                 "policy": plan.policy.describe(),
                 "dry_run": a.dry_run,
                 "points": decisions,
+                "continuous_keep_secs": plan.continuous_keep.as_secs(),
+                "deltas": plan.deltas,
             }))?;
         } else {
             outln!(
@@ -165,6 +167,23 @@ pub fn run(ctx: &Context, a: ForgetArgs) -> Result<()> {
                     .as_ref()
                     .map_or(String::new(), |r| format!(", repository {}", esc(r)))
             );
+            let d = &plan.deltas;
+            if d.deltas + d.kept_deltas > 0 {
+                outln!(
+                    "continuous deltas: {} in {} chains {} ({} of removed points, the rest older than {}), {} in {} chains kept",
+                    d.deltas,
+                    d.chains,
+                    if a.dry_run {
+                        "would be removed"
+                    } else {
+                        "removed"
+                    },
+                    d.chains_of_gone_points,
+                    span(plan.continuous_keep),
+                    d.kept_deltas,
+                    d.kept_chains
+                );
+            }
         }
         Ok(())
     })();
@@ -181,6 +200,18 @@ pub fn run(ctx: &Context, a: ForgetArgs) -> Result<()> {
         }
     }
     printed
+}
+
+/// `continuous_keep` as people write it: `24h`, `90m`, `45s`.
+fn span(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    if s > 0 && s.is_multiple_of(3600) {
+        format!("{}h", s / 3600)
+    } else if s > 0 && s.is_multiple_of(60) {
+        format!("{}m", s / 60)
+    } else {
+        format!("{s}s")
+    }
 }
 
 #[cfg(test)]

@@ -48,6 +48,13 @@ pub fn print(r: &PruneReport) -> Result<()> {
         r.indexes_written,
         r.indexes_deleted
     );
+    if r.deltas > 0 || r.deltas_deleted > 0 {
+        outln!(
+            "continuous deltas: {} counted live, {} of forgotten points deleted",
+            r.deltas,
+            r.deltas_deleted
+        );
+    }
     if r.proofs_deleted > 0 {
         outln!(
             "proof records of forgotten points: {} deleted",
