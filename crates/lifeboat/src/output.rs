@@ -29,7 +29,7 @@ pub fn init_daemon_logging(verbose: u8, json: bool) {
     // The daemon's own lines at info; the operations' (one per captured component) only
     // with -v.
     let level = match verbose {
-        0 => "warn,lifeboat_daemon=info",
+        0 => "warn,lifeboat_daemon=info,lifeboat_app::continuous=info",
         1 => "info",
         _ => "debug",
     };

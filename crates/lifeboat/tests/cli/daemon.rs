@@ -7,13 +7,13 @@ use std::time::{Duration, Instant};
 use crate::common::{count_lines, make_db, read_log, Env, PASSWORD};
 
 /// A running `lifeboat -c CONFIG run`, its log (stderr) in a file.
-struct Daemon {
+pub(crate) struct Daemon {
     child: Child,
     log: PathBuf,
 }
 
 impl Daemon {
-    fn start(env: &Env, config: &Path, name: &str) -> Daemon {
+    pub(crate) fn start(env: &Env, config: &Path, name: &str) -> Daemon {
         let log = env.path(&format!("{name}.log"));
         let child = Command::new(assert_cmd::cargo::cargo_bin("lifeboat"))
             .env("LIFEBOAT_PASSWORD", PASSWORD)
@@ -32,17 +32,17 @@ impl Daemon {
         Daemon { child, log }
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         read_log(&self.log)
     }
 
     /// Lines of the log containing every one of `needles`.
-    fn count(&self, needles: &[&str]) -> usize {
+    pub(crate) fn count(&self, needles: &[&str]) -> usize {
         count_lines(&self.log(), needles)
     }
 
     /// Waits until `cond(log)` holds; panics with the log after `secs`.
-    fn wait_for(&mut self, what: &str, secs: u64, cond: impl Fn(&Daemon) -> bool) {
+    pub(crate) fn wait_for(&mut self, what: &str, secs: u64, cond: impl Fn(&Daemon) -> bool) {
         let end = Instant::now() + Duration::from_secs(secs);
         while Instant::now() < end {
             if cond(self) {
@@ -59,13 +59,13 @@ impl Daemon {
         panic!("timed out waiting for {what}:\n{}", self.log());
     }
 
-    fn signal(&self, sig: i32) {
+    pub(crate) fn signal(&self, sig: i32) {
         // SAFETY: kill(2) on our own child's pid.
         assert_eq!(unsafe { libc::kill(self.child.id() as i32, sig) }, 0);
     }
 
     /// Sends SIGTERM and waits for the exit; returns its status code.
-    fn stop(mut self, secs: u64) -> (i32, String) {
+    pub(crate) fn stop(mut self, secs: u64) -> (i32, String) {
         self.signal(libc::SIGTERM);
         let end = Instant::now() + Duration::from_secs(secs);
         loop {

@@ -13,6 +13,9 @@ mod atomic;
 /// A clean install (issue 13 item 4): a build from outside the repository backs up SQLite;
 /// completion scripts and man pages.
 mod clean_build;
+/// Continuous capture of SQLite and restore --at (issue 14): a writer through checkpoints of
+/// every kind, kill -9 of the daemon, resume, gaps.
+mod continuous;
 /// `lifeboat run`: schedules, catch-up, SIGHUP with a broken config, SIGTERM mid-backup
 /// (issue 13).
 mod daemon;
