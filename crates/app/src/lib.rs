@@ -88,7 +88,7 @@ pub use jobs::{
 pub use keys::{add_key, list_keys, remove_key};
 pub use known_points::LastRestore;
 pub use password::PasswordSource;
-pub use points::{points, summary, PointSummary, PointsReport};
+pub use points::{points, summary, ContinuousWindow, PointSummary, PointsReport};
 pub use prune::prune;
 pub use recover::{recover_plan, RecoverPlan, RecoverReport, RecoverRequest};
 pub use restore::{

@@ -88,6 +88,62 @@ pub struct PointsReport {
     pub replicas: Vec<String>,
     /// The points, oldest first, each with the replicas holding it.
     pub points: Vec<PointSummary>,
+    /// The continuous windows (one per chain of deltas), oldest first: `restore --at` any
+    /// moment inside one gets the database as of that moment (within its interval).
+    pub windows: Vec<ContinuousWindow>,
+}
+
+/// One chain of continuous deltas: from its base point to its newest link.
+#[derive(Debug, Clone, Serialize)]
+pub struct ContinuousWindow {
+    /// The app.
+    pub app: String,
+    /// The database.
+    pub path: String,
+    /// The point the chain starts from (hex).
+    pub base: String,
+    /// The first link's time (RFC 3339).
+    pub from: String,
+    /// The newest link's time.
+    pub to: String,
+    /// Links.
+    pub links: u64,
+    /// Links that compared every page.
+    pub healed: u64,
+}
+
+/// The continuous windows of `app` (every app when `None`), from the delta records.
+fn windows(repo: &lifeboat_core::Repository, app: Option<&str>) -> Result<Vec<ContinuousWindow>> {
+    let mut by_chain: std::collections::BTreeMap<(String, String, String), ContinuousWindow> =
+        std::collections::BTreeMap::new();
+    for (_, d) in repo.deltas()? {
+        if app.is_some_and(|a| a != d.app) {
+            continue;
+        }
+        let w = by_chain
+            .entry((d.app.clone(), d.path.clone(), d.base.clone()))
+            .or_insert_with(|| ContinuousWindow {
+                app: d.app.clone(),
+                path: d.path.clone(),
+                base: d.base.clone(),
+                from: d.time.clone(),
+                to: d.time.clone(),
+                links: 0,
+                healed: 0,
+            });
+        let t = d.timestamp().ok();
+        if t < w.from.parse().ok() {
+            w.from = d.time.clone();
+        }
+        if t > w.to.parse().ok() {
+            w.to = d.time.clone();
+        }
+        w.links += 1;
+        w.healed += d.healed as u64;
+    }
+    let mut out: Vec<ContinuousWindow> = by_chain.into_values().collect();
+    out.sort_by_key(|w| w.from.parse::<jiff::Timestamp>().ok());
+    Ok(out)
 }
 
 /// Lists the points of `app` (or every point) of its repository; with an app whose config
@@ -130,5 +186,6 @@ pub fn points(setup: &Setup, app: Option<&str>) -> Result<PointsReport> {
     Ok(PointsReport {
         replicas: replicas.into_iter().map(|(t, _)| t).collect(),
         points,
+        windows: windows(&repo, app)?,
     })
 }

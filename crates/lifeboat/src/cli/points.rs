@@ -8,14 +8,21 @@ use crate::output::{esc, json, local_time, outln, size};
 pub struct PointsArgs {
     /// Only points of this app
     pub app: Option<String>,
-    /// JSON on stdout
+    /// JSON on stdout: the points (an array, oldest first); with --windows the continuous
+    /// windows instead
     #[arg(long)]
     pub json: bool,
+    /// With --json: print the continuous windows (one per chain of deltas) instead of points
+    #[arg(long, requires = "json")]
+    pub windows: bool,
 }
 
 pub fn run(ctx: &Context, a: PointsArgs) -> Result<()> {
     let report = lifeboat_app::points(&ctx.setup, a.app.as_deref())?;
     if a.json {
+        if a.windows {
+            return json(&report.windows);
+        }
         json(&report.points)?;
         return Ok(());
     }
@@ -74,6 +81,25 @@ pub fn run(ctx: &Context, a: PointsArgs) -> Result<()> {
             size(s.added),
             contents.join("+")
         );
+    }
+    if !report.windows.is_empty() {
+        outln!("\ncontinuous windows (restore APP --at TIME inside one: the database as of then):");
+        for w in &report.windows {
+            outln!(
+                "  {} {}  {} .. {}  {} links{} from point {}",
+                esc(&w.app),
+                esc(&w.path),
+                local_time(&w.from),
+                local_time(&w.to),
+                w.links,
+                if w.healed > 0 {
+                    format!(" ({} compared every page)", w.healed)
+                } else {
+                    String::new()
+                },
+                &w.base[..8.min(w.base.len())]
+            );
+        }
     }
     if report.points.iter().any(|s| s.future) {
         outln!(
