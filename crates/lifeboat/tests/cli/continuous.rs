@@ -474,3 +474,61 @@ fn a_gap_in_a_chain_is_an_error_naming_it_and_check_reports_it() {
     let (f, _) = restore_at(&env, &config, now(), &out);
     assert_eq!(crate::common::count(&f, "t"), 6);
 }
+
+/// The store goes away for a few seconds while the app writes: the capture says so once, goes
+/// on following the database (the WAL stays bounded, nothing is spooled), and when the store is
+/// back it writes what changed meanwhile; every commit is restorable at the end.
+#[test]
+fn an_outage_of_the_store_loses_nothing_and_is_reported_once() {
+    use crate::fault_proxy::{FaultProxy, Faults};
+    let Some(mut env) = Env::s3() else { return };
+    let (db, config) = setup(&env, "300ms");
+    let upstream: std::net::SocketAddr = std::env::var("LIFEBOAT_TEST_S3_ENDPOINT")
+        .unwrap()
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    let none = Faults {
+        drop: 0.0,
+        slow_down: 0.0,
+        delay: 0.0,
+        cut: 0.0,
+    };
+    let proxy = FaultProxy::start(upstream, none, 1);
+    for (k, v) in env.envs.iter_mut() {
+        if k == "AWS_ENDPOINT_URL" {
+            *v = format!("http://{}", proxy.addr);
+        }
+    }
+    env.envs.push(("LIFEBOAT_S3_RETRIES".into(), "0".into()));
+    let mut d = Daemon::start(&env, &config, "run");
+    d.wait_for("the capture to start", 60, |d| {
+        d.count(&["following from point"]) == 1
+    });
+    let writer = Writer::start(&db, Duration::from_millis(5));
+    std::thread::sleep(Duration::from_secs(2));
+    proxy.set_down(true);
+    d.wait_for("the outage to be reported", 60, |d| {
+        d.count(&["cannot write deltas"]) >= 1
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    proxy.set_down(false);
+    d.wait_for("the capture to recover", 60, |d| {
+        d.count(&["writing deltas again"]) >= 1
+    });
+    let log = writer.finish();
+    std::thread::sleep(Duration::from_secs(2));
+    let (code, out) = d.stop(30);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        out.matches("cannot write deltas").count(),
+        1,
+        "one report per outage:\n{out}"
+    );
+    let at = env.path("now.db");
+    let (file, taken) = restore_at(&env, &config, now(), &at);
+    assert_eq!(
+        assert_consistent_at(&file, &log, taken, "after the outage"),
+        log.last().unwrap().id
+    );
+}

@@ -19,6 +19,7 @@ impl Daemon {
             .env("LIFEBOAT_PASSWORD", PASSWORD)
             .env_remove("LIFEBOAT_CONFIG")
             .env("LIFEBOAT_STATE_DIR", env.path(".lifeboat-state"))
+            .envs(env.envs.iter().map(|(k, v)| (k, v)))
             .env_remove("RUST_LOG")
             .current_dir(env.dir.path())
             .arg("-c")

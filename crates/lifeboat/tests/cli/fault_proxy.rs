@@ -28,6 +28,8 @@ pub struct FaultProxy {
     pub addr: SocketAddr,
     stop: Arc<AtomicBool>,
     injected: Arc<AtomicU64>,
+    /// An outage: every connection is refused and open ones are cut.
+    down: Arc<AtomicBool>,
 }
 
 impl FaultProxy {
@@ -36,23 +38,34 @@ impl FaultProxy {
         let addr = listener.local_addr().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let injected = Arc::new(AtomicU64::new(0));
+        let down = Arc::new(AtomicBool::new(false));
         let rng = Arc::new(Mutex::new(rand::rngs::StdRng::seed_from_u64(seed)));
-        let (st, inj) = (Arc::clone(&stop), Arc::clone(&injected));
+        let (st, inj, dn) = (Arc::clone(&stop), Arc::clone(&injected), Arc::clone(&down));
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 if st.load(Ordering::Relaxed) {
                     return;
                 }
                 let Ok(client) = conn else { continue };
-                let (rng, inj) = (Arc::clone(&rng), Arc::clone(&inj));
-                std::thread::spawn(move || serve(client, upstream, faults, &rng, &inj));
+                if dn.load(Ordering::Relaxed) {
+                    let _ = client.shutdown(Shutdown::Both);
+                    continue;
+                }
+                let (rng, inj, dn) = (Arc::clone(&rng), Arc::clone(&inj), Arc::clone(&dn));
+                std::thread::spawn(move || serve(client, upstream, faults, &rng, &inj, &dn));
             }
         });
         FaultProxy {
             addr,
             stop,
             injected,
+            down,
         }
+    }
+
+    /// Starts (`true`) or ends an outage of the store behind the proxy.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::Relaxed);
     }
 
     /// Faults injected so far.
@@ -74,6 +87,7 @@ fn serve(
     f: Faults,
     rng: &Mutex<rand::rngs::StdRng>,
     injected: &AtomicU64,
+    down: &AtomicBool,
 ) {
     let r: f64 = rng.lock().unwrap().random();
     if r < f.drop {
@@ -109,6 +123,9 @@ fn serve(
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
+            if down.load(Ordering::Relaxed) {
+                break;
+            }
             let cut: f64 = rng.lock().unwrap().random();
             if cut < f.cut {
                 injected.fetch_add(1, Ordering::Relaxed);
