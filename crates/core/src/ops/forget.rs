@@ -112,11 +112,29 @@ pub fn forget_deltas(
     let forgotten: HashSet<String> = forgotten_points.iter().map(ObjectId::to_hex).collect();
     let span = jiff::SignedDuration::try_from(keep_within).unwrap_or(jiff::SignedDuration::MAX);
     let cutoff = now.checked_sub(span).unwrap_or(jiff::Timestamp::MIN);
+    // The newest chain of each database is the one a running capture may still extend: the
+    // age rule never drops it (its next link would name a deleted parent, a gap), only a
+    // newer chain of the same database or its base point going does.
+    let mut newest_chain: BTreeMap<&str, (jiff::Timestamp, &str)> = BTreeMap::new();
+    for ((base, path), links) in &chains {
+        let newest = links.iter().map(|l| l.2).max().expect("a chain has links");
+        let e = newest_chain
+            .entry(path.as_str())
+            .or_insert((newest, base.as_str()));
+        if newest > e.0 {
+            *e = (newest, base.as_str());
+        }
+    }
+    let live: HashSet<(String, String)> = newest_chain
+        .into_iter()
+        .map(|(path, (_, base))| (base.to_string(), path.to_string()))
+        .collect();
     let mut doomed: Vec<ObjectId> = Vec::new();
-    for ((base, _), links) in &mut chains {
+    for (key, links) in &mut chains {
+        let base = &key.0;
         let gone = forgotten.contains(base.as_str()) || !points.contains(base.as_str());
         let newest = links.iter().map(|l| l.2).max().expect("a chain has links");
-        if gone || newest < cutoff {
+        if gone || (newest < cutoff && !live.contains(key)) {
             report.chains += 1;
             report.chains_of_gone_points += gone as u64;
             report.deltas += links.len() as u64;
@@ -234,15 +252,22 @@ mod tests {
         replay_and_read(&mut repo, &b.1, &straddling, &expect_pages).unwrap();
         assert!(store.names(ObjectKind::Lease).is_empty(), "lease released");
 
-        // A window that covers nothing keeps nothing of the app; a wide one keeps it all.
+        // A wide window keeps it all; a window that covers nothing still keeps the newest
+        // chain of the database (a running capture may extend it: dropping it would make its
+        // next link a gap), until a newer chain of that database exists.
         let wide = forget_deltas(&repo, "app", 3 * DAY, now, &[], false).unwrap();
         assert_eq!((wide.deltas, wide.kept_deltas), (0, 3));
+        let narrow =
+            forget_deltas(&repo, "app", Duration::from_secs(1800), now, &[], false).unwrap();
+        assert_eq!((narrow.deltas, narrow.chains), (0, 0));
+        let newer = base_point(&mut repo, "app", "D");
+        let newest = chain(&mut repo, &newer, &three_steps(now));
         let narrow =
             forget_deltas(&repo, "app", Duration::from_secs(1800), now, &[], false).unwrap();
         assert_eq!((narrow.deltas, narrow.chains), (3, 1));
         assert_eq!(
             sorted(store.names(ObjectKind::Delta)),
-            sorted(other.iter().map(|i| i.to_hex()).collect())
+            sorted(other.iter().chain(&newest).map(|i| i.to_hex()).collect())
         );
     }
 
