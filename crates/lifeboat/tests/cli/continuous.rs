@@ -304,10 +304,12 @@ fn the_wal_stays_bounded_while_the_capture_holds_its_snapshot() {
     let frame = 4096 + 24;
     let (code, log) = d.stop(30);
     assert_eq!(code, 0, "{log}");
-    // 4,096 frames before a handover, plus what the app writes in one interval (generous:
-    // a debug build on a loaded 2-core machine), never the whole day's 24,000 frames.
+    // 4,096 frames before a handover, plus what the app writes while the follower captures
+    // and the app's checkpoint restarts the log (generous: a debug build on a loaded 2-core
+    // machine), never the 24,000 frames of these 12,000 commits that a snapshot held all
+    // along would keep.
     assert!(
-        max < 9_000 * frame,
+        max < 12_000 * frame,
         "the WAL grew to {} frames",
         max / frame
     );

@@ -311,6 +311,22 @@ impl Follower {
                 self.yield_now = true;
                 return;
             }
+            if self.anchored && self.must_heal.is_none() {
+                // Read the new frame headers as they come (each is read once either way): when
+                // the log reaches the handover size, capture now and let go rather than at the
+                // end of the interval (an app may write thousands of frames a second).
+                let mut carry = std::mem::take(&mut self.carry);
+                let res = self.scan(&mut carry);
+                self.carry = carry;
+                if res.is_err()
+                    || self
+                        .cursor
+                        .as_ref()
+                        .is_some_and(|c| c.position() > HANDOVER_FRAMES)
+                {
+                    return;
+                }
+            }
             std::thread::sleep(PROBE_EVERY.min(until - now));
         }
     }
