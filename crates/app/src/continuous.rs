@@ -234,8 +234,30 @@ pub fn run_capture(
             last_news = Instant::now();
         }
     }
-    let requests: u64 = setup.opened().iter().map(|(_, s)| s.total()).sum();
-    handle.set_status(db, |s| s.requests = requests);
+    let mut r = lifeboat_core::RequestStats::default();
+    for (_, s) in setup.opened() {
+        r.list += s.list;
+        r.get += s.get;
+        r.head += s.head;
+        r.put += s.put;
+        r.delete += s.delete;
+    }
+    handle.set_status(db, |s| s.requests = r.total());
+    let st = handle.status().remove(db).unwrap_or_default();
+    let f = follower.stats();
+    tracing::info!(
+        "continuous {app} {db_str}: stopped after {} deltas ({} compared every page, {} handovers of the WAL, {} for a checkpoint), {} stored, {} requests ({} PUT, {} GET, {} LIST, {} DELETE)",
+        st.deltas,
+        f.heals,
+        f.handovers,
+        f.checkpoint_yields,
+        crate::human::size(st.bytes_stored),
+        r.total(),
+        r.put,
+        r.get,
+        r.list,
+        r.delete
+    );
     Ok(())
 }
 
