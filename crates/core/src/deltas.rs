@@ -58,10 +58,10 @@ impl Repository {
             .find(|(name, _)| ObjectId::from_hex(name).is_some())
         {
             return Err(e
-                .context(format!("read delta {}", &name[..8.min(name.len())]))
+                .context(format!("read delta {}", short_name(&name)))
                 .with_hint(
-                    "prune deletes nothing while a delta record cannot be read; run `lifeboat check`",
-                ));
+                "prune deletes nothing while a delta record cannot be read; run `lifeboat check`",
+            ));
         }
         Ok(good)
     }
@@ -71,7 +71,7 @@ impl Repository {
     pub fn deltas(&self) -> Result<Vec<(ObjectId, Delta)>> {
         let (good, bad) = self.deltas_and_damaged()?;
         for (name, e) in bad {
-            tracing::warn!("skipping delta {}: {e}", &name[..8.min(name.len())]);
+            tracing::warn!("skipping delta {}: {e}", short_name(&name));
         }
         Ok(good)
     }
@@ -98,6 +98,12 @@ impl Repository {
             .map_err(|e| Error::from(e).context("write delta"))?;
         Ok(id)
     }
+}
+
+/// The first 8 characters of a listed name (any name a storage attacker chose: slicing 8
+/// bytes panics inside a multi-byte character).
+fn short_name(name: &str) -> String {
+    name.chars().take(8).collect()
 }
 
 /// The links from the chain's first to `tip`, in order, looked up in `all` (the deltas of one
@@ -213,7 +219,31 @@ pub fn replay(
                 what()
             ));
         }
+        // The link's pairs first (their number is bounded by the bytes stored), so that a
+        // page count no pair backs (a key holder's `page_count` of 4 billion) is refused
+        // before the table grows to it: every page the link adds must be listed.
+        let mut pairs = Vec::new();
+        for seg in &d.pages {
+            pairs.extend(decode_delta(&reader.read(seg)?)?);
+        }
+        if pairs.len() as u64 != d.changed as u64 {
+            return Err(err!(
+                Corrupt,
+                "{}: lists {} pages, says {}",
+                what(),
+                pairs.len(),
+                d.changed
+            ));
+        }
         let n = d.page_count as usize;
+        if n.saturating_sub(table.len()) > pairs.len() {
+            return Err(err!(
+                Corrupt,
+                "{}: grows the database to {n} pages but lists only {} pages",
+                what(),
+                pairs.len()
+            ));
+        }
         while table.len() > n {
             let p = table.len() as u32;
             let old = table.pop().expect("not empty");
@@ -221,30 +251,16 @@ pub fn replay(
         }
         let grown_from = table.len();
         table.resize(n, ChunkId::default());
-        let mut count = 0u64;
-        for seg in &d.pages {
-            for (pgno, new) in decode_delta(&reader.read(seg)?)? {
-                let i = (pgno as usize)
-                    .checked_sub(1)
-                    .filter(|&i| i < n)
-                    .ok_or_else(|| {
-                        err!(Corrupt, "{}: names page {pgno} outside 1..={n}", what())
-                    })?;
-                if i < grown_from || table[i] != ChunkId::default() {
-                    sum.toggle(&key, pgno, &table[i]);
-                }
-                table[i] = new;
-                sum.toggle(&key, pgno, &new);
-                count += 1;
+        for (pgno, new) in pairs {
+            let i = (pgno as usize)
+                .checked_sub(1)
+                .filter(|&i| i < n)
+                .ok_or_else(|| err!(Corrupt, "{}: names page {pgno} outside 1..={n}", what()))?;
+            if i < grown_from || table[i] != ChunkId::default() {
+                sum.toggle(&key, pgno, &table[i]);
             }
-        }
-        if count != d.changed as u64 {
-            return Err(err!(
-                Corrupt,
-                "{}: lists {count} pages, says {}",
-                what(),
-                d.changed
-            ));
+            table[i] = new;
+            sum.toggle(&key, pgno, &new);
         }
         if table[grown_from..].contains(&ChunkId::default()) {
             return Err(err!(Corrupt, "{}: new pages with no chunk", what()));
@@ -258,4 +274,70 @@ pub fn replay(
         }
     }
     Ok((table, sum))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::format::pagetable::encode_delta;
+    use crate::test_chain::*;
+    use crate::test_store::TestStore;
+
+    /// A storage attacker (no key) names an object in `deltas/` as it likes: listing it must
+    /// not panic (8 bytes of `aaaaaaaé` end inside the `é`).
+    #[test]
+    fn a_delta_name_with_multibyte_characters_is_skipped_not_a_panic() {
+        let store = Arc::new(TestStore::default());
+        let repo = repo(&store);
+        repo.storage()
+            .write(ObjectKind::Delta, "aaaaaaa\u{e9}x", b"junk")
+            .unwrap();
+        assert!(repo.deltas().unwrap().is_empty());
+        let (_, bad) = repo.deltas_and_damaged().unwrap();
+        assert_eq!(bad.len(), 1);
+    }
+
+    /// A key holder's link that claims 4 billion pages and lists one must be refused before
+    /// the replay allocates a table of that size (64 GiB: the process aborted).
+    #[test]
+    fn a_link_whose_page_count_no_pair_backs_is_refused_before_allocating() {
+        let store = Arc::new(TestStore::default());
+        let mut repo = repo(&store);
+        let base = base_point(&mut repo, "app", "b");
+        let key_sum = body(&base.1).checksum.clone();
+        let mut s = repo.begin_backup().unwrap();
+        let w = s.writer();
+        let id = w.store_page(&page("huge")).unwrap();
+        let seg = w.store_chunk(&encode_delta(&[(5, id)])).unwrap();
+        let forged = Delta {
+            app: "app".into(),
+            path: DB.into(),
+            base: base.0.to_hex(),
+            parent: None,
+            seq: 1,
+            time: jiff::Timestamp::now().to_string(),
+            hostname: "elsewhere".into(),
+            lifeboat_version: "test".into(),
+            page_size: PAGE,
+            page_count: u32::MAX,
+            checksum_before: key_sum,
+            checksum_after: "00".repeat(16),
+            pages: vec![seg],
+            changed: 1,
+            healed: false,
+            wal: None,
+        };
+        let (did, _) = s.commit_delta(|_| forged).unwrap();
+        drop(s);
+        repo.load_index().unwrap();
+        let mut all = HashMap::new();
+        all.insert(did, repo.read_delta(&did).unwrap());
+        let chain = chain_to(&all, &did).unwrap();
+        let mut reader = repo.reader();
+        let e = replay(&mut reader, body(&base.1), &chain).unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::Corrupt, "{e}");
+        assert!(e.to_string().contains("grows the database"), "{e}");
+    }
 }

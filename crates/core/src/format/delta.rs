@@ -37,8 +37,9 @@ pub struct Delta {
     pub parent: Option<String>,
     /// Position in the chain: 1 for the first link, parent's + 1 after.
     pub seq: u64,
-    /// RFC 3339 UTC: the database as it was when the interval's read transaction began. Every
-    /// transaction committed before this moment is in it, none committed after.
+    /// RFC 3339 UTC: read just before the interval's read transaction began. Every
+    /// transaction that returned before this moment is in it (one committing in between the
+    /// clock read and the snapshot may be too).
     pub time: String,
     /// Host that captured it.
     pub hostname: String,

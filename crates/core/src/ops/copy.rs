@@ -17,6 +17,7 @@
 //!   the next run skips it).
 use serde::Serialize;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use crate::error::{err, Error, Result};
@@ -96,6 +97,16 @@ pub fn copy(
     let to = to.as_ref();
     let mut report = CopyReport::default();
     copy_kind(from, to, ObjectKind::Key, &mut report, None)?;
+    // Points and deltas are listed before packs and index objects, and only those are copied:
+    // each is written after its packs and index objects, so all of those are in the later
+    // listings. A point or delta written while the packs were copied (a continuous capture
+    // writes one every interval) waits for the next copy, instead of arriving in the replica
+    // without its data.
+    let listed = |kind| -> Result<HashSet<String>> {
+        Ok(from.list(kind)?.into_iter().map(|e| e.name).collect())
+    };
+    let points_listed = listed(ObjectKind::Point)?;
+    let deltas_listed = listed(ObjectKind::Delta)?;
     let mut damaged = Vec::new();
     for kind in [ObjectKind::Pack, ObjectKind::Index] {
         damaged.extend(copy_kind(from, to, kind, &mut report, Some(progress))?);
@@ -110,12 +121,14 @@ pub fn copy(
         )
         .with_hint("run `lifeboat check --read-data` on the source; the objects copied so far are valid and are not copied again"));
     }
-    let mut bad_points =
-        publisher.publish(|| copy_kind(from, to, ObjectKind::Point, &mut report, None))?;
+    let mut bad_points = publisher
+        .publish(|| copy_listed(from, to, ObjectKind::Point, &mut report, &points_listed))?;
     // Deltas after the points (a chain starts from a point) and under the lease like them:
     // they name chunks a prune of the replica must count.
-    bad_points
-        .extend(publisher.publish(|| copy_kind(from, to, ObjectKind::Delta, &mut report, None))?);
+    bad_points.extend(
+        publisher
+            .publish(|| copy_listed(from, to, ObjectKind::Delta, &mut report, &deltas_listed))?,
+    );
     // Proof records last: without the password a copy cannot tell whose they are, so it
     // carries all of them; one whose point was not copied is dropped by the replica's prune.
     // A damaged one is left behind (it only ever saved a check).
@@ -132,6 +145,17 @@ pub fn copy(
     Ok(report)
 }
 
+/// [`copy_kind`] of only the objects named in `listed`.
+fn copy_listed(
+    from: &dyn Storage,
+    to: &dyn Storage,
+    kind: ObjectKind,
+    report: &mut CopyReport,
+    listed: &HashSet<String>,
+) -> Result<Vec<String>> {
+    copy_some(from, to, kind, report, None, Some(listed))
+}
+
 /// Copies the objects of `kind` that `to` lacks. Returns the names (as `kind/name`) of source
 /// objects that were damaged or vanished; storage failures end the call.
 fn copy_kind(
@@ -141,11 +165,22 @@ fn copy_kind(
     report: &mut CopyReport,
     progress: Option<&dyn Progress>,
 ) -> Result<Vec<String>> {
-    let mut have: std::collections::HashSet<String> =
-        to.list(kind)?.into_iter().map(|e| e.name).collect();
+    copy_some(from, to, kind, report, progress, None)
+}
+
+fn copy_some(
+    from: &dyn Storage,
+    to: &dyn Storage,
+    kind: ObjectKind,
+    report: &mut CopyReport,
+    progress: Option<&dyn Progress>,
+    only: Option<&HashSet<String>>,
+) -> Result<Vec<String>> {
+    let mut have: HashSet<String> = to.list(kind)?.into_iter().map(|e| e.name).collect();
     let (mut want, both): (Vec<_>, Vec<_>) = from
         .list(kind)?
         .into_iter()
+        .filter(|e| only.is_none_or(|o| o.contains(&e.name)))
         .partition(|e| !have.contains(&e.name));
     have = both.into_iter().map(|e| e.name).collect();
     want.sort_by(|a, b| a.name.cmp(&b.name));
@@ -196,4 +231,106 @@ fn copy_kind(
         p.finish();
     }
     Ok(damaged)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::storage::ListEntry;
+    use crate::test_chain::*;
+    use crate::test_store::TestStore;
+    use crate::Repository;
+
+    type Hook = Box<dyn FnOnce() + Send>;
+
+    /// The source store, running `hook` once, just after its packs were listed: a backup or a
+    /// continuous capture committing while the copy runs.
+    struct Racing {
+        inner: Arc<TestStore>,
+        hook: Mutex<Option<Hook>>,
+    }
+
+    impl Storage for Racing {
+        fn location(&self) -> String {
+            "racing".into()
+        }
+        fn list(&self, kind: ObjectKind) -> crate::storage::StorageResult<Vec<ListEntry>> {
+            let out = self.inner.list(kind);
+            if kind == ObjectKind::Pack {
+                if let Some(h) = self.hook.lock().unwrap().take() {
+                    h();
+                }
+            }
+            out
+        }
+        fn read(&self, kind: ObjectKind, name: &str) -> crate::storage::StorageResult<Vec<u8>> {
+            self.inner.read(kind, name)
+        }
+        fn read_range(
+            &self,
+            kind: ObjectKind,
+            name: &str,
+            offset: u64,
+            len: u64,
+        ) -> crate::storage::StorageResult<Vec<u8>> {
+            self.inner.read_range(kind, name, offset, len)
+        }
+        fn write(
+            &self,
+            kind: ObjectKind,
+            name: &str,
+            data: &[u8],
+        ) -> crate::storage::StorageResult<()> {
+            self.inner.write(kind, name, data)
+        }
+        fn delete(&self, kind: ObjectKind, name: &str) -> crate::storage::StorageResult<()> {
+            self.inner.delete(kind, name)
+        }
+    }
+
+    /// A delta (or point) committed after the copy listed the packs must not reach the
+    /// replica without its packs: its chain would have a link whose pages are nowhere, and
+    /// the replica's prune would refuse to run until the next copy.
+    #[test]
+    fn a_delta_committed_during_a_copy_never_arrives_without_its_data() {
+        let src = Arc::new(TestStore::default());
+        let mut repo = repo(&src);
+        let base = base_point(&mut repo, "app", "b");
+        let dst: Arc<dyn Storage> = Arc::new(TestStore::default());
+        init_replica(src.as_ref(), dst.as_ref()).unwrap();
+        copy(src.as_ref(), &dst, &crate::NoProgress).unwrap();
+        let racing = Racing {
+            inner: Arc::clone(&src),
+            hook: Mutex::new(Some(Box::new({
+                let src = Arc::clone(&src);
+                let base = base.clone();
+                move || {
+                    let mut r = reopen(&src);
+                    chain(&mut r, &base, &three_steps(jiff::Timestamp::now()));
+                }
+            }))),
+        };
+        copy(&racing, &dst, &crate::NoProgress).unwrap();
+        let mut replica = Repository::open(Arc::clone(&dst), b"pw").unwrap();
+        replica.load_index().unwrap();
+        let deltas = replica.deltas().unwrap();
+        let mut reader = replica.reader();
+        for (id, d) in &deltas {
+            for seg in &d.pages {
+                reader.read(seg).unwrap_or_else(|e| {
+                    panic!(
+                        "delta {} is in the replica without its pages: {e}",
+                        id.short()
+                    )
+                });
+            }
+        }
+        // The next copy brings the chain whole.
+        copy(src.as_ref(), &dst, &crate::NoProgress).unwrap();
+        let mut replica = Repository::open(Arc::clone(&dst), b"pw").unwrap();
+        replica.load_index().unwrap();
+        assert_eq!(replica.deltas().unwrap().len(), 3);
+    }
 }

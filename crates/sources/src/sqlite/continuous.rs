@@ -34,7 +34,7 @@ use rusqlite::{Connection, OpenFlags};
 use serde::Serialize;
 
 use super::wal::{read_header, Poll, WalCursor, WalFrame};
-use super::{is_sqlite_file, sql_err, src_err};
+use super::{sql_err, src_err};
 
 /// Frames after which the follower lets the app's checkpoint restart the log (16 MiB of WAL
 /// at 4 KiB pages): the WAL stays below this plus one interval's frames.
@@ -57,7 +57,8 @@ pub struct Change {
     pub checksum_before: DbChecksum,
     /// §9.2 checksum after.
     pub checksum_after: DbChecksum,
-    /// When the snapshot was taken.
+    /// Read just before the snapshot was taken: every transaction that returned before this
+    /// moment is in it (one committed in between may be too).
     pub time: jiff::Timestamp,
     /// Why every page was compared (`None`: page numbers came from the WAL).
     pub healed: Option<String>,
@@ -133,6 +134,26 @@ fn end(conn: &Connection) {
     let _ = conn.execute_batch("COMMIT");
 }
 
+/// [`super::is_sqlite_file`] without following a symlink or blocking on a FIFO: the app's user may
+/// swap the name between the `lstat` above and this open.
+fn is_sqlite_file_nofollow(path: &Path) -> Result<bool> {
+    let io = |e| Error::io(path.display(), e).with_kind(ErrorKind::Source);
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(io)?;
+    if !f.metadata().map_err(io)?.is_file() {
+        return Ok(false);
+    }
+    let mut head = [0u8; 16];
+    match std::os::unix::fs::FileExt::read_exact_at(&f, &mut head, 0) {
+        Ok(()) => Ok(&head == b"SQLite format 3\0"),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
+        Err(e) => Err(io(e)),
+    }
+}
+
 fn open_conn(real: &Path, path: &Path) -> Result<Connection> {
     let c = Connection::open_with_flags(
         real,
@@ -152,12 +173,25 @@ fn open_conn(real: &Path, path: &Path) -> Result<Connection> {
     Ok(c)
 }
 
-fn open_ro(path: &Path) -> Option<File> {
-    std::fs::OpenOptions::new()
+/// Opens the `-wal` or `-shm` beside the database, as root, in a directory the app's user
+/// controls: no symlink followed, and never blocking (a FIFO swapped in for the file would
+/// block `open` until someone writes to it, hanging the capture thread with its session's
+/// lease, and the daemon joining it). `Ok(None)` when there is no such file; anything but a
+/// regular file is an error.
+fn open_ro(path: &Path) -> std::io::Result<Option<File>> {
+    let f = match std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
         .open(path)
-        .ok()
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if !f.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    Ok(Some(f))
 }
 
 impl Follower {
@@ -174,7 +208,7 @@ impl Follower {
     ) -> Result<Follower> {
         let md = std::fs::symlink_metadata(path)
             .map_err(|e| Error::io(path.display(), e).with_kind(ErrorKind::Source))?;
-        if md.file_type().is_symlink() || !md.is_file() || !is_sqlite_file(path)? {
+        if md.file_type().is_symlink() || !md.is_file() || !is_sqlite_file_nofollow(path)? {
             return Err(src_err(
                 path,
                 "is not a SQLite database file (or is a symlink): continuous capture follows a database only by its real path",
@@ -234,7 +268,7 @@ impl Follower {
         }
         begin(&f.anchor, path)?;
         f.anchored = true;
-        f.open_wal();
+        f.open_wal()?;
         // The anchor first, then the log: everything committed after the anchor's snapshot
         // is in frames read from here on.
         let resumed = match (mark, f.wal.as_ref()) {
@@ -282,10 +316,12 @@ impl Follower {
         &self.stats
     }
 
-    fn open_wal(&mut self) {
+    fn open_wal(&mut self) -> Result<()> {
         if self.wal.is_none() {
-            self.wal = open_ro(&self.wal_path);
+            self.wal = open_ro(&self.wal_path)
+                .map_err(|e| Error::io(self.wal_path.display(), e).with_kind(ErrorKind::Source))?;
         }
+        Ok(())
     }
 
     /// Sleeps up to `dur`, looking every 20 ms for another process waiting on a FULL, RESTART
@@ -335,7 +371,9 @@ impl Follower {
     /// blocks writers (FULL, RESTART, TRUNCATE) is running or waiting for readers.
     fn checkpointer_waiting(&mut self) -> bool {
         if self.shm.is_none() {
-            self.shm = open_ro(&self.shm_path);
+            // Not a regular file: no checkpointer can be seen (the app's blocking
+            // checkpoints then wait for the handover).
+            self.shm = open_ro(&self.shm_path).ok().flatten();
         }
         let Some(shm) = &self.shm else {
             return false;
@@ -363,7 +401,7 @@ impl Follower {
     /// followed into its new generation when the anchor makes that safe; otherwise the next
     /// capture heals.
     fn scan(&mut self, pages: &mut BTreeSet<u32>) -> Result<()> {
-        self.open_wal();
+        self.open_wal()?;
         let Some(wal) = &self.wal else {
             return Ok(());
         };
@@ -463,10 +501,22 @@ impl Follower {
             // The end of the file: the tail is whole unless the file was cut shorter than it
             // was seen; or a checkpointer held the app's writers from before the last capture
             // until it restarted the log, so no frame can have followed (a TRUNCATE).
-            None => len >= self.wal_len_max || self.yielded,
+            //
+            // "Not shorter than seen" is not enough: frames appended after the last scan
+            // (while no snapshot was held) may run past `journal_size_limit`, and the commit
+            // that restarts the log truncates the file to that limit, cutting them off. So
+            // the tail must also end on a commit frame (no frames of a transaction left
+            // pending) exactly at the end of the file (no partial frame): a cut that falls
+            // exactly on a frame boundary after a commit frame is the case left.
+            None => {
+                (len >= self.wal_len_max && !old.in_transaction() && old.end_offset() == len)
+                    || self.yielded
+            }
             // Another generation's frame (older than the one read): not ours, so the tail
-            // ended before it.
-            Some(_) => true,
+            // ended before it. A frame of this generation that did not check out (its page
+            // cut off by the truncation to `journal_size_limit`, whose header is still
+            // there) proves nothing.
+            Some(salts) => salts != (old.header().salt1, old.header().salt2),
         };
         let mut new = match WalCursor::open(wal)? {
             Some(c) => c,
@@ -585,8 +635,11 @@ impl Follower {
         // Where a restarted capture must start again: before the frames read below, whose
         // pages are read in the new snapshot but may have changed again after it.
         let mark = self.cursor.as_ref().map(WalCursor::mark);
-        begin(&self.spare, &self.path)?;
+        // The time before the snapshot: every transaction that returned before it is in the
+        // snapshot (taken after, a commit between the snapshot and the clock read would be
+        // dated before `time` yet missing from it; restore --at would lose it).
         let time = jiff::Timestamp::now();
+        begin(&self.spare, &self.path)?;
         let mut more = BTreeSet::new();
         if let Err(e) = self.scan(&mut more) {
             end(&self.spare);
@@ -647,12 +700,13 @@ impl Follower {
             end(&self.anchor);
         }
         self.released = None;
+        // Before the snapshot, as in `poll`.
+        let time = jiff::Timestamp::now();
         begin(&self.anchor, &self.path)?;
         self.anchored = true;
-        let time = jiff::Timestamp::now();
         // The log is read from the start of its current generation; those pages are read
         // again next poll, and a restarted capture starts from there too.
-        self.open_wal();
+        self.open_wal()?;
         self.cursor = match &self.wal {
             Some(w) => WalCursor::open(w)?,
             None => None,
@@ -870,4 +924,166 @@ pub fn wal_size(db: &Path) -> u64 {
     let mut p = db.as_os_str().to_os_string();
     p.push("-wal");
     std::fs::metadata(PathBuf::from(p)).map_or(0, |m| m.size())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mkfifo(p: &Path) {
+        let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    }
+
+    fn app_db(dir: &Path) -> (Connection, PathBuf) {
+        let path = dir.join("app.db");
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t(x); INSERT INTO t VALUES (1);")
+            .unwrap();
+        (c, path)
+    }
+
+    /// Runs `f` on a thread; fails (after unblocking `fifo` by opening it for writing) when it
+    /// does not return within 10 s.
+    fn returns_soon<T: Send + 'static>(fifo: &Path, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(v) => v,
+            Err(_) => {
+                let _ = std::fs::OpenOptions::new()
+                    .write(true)
+                    .custom_flags(libc::O_NONBLOCK)
+                    .open(fifo);
+                panic!("the follower blocked on a FIFO the app's user put in place");
+            }
+        }
+    }
+
+    /// The app's user owns the directory: it can swap `-shm` for a FIFO once SQLite has its
+    /// descriptor of the real one. The follower opens `-shm` by path (to probe the locks)
+    /// and must not block in `open`.
+    #[test]
+    fn a_fifo_in_place_of_the_shm_does_not_hang_the_follower() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_app, path) = app_db(dir.path());
+        let mut f = Follower::open(&path, Vec::new(), DbChecksum::default(), 4096, None).unwrap();
+        let shm = dir.path().join("app.db-shm");
+        std::fs::rename(&shm, dir.path().join("moved-shm")).unwrap();
+        mkfifo(&shm);
+        returns_soon(&shm, move || f.wait(Duration::from_millis(100)));
+    }
+
+    /// Likewise the database itself, checked before the follower opens it: a FIFO there is
+    /// refused, never opened in blocking mode.
+    #[test]
+    fn a_fifo_at_the_database_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_app, path) = app_db(dir.path());
+        let fifo = dir.path().join("fifo");
+        mkfifo(&fifo);
+        assert!(!returns_soon(&fifo, {
+            let fifo = fifo.clone();
+            move || is_sqlite_file_nofollow(&fifo).unwrap()
+        }));
+        let link = dir.path().join("link.db");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        assert!(
+            is_sqlite_file_nofollow(&link).is_err(),
+            "a symlink is not followed"
+        );
+    }
+
+    /// A FIFO (or anything but a regular file) at `-wal` is an error the capture reports,
+    /// never a blocked thread and never "no log, nothing changed".
+    #[test]
+    fn a_fifo_in_place_of_the_wal_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("x-wal");
+        mkfifo(&fifo);
+        let r = returns_soon(&fifo, {
+            let fifo = fifo.clone();
+            move || open_ro(&fifo).map(|f| f.is_some())
+        });
+        assert!(r.is_err(), "{r:?}");
+        assert!(open_ro(&dir.path().join("none")).unwrap().is_none());
+    }
+
+    /// Every page of the database as SQLite reads it now, as chunk ids of `w`.
+    fn pages_now(path: &Path, w: &mut ChunkWriter<'_>) -> Vec<ChunkId> {
+        let c = Connection::open(path).unwrap();
+        let mut q = c.prepare("SELECT data FROM sqlite_dbpage('main')").unwrap();
+        let rows: Vec<Vec<u8>> = q
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        rows.iter().map(|p| w.store_page(p).unwrap()).collect()
+    }
+
+    /// A correctness hole with real SQLite, no attacker: after a handover the follower holds no
+    /// snapshot; the app commits a large transaction X (its frames run past
+    /// `journal_size_limit`), checkpoints, and its next commit restarts the log, which
+    /// truncates the file to the limit and cuts X's commit frame off. Re-anchoring then finds
+    /// the old generation's tail "complete" (it ends at the end of a file no shorter than
+    /// the follower saw) and learns nothing of X: X's pages are never captured, and no heal.
+    #[test]
+    fn a_transaction_cut_off_by_journal_size_limit_after_a_handover_is_not_missed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.db");
+        let app = Connection::open(&path).unwrap();
+        app.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0;
+             PRAGMA journal_size_limit=33554432;
+             CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB);",
+        )
+        .unwrap();
+        let storage: std::sync::Arc<dyn lifeboat_core::Storage> =
+            std::sync::Arc::new(lifeboat_storage::LocalStorage::new(dir.path().join("repo")));
+        let kdf = lifeboat_core::KdfParams {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        };
+        let mut repo = lifeboat_core::Repository::init(storage, b"pw", kdf).unwrap();
+        let mut s = repo.begin_backup().unwrap();
+        let w = s.writer();
+        let key = w.checksum_key();
+        let mut f = Follower::open(&path, Vec::new(), DbChecksum::default(), 4096, None).unwrap();
+        f.poll(w, &key).unwrap(); // the first capture compares every page
+        let insert = |from: i64, n: i64| {
+            app.execute(
+                "WITH RECURSIVE n(i) AS (SELECT ?1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1 + ?2 - 1)
+                 INSERT INTO t(id, v) SELECT i, randomblob(3900) FROM n",
+                (from, n),
+            )
+            .unwrap();
+        };
+        // More than HANDOVER_FRAMES frames: the capture lets go of its snapshot.
+        insert(1, 4200);
+        f.poll(w, &key).unwrap().expect("a change");
+        assert!(f.released.is_some(), "a handover");
+        // X: ~20 MiB of frames, past the 32 MiB limit; then a checkpoint (nothing holds it)
+        // and a small commit, which restarts the log and truncates it to the limit.
+        insert(10_000, 5000);
+        app.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+            .unwrap();
+        insert(20_000, 1);
+        f.poll(w, &key).unwrap();
+        let now = pages_now(&path, w);
+        let table = f.table();
+        let wrong = (0..now.len().max(table.len()))
+            .filter(|&i| now.get(i) != table.get(i))
+            .count();
+        assert_eq!(
+            wrong,
+            0,
+            "{wrong} of {} pages differ from the database (heals: {})",
+            now.len(),
+            f.stats().heals
+        );
+    }
 }

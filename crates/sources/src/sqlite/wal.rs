@@ -216,6 +216,17 @@ impl WalCursor {
         }
     }
 
+    /// Whether frames of a transaction whose commit frame was not read yet were read.
+    pub fn in_transaction(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// The byte offset just past the last frame read.
+    pub fn end_offset(&self) -> u64 {
+        HEADER_LEN as u64
+            + (self.next as u64 - 1) * (FRAME_HEADER_LEN as u64 + self.header.page_size as u64)
+    }
+
     /// The header this cursor reads under.
     pub fn header(&self) -> &WalHeader {
         &self.header
