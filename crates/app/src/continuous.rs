@@ -26,9 +26,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use lifeboat_core::{
-    chain_to, encode_delta, hostname, load_page_table, replay, BackupSession, ChunkId,
-    ComponentKind, Delta, Error, ErrorKind, ObjectId, Point, Repository, Result, SqliteBody,
-    SEGMENT_PAGES,
+    chain_to, encode_delta, hostname, load_page_table, replay, BackupSession, ComponentKind, Delta,
+    Error, ErrorKind, ObjectId, Point, Repository, Result, SqliteBody, SEGMENT_PAGES,
 };
 use lifeboat_sources::sqlite::continuous::Follower;
 use serde::Serialize;
@@ -120,8 +119,6 @@ pub fn continuous_of(config: &Config, app: &str) -> Option<(Vec<PathBuf>, Durati
 struct Chain {
     base: ObjectId,
     base_time: jiff::Timestamp,
-    /// The base's page table, until the first link (which is the difference against it).
-    base_table: Option<(Vec<ChunkId>, String)>,
     tip: Option<ObjectId>,
     seq: u64,
 }
@@ -183,11 +180,15 @@ pub fn run_capture(
                 || chain.seq >= lifeboat_core::MAX_CHAIN - 1;
             if due_rebase {
                 drop(session);
-                chain = new_chain(&setup, &mut repo, app, db, &follower, rebase)?;
-                handle.set_status(db, |s| {
-                    s.base = Some(chain.base.to_hex());
-                    s.seq = 0;
-                });
+                if let Some(c) =
+                    new_chain(&setup, &mut repo, app, db, &mut follower, rebase, &chain)?
+                {
+                    chain = c;
+                    handle.set_status(db, |s| {
+                        s.base = Some(chain.base.to_hex());
+                        s.seq = 0;
+                    });
+                }
                 continue 'sessions;
             }
             match capture_once(&mut session, &mut follower, &mut chain, app, &db_str) {
@@ -284,20 +285,7 @@ fn capture_once(
     let Some(change) = follower.poll(session.writer(), &key)? else {
         return Ok(None);
     };
-    // The first link of a chain is the difference between its base and the database now.
-    let (pairs, before) = match &chain.base_table {
-        Some((table, checksum)) => (diff(table, follower.table()), checksum.clone()),
-        None => (change.pairs.clone(), change.checksum_before.to_hex()),
-    };
-    if pairs.is_empty()
-        && chain
-            .base_table
-            .as_ref()
-            .is_some_and(|(t, _)| t.len() == follower.table().len())
-    {
-        // The database is what the base point holds: nothing to link.
-        return Ok(None);
-    }
+    let (pairs, before) = (change.pairs.clone(), change.checksum_before.to_hex());
     let mut segments = Vec::new();
     for part in pairs.chunks(SEGMENT_PAGES) {
         segments.push(session.writer().store_chunk(&encode_delta(part))?);
@@ -335,7 +323,6 @@ fn capture_once(
             );
             chain.tip = Some(id);
             chain.seq = d.seq;
-            chain.base_table = None;
             Ok(Some(stored))
         }
         Err(e) => {
@@ -343,16 +330,6 @@ fn capture_once(
             Err(e)
         }
     }
-}
-
-/// (page, id) of every page of `now` that differs from `base` (pages past `base`'s end
-/// included).
-fn diff(base: &[ChunkId], now: &[ChunkId]) -> Vec<(u32, ChunkId)> {
-    now.iter()
-        .enumerate()
-        .filter(|(i, id)| base.get(*i) != Some(id))
-        .map(|(i, id)| (i as u32 + 1, *id))
-        .collect()
 }
 
 /// The app's newest point that holds `db`, and that component's body.
@@ -430,7 +407,6 @@ fn start(setup: &Setup, repo: &mut Repository, app: &str, db: &Path) -> Result<(
                 Chain {
                     base,
                     base_time,
-                    base_table: None,
                     tip: Some(tip),
                     seq,
                 },
@@ -445,7 +421,6 @@ fn start(setup: &Setup, repo: &mut Repository, app: &str, db: &Path) -> Result<(
                 Chain {
                     base,
                     base_time,
-                    base_table: None,
                     tip: None,
                     seq: 0,
                 },
@@ -474,23 +449,33 @@ fn start(setup: &Setup, repo: &mut Repository, app: &str, db: &Path) -> Result<(
 }
 
 /// Starts a new chain from a new point: a backup of the whole app (tag `continuous`) when the
-/// chain is older than `rebase`, else the newest point another job wrote. Its first link is
-/// the difference between that point and the follower's table at its next poll.
+/// chain is older than `rebase`, else the newest point another job wrote. The follower then
+/// compares every page with that point's table: the first link is what differs, and
+/// whatever the follower may have missed before cannot outlive the chain.
 fn new_chain(
     setup: &Setup,
     repo: &mut Repository,
     app: &str,
     db: &Path,
-    follower: &Follower,
+    follower: &mut Follower,
     rebase: Duration,
-) -> Result<Chain> {
+    current: &Chain,
+) -> Result<Option<Chain>> {
     let db_str = db.display().to_string();
     let newest = newest_point(repo, app, &db_str)?;
     let fresh = newest.as_ref().is_some_and(|(_, p, _)| {
         p.timestamp()
             .is_ok_and(|t| jiff::Timestamp::now().duration_since(t).unsigned_abs() < rebase)
     });
-    if !fresh {
+    let is_current = newest
+        .as_ref()
+        .is_some_and(|(id, _, _)| *id == current.base);
+    if fresh && is_current && current.seq < lifeboat_core::MAX_CHAIN / 2 {
+        // The newest point is the one this chain already starts from (the scheduled backup
+        // that woke us was the capture's own first point): go on with it.
+        return Ok(None);
+    }
+    if !fresh || is_current {
         backup(
             setup,
             &BackupRequest {
@@ -517,32 +502,20 @@ fn new_chain(
     let session = repo.begin_restore()?;
     let mut reader = session.reader();
     let table = load_page_table(&mut reader, &body)?;
+    let sum = lifeboat_core::DbChecksum::of_table(&reader.checksum_key(), &table);
     tracing::info!(
         "continuous {app} {db_str}: new chain from point {}",
         base.short()
     );
-    Ok(Chain {
+    follower.restart_from(
+        table,
+        sum,
+        format!("a new chain starts from point {}", base.short()),
+    );
+    Ok(Some(Chain {
         base,
         base_time: point.timestamp()?,
-        base_table: Some((table, body.checksum.clone())),
         tip: None,
         seq: 0,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn diff_lists_changed_and_new_pages() {
-        let a = ChunkId([1; 16]);
-        let b = ChunkId([2; 16]);
-        assert_eq!(diff(&[a, a], &[a, b, b]), vec![(2, b), (3, b)]);
-        assert!(diff(&[a, b], &[a, b]).is_empty());
-        assert!(
-            diff(&[a, b], &[a]).is_empty(),
-            "a shorter table is its page count"
-        );
-    }
+    }))
 }

@@ -113,8 +113,8 @@ pub struct Follower {
     released: Option<Instant>,
     /// A blocking checkpointer was seen waiting for our snapshot.
     yield_now: bool,
-    /// The last handover was for a checkpointer that still held the app's writers after the
-    /// last capture and the release.
+    /// The last handover was for a checkpointer still waiting after the release: anchor again
+    /// as soon as it is done (timing only; never a proof that nothing was missed).
     yielded: bool,
     stats: FollowerStats,
 }
@@ -499,8 +499,10 @@ impl Follower {
         let r = old.position();
         let end_ok = match old.slot_salts(wal, r)? {
             // The end of the file: the tail is whole unless the file was cut shorter than it
-            // was seen; or a checkpointer held the app's writers from before the last capture
-            // until it restarted the log, so no frame can have followed (a TRUNCATE).
+            // was seen. (A checkpointer seen waiting is never taken as proof that no frame
+            // followed the last capture: two samples of its locks cannot show it held the
+            // writers all along, and a local user can hold those lock bytes; so an emptied log
+            // after a TRUNCATE checkpoint costs a comparison.)
             //
             // "Not shorter than seen" is not enough: frames appended after the last scan
             // (while no snapshot was held) may run past `journal_size_limit`, and the commit
@@ -508,10 +510,7 @@ impl Follower {
             // the tail must also end on a commit frame (no frames of a transaction left
             // pending) exactly at the end of the file (no partial frame): a cut that falls
             // exactly on a frame boundary after a commit frame is the case left.
-            None => {
-                (len >= self.wal_len_max && !old.in_transaction() && old.end_offset() == len)
-                    || self.yielded
-            }
+            None => len >= self.wal_len_max && !old.in_transaction() && old.end_offset() == len,
             // Another generation's frame (older than the one read): not ours, so the tail
             // ended before it. A frame of this generation that did not check out (its page
             // cut off by the truncation to `journal_size_limit`, whose header is still
@@ -520,15 +519,6 @@ impl Follower {
         };
         let mut new = match WalCursor::open(wal)? {
             Some(c) => c,
-            None if self.yielded && old.poll_tail(wal)?.is_empty() => {
-                // A TRUNCATE checkpoint that held the writers since before the last capture,
-                // and no frame since (the file is still empty under the anchor): nothing was
-                // committed that was not read; what comes now starts the new generation.
-                self.cursor = None;
-                self.wal_len_max = 0;
-                self.safe = true;
-                return Ok(());
-            }
             None => {
                 self.must_heal = Some("the WAL was emptied while no snapshot was held".into());
                 return Ok(());
@@ -567,8 +557,7 @@ impl Follower {
         self.anchored = false;
         self.safe = false;
         self.released = Some(Instant::now());
-        // Still waiting now that nothing of ours holds it: it held the writers since before
-        // the capture, so no frame was committed after what was read.
+        // Still waiting now that nothing of ours holds it: anchor again the moment it is done.
         self.yielded = for_checkpoint && self.checkpointer_waiting();
         self.stats.handovers += 1;
         if for_checkpoint {
@@ -741,6 +730,16 @@ impl Follower {
         });
         change.healed = Some(why);
         Ok(change)
+    }
+
+    /// Starts over from another table (a new chain's base point): the next poll compares
+    /// every page with it, so the new chain's first link holds exactly what differs from that
+    /// point, whatever this follower saw before (an hourly check that nothing was missed).
+    pub fn restart_from(&mut self, table: Vec<ChunkId>, sum: DbChecksum, why: String) {
+        self.table = table;
+        self.sum = sum;
+        self.carry.clear();
+        self.must_heal = Some(why);
     }
 
     /// Undoes `change` after it could not be published: the table and checksum go back, and
