@@ -43,6 +43,12 @@ use crate::session::Publisher;
 use crate::storage::{ObjectKind, StorageError};
 use crate::writer::ChunkWriter;
 
+/// A pack holding less than this (stored bytes of its chunks) is small.
+const SMALL_PACK: u64 = 4 << 20;
+/// At least this many small packs are merged into full-sized ones (their live chunks
+/// repacked), whatever their live fraction.
+const MERGE_SMALL_PACKS: usize = 32;
+
 /// How to prune.
 #[derive(Debug, Clone)]
 pub struct PruneOptions {
@@ -74,6 +80,9 @@ pub struct PruneReport {
     pub packs_deleted: u64,
     /// Packs whose live chunks were copied to new packs, then deleted.
     pub packs_repacked: u64,
+    /// Of those, small packs merged into full-sized ones (at least 32 packs under 4 MiB:
+    /// continuous capture writes one per busy interval).
+    pub packs_merged: u64,
     /// Bytes of packs deleted (stored size).
     pub bytes_deleted: u64,
     /// Bytes of live chunks copied by repacking (before compression).
@@ -536,6 +545,7 @@ fn mark(
 
     let mut condemned: Vec<ObjectId> = Vec::new();
     let mut repack: Vec<ObjectId> = Vec::new();
+    let mut small: Vec<ObjectId> = Vec::new();
     for e in &listed {
         if pending_packs.contains(&e.name) {
             continue;
@@ -549,8 +559,16 @@ fn mark(
             None => condemned.push(id),
             Some(st) if st.live == 0 => condemned.push(id),
             Some(st) if (st.live as f64) < opts.repack_below * st.total as f64 => repack.push(id),
+            Some(st) if st.total < SMALL_PACK => small.push(id),
             Some(_) => {}
         }
+    }
+    // Continuous capture leaves one small pack (and index object) per busy interval: many of
+    // them are merged into full-sized packs, which also replaces their index objects, so the
+    // number of objects stays bounded by what one prune interval writes.
+    if small.len() >= MERGE_SMALL_PACKS {
+        report.packs_merged = small.len() as u64;
+        repack.extend(small);
     }
     report.packs_deleted = condemned.len() as u64;
     report.packs_repacked = repack.len() as u64;
@@ -750,6 +768,55 @@ mod tests {
             format!("{prefix} p4"),
             "d2 p5".into(),
         ]
+    }
+
+    #[test]
+    fn many_small_packs_of_a_continuous_chain_are_merged_and_the_chain_still_replays() {
+        let store = Arc::new(TestStore::default());
+        let mut repo = repo(&store);
+        let a = base_point(&mut repo, "app", "A");
+        let tags: Vec<String> = (0..40).map(|i| format!("m{i} p2")).collect();
+        let changes: Vec<[(u32, &str); 1]> = tags.iter().map(|t| [(2u32, t.as_str())]).collect();
+        let now = jiff::Timestamp::now();
+        let steps: Vec<Step<'_>> = changes
+            .iter()
+            .enumerate()
+            .map(|(i, c)| Step {
+                page_count: 4,
+                changed: c,
+                time: now
+                    .checked_add(jiff::SignedDuration::from_secs(i as i64))
+                    .unwrap(),
+            })
+            .collect();
+        let ids = chain(&mut repo, &a, &steps);
+        let (packs, indexes) = (
+            store.names(ObjectKind::Pack).len(),
+            store.names(ObjectKind::Index).len(),
+        );
+        assert!(
+            packs > 40 && indexes > 40,
+            "{packs} packs, {indexes} index objects"
+        );
+        // No repacking by live fraction: only the merge.
+        let report = prune(&mut repo, &opts(0.0), &NoProgress).unwrap();
+        assert!(report.packs_merged > 40, "{report:?}");
+        assert_eq!(report.records_swept, 1, "{report:?}");
+        let (packs_after, indexes_after) = (
+            store.names(ObjectKind::Pack).len(),
+            store.names(ObjectKind::Index).len(),
+        );
+        assert!(packs_after <= 2, "{packs_after} packs left");
+        assert!(indexes_after <= 3, "{indexes_after} index objects left");
+        let mut expect = base_tags("A");
+        expect[1] = "m39 p2".into();
+        replay_and_read(&mut repo, &a.1, &ids, &expect).unwrap();
+        let mut expect = base_tags("A");
+        expect[1] = "m9 p2".into();
+        replay_and_read(&mut repo, &a.1, &ids[..10], &expect).unwrap();
+        // Merged packs are full-sized now (here: one): nothing more to merge.
+        let again = prune(&mut repo, &opts(0.0), &NoProgress).unwrap();
+        assert_eq!(again.packs_merged, 0, "{again:?}");
     }
 
     #[test]

@@ -43,6 +43,12 @@ pub fn print(r: &PruneReport) -> Result<()> {
         size(r.bytes_repacked),
         size(r.bytes_deleted)
     );
+    if r.packs_merged > 0 {
+        outln!(
+            "merged {} small packs (continuous capture writes one per busy interval) into full-sized ones",
+            r.packs_merged
+        );
+    }
     outln!(
         "index objects: {} written, {} deleted",
         r.indexes_written,
