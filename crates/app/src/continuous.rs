@@ -332,6 +332,20 @@ fn capture_once(
     }
 }
 
+/// A point of the whole app (tag `continuous`): the base of a new chain.
+fn backup_now(setup: &Setup, app: &str) -> Result<()> {
+    backup(
+        setup,
+        &BackupRequest {
+            targets: vec![app.to_string()],
+            tags: vec!["continuous".into()],
+            ..BackupRequest::default()
+        },
+        &lifeboat_core::NoProgress,
+    )?;
+    Ok(())
+}
+
 /// The app's newest point that holds `db`, and that component's body.
 fn newest_point(
     repo: &Repository,
@@ -359,15 +373,7 @@ fn start(setup: &Setup, repo: &mut Repository, app: &str, db: &Path) -> Result<(
         Some(f) => f,
         None => {
             tracing::info!("continuous {app} {db_str}: no point yet; backing up the app first");
-            backup(
-                setup,
-                &BackupRequest {
-                    targets: vec![app.to_string()],
-                    tags: vec!["continuous".into()],
-                    ..BackupRequest::default()
-                },
-                &lifeboat_core::NoProgress,
-            )?;
+            backup_now(setup, app)?;
             *repo = setup.open(Some(app))?;
             newest_point(repo, app, &db_str)?.ok_or_else(|| {
                 Error::new(
@@ -432,15 +438,7 @@ fn start(setup: &Setup, repo: &mut Repository, app: &str, db: &Path) -> Result<(
             drop(session);
             // A broken chain cannot be extended (links after a gap are unreachable): a new
             // point starts a new one.
-            backup(
-                setup,
-                &BackupRequest {
-                    targets: vec![app.to_string()],
-                    tags: vec!["continuous".into()],
-                    ..BackupRequest::default()
-                },
-                &lifeboat_core::NoProgress,
-            )?;
+            backup_now(setup, app)?;
             *repo = setup.open(Some(app))?;
             return start(setup, repo, app, db);
         }
@@ -476,15 +474,7 @@ fn new_chain(
         return Ok(None);
     }
     if !fresh || is_current {
-        backup(
-            setup,
-            &BackupRequest {
-                targets: vec![app.to_string()],
-                tags: vec!["continuous".into()],
-                ..BackupRequest::default()
-            },
-            &lifeboat_core::NoProgress,
-        )?;
+        backup_now(setup, app)?;
     }
     *repo = setup.open(Some(app))?;
     let (base, point, body) = newest_point(repo, app, &db_str)?.ok_or_else(|| {

@@ -340,6 +340,16 @@ impl Repository {
         Point::decode(&payload, &what)
     }
 
+    /// The names (hex ids) of the points in storage, from one listing, nothing read.
+    pub(crate) fn point_names(&self) -> Result<std::collections::HashSet<String>> {
+        Ok(self
+            .storage
+            .list(ObjectKind::Point)?
+            .into_iter()
+            .map(|e| e.name)
+            .collect())
+    }
+
     /// Every point, or an error if one cannot be read (a point deleted meanwhile is skipped):
     /// what prune needs, since a skipped point's data would look dead.
     pub fn points_strict(&self) -> Result<Vec<(ObjectId, Point)>> {

@@ -103,12 +103,7 @@ pub fn forget_deltas(
     if chains.is_empty() {
         return Ok(report);
     }
-    let points: HashSet<String> = repo
-        .storage()
-        .list(ObjectKind::Point)?
-        .into_iter()
-        .map(|e| e.name)
-        .collect();
+    let points: HashSet<String> = repo.point_names()?;
     let forgotten: HashSet<String> = forgotten_points.iter().map(ObjectId::to_hex).collect();
     let span = jiff::SignedDuration::try_from(keep_within).unwrap_or(jiff::SignedDuration::MAX);
     let cutoff = now.checked_sub(span).unwrap_or(jiff::Timestamp::MIN);

@@ -385,12 +385,7 @@ fn drop_stale_proofs(
     if proofs.is_empty() {
         return Ok(());
     }
-    let points: HashSet<String> = repo
-        .storage()
-        .list(ObjectKind::Point)?
-        .into_iter()
-        .map(|e| e.name)
-        .collect();
+    let points: HashSet<String> = repo.point_names()?;
     for (name, proof) in proofs {
         if !points.contains(&proof.point) {
             if !dry_run {
@@ -420,12 +415,7 @@ fn drop_stale_deltas(
     if deltas.is_empty() {
         return Ok(dropped);
     }
-    let points: HashSet<String> = repo
-        .storage()
-        .list(ObjectKind::Point)?
-        .into_iter()
-        .map(|e| e.name)
-        .collect();
+    let points: HashSet<String> = repo.point_names()?;
     for (id, delta) in deltas {
         if points.contains(&delta.base) {
             continue;
