@@ -49,12 +49,13 @@ impl CachedStorage {
     fn cached(kind: ObjectKind) -> bool {
         matches!(
             kind,
-            ObjectKind::Key | ObjectKind::Index | ObjectKind::Point
+            ObjectKind::Key | ObjectKind::Index | ObjectKind::Point | ObjectKind::Delta
         )
     }
 
     /// The cached copy's path: the repository layout ([`ObjectKind::object_path`]) under the
-    /// cache directory (`keys/<id>`, `index/<id>`, `points/<id>`). `None` for kinds that are
+    /// cache directory (`keys/<id>`, `index/<id>`, `points/<id>`, `deltas/<id>`: a `restore
+    /// --at` on the host that captured them reads no delta record from the store). `None` for kinds that are
     /// not cached and for names that are not plain alphanumerics (a name never becomes a path
     /// outside the cache directory).
     fn path(&self, kind: ObjectKind, name: &str) -> Option<PathBuf> {
@@ -207,7 +208,12 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let dir = d.path().join("cache");
         let c = CachedStorage::new(Arc::new(MemoryStorage::new()), &dir);
-        for kind in [ObjectKind::Key, ObjectKind::Index, ObjectKind::Point] {
+        for kind in [
+            ObjectKind::Key,
+            ObjectKind::Index,
+            ObjectKind::Point,
+            ObjectKind::Delta,
+        ] {
             let data = format!("{kind} bytes").into_bytes();
             let name = ObjectId::of(&data).to_hex();
             c.write(kind, &name, &data).unwrap();
@@ -229,6 +235,6 @@ mod tests {
                 files += 1;
             }
         }
-        assert_eq!(files, 3);
+        assert_eq!(files, 4);
     }
 }
