@@ -48,6 +48,7 @@
 //! # timezone = "Europe/Berlin"                # of cron fields (default: [daemon] or system)
 //! continuous = "1s"                          # lifeboat run captures the SQLite dbs' changes
 //! # continuous_keep = "24h"                   # deltas kept this long (forget drops older)
+//! # continuous_fine = "1h"                    # every interval's delta this long, then one a minute
 //! # continuous_rebase = "1h"                  # a new point of the whole app at least this often
 //!
 //! [app.chatalot]
@@ -198,6 +199,10 @@ pub struct AppConfig {
     /// `forget`, the points they started from stay under `keep`.
     #[serde(default, deserialize_with = "crate::hooks::de_duration")]
     pub continuous_keep: Option<std::time::Duration>,
+    /// How long every interval's delta is kept (default 1 h); after that one a minute (60
+    /// intervals) is kept, up to `continuous_keep`. Thinned by `forget`.
+    #[serde(default, deserialize_with = "crate::hooks::de_duration")]
+    pub continuous_fine: Option<std::time::Duration>,
     /// How often continuous capture starts a new chain from a new point of the whole app
     /// (default 1 h; a scheduled backup in between starts one too).
     #[serde(default, deserialize_with = "crate::hooks::de_duration")]

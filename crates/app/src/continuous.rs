@@ -19,15 +19,16 @@
 //! - **Failures**: a delta that cannot be written is undone in the follower (its pages are
 //!   read again next interval, from the database, which is the buffer); the error is logged
 //!   once per run of failures and the capture goes on.
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use lifeboat_core::{
-    chain_to, encode_delta, hostname, load_page_table, replay, BackupSession, ComponentKind, Delta,
-    Error, ErrorKind, ObjectId, Point, Repository, Result, SqliteBody, SEGMENT_PAGES,
+    decode_delta, encode_delta, hostname, links_to, load_page_table, replay, BackupSession,
+    ChunkId, ComponentKind, Delta, Error, ErrorKind, ObjectId, Point, Repository, Result,
+    SqliteBody, SEGMENT_PAGES,
 };
 use lifeboat_sources::sqlite::continuous::Follower;
 use serde::Serialize;
@@ -115,13 +116,52 @@ pub fn continuous_of(config: &Config, app: &str) -> Option<(Vec<PathBuf>, Durati
     Some((a.sqlite.clone(), interval))
 }
 
-/// The chain being extended: its base point and table, its tip.
+/// The chain being extended: its base point, its tip, and the minute link being built.
 struct Chain {
     base: ObjectId,
     base_time: jiff::Timestamp,
     tip: Option<ObjectId>,
     seq: u64,
+    minute: Minute,
 }
+
+/// The next level-1 (minute) link: the union of the interval links since the last one.
+struct Minute {
+    /// Checksum before it: the last minute link's after, or the base point's.
+    before: String,
+    /// (page, final id) of every page the interval links since changed.
+    pairs: BTreeMap<u32, ChunkId>,
+    /// The last interval link folded in: id, page count, checksum after, time.
+    last: Option<(ObjectId, u32, String, String)>,
+    since: Instant,
+    /// The last minute link and its seq.
+    tip: Option<ObjectId>,
+    seq: u64,
+}
+
+impl Minute {
+    fn new(before: String) -> Minute {
+        Minute {
+            before,
+            pairs: BTreeMap::new(),
+            last: None,
+            since: Instant::now(),
+            tip: None,
+            seq: 0,
+        }
+    }
+
+    /// Folds in an interval link.
+    fn fold(&mut self, id: ObjectId, d: &Delta, pairs: &[(u32, ChunkId)]) {
+        self.pairs.retain(|p, _| *p <= d.page_count);
+        self.pairs.extend(pairs.iter().copied());
+        self.last = Some((id, d.page_count, d.checksum_after.clone(), d.time.clone()));
+    }
+}
+
+/// A minute link is written every this many intervals (one a minute at 1 s), while they have
+/// changes.
+const INTERVALS_PER_MINUTE: u32 = 60;
 
 /// Follows database `db` of `app` until the handle says stop. Errors that end the capture
 /// (the database is gone or not in WAL mode, the repository cannot be opened) are returned;
@@ -191,7 +231,14 @@ pub fn run_capture(
                 }
                 continue 'sessions;
             }
-            match capture_once(&mut session, &mut follower, &mut chain, app, &db_str) {
+            match capture_once(
+                &mut session,
+                &mut follower,
+                &mut chain,
+                app,
+                &db_str,
+                interval * INTERVALS_PER_MINUTE,
+            ) {
                 Ok(Some(bytes)) => {
                     if failing {
                         tracing::info!("continuous {app} {db_str}: writing deltas again");
@@ -280,6 +327,7 @@ fn capture_once(
     chain: &mut Chain,
     app: &str,
     db: &str,
+    minute: Duration,
 ) -> Result<Option<u64>> {
     let key = session.writer().checksum_key();
     let Some(change) = follower.poll(session.writer(), &key)? else {
@@ -307,6 +355,8 @@ fn capture_once(
         changed: pairs.len() as u32,
         healed: change.healed.is_some(),
         wal: change.wal,
+        level: 0,
+        until: None,
     };
     let mut stored = 0;
     match session.commit_delta(|summary| {
@@ -323,6 +373,10 @@ fn capture_once(
             );
             chain.tip = Some(id);
             chain.seq = d.seq;
+            chain.minute.fold(id, &d, &pairs);
+            if chain.minute.since.elapsed() >= minute {
+                stored += write_minute(session, chain, app, db, follower.page_size())?;
+            }
             Ok(Some(stored))
         }
         Err(e) => {
@@ -330,6 +384,65 @@ fn capture_once(
             Err(e)
         }
     }
+}
+
+/// Writes the minute link (level 1) of the interval links folded since the last one. On an
+/// error the minute stays as it is and is written with a later interval.
+fn write_minute(
+    session: &mut BackupSession<'_>,
+    chain: &mut Chain,
+    app: &str,
+    db: &str,
+    page_size: u32,
+) -> Result<u64> {
+    let m = &chain.minute;
+    let Some((until, page_count, after, time)) = m.last.clone() else {
+        return Ok(0);
+    };
+    let pairs: Vec<(u32, ChunkId)> = m.pairs.iter().map(|(p, id)| (*p, *id)).collect();
+    let mut segments = Vec::new();
+    for part in pairs.chunks(SEGMENT_PAGES) {
+        segments.push(session.writer().store_chunk(&encode_delta(part))?);
+    }
+    let delta = Delta {
+        app: app.to_string(),
+        path: db.to_string(),
+        base: chain.base.to_hex(),
+        parent: m.tip.map(|t| t.to_hex()),
+        seq: m.seq + 1,
+        time,
+        hostname: hostname(),
+        lifeboat_version: env!("CARGO_PKG_VERSION").to_string(),
+        page_size,
+        page_count,
+        checksum_before: m.before.clone(),
+        checksum_after: after.clone(),
+        pages: segments,
+        changed: pairs.len() as u32,
+        healed: false,
+        wal: None,
+        level: 1,
+        until: Some(until.to_hex()),
+    };
+    let mut stored = 0;
+    let (id, d) = session.commit_delta(|summary| {
+        stored = summary.bytes_stored;
+        delta
+    })?;
+    tracing::debug!(
+        "continuous {app} {db}: minute link {} seq {} ({} pages)",
+        id.short(),
+        d.seq,
+        d.changed
+    );
+    let m = &mut chain.minute;
+    m.tip = Some(id);
+    m.seq = d.seq;
+    m.before = after;
+    m.pairs.clear();
+    m.last = None;
+    m.since = Instant::now();
+    Ok(stored)
 }
 
 /// A point of the whole app (tag `continuous`): the base of a new chain.
@@ -393,13 +506,35 @@ fn start(setup: &Setup, repo: &mut Repository, app: &str, db: &Path) -> Result<(
         .collect();
     let session = repo.begin_restore()?;
     let mut reader = session.reader();
-    // The tip: the link with the highest seq whose chain replays.
-    let mut tips: Vec<(&ObjectId, &Delta)> = links.iter().collect();
+    // The tip: the interval link with the highest seq whose chain replays (minute links
+    // standing in for interval links forget dropped).
+    let mut tips: Vec<(&ObjectId, &Delta)> = links.iter().filter(|(_, d)| d.level == 0).collect();
     tips.sort_by_key(|(_, d)| std::cmp::Reverse(d.seq));
     let mut resumed = None;
     if let Some((id, d)) = tips.first() {
-        match chain_to(&links, id).and_then(|c| replay(&mut reader, &body, &c)) {
-            Ok((table, sum)) => resumed = Some((**id, d.seq, table, sum, d.wal)),
+        let res = links_to(&links, id).and_then(|c| {
+            let (table, sum) = replay(&mut reader, &body, &c)?;
+            // The minute being built: the interval links after the last minute link.
+            let last_minute = c.iter().rposition(|(_, x)| x.level == 1);
+            let mut minute = Minute::new(match last_minute {
+                Some(i) => c[i].1.checksum_after.clone(),
+                None => body.checksum.clone(),
+            });
+            if let Some(i) = last_minute {
+                minute.tip = Some(c[i].0);
+                minute.seq = c[i].1.seq;
+            }
+            for (lid, x) in &c[last_minute.map_or(0, |i| i + 1)..] {
+                let mut pairs = Vec::new();
+                for seg in &x.pages {
+                    pairs.extend(decode_delta(&reader.read(seg)?)?);
+                }
+                minute.fold(*lid, x, &pairs);
+            }
+            Ok((table, sum, minute))
+        });
+        match res {
+            Ok((table, sum, minute)) => resumed = Some((**id, d.seq, table, sum, d.wal, minute)),
             Err(e) => tracing::error!(
                 "continuous {app} {db_str}: the chain from point {} cannot be extended ({e}); starting a new chain from a new point",
                 base.short()
@@ -407,7 +542,7 @@ fn start(setup: &Setup, repo: &mut Repository, app: &str, db: &Path) -> Result<(
         }
     }
     let (chain, follower) = match resumed {
-        Some((tip, seq, table, sum, mark)) => {
+        Some((tip, seq, table, sum, mark, minute)) => {
             let f = Follower::open(db, table, sum, body.page_size, mark.as_ref())?;
             (
                 Chain {
@@ -415,6 +550,7 @@ fn start(setup: &Setup, repo: &mut Repository, app: &str, db: &Path) -> Result<(
                     base_time,
                     tip: Some(tip),
                     seq,
+                    minute,
                 },
                 f,
             )
@@ -429,6 +565,7 @@ fn start(setup: &Setup, repo: &mut Repository, app: &str, db: &Path) -> Result<(
                     base_time,
                     tip: None,
                     seq: 0,
+                    minute: Minute::new(body.checksum.clone()),
                 },
                 f,
             )
@@ -507,5 +644,6 @@ fn new_chain(
         base_time: point.timestamp()?,
         tip: None,
         seq: 0,
+        minute: Minute::new(body.checksum.clone()),
     }))
 }

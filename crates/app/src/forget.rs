@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use lifeboat_core::{
-    forget, forget_deltas, plan_retention, prune, Decision, DeltaForgetReport, Error, ErrorKind,
-    ObjectId, Policy, Progress, PruneOptions, PruneReport, Repository, Result,
+    forget, forget_deltas, plan_retention, prune, thin_deltas, Decision, DeltaForgetReport, Error,
+    ErrorKind, ObjectId, Policy, Progress, PruneOptions, PruneReport, Repository, Result,
 };
 use serde::Serialize;
 
@@ -42,9 +42,19 @@ pub struct ForgetPlan {
     /// The app's continuous deltas the plan removes and keeps (a dry run of
     /// [`ForgetPlan::apply`]'s thinning; the apply plans again, as the chains may have grown).
     pub deltas: DeltaForgetReport,
+    /// Interval links older than `continuous_fine` (default 1 h) that a minute link covers,
+    /// which the apply drops (`thin_deltas`: every interval for the last hour, then every
+    /// minute).
+    pub deltas_thinned: u64,
+    /// `continuous_fine`.
+    #[serde(serialize_with = "seconds")]
+    pub continuous_fine: Duration,
     #[serde(skip)]
     repo: Repository,
 }
+
+/// Default `continuous_fine`: every interval's link for an hour, then one a minute.
+pub const DEFAULT_CONTINUOUS_FINE: Duration = Duration::from_secs(3600);
 
 /// Default of `continuous_keep`.
 pub const DEFAULT_CONTINUOUS_KEEP: Duration = Duration::from_secs(24 * 3600);
@@ -92,6 +102,13 @@ impl ForgetPlan {
             self.continuous_keep,
             jiff::Timestamp::now(),
             &self.removed_ids(),
+            false,
+        )?;
+        thin_deltas(
+            &self.repo,
+            &self.app,
+            self.continuous_fine,
+            jiff::Timestamp::now(),
             false,
         )?;
         prune_with
@@ -176,6 +193,12 @@ pub fn plan(setup: &Setup, req: &ForgetRequest) -> Result<ForgetPlan> {
         &removed_ids(&points),
         true,
     )?;
+    let continuous_fine = config
+        .as_ref()
+        .and_then(|c| c.app.get(&app))
+        .and_then(|a| a.continuous_fine)
+        .unwrap_or(DEFAULT_CONTINUOUS_FINE);
+    let deltas_thinned = thin_deltas(&repo, &app, continuous_fine, jiff::Timestamp::now(), true)?;
     Ok(ForgetPlan {
         app,
         policy,
@@ -183,6 +206,8 @@ pub fn plan(setup: &Setup, req: &ForgetRequest) -> Result<ForgetPlan> {
         points,
         continuous_keep,
         deltas,
+        deltas_thinned,
+        continuous_fine,
         repo,
     })
 }

@@ -100,6 +100,74 @@ impl Repository {
     }
 }
 
+/// The links to replay to reach `tip` (in `all`: the deltas of one base and path, both
+/// levels), first first. A level-1 link: its chain. A level-0 link: walking back through its
+/// parents, the first link some level-1 link reaches (`until`) is replaced by that level-1
+/// link's chain (fewer links to read; and the only way once `forget` dropped the level-0
+/// links older than an hour); without one, back to the first link. A parent missing where no
+/// level-1 link takes over is a gap (`Corrupt`, named as by [`chain_to`]).
+pub fn links_to<'a>(
+    all: &'a HashMap<ObjectId, Delta>,
+    tip: &ObjectId,
+) -> Result<Vec<(ObjectId, &'a Delta)>> {
+    let d = all
+        .get(tip)
+        .ok_or_else(|| err!(Corrupt, "delta {} is not in the repository", tip.short()))?;
+    if d.level != 0 {
+        return chain_to(all, tip);
+    }
+    // Level-0 link id -> the level-1 link that reaches it.
+    let reach: HashMap<ObjectId, ObjectId> = all
+        .iter()
+        .filter(|(_, x)| x.level == 1 && x.base == d.base && x.path == d.path)
+        .filter_map(|(id, x)| Some((ObjectId::from_hex(x.until.as_deref()?)?, *id)))
+        .collect();
+    let mut after: Vec<(ObjectId, &Delta)> = Vec::new();
+    let mut at = *tip;
+    loop {
+        if let Some(r) = reach.get(&at) {
+            let mut out = chain_to(all, r)?;
+            after.reverse();
+            out.extend(after);
+            return Ok(out);
+        }
+        let x = all
+            .get(&at)
+            .ok_or_else(|| err!(Corrupt, "delta {} is not in the repository", at.short()))?;
+        if let Some((_, later)) = after.last() {
+            if x.seq + 1 != later.seq || x.level != 0 {
+                return Err(err!(
+                    Corrupt,
+                    "delta {} (seq {}) names a parent of seq {}",
+                    at.short(),
+                    later.seq,
+                    x.seq
+                ));
+            }
+        }
+        after.push((at, x));
+        if after.len() as u64 > crate::format::delta::MAX_CHAIN {
+            return Err(err!(
+                Corrupt,
+                "delta chain is longer than the format allows"
+            ));
+        }
+        match &x.parent {
+            None => {
+                after.reverse();
+                return Ok(after);
+            }
+            Some(p) => {
+                let pid = ObjectId::from_hex(p).expect("checked by decode");
+                if !all.contains_key(&pid) && !reach.contains_key(&pid) {
+                    return Err(gap(all, x, &pid));
+                }
+                at = pid;
+            }
+        }
+    }
+}
+
 /// The first 8 characters of a listed name (any name a storage attacker chose: slicing 8
 /// bytes panics inside a multi-byte character).
 fn short_name(name: &str) -> String {
@@ -158,7 +226,12 @@ pub fn chain_to<'a>(
 fn gap(all: &HashMap<ObjectId, Delta>, after: &Delta, missing: &ObjectId) -> Error {
     let mut run: Vec<&Delta> = all
         .values()
-        .filter(|d| d.base == after.base && d.path == after.path && d.seq < after.seq)
+        .filter(|d| {
+            d.base == after.base
+                && d.path == after.path
+                && d.level == after.level
+                && d.seq < after.seq
+        })
         .collect();
     run.sort_by_key(|d| d.seq);
     let mut newest: Option<&Delta> = None;
@@ -328,6 +401,8 @@ mod tests {
             changed: 1,
             healed: false,
             wal: None,
+            level: 0,
+            until: None,
         };
         let (did, _) = s.commit_delta(|_| forged).unwrap();
         drop(s);

@@ -50,12 +50,12 @@ mod writer;
 pub use components::{
     load_page_table, load_tree, ChecksumKey, DbChecksum, PageTable, PageTableBuilder,
 };
-pub use deltas::{chain_to, replay, DeltaListing};
+pub use deltas::{chain_to, links_to, replay, DeltaListing};
 pub use error::{Error, ErrorKind, Result};
 pub use format::config::{ChunkerParams, RepoConfig, REPO_VERSION};
 pub use format::delta::{Delta, WalMark, MAX_CHAIN};
 pub use format::key::{hostname, KdfParams};
-pub use format::pagetable::{encode_base, encode_delta, SEGMENT_PAGES};
+pub use format::pagetable::{decode_delta, encode_base, encode_delta, SEGMENT_PAGES};
 pub use format::point::{
     Component, ComponentKind, Point, PointStats, PostgresBody, SqliteBody, TreeBody,
 };
@@ -64,7 +64,7 @@ pub use format::tree::{EntryKind, TreeEntry};
 pub use id::{ChunkId, ObjectId};
 pub use ops::check::{check, CheckOptions, CheckReport, Problem};
 pub use ops::copy::{copy, init_replica, CopyReport};
-pub use ops::forget::{forget, forget_deltas, DeltaForgetReport};
+pub use ops::forget::{forget, forget_deltas, thin_deltas, DeltaForgetReport};
 pub use ops::keys::{add_key, list_keys, remove_key, KeyInfo};
 pub use ops::missing::missing_packs;
 pub use ops::prune::{prune, PruneOptions, PruneReport};

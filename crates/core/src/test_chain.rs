@@ -182,6 +182,8 @@ pub(crate) fn chain_in(
             changed: pairs.len() as u32,
             healed: false,
             wal: None,
+            level: 0,
+            until: None,
         };
         let (id, _) = s.commit_delta(|_| delta).unwrap();
         parent = Some(id);

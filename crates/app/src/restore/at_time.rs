@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use lifeboat_core::{
-    chain_to, replay, ComponentKind, Delta, Error, ErrorKind, ObjectId, Point, Repository, Result,
+    links_to, replay, ComponentKind, Delta, Error, ErrorKind, ObjectId, Point, Repository, Result,
 };
 use serde::Serialize;
 
@@ -121,7 +121,8 @@ pub(crate) fn resolve(
             continue;
         }
         let e = newest.entry(d.path.as_str()).or_insert((did, d, t));
-        if (t, d.seq) > (e.2, e.1.seq) {
+        // Ties (a minute link has its last interval link's time): the interval link.
+        if (t, d.level == 0) > (e.2, e.1.level == 0) {
             *e = (did, d, t);
         }
     }
@@ -139,7 +140,29 @@ pub(crate) fn resolve(
             .filter(|(_, x)| x.base == d.base && x.path == d.path)
             .map(|(i, x)| (*i, x.clone()))
             .collect();
-        let chain = chain_to(&links, did)?;
+        let chain = match links_to(&links, did) {
+            Ok(c) => c,
+            // An interval link cut off by a forget killed while thinning: the newest minute
+            // link at or before the moment still gives the database within that minute.
+            Err(e) if d.level == 0 => {
+                let minute = links
+                    .iter()
+                    .filter(|(_, x)| x.level == 1 && x.timestamp().is_ok_and(|t| t <= at))
+                    .max_by_key(|(_, x)| x.seq)
+                    .map(|(i, _)| *i);
+                match minute {
+                    Some(m) => {
+                        tracing::warn!("{e}; restoring from the minute link before it");
+                        links_to(&links, &m)?
+                    }
+                    None => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
+        };
+        // The link the database is restored as of (a minute link after a fallback).
+        let used = chain.last().expect("a chain has links").1.clone();
+        let d = &used;
         let base_id = ObjectId::from_hex(&d.base).expect("checked by decode");
         let base_point = session.repository().read_point(&base_id).map_err(|e| {
             e.context(format!(

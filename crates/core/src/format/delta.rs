@@ -67,6 +67,20 @@ pub struct Delta {
     /// without comparing every page). Informational for readers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wal: Option<WalMark>,
+    /// 0: one interval of the capture. 1: one minute: the union of the pages of that minute's
+    /// interval links, with their final ids (no page data of its own), in a chain of its own
+    /// (`parent` names the previous level-1 link); it reaches the state of the level-0 link
+    /// `until` names, so a restore may replay level-1 links up to a minute and level-0 links
+    /// after it, and `forget` may drop level-0 links older than an hour.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub level: u8,
+    /// Level 1 only: hex id of the level-0 link whose state this link reaches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+}
+
+fn is_zero(v: &u8) -> bool {
+    *v == 0
 }
 
 /// A position in a `-wal` file: the frame after which the next interval starts, in the WAL
@@ -116,6 +130,11 @@ impl Delta {
         if !(512..=65536).contains(&d.page_size) || !d.page_size.is_power_of_two() {
             return Err(bad("page size"));
         }
+        match (d.level, d.until.as_deref()) {
+            (0, None) => {}
+            (1, Some(u)) if ObjectId::from_hex(u).is_some() => {}
+            _ => return Err(bad("level and until do not fit")),
+        }
         d.timestamp()?;
         Ok(d)
     }
@@ -155,6 +174,8 @@ mod tests {
                 frame: 7,
                 cksum: [3, 4],
             }),
+            level: 0,
+            until: None,
         }
     }
 
@@ -177,6 +198,18 @@ mod tests {
             ("checksum", Box::new(|d| d.checksum_after = "x".into())),
             ("page size", Box::new(|d| d.page_size = 1000)),
             ("time", Box::new(|d| d.time = "yesterday".into())),
+            ("level 1 without until", Box::new(|d| d.level = 1)),
+            (
+                "until on level 0",
+                Box::new(|d| d.until = Some("ab".repeat(32))),
+            ),
+            (
+                "level 2",
+                Box::new(|d| {
+                    d.level = 2;
+                    d.until = Some("ab".repeat(32));
+                }),
+            ),
         ];
         for (name, f) in cases {
             let mut d = delta();

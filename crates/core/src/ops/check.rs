@@ -340,7 +340,9 @@ pub fn check(
 
 /// Delta records (§17): each must read; its base must be a point with a `sqlite` component
 /// at its path and page size; each chain (deltas of one base and path) must be whole (every
-/// parent present, seq contiguous from 1) and replay (checksum links, page counts); the
+/// parent present, seq contiguous from 1, or from a level-0 link a level-1 link reaches: what
+/// forget leaves after dropping the level-0 links older than an hour) and replay (checksum
+/// links, page counts); the
 /// chunks it names (segments and the pages they list) must be indexed. A delta whose base is
 /// gone is stale (prune drops it), not damage.
 fn check_deltas(
@@ -503,7 +505,7 @@ fn check_deltas(
             .collect();
         let mut seen: HashSet<String> = HashSet::new();
         for tip in names.iter().rev().filter(|id| !parents.contains(**id)) {
-            let res = crate::deltas::chain_to(links, tip)
+            let res = crate::deltas::links_to(links, tip)
                 .and_then(|chain| crate::deltas::replay(&mut reader, body, &chain).map(|_| ()));
             if let Err(e) = res {
                 let mut msg = format!("chain of {path} from point {short}: {}", e.message());

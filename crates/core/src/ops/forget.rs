@@ -164,6 +164,64 @@ pub fn forget_deltas(
     Ok(report)
 }
 
+/// Thins the continuous chains of `app` to one link a minute before `now - fine`: in each
+/// chain, the level-0 (interval) links up to the one that the newest level-1 (minute) link
+/// older than that reaches are deleted, newest first (a forget killed half-way leaves an older
+/// run whose link after it is still reached by that level-1 link, never a gap). A restore
+/// then replays level-1 links up to the minute, and level-0 links after it (`links_to`).
+/// Returns how many records went (in a dry run, would go).
+pub fn thin_deltas(
+    repo: &Repository,
+    app: &str,
+    fine: Duration,
+    now: jiff::Timestamp,
+    dry_run: bool,
+) -> Result<u64> {
+    let span = jiff::SignedDuration::try_from(fine).unwrap_or(jiff::SignedDuration::MAX);
+    let cutoff = now.checked_sub(span).unwrap_or(jiff::Timestamp::MIN);
+    type Links = Vec<(ObjectId, u8, jiff::Timestamp)>;
+    let mut chains: BTreeMap<(String, String), Links> = BTreeMap::new();
+    for (id, d) in repo.deltas()?.into_iter().filter(|(_, d)| d.app == app) {
+        let t = d.timestamp()?;
+        chains
+            .entry((d.base, d.path))
+            .or_default()
+            .push((id, d.level, t));
+    }
+    let mut doomed: Vec<ObjectId> = Vec::new();
+    for links in chains.values_mut() {
+        // The newest minute older than the cutoff: level-0 links up to its time go.
+        let Some(upto) = links
+            .iter()
+            .filter(|l| l.1 == 1 && l.2 < cutoff)
+            .map(|l| l.2)
+            .max()
+        else {
+            continue;
+        };
+        let mut old: Vec<&(ObjectId, u8, jiff::Timestamp)> =
+            links.iter().filter(|l| l.1 == 0 && l.2 <= upto).collect();
+        old.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(&b.0)));
+        doomed.extend(old.iter().map(|l| l.0));
+    }
+    if dry_run || doomed.is_empty() {
+        return Ok(doomed.len() as u64);
+    }
+    let publisher = forget_lease(repo)?;
+    publisher.publish(|| {
+        for id in &doomed {
+            match repo.storage().delete(ObjectKind::Delta, &id.to_hex()) {
+                Ok(()) | Err(StorageError::NotFound { .. }) => {}
+                Err(e) => {
+                    return Err(Error::from(e).context(format!("delete delta {}", id.short())))
+                }
+            }
+        }
+        Ok(())
+    })?;
+    Ok(doomed.len() as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -263,6 +321,137 @@ mod tests {
         assert_eq!(
             sorted(store.names(ObjectKind::Delta)),
             sorted(other.iter().chain(&newest).map(|i| i.to_hex()).collect())
+        );
+    }
+
+    /// A minute link written by hand over the interval links `covered` (as the capture does).
+    fn minute_link(
+        repo: &mut Repository,
+        base: &(ObjectId, crate::format::point::Point),
+        covered: &[ObjectId],
+        parent: Option<(ObjectId, u64)>,
+    ) -> ObjectId {
+        use crate::format::pagetable::{decode_delta, encode_delta};
+        repo.load_index().unwrap();
+        let links: Vec<crate::format::delta::Delta> = covered
+            .iter()
+            .map(|i| repo.read_delta(i).unwrap())
+            .collect();
+        let mut pairs = std::collections::BTreeMap::new();
+        {
+            let mut reader = repo.reader();
+            for d in &links {
+                pairs.retain(|p: &u32, _| *p <= d.page_count);
+                for seg in &d.pages {
+                    pairs.extend(decode_delta(&reader.read(seg).unwrap()).unwrap());
+                }
+            }
+        }
+        let (first, last) = (&links[0], links.last().unwrap());
+        let pairs: Vec<_> = pairs.into_iter().collect();
+        let mut s = repo.begin_backup().unwrap();
+        let seg = s.writer().store_chunk(&encode_delta(&pairs)).unwrap();
+        let d = crate::format::delta::Delta {
+            parent: parent.map(|p| p.0.to_hex()),
+            seq: parent.map_or(1, |p| p.1 + 1),
+            checksum_before: first.checksum_before.clone(),
+            pages: vec![seg],
+            changed: pairs.len() as u32,
+            level: 1,
+            until: Some(covered.last().unwrap().to_hex()),
+            wal: None,
+            base: base.0.to_hex(),
+            ..last.clone()
+        };
+        s.commit_delta(|_| d).unwrap().0
+    }
+
+    #[test]
+    fn thinning_keeps_a_link_a_minute_and_every_moment_after_still_replays() {
+        let store = Arc::new(TestStore::default());
+        let mut repo = repo(&store);
+        let now = jiff::Timestamp::now();
+        let a = base_point(&mut repo, "app", "A");
+        let tags: Vec<String> = (0..6).map(|i| format!("m{i} p2")).collect();
+        let changes: Vec<[(u32, &str); 1]> = tags.iter().map(|t| [(2u32, t.as_str())]).collect();
+        let start = hours_ago(now, 3);
+        let steps: Vec<Step<'_>> = changes
+            .iter()
+            .enumerate()
+            .map(|(i, c)| Step {
+                page_count: 4,
+                changed: c,
+                time: start
+                    .checked_add(jiff::SignedDuration::from_mins(20 * i as i64))
+                    .unwrap(),
+            })
+            .collect();
+        let ids = chain(&mut repo, &a, &steps);
+        let m1 = minute_link(&mut repo, &a, &ids[0..2], None);
+        let m2 = minute_link(&mut repo, &a, &ids[2..4], Some((m1, 1)));
+        let expect_at = |i: usize| {
+            let mut e = base_tags("A");
+            e[1] = format!("m{i} p2");
+            e
+        };
+        // Before thinning, the interval links replay through the minute links already.
+        {
+            repo.load_index().unwrap();
+            let all: std::collections::HashMap<_, _> = store
+                .names(ObjectKind::Delta)
+                .iter()
+                .map(|n| {
+                    let id = ObjectId::from_hex(n).unwrap();
+                    (id, repo.read_delta(&id).unwrap())
+                })
+                .collect();
+            let l = crate::deltas::links_to(&all, &ids[5]).unwrap();
+            assert_eq!(
+                l.iter().map(|x| x.0).collect::<Vec<_>>(),
+                vec![m1, m2, ids[4], ids[5]]
+            );
+        }
+        // The links are 3 h, 2h40, 2h20, 2 h, 1h40 and 1h20 old; the minute links reach links
+        // 2 and 4. Every interval link up to the newest minute link older than an hour
+        // (links 1-4) goes; links 5 and 6 stay (the minute link over them is not written yet).
+        let dry = thin_deltas(&repo, "app", Duration::from_secs(3600), now, true).unwrap();
+        assert_eq!(dry, 4);
+        assert_eq!(store.names(ObjectKind::Delta).len(), 8, "a dry run");
+        assert_eq!(
+            thin_deltas(&repo, "app", Duration::from_secs(3600), now, false).unwrap(),
+            4
+        );
+        let left = store.names(ObjectKind::Delta);
+        assert_eq!(left.len(), 4);
+        repo.load_index().unwrap();
+        let all: std::collections::HashMap<_, _> = left
+            .iter()
+            .map(|n| {
+                let id = ObjectId::from_hex(n).unwrap();
+                (id, repo.read_delta(&id).unwrap())
+            })
+            .collect();
+        let mut reader = repo.reader();
+        for (tip, i) in [(ids[5], 5), (ids[4], 4), (m2, 3), (m1, 1)] {
+            let l = crate::deltas::links_to(&all, &tip).unwrap();
+            let (table, _) = crate::deltas::replay(&mut reader, body(&a.1), &l).unwrap();
+            for (id, tag) in table.iter().zip(expect_at(i)) {
+                assert_eq!(reader.read(id).unwrap(), page(&tag), "{tag} at link {i}");
+            }
+        }
+        drop(reader);
+        // check sees a thinned chain as whole.
+        let report = crate::ops::check::check(
+            &mut repo,
+            crate::ops::check::CheckOptions { read_data: true },
+            &crate::progress::NoProgress,
+        )
+        .unwrap();
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        // Nothing more to thin.
+        assert_eq!(
+            thin_deltas(&repo, "app", Duration::from_secs(3600), now, false).unwrap(),
+            0
         );
     }
 

@@ -129,6 +129,7 @@ pub fn run(ctx: &Context, a: ForgetArgs) -> Result<()> {
                 "points": decisions,
                 "continuous_keep_secs": plan.continuous_keep.as_secs(),
                 "deltas": plan.deltas,
+                "deltas_thinned": plan.deltas_thinned,
             }))?;
         } else {
             outln!(
@@ -182,6 +183,13 @@ pub fn run(ctx: &Context, a: ForgetArgs) -> Result<()> {
                     span(plan.continuous_keep),
                     d.kept_deltas,
                     d.kept_chains
+                );
+            }
+            if plan.deltas_thinned > 0 {
+                outln!(
+                    "continuous deltas: {} interval links older than an hour {} (a minute link covers each)",
+                    plan.deltas_thinned,
+                    if a.dry_run { "would be thinned" } else { "thinned" }
                 );
             }
         }

@@ -575,3 +575,55 @@ fn a_scheduled_backup_starts_a_new_chain_and_moments_on_both_sides_restore() {
     // Both chains are whole and replay (check exits non-zero on any problem).
     env.ok(&[&"-c", &config, &"check"]);
 }
+
+/// A minute link every 60 intervals; `forget` then keeps every interval's link only for
+/// `continuous_fine` and one a minute before: moments in the thinned part restore as of the
+/// minute link before them, moments after as before, and check sees whole chains.
+#[test]
+fn forget_thins_old_interval_links_to_one_a_minute_and_every_moment_still_restores() {
+    let env = Env::new();
+    let (db, config) = setup(&env, "100ms");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("continuous_fine = \"2s\"\n");
+    std::fs::write(&config, text).unwrap();
+    let mut d = Daemon::start(&env, &config, "run");
+    d.wait_for("the capture to start", 60, |d| {
+        d.count(&["following from point"]) == 1
+    });
+    let writer = Writer::start(&db, Duration::from_millis(5));
+    // A minute here is 60 intervals of 100 ms.
+    std::thread::sleep(Duration::from_secs(14));
+    let log = writer.finish();
+    std::thread::sleep(Duration::from_secs(1));
+    let (code, out) = d.stop(30);
+    assert_eq!(code, 0, "{out}");
+    let before = deltas(&env).len();
+    std::thread::sleep(Duration::from_secs(3));
+    let (fo, _) = env.ok(&[&"-c", &config, &"forget", &"chat", &"--keep-last", &"10"]);
+    assert!(fo.contains("thinned"), "{fo}");
+    let after = deltas(&env).len();
+    assert!(
+        after < before / 2,
+        "{before} links before, {after} after thinning:\n{fo}"
+    );
+    env.ok(&[&"-c", &config, &"check"]);
+    let (first, end) = (log[0].began, log.last().unwrap().returned);
+    let at = env.path("at.db");
+    let mut seen = Vec::new();
+    for i in 0..=10 {
+        let t = first + (end - first) * i as f64 / 10.0;
+        let (file, taken) = restore_at(&env, &config, t, &at);
+        seen.push(assert_consistent_at(
+            &file,
+            &log,
+            taken,
+            &format!("--at +{:.2}s", t - first),
+        ));
+    }
+    assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
+    let (file, taken) = restore_at(&env, &config, now(), &at);
+    assert_eq!(
+        assert_consistent_at(&file, &log, taken, "now"),
+        log.last().unwrap().id
+    );
+}
