@@ -27,23 +27,47 @@ impl Repository {
     /// Every delta record, and beside them those that cannot be read (damaged, too large,
     /// written by a newer lifeboat).
     pub fn deltas_and_damaged(&self) -> Result<DeltaListing> {
+        let listed = self.storage().list(ObjectKind::Delta)?;
+        // Thousands of small objects (one per busy interval): read on several threads, as a
+        // remote store answers each after a round trip.
+        const READERS: usize = 16;
+        let per = listed.len().div_ceil(READERS).max(64);
+        let read_part = |part: &[crate::storage::ListEntry]| {
+            let mut good = Vec::new();
+            let mut bad = Vec::new();
+            for e in part {
+                let Some(id) = ObjectId::from_hex(&e.name) else {
+                    bad.push((e.name.clone(), err!(Corrupt, "delta name is not an id")));
+                    continue;
+                };
+                match self.read_delta(&id) {
+                    Ok(d) => good.push((id, d)),
+                    // Forgotten meanwhile: not a delta any more.
+                    Err(_)
+                        if matches!(
+                            self.storage().read(ObjectKind::Delta, &e.name),
+                            Err(crate::StorageError::NotFound { .. })
+                        ) => {}
+                    Err(er) => bad.push((e.name.clone(), er)),
+                }
+            }
+            (good, bad)
+        };
+        let parts: Vec<DeltaListing> = std::thread::scope(|s| {
+            let handles: Vec<_> = listed
+                .chunks(per)
+                .map(|part| s.spawn(move || read_part(part)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("delta reader thread panicked"))
+                .collect()
+        });
         let mut good = Vec::new();
         let mut bad = Vec::new();
-        for e in self.storage().list(ObjectKind::Delta)? {
-            let Some(id) = ObjectId::from_hex(&e.name) else {
-                bad.push((e.name, err!(Corrupt, "delta name is not an id")));
-                continue;
-            };
-            match self.read_delta(&id) {
-                Ok(d) => good.push((id, d)),
-                // Forgotten meanwhile: not a delta any more.
-                Err(_)
-                    if matches!(
-                        self.storage().read(ObjectKind::Delta, &e.name),
-                        Err(crate::StorageError::NotFound { .. })
-                    ) => {}
-                Err(er) => bad.push((e.name, er)),
-            }
+        for (g, b) in parts {
+            good.extend(g);
+            bad.extend(b);
         }
         Ok((good, bad))
     }
