@@ -459,14 +459,19 @@ fn backup_now(setup: &Setup, app: &str) -> Result<()> {
     Ok(())
 }
 
-/// The app's newest point that holds `db`, and that component's body.
+/// The app's newest point from this host that holds `db`, and that component's body.
 fn newest_point(
     repo: &Repository,
     app: &str,
     db: &str,
 ) -> Result<Option<(ObjectId, Point, SqliteBody)>> {
     let mut points = repo.points()?;
-    points.retain(|(_, p)| p.app == app && !p.tags.iter().any(|t| t == "pre-restore"));
+    // This host's points only: another host backing up an app of the same name into the
+    // repository has its own database at that path, and a chain must start from this one's.
+    let host = hostname();
+    points.retain(|(_, p)| {
+        p.app == app && p.hostname == host && !p.tags.iter().any(|t| t == "pre-restore")
+    });
     Ok(points.into_iter().rev().find_map(|(id, p)| {
         let body = p
             .components

@@ -117,7 +117,9 @@ pub(crate) fn resolve(
     let mut newest: HashMap<&str, (&ObjectId, &Delta, jiff::Timestamp)> = HashMap::new();
     for (did, d) in &deltas {
         let Ok(t) = d.timestamp() else { continue };
-        if t > at || t <= point_time {
+        // Captured on the host the point is from (an app of the same name on another host
+        // has its own database at that path).
+        if t > at || t <= point_time || d.hostname != point.hostname {
             continue;
         }
         let e = newest.entry(d.path.as_str()).or_insert((did, d, t));
