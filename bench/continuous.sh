@@ -124,6 +124,9 @@ run_variant() {
     res day0_bytes "$(bytes_of "$W/repo")"; res day0_files "$(nfiles "$W/repo")"
     res day0_cpu "$(cpu_s "$DPID")"; res day0_hwm_kb "$(hwm_kb "$DPID")"
   fi
+  if [ "$v" != none ]; then # the daemon's CPU every 5 s over its first life
+    ( while [ -r "/proc/$DPID/stat" ]; do echo "$(now) $(cpu_s "$DPID" 2>/dev/null)"; sleep 5; done >> "$W/cpu.tsv" 2>/dev/null ) &
+  fi
   touch "$W/day0.marker"
   log "$v: day of writes (${DURATION} s)"
   res t_day0 "$(now)"
