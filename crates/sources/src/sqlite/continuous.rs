@@ -483,8 +483,19 @@ impl Follower {
         let same =
             header.is_some_and(|h| (h.salt1, h.salt2) == (old.header().salt1, old.header().salt2));
         if same {
-            self.safe = true;
-            return self.scan(pages);
+            // The log may restart between that look and this read: read the frames through
+            // the cursor (which checks the header again) and only a read that found the same
+            // generation proves the anchor covers what follows. A restart seen now was not
+            // under the anchor: the rule below decides (an attack on this with a loaded test
+            // machine lost the old tail: `scan` took the restart as one under the anchor).
+            let mut cursor = old.clone();
+            if let Poll::Committed(frames) = cursor.poll(wal)? {
+                add(pages, &frames, &mut self.stats);
+                self.cursor = Some(cursor);
+                self.wal_len_max = self.wal_len_max.max(len_of(wal, &self.wal_path)?);
+                self.safe = true;
+                return Ok(());
+            }
         }
         // Restarted while no snapshot was held. Exactly one restart by a writer gives salt-1 +
         // 1; the new generation overwrote slots 1..=k; the old one's frames from slot q on
@@ -764,6 +775,14 @@ impl Follower {
             self.must_heal = change.healed;
         }
     }
+}
+
+/// The WAL file's size.
+fn len_of(wal: &File, path: &Path) -> Result<u64> {
+    Ok(wal
+        .metadata()
+        .map_err(|e| Error::io(path.display(), e))?
+        .len())
 }
 
 fn add(pages: &mut BTreeSet<u32>, frames: &[WalFrame], stats: &mut FollowerStats) {

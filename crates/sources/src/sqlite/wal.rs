@@ -273,6 +273,13 @@ impl WalCursor {
     }
 
     fn read_frames(&mut self, file: &File) -> Result<Poll> {
+        // Frames of a transaction not yet committed are read again from its first: SQLite
+        // may rewrite them in place before the commit (a page written twice in one transaction
+        // after a cache spill, its checksums recomputed), and a cursor that kept the old
+        // checksums would stop at the next frame for good, missing the commit.
+        self.next -= self.pending.len() as u32;
+        self.sum = self.commit_sum;
+        self.pending.clear();
         let page = self.header.page_size as usize;
         let frame_len = FRAME_HEADER_LEN + page;
         let len = file
