@@ -68,9 +68,9 @@ impl Repository {
             handles
                 .into_iter()
                 .map(|(part, h)| match h {
-                    Ok(h) => h.join().map_err(|_| {
-                        err!(Other, "internal error: a delta reader thread panicked")
-                    }),
+                    Ok(h) => h
+                        .join()
+                        .map_err(|_| err!(Other, "internal error: a delta reader thread panicked")),
                     Err(_) => Ok(read_part(part)),
                 })
                 .collect::<Result<Vec<_>>>()
@@ -110,7 +110,10 @@ impl Repository {
     pub fn deltas(&self) -> Result<Vec<(ObjectId, Delta)>> {
         let (good, bad) = self.deltas_and_damaged()?;
         let (failed, bad): (Vec<_>, Vec<_>) = bad.into_iter().partition(|(_, e)| {
-            matches!(e.kind(), crate::ErrorKind::Io | crate::ErrorKind::Interrupted)
+            matches!(
+                e.kind(),
+                crate::ErrorKind::Io | crate::ErrorKind::Interrupted
+            )
         });
         if let Some((name, e)) = failed.into_iter().next() {
             return Err(e.context(format!("read delta {}", short_name(&name))));

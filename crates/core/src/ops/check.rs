@@ -537,7 +537,9 @@ fn check_deltas(
             .filter(|id| !parents.contains(**id))
             .flat_map(|id| {
                 let twice = minutes && links[*id].level == 0;
-                [(*id, false)].into_iter().chain(twice.then_some((*id, true)))
+                [(*id, false)]
+                    .into_iter()
+                    .chain(twice.then_some((*id, true)))
             });
         for (tip, intervals) in tips {
             let chain = if intervals {

@@ -223,9 +223,7 @@ pub fn thin_deltas(
                 // to tell; an older minute link may).
                 None => links
                     .values()
-                    .find(|d| {
-                        d.level == 0 && d.parent.as_deref() == m.until.as_deref()
-                    })
+                    .find(|d| d.level == 0 && d.parent.as_deref() == m.until.as_deref())
                     .map(|c| (c.seq - 1, time(m))),
             }
         });
@@ -583,7 +581,12 @@ mod tests {
             let l = crate::deltas::links_to(&all, id)
                 .unwrap_or_else(|e| panic!("link {} of {}: {e}", i + 1, ids.len()));
             let (table, _) = crate::deltas::replay(&mut reader, body(&a.1), &l).unwrap();
-            assert_eq!(reader.read(&table[1]).unwrap(), page(&format!("m{i} p2")), "link {}", i + 1);
+            assert_eq!(
+                reader.read(&table[1]).unwrap(),
+                page(&format!("m{i} p2")),
+                "link {}",
+                i + 1
+            );
         }
         drop(reader);
         let report = crate::ops::check::check(
@@ -700,7 +703,10 @@ mod tests {
             .delete(ObjectKind::Delta, &ids[1].to_hex())
             .unwrap();
         let all = readable(&mut repo, &store);
-        assert!(crate::deltas::links_to(&all, &ids[2]).is_err(), "link 3 is past a gap");
+        assert!(
+            crate::deltas::links_to(&all, &ids[2]).is_err(),
+            "link 3 is past a gap"
+        );
         let report = crate::ops::check::check(
             &mut repo,
             crate::ops::check::CheckOptions { read_data: false },
