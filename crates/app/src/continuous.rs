@@ -219,6 +219,18 @@ pub fn run_capture(
                     > rebase
                 || chain.seq >= lifeboat_core::MAX_CHAIN - 1;
             if due_rebase {
+                // The minute being built goes out before the chain ends: else the chain's
+                // last interval links (up to a minute of them) are covered by no minute link
+                // and forget never thins them (one such tail per chain, 24 a day).
+                if chain.minute.last.is_some() {
+                    if let Err(e) =
+                        write_minute(&mut session, &mut chain, app, &db_str, follower.page_size())
+                    {
+                        tracing::warn!(
+                            "continuous {app} {db_str}: the last minute link of the chain could not be written ({e})"
+                        );
+                    }
+                }
                 drop(session);
                 if let Some(c) =
                     new_chain(&setup, &mut repo, app, db, &mut follower, rebase, &chain)?

@@ -53,16 +53,28 @@ impl Repository {
             }
             (good, bad)
         };
+        // A thread that cannot be started (a pids limit on the service) reads its part on
+        // this one; one that panicked is an error, not a panic of the caller (the daemon).
         let parts: Vec<DeltaListing> = std::thread::scope(|s| {
             let handles: Vec<_> = listed
                 .chunks(per)
-                .map(|part| s.spawn(move || read_part(part)))
+                .map(|part| {
+                    let h = std::thread::Builder::new()
+                        .name("delta-reader".into())
+                        .spawn_scoped(s, move || read_part(part));
+                    (part, h)
+                })
                 .collect();
             handles
                 .into_iter()
-                .map(|h| h.join().expect("delta reader thread panicked"))
-                .collect()
-        });
+                .map(|(part, h)| match h {
+                    Ok(h) => h
+                        .join()
+                        .map_err(|_| err!(Other, "internal error: a delta reader thread panicked")),
+                    Err(_) => Ok(read_part(part)),
+                })
+                .collect::<Result<Vec<_>>>()
+        })?;
         let mut good = Vec::new();
         let mut bad = Vec::new();
         for (g, b) in parts {
@@ -91,9 +103,21 @@ impl Repository {
     }
 
     /// Every readable delta record; damaged ones are skipped with a warning (a chain that
-    /// needed one then reports the gap).
+    /// needed one then reports the gap). A record the store failed to deliver (a timeout, an
+    /// I/O error) is an error, not a damaged record: skipping the newest link of a chain made
+    /// a restore --at give an older moment with only a warning, and the capture resume an
+    /// older tip.
     pub fn deltas(&self) -> Result<Vec<(ObjectId, Delta)>> {
         let (good, bad) = self.deltas_and_damaged()?;
+        let (failed, bad): (Vec<_>, Vec<_>) = bad.into_iter().partition(|(_, e)| {
+            matches!(
+                e.kind(),
+                crate::ErrorKind::Io | crate::ErrorKind::Interrupted
+            )
+        });
+        if let Some((name, e)) = failed.into_iter().next() {
+            return Err(e.context(format!("read delta {}", short_name(&name))));
+        }
         for (name, e) in bad {
             tracing::warn!("skipping delta {}: {e}", short_name(&name));
         }
@@ -130,9 +154,35 @@ impl Repository {
 /// link's chain (fewer links to read; and the only way once `forget` dropped the level-0
 /// links older than an hour); without one, back to the first link. A parent missing where no
 /// level-1 link takes over is a gap (`Corrupt`, named as by [`chain_to`]).
+///
+/// A level-1 link stands in for a level-0 link only when its own chain is whole and, when
+/// that level-0 link is present, it reaches the same state (`checksum_after`, `page_count`,
+/// `time`): the replay compares a level-1 link's `checksum_after` with the next link's
+/// `checksum_before`, but nothing follows the tip, so a level-1 link naming the tip with
+/// another state would be restored as the tip's moment. When no level-1 link can stand in,
+/// the walk goes on through the level-0 parents (a damaged or missing minute link costs
+/// reads, not the chain).
 pub fn links_to<'a>(
     all: &'a HashMap<ObjectId, Delta>,
     tip: &ObjectId,
+) -> Result<Vec<(ObjectId, &'a Delta)>> {
+    links_to_inner(all, tip, true)
+}
+
+/// [`links_to`] through every level-0 link still stored: a level-1 link stands in only for
+/// one `forget` thinned. What `check` uses to verify the interval links minute links cover
+/// (a walk from the tip stops at the newest link a minute link reaches).
+pub(crate) fn interval_links_to<'a>(
+    all: &'a HashMap<ObjectId, Delta>,
+    tip: &ObjectId,
+) -> Result<Vec<(ObjectId, &'a Delta)>> {
+    links_to_inner(all, tip, false)
+}
+
+fn links_to_inner<'a>(
+    all: &'a HashMap<ObjectId, Delta>,
+    tip: &ObjectId,
+    minutes_first: bool,
 ) -> Result<Vec<(ObjectId, &'a Delta)>> {
     let d = all
         .get(tip)
@@ -140,24 +190,53 @@ pub fn links_to<'a>(
     if d.level != 0 {
         return chain_to(all, tip);
     }
-    // Level-0 link id -> the level-1 link that reaches it.
-    let reach: HashMap<ObjectId, ObjectId> = all
-        .iter()
-        .filter(|(_, x)| x.level == 1 && x.base == d.base && x.path == d.path)
-        .filter_map(|(id, x)| Some((ObjectId::from_hex(x.until.as_deref()?)?, *id)))
-        .collect();
+    // Level-0 link id -> the level-1 links that reach it (sorted: the choice among several
+    // does not depend on a hash map's order).
+    let mut reach: HashMap<ObjectId, Vec<ObjectId>> = HashMap::new();
+    for (id, x) in all {
+        if x.level == 1 && x.base == d.base && x.path == d.path {
+            if let Some(u) = x.until.as_deref().and_then(ObjectId::from_hex) {
+                reach.entry(u).or_default().push(*id);
+            }
+        }
+    }
+    for v in reach.values_mut() {
+        v.sort();
+    }
     let mut after: Vec<(ObjectId, &Delta)> = Vec::new();
     let mut at = *tip;
     loop {
-        if let Some(r) = reach.get(&at) {
-            let mut out = chain_to(all, r)?;
-            after.reverse();
-            out.extend(after);
-            return Ok(out);
+        let here = all.get(&at);
+        if let Some(rs) = reach.get(&at).filter(|_| minutes_first || here.is_none()) {
+            let mut failed = None;
+            for r in rs {
+                let rd = &all[r];
+                if let Some(x) = here {
+                    if rd.checksum_after != x.checksum_after
+                        || rd.page_count != x.page_count
+                        || rd.time != x.time
+                    {
+                        continue;
+                    }
+                }
+                match chain_to(all, r) {
+                    Ok(mut out) => {
+                        after.reverse();
+                        out.extend(after);
+                        return Ok(out);
+                    }
+                    Err(e) => failed = Some(e),
+                }
+            }
+            if here.is_none() {
+                // Thinned, and no level-1 link that reaches it replays: the error of one.
+                return Err(failed.unwrap_or_else(|| {
+                    err!(Corrupt, "delta {} is not in the repository", at.short())
+                }));
+            }
         }
-        let x = all
-            .get(&at)
-            .ok_or_else(|| err!(Corrupt, "delta {} is not in the repository", at.short()))?;
+        let x =
+            here.ok_or_else(|| err!(Corrupt, "delta {} is not in the repository", at.short()))?;
         if let Some((_, later)) = after.last() {
             if x.seq + 1 != later.seq || x.level != 0 {
                 return Err(err!(
@@ -220,6 +299,18 @@ pub fn chain_to<'a>(
                     at.short(),
                     later.seq,
                     d.seq
+                ));
+            }
+            // A level's links name only links of their level: a level-1 link naming an
+            // interval link would make `forget`, which deletes interval links a minute link
+            // covers, cut that minute link's own chain.
+            if d.level != later.level {
+                return Err(err!(
+                    Corrupt,
+                    "a level-{} link names delta {} of level {} as its parent",
+                    later.level,
+                    at.short(),
+                    d.level
                 ));
             }
         }
@@ -394,6 +485,22 @@ mod tests {
         assert!(repo.deltas().unwrap().is_empty());
         let (_, bad) = repo.deltas_and_damaged().unwrap();
         assert_eq!(bad.len(), 1);
+    }
+
+    /// Review: a delta the store failed to deliver (a timeout) was skipped like a damaged one:
+    /// a restore --at then took the link before it as the newest, an older moment, with only
+    /// a warning. It is an error.
+    #[test]
+    fn a_delta_the_store_fails_to_deliver_is_an_error_not_skipped() {
+        let store = Arc::new(TestStore::default());
+        let mut repo = repo(&store);
+        let base = base_point(&mut repo, "app", "b");
+        let ids = chain(&mut repo, &base, &three_steps(jiff::Timestamp::now()));
+        store.failing_reads.lock().unwrap().push(ids[2].to_hex());
+        let e = repo.deltas().unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::Io, "{e}");
+        store.failing_reads.lock().unwrap().clear();
+        assert_eq!(repo.deltas().unwrap().len(), 3);
     }
 
     /// A key holder's link that claims 4 billion pages and lists one must be refused before

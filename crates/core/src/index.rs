@@ -139,6 +139,11 @@ impl Index {
         self.sorted = true;
     }
 
+    /// The packs the loaded index objects list (a pack listed by several, several times).
+    pub(crate) fn pack_ids(&self) -> &[ObjectId] {
+        &self.packs
+    }
+
     /// Whether the chunk is stored in a pack that is not condemned (what deduplication may
     /// rely on).
     pub fn contains(&self, id: &ChunkId) -> bool {

@@ -15,6 +15,8 @@ pub(crate) struct TestStore {
     objects: Mutex<BTreeMap<(String, String), Vec<u8>>>,
     /// While set, lease writes fail.
     pub(crate) unreachable: AtomicBool,
+    /// Reads of objects with these names fail as a store that timed out would.
+    pub(crate) failing_reads: Mutex<Vec<String>>,
 }
 
 impl TestStore {
@@ -53,6 +55,13 @@ impl Storage for TestStore {
             .collect())
     }
     fn read(&self, kind: ObjectKind, name: &str) -> StorageResult<Vec<u8>> {
+        if self.failing_reads.lock().unwrap().iter().any(|n| n == name) {
+            return Err(StorageError::Remote {
+                what: format!("{kind} {name}"),
+                message: "timed out".into(),
+                retryable: true,
+            });
+        }
         let k = (kind.to_string(), name.to_string());
         self.objects
             .lock()

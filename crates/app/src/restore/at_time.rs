@@ -147,11 +147,14 @@ pub(crate) fn resolve(
             // An interval link cut off by a forget killed while thinning: the newest minute
             // link at or before the moment still gives the database within that minute.
             Err(e) if d.level == 0 => {
+                // Newer than the point (else the point is the newer state) and from its host.
                 let minute = links
                     .iter()
-                    .filter(|(_, x)| x.level == 1 && x.timestamp().is_ok_and(|t| t <= at))
-                    .max_by_key(|(_, x)| x.seq)
-                    .map(|(i, _)| *i);
+                    .filter(|(_, x)| x.level == 1 && x.hostname == point.hostname)
+                    .filter_map(|(i, x)| Some((x.timestamp().ok()?, x.seq, *i)))
+                    .filter(|(t, _, _)| *t <= at && *t > point_time)
+                    .max()
+                    .map(|(_, _, i)| i);
                 match minute {
                     Some(m) => {
                         tracing::warn!("{e}; restoring from the minute link before it");

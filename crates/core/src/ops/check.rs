@@ -503,9 +503,51 @@ fn check_deltas(
             .values()
             .filter_map(|d| d.parent.as_deref().and_then(ObjectId::from_hex))
             .collect();
+        // Level-0 tips twice when minute links exist: as a restore walks (minute links
+        // standing in for the interval links they reach), and through every interval link
+        // still stored (else those that minute links cover, every interval of the last hour
+        // that a restore --at replays, would never be checked). A minute link whose `until`
+        // is stored must reach its state.
+        let minutes = links.values().any(|d| d.level == 1);
+        for (id, d) in links.iter().filter(|(_, d)| d.level == 1) {
+            let Some(u) = d.until.as_deref().and_then(ObjectId::from_hex) else {
+                continue;
+            };
+            if let Some(x) = links.get(&u) {
+                if x.level != 0
+                    || x.checksum_after != d.checksum_after
+                    || x.page_count != d.page_count
+                    || x.time != d.time
+                {
+                    problem(
+                        r,
+                        &id.to_hex(),
+                        format!(
+                            "minute link seq {} of {path} from point {short} at {}: does not reach the state of the link it names",
+                            d.seq, d.time
+                        ),
+                    );
+                }
+            }
+        }
         let mut seen: HashSet<String> = HashSet::new();
-        for tip in names.iter().rev().filter(|id| !parents.contains(**id)) {
-            let res = crate::deltas::links_to(links, tip)
+        let tips = names
+            .iter()
+            .rev()
+            .filter(|id| !parents.contains(**id))
+            .flat_map(|id| {
+                let twice = minutes && links[*id].level == 0;
+                [(*id, false)]
+                    .into_iter()
+                    .chain(twice.then_some((*id, true)))
+            });
+        for (tip, intervals) in tips {
+            let chain = if intervals {
+                crate::deltas::interval_links_to(links, tip)
+            } else {
+                crate::deltas::links_to(links, tip)
+            };
+            let res = chain
                 .and_then(|chain| crate::deltas::replay(&mut reader, body, &chain).map(|_| ()));
             if let Err(e) = res {
                 let mut msg = format!("chain of {path} from point {short}: {}", e.message());

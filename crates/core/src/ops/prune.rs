@@ -311,6 +311,34 @@ fn sweep(
         }
     }
 
+    // A condemned pack that no index object of the record lists was unindexed at mark; if an
+    // index object lists it now, that object was written after the mark read the index
+    // objects (and before it listed the packs: a capture writes a pack and an index object
+    // every second), by a writer that never published a root needing it (killed, or its
+    // delta write failed). Deleting the pack would leave that index object naming it, and a
+    // later backup would deduplicate against chunks that are gone. It stays; the next mark
+    // reads that index object and condemns both (the index object replaced, as for any pack).
+    let mut named: HashSet<ObjectId> = HashSet::new();
+    for ix in &record.indexes {
+        match repo.read_index(ix) {
+            Ok(f) => named.extend(f.packs.iter().map(|(p, _)| *p)),
+            // Deleted by a sweep of this record that was killed: its packs are then listed by
+            // no index object, or by one written since, which the rule below sees.
+            Err(e) if e.kind() == crate::ErrorKind::Corrupt => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let indexed_now: HashSet<ObjectId> = repo.index().pack_ids().iter().copied().collect();
+    for p in &condemned {
+        if !keep.contains(p) && !named.contains(p) && indexed_now.contains(p) {
+            tracing::debug!(
+                "pack {} was indexed after the mark; the next prune decides",
+                p.short()
+            );
+            keep.insert(*p);
+        }
+    }
+
     own.publish(|| delete_condemned(repo, name, record, &keep, report, progress))?;
     report.records_swept += 1;
     Ok(true)
@@ -934,5 +962,64 @@ mod tests {
         // And G's other pages went.
         let dead = repo.key().chunk_id(&page("G p2"));
         assert!(repo.index().get(&dead).is_none());
+    }
+
+    /// Review: a pack no index object listed when the mark read them, whose index object was
+    /// written before the mark listed the packs (a capture writes a pack and an index object
+    /// every second; this writer was then killed, or its delta write failed), was condemned
+    /// as unindexed and deleted by the sweep, while its index object, not in the record, went
+    /// on naming it: a later backup deduplicated against a chunk that was gone.
+    #[test]
+    fn a_pack_indexed_after_the_mark_read_the_index_is_never_left_named_by_an_index_object() {
+        let store = Arc::new(TestStore::default());
+        let mut repo = repo(&store);
+        base_point(&mut repo, "app", "A");
+        let before: HashSet<String> = store.names(ObjectKind::Index).into_iter().collect();
+        // The writer stores one chunk: its pack and its index object, and no root.
+        let w_repo = reopen(&store);
+        let mut w = w_repo.writer();
+        let x = w.store_chunk(b"a chunk no root names").unwrap();
+        w.finish().unwrap();
+        drop(w_repo);
+        let late: Vec<String> = store
+            .names(ObjectKind::Index)
+            .into_iter()
+            .filter(|n| !before.contains(n))
+            .collect();
+        assert_eq!(late.len(), 1);
+        // The mark reads the index objects before that one exists, and lists the packs
+        // after: emulated by holding it back during the mark. A running backup's lease
+        // (which has not seen the record) defers the sweep.
+        let bytes = repo.storage().read(ObjectKind::Index, &late[0]).unwrap();
+        repo.storage().delete(ObjectKind::Index, &late[0]).unwrap();
+        let mut other = reopen(&store);
+        let session = other.begin_backup().unwrap();
+        let first = prune(&mut repo, &opts(0.5), &NoProgress).unwrap();
+        assert_eq!(first.records_swept, 0, "{first:?}");
+        repo.storage()
+            .write(ObjectKind::Index, &late[0], &bytes)
+            .unwrap();
+        drop(session);
+        drop(other);
+        prune(&mut repo, &opts(0.5), &NoProgress).unwrap();
+        // Every index object names only packs that exist.
+        let packs: HashSet<String> = store.names(ObjectKind::Pack).into_iter().collect();
+        for n in store.names(ObjectKind::Index) {
+            for (p, _) in repo.read_index(&n).unwrap().packs {
+                assert!(
+                    packs.contains(&p.to_hex()),
+                    "index object {} names the deleted pack {}",
+                    &n[..8],
+                    p.short()
+                );
+            }
+        }
+        // So what a backup would deduplicate against is there.
+        repo.load_index().unwrap();
+        if repo.index().contains(&x) {
+            repo.reader()
+                .read(&x)
+                .expect("a chunk deduplication would reuse is readable");
+        }
     }
 }
