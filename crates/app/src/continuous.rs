@@ -346,10 +346,7 @@ fn capture_once(
         return Ok(None);
     };
     let (pairs, before) = (change.pairs.clone(), change.checksum_before.to_hex());
-    let mut segments = Vec::new();
-    for part in pairs.chunks(SEGMENT_PAGES) {
-        segments.push(session.writer().store_chunk(&encode_delta(part))?);
-    }
+    let segments = store_segments(session, &pairs)?;
     let delta = Delta {
         app: app.to_string(),
         path: db.to_string(),
@@ -398,6 +395,17 @@ fn capture_once(
     }
 }
 
+/// Stores (page, id) pairs as §9.1 delta segments, one chunk per `SEGMENT_PAGES` pairs.
+fn store_segments(
+    session: &mut BackupSession<'_>,
+    pairs: &[(u32, ChunkId)],
+) -> Result<Vec<ChunkId>> {
+    pairs
+        .chunks(SEGMENT_PAGES)
+        .map(|part| session.writer().store_chunk(&encode_delta(part)))
+        .collect()
+}
+
 /// Writes the minute link (level 1) of the interval links folded since the last one. On an
 /// error the minute stays as it is and is written with a later interval.
 fn write_minute(
@@ -412,10 +420,7 @@ fn write_minute(
         return Ok(0);
     };
     let pairs: Vec<(u32, ChunkId)> = m.pairs.iter().map(|(p, id)| (*p, *id)).collect();
-    let mut segments = Vec::new();
-    for part in pairs.chunks(SEGMENT_PAGES) {
-        segments.push(session.writer().store_chunk(&encode_delta(part))?);
-    }
+    let segments = store_segments(session, &pairs)?;
     let delta = Delta {
         app: app.to_string(),
         path: db.to_string(),
