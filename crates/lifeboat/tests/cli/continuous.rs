@@ -314,7 +314,8 @@ fn the_wal_stays_bounded_while_the_capture_holds_its_snapshot() {
     let (code, log) = d.stop(30);
     assert_eq!(code, 0, "{log}");
     // 4,096 frames before a handover, plus what the app writes while the follower captures,
-    // compares every page after the handover (see TRUST_TAIL_RULE) and the app's checkpoint
+    // anchors again after the handover (comparing every page when it cannot prove nothing was
+    // missed) and the app's checkpoint
     // restarts the log (generous: a debug build on a loaded 2-core machine), never the 24,000
     // frames of these 12,000 commits that a snapshot held all along would keep.
     assert!(

@@ -151,6 +151,50 @@ pub fn read_header(file: &File) -> Result<Option<WalHeader>> {
     Ok(Some(header))
 }
 
+/// The part of the wal-index header (the `-shm` file's first 48 bytes, kept twice) that says
+/// which frames readers may see: SQLite publishes a transaction there *after* writing its
+/// frames to the log, so a commit frame read from the `-wal` may not be in a snapshot taken
+/// a moment later (walformat.html §2.1, `walIndexWriteHdr`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    /// The generation's salts, as in the WAL header.
+    pub salt1: u32,
+    /// Salt-2.
+    pub salt2: u32,
+    /// The last frame of the last published transaction (`mxFrame`), from 1; 0 for none.
+    pub max_frame: u32,
+}
+
+/// Bytes of one copy of the wal-index header.
+const SHM_HEADER_LEN: usize = 48;
+
+/// Reads the wal-index header from `shm` as SQLite's readers do (`walIndexTryHdr`): both
+/// copies equal, initialised, and their checksum (native byte order, over the first 40
+/// bytes) right. `None` when no consistent header was read in a few tries (being written, a
+/// file too short, or not SQLite's).
+pub fn read_published(shm: &File) -> Result<Option<Published>> {
+    let mut buf = [0u8; 2 * SHM_HEADER_LEN];
+    for _ in 0..8 {
+        match shm.read_exact_at(&mut buf, 0) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(e) => return Err(Error::io("read the WAL index (-shm)", e)),
+        }
+        let (a, b) = buf.split_at(SHM_HEADER_LEN);
+        let ne = |at: usize| u32::from_ne_bytes([a[at], a[at + 1], a[at + 2], a[at + 3]]);
+        let sum = checksum(cfg!(target_endian = "big"), &a[..40], (0, 0));
+        if a == b && a[12] != 0 && sum == (ne(40), ne(44)) {
+            return Ok(Some(Published {
+                salt1: be32(a, 32),
+                salt2: be32(a, 36),
+                max_frame: ne(16),
+            }));
+        }
+        std::thread::yield_now();
+    }
+    Ok(None)
+}
+
 impl WalCursor {
     /// A cursor at the start of the log `file` under its current header (`None`: no valid
     /// header yet). Its first [`WalCursor::poll`] returns every committed frame in the log.
