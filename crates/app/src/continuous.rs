@@ -174,6 +174,7 @@ pub fn run_capture(
     interval: Duration,
     handle: &ContinuousHandle,
 ) -> Result<()> {
+    lower_priority();
     let a = config
         .app
         .get(app)
@@ -668,4 +669,34 @@ fn new_chain(
         seq: 0,
         minute: Minute::new(body.checksum.clone()),
     }))
+}
+
+/// How much lower than the daemon's the capture threads' CPU priority is (nice): this thread
+/// and the writer threads it starts each interval, which inherit it. The app's transaction
+/// that wants a core while the capture compresses or seals gets it first: the app's write
+/// latency is what continuous capture must not cost (issue 14), and the capture needs 3-6%
+/// of a core, so it still keeps up unless the machine is saturated (then its lag grows and
+/// `status` shows it, rather than the app slowing down).
+const CAPTURE_NICENESS: i32 = 10;
+
+/// Lowers this thread's CPU priority by [`CAPTURE_NICENESS`] (nice is per thread on Linux).
+fn lower_priority() {
+    // SAFETY: gettid has no preconditions.
+    let tid = unsafe { libc::gettid() } as libc::id_t;
+    // SAFETY: get/setpriority on this thread's own id; errno is reset first because -1 is
+    // also a valid nice value.
+    unsafe {
+        *libc::__errno_location() = 0;
+        let now = libc::getpriority(libc::PRIO_PROCESS, tid);
+        if now == -1 && *libc::__errno_location() != 0 {
+            return;
+        }
+        let to = (now + CAPTURE_NICENESS).min(19);
+        if libc::setpriority(libc::PRIO_PROCESS, tid, to) != 0 {
+            tracing::debug!(
+                "continuous capture: could not lower its CPU priority: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
 }

@@ -108,7 +108,7 @@ pub fn recover_plan(setup: &Setup, req: &RecoverRequest) -> Result<RecoverPlan> 
             app: Some(app.clone()),
             point: Some("latest".into()),
             to: req.root.clone(),
-            verify: req.verify,
+            verify: Some(req.verify),
             pg_url: req.pg_url.clone(),
             // A new machine has no config listing the app's paths yet: the point's are the
             // app's (the operator confirms them).

@@ -61,8 +61,9 @@ pub struct RestoreRequest {
     pub force: bool,
     /// Take the pre-restore point of the current state before an in-place restore.
     pub safety_point: bool,
-    /// How SQLite checks a restored database.
-    pub verify: Verify,
+    /// How SQLite checks a restored database; `None`: `integrity_check` for a point's
+    /// database, `quick_check` for one rebuilt from continuous deltas (`at`).
+    pub verify: Option<Verify>,
     /// `latest` may be older than the newest point this machine wrote or restored (that point
     /// is missing or damaged in the repository); without it that is an error.
     pub allow_older: bool,
@@ -96,7 +97,7 @@ impl Default for RestoreRequest {
             pg_terminate: false,
             force: false,
             safety_point: true,
-            verify: Verify::Full,
+            verify: None,
             allow_older: false,
             allow_future: false,
             keep_setid: false,
@@ -368,7 +369,8 @@ pub(crate) fn plan_with(
         force: req.force,
         replace_newer,
         app_stops_first: false,
-        verify: req.verify,
+        verify: req.verify.unwrap_or(Verify::Full),
+        verify_replayed: req.verify.unwrap_or(Verify::Quick),
         postgres: pg,
         keep_setid: req.keep_setid,
         replayed: (!replayed.is_empty()).then(|| std::sync::Arc::new(replayed)),

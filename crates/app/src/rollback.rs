@@ -101,6 +101,7 @@ pub(crate) fn after_failure(f: Failed<'_>, progress: &dyn Progress) -> Error {
         replace_newer: true,
         app_stops_first: false,
         verify: f.opts.verify,
+        verify_replayed: f.opts.verify_replayed,
         postgres: PgRestoreSettings {
             database: None,
             tables: Vec::new(),
@@ -231,7 +232,7 @@ pub fn plan(setup: &Setup, req: &RollbackRequest) -> Result<RollbackPlan> {
     };
     let restore = RestoreRequest {
         app: Some(app.clone()),
-        verify: req.verify,
+        verify: Some(req.verify),
         safety_point: true,
         ..RestoreRequest::default()
     };

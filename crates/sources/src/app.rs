@@ -416,6 +416,7 @@ mod tests {
             replace_newer: false,
             app_stops_first: false,
             verify: crate::sqlite::Verify::Full,
+            verify_replayed: crate::sqlite::Verify::Quick,
             postgres: PgRestoreSettings {
                 database: Some("new".into()),
                 ..PgRestoreSettings::default()

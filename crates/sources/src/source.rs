@@ -353,6 +353,10 @@ pub struct RestoreOptions {
     pub app_stops_first: bool,
     /// How thoroughly restored databases are checked.
     pub verify: sqlite::Verify,
+    /// How a database rebuilt from continuous deltas (`replayed`) is checked: `quick` unless
+    /// the operator asks for `full` (ARCHITECTURE.md, Decisions, "restore --at checks a
+    /// replayed database with quick_check").
+    pub verify_replayed: sqlite::Verify,
     /// How PostgreSQL databases are restored.
     pub postgres: PgRestoreSettings,
     /// Restore setuid and setgid bits as the point records them. Off by default: a point may

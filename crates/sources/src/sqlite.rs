@@ -1067,12 +1067,17 @@ impl SourceKind for SqliteKind {
             .proofs
             .filter(|_| replayed.is_none())
             .and_then(|p| p.find(&body.checksum, body.page_count, cx.options.verify));
+        let verify = match replayed {
+            Some(_) => cx.options.verify_replayed,
+            None => cx.options.verify,
+        };
         let opts = SqliteRestoreOptions {
             proven: proof.is_some(),
+            verify,
             ..SqliteKind::options(cx)
         };
         restore(reader, body, &dest, parent, opts, replayed, progress)?;
-        let level = cx.options.verify.proof_word();
+        let level = verify.proof_word();
         if replayed.is_some() {
             return Ok(RestoredComponent {
                 kind: c.kind,

@@ -98,6 +98,7 @@ impl Setup {
             replace_newer: false,
             app_stops_first: false,
             verify,
+            verify_replayed: Verify::Quick,
             postgres: PgRestoreSettings::default(),
             keep_setid: false,
             replayed: None,

@@ -13,6 +13,23 @@ pub(crate) struct Daemon {
 }
 
 impl Daemon {
+    /// The nice value of each of the daemon's threads, by thread name (`/proc/PID/task`).
+    pub(crate) fn thread_nices(&self) -> Vec<(String, i64)> {
+        let mut out = Vec::new();
+        let dir = format!("/proc/{}/task", self.child.id());
+        for t in std::fs::read_dir(dir).unwrap().flatten() {
+            let Ok(stat) = std::fs::read_to_string(t.path().join("stat")) else {
+                continue;
+            };
+            // "pid (comm) state ..." : nice is field 19, the 17th after the comm's ")".
+            let (head, rest) = stat.rsplit_once(") ").unwrap();
+            let name = head.split_once(" (").unwrap().1.to_string();
+            let nice = rest.split(' ').nth(16).unwrap().parse().unwrap();
+            out.push((name, nice));
+        }
+        out
+    }
+
     pub(crate) fn start(env: &Env, config: &Path, name: &str) -> Daemon {
         let log = env.path(&format!("{name}.log"));
         let child = Command::new(assert_cmd::cargo::cargo_bin("lifeboat"))
