@@ -679,8 +679,13 @@ fn new_chain(
 /// `status` shows it, rather than the app slowing down).
 const CAPTURE_NICENESS: i32 = 10;
 
-/// Lowers this thread's CPU priority by [`CAPTURE_NICENESS`] (nice is per thread on Linux).
+/// Lowers this thread's CPU priority by [`CAPTURE_NICENESS`] (nice is per thread on Linux),
+/// once per thread (a capture restarted on the same thread does not lower it again).
 fn lower_priority() {
+    thread_local!(static LOWERED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
+    if LOWERED.with(|l| l.replace(true)) {
+        return;
+    }
     // SAFETY: gettid has no preconditions.
     let tid = unsafe { libc::gettid() } as libc::id_t;
     // SAFETY: get/setpriority on this thread's own id; errno is reset first because -1 is

@@ -61,8 +61,8 @@ pub struct RestoreRequest {
     pub force: bool,
     /// Take the pre-restore point of the current state before an in-place restore.
     pub safety_point: bool,
-    /// How SQLite checks a restored database; `None`: `integrity_check` for a point's
-    /// database, `quick_check` for one rebuilt from continuous deltas (`at`).
+    /// How SQLite checks a restored database; `None`: `integrity_check` (for a database
+    /// rebuilt from continuous deltas too, see ARCHITECTURE.md, Decisions).
     pub verify: Option<Verify>,
     /// `latest` may be older than the newest point this machine wrote or restored (that point
     /// is missing or damaged in the repository); without it that is an error.
@@ -370,7 +370,7 @@ pub(crate) fn plan_with(
         replace_newer,
         app_stops_first: false,
         verify: req.verify.unwrap_or(Verify::Full),
-        verify_replayed: req.verify.unwrap_or(Verify::Quick),
+        verify_replayed: req.verify.unwrap_or(Verify::Full),
         postgres: pg,
         keep_setid: req.keep_setid,
         replayed: (!replayed.is_empty()).then(|| std::sync::Arc::new(replayed)),

@@ -25,7 +25,6 @@
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File};
-use std::io::Read;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
@@ -46,6 +45,7 @@ use crate::util::temp_name;
 
 mod check;
 pub mod continuous;
+mod held;
 pub mod wal;
 pub use check::immutable_uri;
 use check::{check_db, Open};
@@ -63,12 +63,17 @@ fn src_err(path: &Path, msg: impl std::fmt::Display) -> Error {
     Error::new(ErrorKind::Source, format!("{}: {msg}", path.display()))
 }
 
-/// Whether the file at `path` starts with SQLite's header. Errors if it cannot be read.
+/// Whether the file at `path` starts with SQLite's header. Errors if it cannot be read or is
+/// not a regular file. The descriptor it reads through is kept open for the life of the
+/// process (`held.rs`: closing it would drop the locks SQLite's connections in this process
+/// hold on the file).
 pub fn is_sqlite_file(path: &Path) -> Result<bool> {
-    let mut f =
-        File::open(path).map_err(|e| Error::io(path.display(), e).with_kind(ErrorKind::Source))?;
+    let io = |e| Error::io(path.display(), e).with_kind(ErrorKind::Source);
+    let f = held::open_held(path, false)
+        .map_err(io)?
+        .ok_or_else(|| io(std::io::Error::from(std::io::ErrorKind::NotFound)))?;
     let mut head = [0u8; 16];
-    match f.read_exact(&mut head) {
+    match std::os::unix::fs::FileExt::read_exact_at(&*f, &mut head, 0) {
         Ok(()) => Ok(&head == SQLITE_MAGIC),
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
         Err(e) => Err(Error::io(path.display(), e)),

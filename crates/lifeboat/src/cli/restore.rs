@@ -132,9 +132,8 @@ pub struct RestoreArgs {
     /// PRAGMA integrity_check (every index entry against its row; ~10 s per GiB), `quick` runs
     /// PRAGMA quick_check (~1.5 s per GiB). Both also check the whole-database checksum (every
     /// page equal to what was backed up) and the row counts. Skipped for bytes a proof record
-    /// says already passed this check or a stricter one. Default: full; with --at, quick for a
-    /// database rebuilt from continuous deltas (every page of it was committed by SQLite and
-    /// is authenticated against the capture's checksum)
+    /// says already passed this check or a stricter one. Default: full (also for a database
+    /// rebuilt from continuous deltas by --at, whose bytes no proof record can name)
     #[arg(long, value_parser = parse_verify)]
     pub verify: Option<Verify>,
     /// Print what was restored as JSON on stdout

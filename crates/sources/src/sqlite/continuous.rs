@@ -105,7 +105,9 @@ pub struct Follower {
     wal_path: PathBuf,
     shm_path: PathBuf,
     wal: Option<File>,
-    shm: Option<File>,
+    /// Kept open for the process's life (`held.rs`): closing it would drop the `-shm` locks
+    /// of every SQLite connection in this process (this follower's snapshot among them).
+    shm: Option<std::sync::Arc<File>>,
     cursor: Option<WalCursor>,
     /// Largest size of the WAL seen in the cursor's generation.
     wal_len_max: u64,
@@ -144,16 +146,11 @@ fn end(conn: &Connection) {
 /// swap the name between the `lstat` above and this open.
 fn is_sqlite_file_nofollow(path: &Path) -> Result<bool> {
     let io = |e| Error::io(path.display(), e).with_kind(ErrorKind::Source);
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
-        .open(path)
-        .map_err(io)?;
-    if !f.metadata().map_err(io)?.is_file() {
-        return Ok(false);
-    }
+    let f = super::held::open_held(path, true)
+        .map_err(io)?
+        .ok_or_else(|| io(std::io::Error::from(std::io::ErrorKind::NotFound)))?;
     let mut head = [0u8; 16];
-    match std::os::unix::fs::FileExt::read_exact_at(&f, &mut head, 0) {
+    match std::os::unix::fs::FileExt::read_exact_at(&*f, &mut head, 0) {
         Ok(()) => Ok(&head == b"SQLite format 3\0"),
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
         Err(e) => Err(io(e)),
@@ -387,7 +384,7 @@ impl Follower {
         if self.shm.is_none() {
             // Not a regular file: no checkpointer can be seen (the app's blocking
             // checkpoints then wait for the handover).
-            self.shm = open_ro(&self.shm_path).ok().flatten();
+            self.shm = super::held::open_held(&self.shm_path, true).ok().flatten();
         }
         let Some(shm) = &self.shm else {
             return false;
@@ -489,7 +486,18 @@ impl Follower {
         begin(&self.anchor, &self.path)?;
         self.anchored = true;
         let (Some(wal), Some(mut old)) = (self.wal.as_ref(), old) else {
-            // There was no log to follow: the anchor is new, so is anything that appears.
+            // There was no position to prove anything from. Only a log that still has no
+            // valid header shows that nothing was committed meanwhile (a restart while no
+            // snapshot was held could otherwise have come and gone unseen).
+            let empty = match &self.wal {
+                Some(w) => read_header(w)?.is_none(),
+                None => true,
+            };
+            if !empty {
+                self.must_heal =
+                    Some("the snapshot was let go with no WAL position to prove from".into());
+                return Ok(());
+            }
             self.safe = true;
             return self.scan(pages);
         };
@@ -613,7 +621,7 @@ impl Follower {
             return true;
         }
         if self.shm.is_none() {
-            self.shm = open_ro(&self.shm_path).ok().flatten();
+            self.shm = super::held::open_held(&self.shm_path, true).ok().flatten();
         }
         let Some(shm) = &self.shm else {
             return false;
@@ -621,7 +629,22 @@ impl Follower {
         let until = Instant::now() + PUBLISH_WAIT;
         loop {
             match read_published(shm) {
-                Ok(Some(p)) if (p.salt1, p.salt2) != (mark.salt1, mark.salt2) => return true,
+                // Another generation counts only once the log itself has left the mark's
+                // (SQLite starts one only when every frame of the last is in the database):
+                // after a TRUNCATE checkpoint the wal-index names the next salts while a
+                // writer that never restarted the log itself writes the new log under random
+                // ones, so a commit under the mark's salts may still be unpublished.
+                Ok(Some(p))
+                    if (p.salt1, p.salt2) != (mark.salt1, mark.salt2)
+                        && self.wal.as_ref().is_some_and(|w| {
+                            // An emptied log (TRUNCATE) left it too.
+                            read_header(w).is_ok_and(|h| {
+                                h.is_none_or(|h| (h.salt1, h.salt2) != (mark.salt1, mark.salt2))
+                            })
+                        }) =>
+                {
+                    return true
+                }
                 Ok(Some(p)) if p.max_frame >= mark.frame => return true,
                 Err(_) => return false,
                 _ => {}
@@ -1095,10 +1118,11 @@ mod tests {
         let (_app, path) = app_db(dir.path());
         let fifo = dir.path().join("fifo");
         mkfifo(&fifo);
-        assert!(!returns_soon(&fifo, {
+        let r = returns_soon(&fifo, {
             let fifo = fifo.clone();
-            move || is_sqlite_file_nofollow(&fifo).unwrap()
-        }));
+            move || is_sqlite_file_nofollow(&fifo)
+        });
+        assert!(!matches!(r, Ok(true)), "{r:?}");
         let link = dir.path().join("link.db");
         std::os::unix::fs::symlink(&path, &link).unwrap();
         assert!(
@@ -1296,6 +1320,62 @@ mod tests {
             std::thread::sleep(Duration::from_millis(1));
         }
         println!("commits {id}");
+    }
+
+    /// Reading a database's header (a scheduled backup checks it in the daemon while the
+    /// follower runs) or opening another follower must not drop the follower's SQLite locks:
+    /// POSIX locks go with *any* close of the file in this process. If they went, the app's
+    /// closing connection would checkpoint past the follower's snapshot and delete the log
+    /// under it, and captures would go on from stale handles.
+    #[test]
+    fn checking_the_header_keeps_the_followers_locks() {
+        let dir = tempfile::tempdir().unwrap();
+        let (app, path) = app_db(dir.path());
+        let mut repo = test_repo(dir.path());
+        let mut s = repo.begin_backup().unwrap();
+        let w = s.writer();
+        let key = w.checksum_key();
+        let mut f = Follower::open(&path, Vec::new(), DbChecksum::default(), 4096, None).unwrap();
+        f.poll(w, &key).unwrap();
+        app.execute("INSERT INTO t VALUES (1)", []).unwrap();
+        drop(app);
+        // The locks this process holds on a file, as the kernel has them (`/proc/locks`:
+        // "... POSIX ADVISORY READ PID MAJ:MIN:INODE START END").
+        let locks_on = |file: &Path| {
+            let ino = std::fs::metadata(file).unwrap().ino();
+            let me = std::process::id().to_string();
+            std::fs::read_to_string("/proc/locks")
+                .unwrap()
+                .lines()
+                .filter(|l| {
+                    let w: Vec<&str> = l.split_whitespace().collect();
+                    w.len() > 5
+                        && w[4] == me
+                        && w[5].rsplit(':').next() == Some(ino.to_string().as_str())
+                })
+                .count()
+        };
+        let shm = dir.path().join("app.db-shm");
+        let (db_locks, shm_locks) = (locks_on(&path), locks_on(&shm));
+        assert!(db_locks > 0 && shm_locks > 0, "{db_locks} {shm_locks}");
+        // What the daemon's other threads do beside the follower: a backup reads the header,
+        // a new chain opens another follower, the follower probes `-shm`.
+        assert!(crate::sqlite::is_sqlite_file(&path).unwrap());
+        assert!(is_sqlite_file_nofollow(&path).unwrap());
+        drop(Follower::open(&path, Vec::new(), DbChecksum::default(), 4096, None).unwrap());
+        f.checkpointer_waiting();
+        assert_eq!(
+            (locks_on(&path), locks_on(&shm)),
+            (db_locks, shm_locks),
+            "a close in this process dropped SQLite's locks"
+        );
+        f.wait(Duration::from_millis(10));
+        let change = f
+            .poll(w, &key)
+            .unwrap()
+            .expect("the app's commit is captured");
+        assert!(change.healed.is_none(), "{:?}", change.healed);
+        assert_eq!(differing(&path, f.table(), w), 0);
     }
 
     /// A correctness hole with real SQLite, no attacker: after a handover the follower holds no
