@@ -68,15 +68,20 @@ fn src_err(path: &Path, msg: impl std::fmt::Display) -> Error {
 /// process (`held.rs`: closing it would drop the locks SQLite's connections in this process
 /// hold on the file).
 pub fn is_sqlite_file(path: &Path) -> Result<bool> {
+    has_sqlite_header(path, false)
+}
+
+/// [`is_sqlite_file`], with or without following a symlink at `path`.
+pub(crate) fn has_sqlite_header(path: &Path, nofollow: bool) -> Result<bool> {
     let io = |e| Error::io(path.display(), e).with_kind(ErrorKind::Source);
-    let f = held::open_held(path, false)
+    let f = held::open_held(path, nofollow)
         .map_err(io)?
         .ok_or_else(|| io(std::io::Error::from(std::io::ErrorKind::NotFound)))?;
     let mut head = [0u8; 16];
     match std::os::unix::fs::FileExt::read_exact_at(&*f, &mut head, 0) {
         Ok(()) => Ok(&head == SQLITE_MAGIC),
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
-        Err(e) => Err(Error::io(path.display(), e)),
+        Err(e) => Err(io(e)),
     }
 }
 

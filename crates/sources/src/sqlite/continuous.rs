@@ -145,16 +145,7 @@ fn end(conn: &Connection) {
 /// [`super::is_sqlite_file`] without following a symlink or blocking on a FIFO: the app's user may
 /// swap the name between the `lstat` above and this open.
 fn is_sqlite_file_nofollow(path: &Path) -> Result<bool> {
-    let io = |e| Error::io(path.display(), e).with_kind(ErrorKind::Source);
-    let f = super::held::open_held(path, true)
-        .map_err(io)?
-        .ok_or_else(|| io(std::io::Error::from(std::io::ErrorKind::NotFound)))?;
-    let mut head = [0u8; 16];
-    match std::os::unix::fs::FileExt::read_exact_at(&*f, &mut head, 0) {
-        Ok(()) => Ok(&head == b"SQLite format 3\0"),
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
-        Err(e) => Err(io(e)),
-    }
+    super::has_sqlite_header(path, true)
 }
 
 fn open_conn(real: &Path, path: &Path) -> Result<Connection> {
