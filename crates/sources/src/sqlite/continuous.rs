@@ -90,6 +90,9 @@ pub struct FollowerStats {
     /// Polls whose snapshot could not be shown to hold every commit read (the app had not
     /// published one yet): their pages were read again the next poll.
     pub unpublished: u64,
+    /// Times the log was read again from its first frame because its checksum chain broke
+    /// before what SQLite had published (an orphaned commit frame of a writer that died).
+    pub rewinds: u64,
 }
 
 /// The follower of one live database: its page table as last captured and the WAL position.
@@ -411,6 +414,15 @@ impl Follower {
             .metadata()
             .map_err(|e| Error::io(self.wal_path.display(), e))?
             .len();
+        // What SQLite had published before the frames are read (see the divergence check
+        // below); read first, so a transaction published after it is not taken as unread.
+        if self.shm.is_none() {
+            self.shm = super::held::open_held(&self.shm_path, true).ok().flatten();
+        }
+        let published = self
+            .shm
+            .as_ref()
+            .and_then(|s| read_published(s).ok().flatten());
         let Some(cursor) = &mut self.cursor else {
             // No log yet (or none readable): every frame that appears is new, if the anchor
             // was held since; else nothing is known about what came and went.
@@ -428,7 +440,57 @@ impl Follower {
         match cursor.poll(wal)? {
             Poll::Committed(frames) => {
                 add(pages, &frames, &mut self.stats);
-                Ok(())
+                // A writer that died between writing a commit frame and publishing it left
+                // an orphan: the cursor read it (and chained its checksum), then the next
+                // writer overwrote it from SQLite's published end with frames chained from
+                // there, which the cursor's chain rejects: it would stop there for good,
+                // every later commit unseen. Seen as SQLite having published a commit frame
+                // of this generation that the read did not reach. The generation is then
+                // read again from its first frame (the pages of at most one handover's worth
+                // of frames, compared in the next snapshot), which needs no anchor: nothing
+                // of this generation was overwritten by another.
+                let cur = self.cursor.as_ref().expect("cursor");
+                let salts = (cur.header().salt1, cur.header().salt2);
+                let short = published
+                    .is_some_and(|p| (p.salt1, p.salt2) == salts && p.max_frame > cur.mark().frame);
+                if !short {
+                    return Ok(());
+                }
+                let stopped = cur.position();
+                let mut again =
+                    WalCursor::open(wal)?.filter(|c| (c.header().salt1, c.header().salt2) == salts);
+                let reached = match &mut again {
+                    Some(c) => match c.poll(wal)? {
+                        Poll::Committed(frames) => {
+                            add(pages, &frames, &mut self.stats);
+                            c.mark().frame
+                        }
+                        Poll::Restarted => 0,
+                    },
+                    None => 0,
+                };
+                self.stats.rewinds += 1;
+                let max = published.map_or(0, |p| p.max_frame);
+                tracing::warn!(
+                    "{}: the WAL's checksum chain broke at frame {stopped}, before the last \
+                     published commit (frame {max}; a writer died mid-commit?): read its \
+                     generation again from the start",
+                    self.path.display()
+                );
+                match again {
+                    Some(c) if reached >= max => {
+                        self.cursor = Some(c);
+                        Ok(())
+                    }
+                    // Restarted meanwhile, or the log itself breaks before what SQLite
+                    // published (damaged): compare every page.
+                    _ => {
+                        self.must_heal = Some(format!(
+                            "the WAL's checksum chain breaks before its last published commit (frame {max}, read to {reached})"
+                        ));
+                        Ok(())
+                    }
+                }
             }
             Poll::Restarted if self.safe => {
                 tracing::debug!("{}: WAL restarted under the anchor", self.path.display());
@@ -1417,6 +1479,99 @@ mod tests {
             0,
             "{wrong} pages differ from the database (heals: {})",
             f.stats().heals
+        );
+    }
+
+    /// A writer killed between writing a transaction's commit frame to `-wal` and publishing
+    /// it in `-shm` leaves an orphan the follower reads (its checksum chains); the next
+    /// writer overwrites it from SQLite's published end, chaining from there. The follower
+    /// must not stop at the first of those frames for good: every later commit is captured.
+    #[test]
+    fn an_orphaned_commit_frame_of_a_killed_writer_does_not_stall_the_follower() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.db");
+        let app = Connection::open(&path).unwrap();
+        app.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0;
+             CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);",
+        )
+        .unwrap();
+        let insert = |n: i64| {
+            for i in 0..n {
+                app.execute(
+                    "INSERT INTO t(v) VALUES (?1)",
+                    (format!("{i}{}", "y".repeat(500)),),
+                )
+                .unwrap();
+            }
+        };
+        insert(20);
+        let mut repo = test_repo(dir.path());
+        let mut s = repo.begin_backup().unwrap();
+        let w = s.writer();
+        let key = w.checksum_key();
+        let mut f = Follower::open(&path, Vec::new(), DbChecksum::default(), 4096, None).unwrap();
+        f.poll(w, &key).unwrap();
+        insert(5);
+        f.wait(Duration::from_millis(5));
+        f.poll(w, &key).unwrap().expect("a change");
+        assert_eq!(differing(&path, f.table(), w), 0);
+
+        // The killed writer's frame: page 2 (any bytes: SQLite never reads it), marked as a
+        // commit, its checksum chained on the last frame's, written where the log ends.
+        let wal_path = dir.path().join("app.db-wal");
+        let wal = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&wal_path)
+            .unwrap();
+        let mut cur = WalCursor::open(&wal).unwrap().unwrap();
+        cur.poll(&wal).unwrap();
+        let h = *cur.header();
+        let end = cur.end_offset();
+        assert_eq!(
+            wal.metadata().unwrap().len(),
+            end,
+            "nothing past the last frame"
+        );
+        let mut last = [0u8; 8];
+        std::os::unix::fs::FileExt::read_exact_at(&wal, &mut last, end - 4096 - 8).unwrap();
+        let prev = (
+            u32::from_be_bytes(last[..4].try_into().unwrap()),
+            u32::from_be_bytes(last[4..].try_into().unwrap()),
+        );
+        let pages: u32 = app
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .unwrap();
+        let mut frame = vec![0u8; 24 + 4096];
+        frame[..4].copy_from_slice(&2u32.to_be_bytes());
+        frame[4..8].copy_from_slice(&pages.to_be_bytes());
+        frame[8..12].copy_from_slice(&h.salt1.to_be_bytes());
+        frame[12..16].copy_from_slice(&h.salt2.to_be_bytes());
+        frame[24..].fill(0xab);
+        let sum = super::super::wal::checksum(h.big_endian_sums, &frame[..8], prev);
+        let sum = super::super::wal::checksum(h.big_endian_sums, &frame[24..], sum);
+        frame[16..20].copy_from_slice(&sum.0.to_be_bytes());
+        frame[20..24].copy_from_slice(&sum.1.to_be_bytes());
+        std::os::unix::fs::FileExt::write_all_at(&wal, &frame, end).unwrap();
+
+        // The follower reads it; it is never published, so its page is read again next poll.
+        f.wait(Duration::from_millis(5));
+        f.poll(w, &key).unwrap();
+        assert_eq!(f.stats().unpublished, 1, "{:?}", f.stats());
+        // The app goes on: its frames overwrite the orphan.
+        insert(30);
+        f.wait(Duration::from_millis(5));
+        f.poll(w, &key).unwrap();
+        insert(3);
+        f.wait(Duration::from_millis(5));
+        f.poll(w, &key).unwrap();
+        let stats = f.stats().clone();
+        assert_eq!(differing(&path, f.table(), w), 0, "{stats:?}");
+        assert_eq!(stats.rewinds, 1, "{stats:?}");
+        assert_eq!(
+            stats.heals, 1,
+            "only the first capture compared every page: {stats:?}"
         );
     }
 }

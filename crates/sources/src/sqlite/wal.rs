@@ -92,7 +92,7 @@ fn be32(b: &[u8], at: usize) -> u32 {
 }
 
 /// SQLite's WAL checksum of `data` (a multiple of 8 bytes) continuing from `sum`.
-fn checksum(big_endian: bool, data: &[u8], sum: (u32, u32)) -> (u32, u32) {
+pub(super) fn checksum(big_endian: bool, data: &[u8], sum: (u32, u32)) -> (u32, u32) {
     let (mut s0, mut s1) = sum;
     for w in data.chunks_exact(8) {
         let (a, b) = if big_endian {
