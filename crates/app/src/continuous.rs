@@ -307,11 +307,13 @@ pub fn run_capture(
     let st = handle.status().remove(db).unwrap_or_default();
     let f = follower.stats();
     tracing::info!(
-        "continuous {app} {db_str}: stopped after {} deltas ({} compared every page, {} handovers of the WAL, {} for a checkpoint), {} stored, {} requests ({} PUT, {} GET, {} LIST, {} DELETE)",
+        "continuous {app} {db_str}: stopped after {} deltas ({} compared every page, {} handovers of the WAL, {} for a checkpoint), {} pages stored as patches ({} before compression), {} stored, {} requests ({} PUT, {} GET, {} LIST, {} DELETE)",
         st.deltas,
         f.heals,
         f.handovers,
         f.checkpoint_yields,
+        f.patches,
+        crate::human::size(f.patch_bytes),
         crate::human::size(st.bytes_stored),
         r.total(),
         r.put,

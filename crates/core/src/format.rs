@@ -8,6 +8,7 @@ pub mod lease;
 pub mod object;
 pub mod pack;
 pub mod pagetable;
+pub mod patch;
 pub mod point;
 pub mod proof;
 pub mod prune;

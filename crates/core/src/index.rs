@@ -1,6 +1,7 @@
 //! The in-memory index: chunk id -> location, built from every index object before a backup,
-//! restore or check. 28 bytes per chunk (16-byte chunk id + 3 u32s) plus 12 per block (a 4 GiB
-//! database of 4 KiB pages is 1,048,576 chunks: 28 MiB; its 1,024 blocks of 4 MiB add 12 KiB).
+//! restore or check. 32 bytes per chunk (16-byte chunk id + 4 u32s) plus 12 per block and 16
+//! per page patch's base (a 4 GiB database of 4 KiB pages is 1,048,576 chunks: 32 MiB; its
+//! 1,024 blocks of 4 MiB add 12 KiB).
 
 use crate::format::index::IndexFile;
 use crate::format::pack::BlockEntry;
@@ -20,8 +21,10 @@ pub struct Location {
     pub block_len: u32,
     /// Offset of the chunk in the decoded block.
     pub offset: u32,
-    /// Length of the chunk.
+    /// Length of the chunk as stored (a page patch's length, not the page's).
     pub len: u32,
+    /// For a page stored as a patch, the chunk it patches (stored whole).
+    pub base: Option<ChunkId>,
 }
 
 /// A sealed block: which pack, where, how long.
@@ -38,7 +41,12 @@ struct ChunkLoc {
     block: u32,
     offset: u32,
     len: u32,
+    /// Position of the base in `Index::bases`, or [`WHOLE`].
+    base: u32,
 }
+
+/// [`ChunkLoc::base`] of a chunk stored whole.
+const WHOLE: u32 = u32::MAX;
 
 /// Chunk id -> location, for all loaded index objects.
 ///
@@ -52,6 +60,8 @@ pub struct Index {
     condemned: Vec<bool>,
     blocks: Vec<BlockLoc>,
     entries: Vec<(ChunkId, ChunkLoc)>,
+    /// Bases of page patches, referred to by [`ChunkLoc::base`].
+    bases: Vec<ChunkId>,
     /// `entries[starts[b]..starts[b + 1]]` are the ids whose top `bits` bits are `b` (ids are
     /// keyed hashes, so about four per bucket): a lookup searches a few entries instead of
     /// the whole table (a 1 GiB restore looks up 270,000 ids; the plain binary search over
@@ -94,12 +104,20 @@ impl Index {
                 self.blocks.push(b);
             }
             let block = (self.blocks.len() - 1) as u32;
+            let base = match e.base {
+                Some(b) => {
+                    self.bases.push(b);
+                    (self.bases.len() - 1) as u32
+                }
+                None => WHOLE,
+            };
             self.entries.push((
                 e.id,
                 ChunkLoc {
                     block,
                     offset: e.offset,
                     len: e.len,
+                    base,
                 },
             ));
         }
@@ -117,13 +135,15 @@ impl Index {
         // one reads and dedup use, and prune's mark counts a chunk live only in that pack.
         // (Ordering by the order added alone made a condemned copy win when index objects were
         // added after a load: review of 8c2007a.)
+        // A copy stored whole comes before a patch of the same page (no base to fetch).
         let (blocks, condemned) = (&self.blocks, &self.condemned);
         self.entries.sort_unstable_by_key(|(id, l)| {
             let dead = condemned[blocks[l.block as usize].pack as usize];
-            (*id, dead, l.block, l.offset)
+            (*id, dead, l.base != WHOLE, l.block, l.offset)
         });
         self.entries.dedup_by(|later, first| later.0 == first.0);
         self.entries.shrink_to_fit();
+        self.bases.shrink_to_fit();
         self.blocks.shrink_to_fit();
         self.bits = (usize::BITS - self.entries.len().leading_zeros())
             .saturating_sub(3)
@@ -173,6 +193,7 @@ impl Index {
             block_len: b.len,
             offset: c.offset,
             len: c.len,
+            base: (c.base != WHOLE).then(|| self.bases[c.base as usize]),
         })
     }
 
@@ -184,6 +205,12 @@ impl Index {
         } else {
             (top >> (32 - bits)) as usize
         }
+    }
+
+    /// Number of [`Location::pack`] positions (a pack listed by several index objects has
+    /// several).
+    pub(crate) fn pack_count(&self) -> usize {
+        self.packs.len()
     }
 
     /// Id of the pack at a [`Location::pack`] position.
@@ -208,6 +235,7 @@ mod tests {
             block_len: 10,
             offset: 0,
             len: 1,
+            base: None,
         }
     }
 
@@ -242,6 +270,7 @@ mod tests {
                     block_len: 10,
                     offset: i as u32,
                     len: 1,
+                    base: None,
                 })
                 .collect();
             let mut ix = Index::default();

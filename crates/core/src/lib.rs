@@ -44,6 +44,8 @@ mod storage;
 #[cfg(test)]
 mod test_chain;
 #[cfg(test)]
+mod test_patches;
+#[cfg(test)]
 mod test_store;
 mod writer;
 
@@ -80,4 +82,4 @@ pub use storage::{
     ListEntry, ObjectKind, ObjectWriter, RequestCounter, RequestStats, Storage, StorageError,
     StorageResult,
 };
-pub use writer::{ChunkWriter, WriteSummary};
+pub use writer::{ChunkWriter, PageStored, WriteSummary, PATCH_MAX_FRACTION};

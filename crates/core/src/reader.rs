@@ -4,13 +4,14 @@
 //! reading the chunks of a block in order costs one read.
 use std::collections::VecDeque;
 use std::io::Write;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::crypto::MasterKey;
 use crate::error::{err, Error, Result};
 use crate::format::pack::{decode_block_to_slice, decode_block_with, decoded_len, BLOCK_AAD};
+use crate::format::patch;
 use crate::id::ChunkId;
-use crate::index::Index;
+use crate::index::{Index, Location};
 use crate::storage::{ObjectKind, Storage};
 
 /// Decoded blocks kept by [`ChunkReader::with_chunk`] (4 MiB each). Its callers read small
@@ -23,6 +24,24 @@ pub type BatchSink<'a> = dyn Fn(&[(usize, &[u8])]) -> Result<()> + Sync + 'a;
 
 /// Index block number -> decoded block.
 type BlockCache = VecDeque<(u32, Arc<Vec<u8>>)>;
+
+/// Receives one block's wants and their stored bytes from `ChunkReader::read_wants`.
+type WantSink<'a> = dyn Fn(&[(Want, &[u8])]) -> Result<()> + Sync + 'a;
+
+/// Bytes of page patches held at once by [`ChunkReader::read_parallel`] (a round): their
+/// pages are rebuilt when their bases' blocks are read.
+pub const PATCH_ROUND_BYTES: usize = 32 << 20;
+
+/// One chunk to read: where in which block, and for which position. 16 bytes, sorted by
+/// (block, offset, position): 18 MiB for a 4 GiB database of 4 KiB pages. (A map of
+/// per-block vectors of (position, offset, len, id) was twice that and grew by doubling.)
+#[derive(Clone, Copy)]
+struct Want {
+    block: u32,
+    offset: u32,
+    len: u32,
+    pos: u32,
+}
 
 /// Reads and authenticates chunks. Obtain one from a [`crate::BackupSession`] or a
 /// [`crate::RestoreSession`].
@@ -50,37 +69,165 @@ impl<'r> ChunkReader<'r> {
 
     /// Calls `f` with the authenticated content of a chunk.
     pub fn with_chunk<T>(&mut self, id: &ChunkId, f: impl FnOnce(&[u8]) -> T) -> Result<T> {
-        let loc = self.index.get(id).ok_or_else(|| {
+        let loc = self.locate(id)?;
+        match loc.base {
+            None => {
+                let block = self.cached_block(&loc)?;
+                let data = self.chunk_in(&block, &loc, id)?;
+                self.verify(data, id, &loc)?;
+                Ok(f(data))
+            }
+            Some(base) => {
+                let block = self.cached_block(&loc)?;
+                let patch = self.chunk_in(&block, &loc, id)?.to_vec();
+                let base_loc = self.locate_base(&base, id)?;
+                let base_block = self.cached_block(&base_loc)?;
+                let base_data = self.chunk_in(&base_block, &base_loc, &base)?;
+                self.verify(base_data, &base, &base_loc)?;
+                let mut page = Vec::new();
+                self.apply_patch(id, &loc, &patch, &base, base_data, &mut page)?;
+                Ok(f(&page))
+            }
+        }
+    }
+
+    /// The bytes of a chunk as stored in its block, and its base when it is a page patch;
+    /// authenticated first (a patch by rebuilding its page). For copying a chunk as it is
+    /// (prune's repack).
+    pub(crate) fn read_stored(&mut self, id: &ChunkId) -> Result<(Vec<u8>, Option<ChunkId>)> {
+        let loc = self.locate(id)?;
+        let block = self.cached_block(&loc)?;
+        let stored = self.chunk_in(&block, &loc, id)?.to_vec();
+        match loc.base {
+            None => self.verify(&stored, id, &loc)?,
+            Some(_) => self.with_chunk(id, |_| ())?,
+        }
+        Ok((stored, loc.base))
+    }
+
+    /// Rebuilds and authenticates the page patches `entries` (all in one block of the pack at
+    /// position `pack`; those copies, whichever the index prefers): `check --read-data`.
+    /// Returns the first failure's message per patch that fails.
+    pub(crate) fn verify_patches(
+        &mut self,
+        pack: u32,
+        entries: &[&crate::format::pack::BlockEntry],
+    ) -> Result<Vec<String>> {
+        let Some(first) = entries.first() else {
+            return Ok(Vec::new());
+        };
+        let mut dctx = zstd::bulk::Decompressor::new().map_err(|e| err!(Other, "zstd: {e}"))?;
+        let mut block = Vec::new();
+        self.decode_block_into(
+            pack,
+            first.block_offset,
+            first.block_len,
+            &mut dctx,
+            &mut block,
+        )?;
+        let mut failed = Vec::new();
+        let mut page = Vec::new();
+        for entry in entries {
+            let loc = Location {
+                block: u32::MAX,
+                pack,
+                block_offset: entry.block_offset,
+                block_len: entry.block_len,
+                offset: entry.offset,
+                len: entry.len,
+                base: entry.base,
+            };
+            let base = entry.base.expect("a page patch");
+            let res = self.chunk_in(&block, &loc, &entry.id).and_then(|patch| {
+                let base_data = self.read(&base)?;
+                self.apply_patch(&entry.id, &loc, patch, &base, &base_data, &mut page)
+            });
+            if let Err(e) = res {
+                failed.push(e.to_string());
+            }
+        }
+        Ok(failed)
+    }
+
+    fn locate(&self, id: &ChunkId) -> Result<Location> {
+        self.index.get(id).ok_or_else(|| {
             err!(Corrupt, "chunk {id} is referenced but not in any index (its pack is missing or was never indexed)")
                 .with_hint("run `lifeboat check --read-data`; restore from another copy of the repository if you have one")
+        })
+    }
+
+    /// Where the base of page patch `of` is: it must be indexed, and stored whole (patches are
+    /// one level deep; a patch of a patch, or a cycle, is refused).
+    fn locate_base(&self, base: &ChunkId, of: &ChunkId) -> Result<Location> {
+        let loc = self.index.get(base).ok_or_else(|| {
+            err!(Corrupt, "chunk {base}, the base of page patch {of}, is not in any index (its pack is missing)")
+                .with_hint("run `lifeboat check --read-data`; restore from another copy of the repository if you have one")
         })?;
+        if loc.base.is_some() {
+            return Err(err!(
+                Corrupt,
+                "page patch {of} names base {base}, which is itself a patch (a base must be stored whole)"
+            ));
+        }
+        Ok(loc)
+    }
+
+    /// The decoded block holding `loc`, from the cache or read (one ranged read).
+    fn cached_block(&mut self, loc: &Location) -> Result<Arc<Vec<u8>>> {
         let key = loc.block;
-        let block = match self.cache.iter().find(|(k, _)| *k == key) {
-            Some((_, b)) => Arc::clone(b),
-            None => {
-                let b = Arc::new(self.load_block(loc.pack, loc.block_offset, loc.block_len)?);
-                if self.cache.len() == CACHE_BLOCKS {
-                    self.cache.pop_front();
-                }
-                self.cache.push_back((key, Arc::clone(&b)));
-                b
-            }
-        };
-        let pack = self.index.pack(loc.pack);
+        if let Some((_, b)) = self.cache.iter().find(|(k, _)| *k == key) {
+            return Ok(Arc::clone(b));
+        }
+        let b = Arc::new(self.load_block(loc.pack, loc.block_offset, loc.block_len)?);
+        if self.cache.len() == CACHE_BLOCKS {
+            self.cache.pop_front();
+        }
+        self.cache.push_back((key, Arc::clone(&b)));
+        Ok(b)
+    }
+
+    /// The chunk's stored bytes inside its decoded block (not yet authenticated).
+    fn chunk_in<'b>(&self, block: &'b [u8], loc: &Location, id: &ChunkId) -> Result<&'b [u8]> {
         let (start, end) = (loc.offset as usize, loc.offset as usize + loc.len as usize);
-        let data = block.get(start..end).ok_or_else(|| {
+        block.get(start..end).ok_or_else(|| {
             err!(
                 Corrupt,
-                "pack {pack}: chunk {id} lies outside its block (index and pack disagree)"
+                "pack {}: chunk {id} lies outside its block (index and pack disagree)",
+                self.index.pack(loc.pack)
             )
-        })?;
+        })
+    }
+
+    /// Checks that `data` hashes to `id` (keyed: this is what authenticates a chunk).
+    fn verify(&self, data: &[u8], id: &ChunkId, loc: &Location) -> Result<()> {
         if self.key.chunk_id(data) != *id {
             return Err(err!(
                 Corrupt,
-                "pack {pack}: chunk {id} does not match its id"
+                "pack {}: chunk {id} does not match its id",
+                self.index.pack(loc.pack)
             ));
         }
-        Ok(f(data))
+        Ok(())
+    }
+
+    /// Writes into `out` the page that `patch` (the stored bytes of `id`, at `loc`) makes of
+    /// `base_data` (the authenticated content of `base`), and authenticates the result.
+    fn apply_patch(
+        &self,
+        id: &ChunkId,
+        loc: &Location,
+        patch: &[u8],
+        base: &ChunkId,
+        base_data: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
+        patch::apply(patch, base, base_data, out).map_err(|e| {
+            e.context(format!(
+                "pack {}: page patch {id}",
+                self.index.pack(loc.pack)
+            ))
+        })?;
+        self.verify(out, id, loc)
     }
 
     /// The authenticated content of a chunk.
@@ -105,18 +252,21 @@ impl<'r> ChunkReader<'r> {
         Ok(v)
     }
 
-    /// Reads every chunk of `ids` on `threads` threads and calls `sink(batch)` once per block,
-    /// where `batch` holds `(i, data)` for every position `i` whose chunk is in that block, in
-    /// ascending `i`, with the authenticated content of `ids[i]`. Batches arrive in no
-    /// particular order; every position appears in exactly one batch. (Batches let a caller
-    /// write runs of consecutive positions with one system call.)
+    /// Reads every chunk of `ids` on `threads` threads and calls `sink(batch)` with batches
+    /// of `(i, data)` pairs, where `data` is the authenticated content of `ids[i]`, in
+    /// ascending `i` within a batch. Batches arrive in no particular order; every position
+    /// appears in exactly one batch. (Batches let a caller write runs of consecutive positions
+    /// with one system call.)
     ///
-    /// Positions are grouped by the block that holds their chunk, so every block is read and
-    /// decoded exactly once, whatever the order of `ids` (a restore of an incremental point
-    /// needs old and new blocks interleaved). Before anything is read, every id must be in the
-    /// index; a missing one fails the call without a single `sink` call. On the first error
-    /// (damaged block, sink failure) the other threads stop and that error is returned. Memory:
-    /// one sealed and one decoded block per thread, 16 bytes per position; the cache of
+    /// Chunks stored whole are grouped by the block that holds them, one batch per block, so
+    /// every block is read and decoded exactly once whatever the order of `ids` (a restore of
+    /// an incremental point needs old and new blocks interleaved). Page patches come after
+    /// them, in rounds of at most [`PATCH_ROUND_BYTES`] of patches: the round's patches are
+    /// read, then their bases (one batch per base block, each page rebuilt and authenticated).
+    /// Before anything is read, every id must be in the index; a missing one fails the call
+    /// without a single `sink` call. On the first error (damaged block, sink failure) the
+    /// other threads stop and that error is returned. Memory: one sealed and one decoded
+    /// block per thread, 16 bytes per position, and a round's patches; the cache of
     /// [`ChunkReader::with_chunk`] is emptied first (it would sit unused beside them).
     pub fn read_parallel(
         &mut self,
@@ -124,19 +274,6 @@ impl<'r> ChunkReader<'r> {
         threads: usize,
         sink: &BatchSink<'_>,
     ) -> Result<()> {
-        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-        use std::sync::Mutex;
-
-        // One 16-byte record per position, sorted by (block, offset in block, position):
-        // 18 MiB for a 4 GiB database of 4 KiB pages. (A map of per-block vectors of
-        // (position, offset, len, id) was twice that and grew by doubling.)
-        #[derive(Clone, Copy)]
-        struct Want {
-            block: u32,
-            offset: u32,
-            len: u32,
-            pos: u32,
-        }
         if u32::try_from(ids.len()).is_err() {
             return Err(err!(
                 Other,
@@ -146,11 +283,19 @@ impl<'r> ChunkReader<'r> {
         }
         self.cache.clear();
         let mut wants: Vec<Want> = Vec::with_capacity(ids.len());
+        let mut patched: Vec<(u32, Location)> = Vec::new();
         for (i, id) in ids.iter().enumerate() {
             let loc = self.index.get(id).ok_or_else(|| {
                 err!(Corrupt, "chunk {id} is referenced but not in any index (its pack is missing or was never indexed)")
                     .with_hint("run `lifeboat check --read-data`; nothing was written")
             })?;
+            if let Some(base) = &loc.base {
+                self.locate_base(base, id).map_err(|e| {
+                    e.with_hint("run `lifeboat check --read-data`; nothing was written")
+                })?;
+                patched.push((i as u32, loc));
+                continue;
+            }
             wants.push(Want {
                 block: loc.block,
                 offset: loc.offset,
@@ -158,6 +303,115 @@ impl<'r> ChunkReader<'r> {
                 pos: i as u32,
             });
         }
+        self.read_wants(ids, wants, threads, true, &|wants| {
+            sink(
+                &wants
+                    .iter()
+                    .map(|(w, d)| (w.pos as usize, *d))
+                    .collect::<Vec<_>>(),
+            )
+        })?;
+        // Page patches, a round at a time: their stored bytes first (not yet authenticated:
+        // a patch is authenticated by the page it makes), then each base block once.
+        let mut at = 0;
+        while at < patched.len() {
+            let mut bytes = 0usize;
+            let mut end = at;
+            while end < patched.len() && (end == at || bytes < PATCH_ROUND_BYTES) {
+                bytes += patched[end].1.len as usize;
+                end += 1;
+            }
+            let round = &patched[at..end];
+            at = end;
+            // The round's patches, by position in `round`.
+            let stored: Vec<Mutex<Vec<u8>>> =
+                round.iter().map(|_| Mutex::new(Vec::new())).collect();
+            let wants = round
+                .iter()
+                .enumerate()
+                .map(|(k, (_, l))| Want {
+                    block: l.block,
+                    offset: l.offset,
+                    len: l.len,
+                    pos: k as u32,
+                })
+                .collect();
+            let round_ids: Vec<ChunkId> = round.iter().map(|(i, _)| ids[*i as usize]).collect();
+            self.read_wants(&round_ids, wants, threads, false, &|got| {
+                for (w, d) in got {
+                    *stored[w.pos as usize].lock().expect("patch slot") = d.to_vec();
+                }
+                Ok(())
+            })?;
+            // Their bases: each distinct one once; `users[b]` are the round positions of
+            // the patches against base `b`.
+            let mut base_ids: Vec<ChunkId> = Vec::new();
+            let mut users: Vec<Vec<u32>> = Vec::new();
+            let mut seen: std::collections::HashMap<ChunkId, usize> = Default::default();
+            for (k, (_, l)) in round.iter().enumerate() {
+                let b = l.base.expect("a patch");
+                let j = *seen.entry(b).or_insert_with(|| {
+                    base_ids.push(b);
+                    users.push(Vec::new());
+                    base_ids.len() - 1
+                });
+                users[j].push(k as u32);
+            }
+            let mut wants = Vec::with_capacity(base_ids.len());
+            for (j, b) in base_ids.iter().enumerate() {
+                let l = self.index.get(b).expect("located above");
+                wants.push(Want {
+                    block: l.block,
+                    offset: l.offset,
+                    len: l.len,
+                    pos: j as u32,
+                });
+            }
+            self.read_wants(&base_ids, wants, threads, true, &|got| {
+                let mut pages: Vec<(usize, Vec<u8>)> = Vec::new();
+                for (w, base_data) in got {
+                    let base = &base_ids[w.pos as usize];
+                    for &k in &users[w.pos as usize] {
+                        let (i, loc) = &round[k as usize];
+                        let patch =
+                            std::mem::take(&mut *stored[k as usize].lock().expect("patch slot"));
+                        let mut page = Vec::new();
+                        self.apply_patch(
+                            &ids[*i as usize],
+                            loc,
+                            &patch,
+                            base,
+                            base_data,
+                            &mut page,
+                        )?;
+                        pages.push((*i as usize, page));
+                    }
+                }
+                pages.sort_unstable_by_key(|(i, _)| *i);
+                sink(
+                    &pages
+                        .iter()
+                        .map(|(i, p)| (*i, p.as_slice()))
+                        .collect::<Vec<_>>(),
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Reads the blocks `wants` name on `threads` threads, each block once, and calls
+    /// `sink(batch)` per block with its wants and their bytes (checked against
+    /// `ids[want.pos]` when `verify`; page patches are not, their page is).
+    fn read_wants(
+        &self,
+        ids: &[ChunkId],
+        mut wants: Vec<Want>,
+        threads: usize,
+        verify: bool,
+        sink: &WantSink<'_>,
+    ) -> Result<()> {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
         wants.sort_unstable_by_key(|w| (w.block, w.offset, w.pos));
         // Work items: the range of `wants` that one block serves.
         let mut order: Vec<std::ops::Range<usize>> = Vec::new();
@@ -203,14 +457,14 @@ impl<'r> ChunkReader<'r> {
                     let block = block.as_slice();
                     let pack_id = self.index.pack(loc.pack);
                     let mut verified: Option<(ChunkId, u32)> = None;
-                    let mut batch: Vec<(usize, &[u8])> = Vec::with_capacity(wants.len());
+                    let mut batch: Vec<(Want, &[u8])> = Vec::with_capacity(wants.len());
                     for w in wants {
                         let id = &ids[w.pos as usize];
                         let data = block.get(w.offset as usize..w.offset as usize + w.len as usize).ok_or_else(|| {
                             err!(Corrupt, "pack {pack_id}: chunk {id} lies outside its block (index and pack disagree)")
                         })?;
                         // Identical chunks at several positions are hashed once per block.
-                        if verified != Some((*id, w.offset)) {
+                        if verify && verified != Some((*id, w.offset)) {
                             if self.key.chunk_id(data) != *id {
                                 return Err(err!(
                                     Corrupt,
@@ -219,9 +473,9 @@ impl<'r> ChunkReader<'r> {
                             }
                             verified = Some((*id, w.offset));
                         }
-                        batch.push((w.pos as usize, data));
+                        batch.push((*w, data));
                     }
-                    batch.sort_unstable_by_key(|(i, _)| *i);
+                    batch.sort_unstable_by_key(|(w, _)| w.pos);
                     sink(&batch)
                 })();
                 if let Err(e) = res {

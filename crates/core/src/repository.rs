@@ -5,7 +5,7 @@ use std::sync::Arc;
 use crate::crypto::MasterKey;
 use crate::error::{err, Error, Result};
 use crate::format::config::{ChunkerParams, RepoConfig, FORMAT_NAME, REPO_VERSION};
-use crate::format::index::{IndexFile, INDEX_MAGIC};
+use crate::format::index::IndexFile;
 use crate::format::key::{KdfParams, KeyFile};
 use crate::format::object;
 use crate::format::point::{Point, POINT_MAGIC};
@@ -295,8 +295,7 @@ impl Repository {
         let what = format!("index {name}");
         let bytes = self.storage.read(ObjectKind::Index, name)?;
         verify_name(name, &bytes, &what)?;
-        let payload = object::open(&self.key, INDEX_MAGIC, &bytes, &what)?;
-        IndexFile::decode(&payload, &what)
+        IndexFile::open(&self.key, &bytes, &what)
     }
 
     /// Replaces the in-memory index (check builds its own from the readable index objects).
@@ -592,10 +591,11 @@ mod review_incremental_load {
                     block_len: 100,
                     offset: 0,
                     len: 10,
+                    base: None,
                 }],
             )],
         };
-        let bytes = object::seal(&repo.key, INDEX_MAGIC, &file.encode()).unwrap();
+        let bytes = file.seal(&repo.key).unwrap();
         let name = ObjectId::of(&bytes).to_hex();
         repo.storage
             .write(ObjectKind::Index, &name, &bytes)

@@ -202,14 +202,19 @@ impl<'r> BackupSession<'r> {
         delta: impl FnOnce(&WriteSummary) -> Delta,
     ) -> Result<(ObjectId, Delta)> {
         self.publisher.lease().check_alive()?;
-        let writer = self
+        let mut writer = self
             .writer
             .take()
             .expect("a session's writer lives until commit");
+        let whole = writer.take_whole();
         let summary = writer.finish()?;
         let delta = delta(&summary);
         let id = self.publisher.publish(|| self.repo.write_delta(&delta))?;
-        self.writer = Some(self.repo.writer());
+        let mut next = self.repo.writer();
+        // Its pages stored whole are durable and indexed now: bases for the next intervals'
+        // page patches (the loaded index is the session's start's).
+        next.set_whole(whole);
+        self.writer = Some(next);
         Ok((id, delta))
     }
 }

@@ -56,12 +56,24 @@ pub(crate) fn page(tag: &str) -> Vec<u8> {
 /// Writes a point of `app` with one `sqlite` component at [`DB`] whose pages are `pages`
 /// (tags for [`page`]); returns its id and the point.
 pub(crate) fn sqlite_point(repo: &mut Repository, app: &str, pages: &[&str]) -> (ObjectId, Point) {
+    sqlite_point_with(repo, app, |w| {
+        pages
+            .iter()
+            .map(|t| w.store_page(&page(t)).unwrap())
+            .collect()
+    })
+}
+
+/// Writes a point of `app` with one `sqlite` component at [`DB`] whose page table `store`
+/// returns, having stored its pages through the session's writer.
+pub(crate) fn sqlite_point_with(
+    repo: &mut Repository,
+    app: &str,
+    store: impl FnOnce(&mut crate::writer::ChunkWriter<'_>) -> Vec<ChunkId>,
+) -> (ObjectId, Point) {
     let mut s = repo.begin_backup().unwrap();
     let w = s.writer();
-    let table: Vec<ChunkId> = pages
-        .iter()
-        .map(|t| w.store_page(&page(t)).unwrap())
-        .collect();
+    let table = store(w);
     let seg = w.store_chunk(&encode_base(&table)).unwrap();
     let checksum = DbChecksum::of_table(&w.checksum_key(), &table).to_hex();
     let body = SqliteBody {

@@ -22,7 +22,7 @@ use std::thread::JoinHandle;
 use crate::crypto::{MasterKey, NONCE_LEN, SEAL_OVERHEAD};
 use crate::error::{err, Error, Result};
 use crate::format::config::ChunkerParams;
-use crate::format::index::{IndexFile, INDEX_MAGIC};
+use crate::format::index::IndexFile;
 use crate::format::object;
 use crate::format::pack::{
     encode_trailer, BlockEntry, BLOCK_AAD, CODEC_NONE, CODEC_ZSTD, PACK_MAGIC, TRAILER_AAD,
@@ -42,15 +42,33 @@ pub const PACK_TARGET: usize = 16 * 1024 * 1024;
 /// docs/BENCHMARKS.md.
 pub const ZSTD_LEVEL: i32 = 3;
 
+/// A chunk queued in a block: id, offset and length in the block, base of a page patch.
+type Queued = (ChunkId, u32, u32, Option<ChunkId>);
+
 struct RawBlock {
     data: Vec<u8>,
-    chunks: Vec<(ChunkId, u32, u32)>,
+    chunks: Vec<Queued>,
 }
 
 struct SealedBlock {
     sealed: Vec<u8>,
-    chunks: Vec<(ChunkId, u32, u32)>,
+    chunks: Vec<Queued>,
 }
+
+/// How [`ChunkWriter::store_page_against`] stored a page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageStored {
+    /// Already in the repository: nothing written.
+    Known,
+    /// Stored as its own bytes (it may serve as a base from now on).
+    Whole,
+    /// Stored as a patch against the base offered.
+    Patch,
+}
+
+/// A page is stored as a patch only when the patch is shorter than the page divided by
+/// this: a longer one saves less than it costs a reader (one more chunk to fetch).
+pub const PATCH_MAX_FRACTION: usize = 2;
 
 /// What a finished writer stored.
 #[derive(Debug, Default, Clone)]
@@ -78,6 +96,10 @@ pub struct ChunkWriter<'r> {
     index: &'r Index,
     chunker: ChunkerParams,
     pending: HashSet<ChunkId>,
+    /// Pages stored whole by [`ChunkWriter::store_page_against`] in this writer or, handed
+    /// over, in earlier writers of the same session whose index objects are durable: bases
+    /// a patch may name although the loaded index does not list them yet.
+    whole: HashSet<ChunkId>,
     block: RawBlock,
     to_workers: Option<SyncSender<RawBlock>>,
     workers: Vec<JoinHandle<()>>,
@@ -137,6 +159,7 @@ impl<'r> ChunkWriter<'r> {
             index,
             chunker,
             pending: HashSet::new(),
+            whole: HashSet::new(),
             block: RawBlock {
                 data: Vec::with_capacity(BLOCK_TARGET),
                 chunks: Vec::new(),
@@ -169,8 +192,77 @@ impl<'r> ChunkWriter<'r> {
         if self.index.contains(&id) {
             return Ok(id);
         }
-        self.append(id, data)?;
+        self.append(id, data, None)?;
         Ok(id)
+    }
+
+    /// Stores a database page like [`ChunkWriter::store_page`], as a patch against `base`
+    /// (an earlier version of the same page: its id and content) when the base is stored
+    /// whole in the repository (patches are one level deep: a reader fetches at most one
+    /// more chunk per page) and the patch is shorter than the page / [`PATCH_MAX_FRACTION`];
+    /// whole otherwise. The page's id is the hash of its full content either way.
+    pub fn store_page_against(
+        &mut self,
+        data: &[u8],
+        base: Option<(&ChunkId, &[u8])>,
+    ) -> Result<(ChunkId, PageStored)> {
+        crate::cancel::check()?;
+        let id = self.key.chunk_id(data);
+        self.summary.chunks_seen += 1;
+        self.summary.bytes_seen += data.len() as u64;
+        if self.index.contains(&id) {
+            return Ok((id, PageStored::Known));
+        }
+        if let Some((base_id, base)) = base {
+            let whole = self.whole.contains(base_id)
+                || (self.index.contains(base_id)
+                    && self.index.get(base_id).is_some_and(|l| l.base.is_none()));
+            if whole && *base_id != id {
+                let limit = data.len() / PATCH_MAX_FRACTION;
+                if let Some(p) = crate::format::patch::encode(base_id, base, data, limit) {
+                    self.append(id, &p, Some(*base_id))?;
+                    return Ok((id, PageStored::Patch));
+                }
+            }
+        }
+        self.append(id, data, None)?;
+        self.whole.insert(id);
+        Ok((id, PageStored::Whole))
+    }
+
+    /// The id a chunk of these bytes has (tests that craft what another key holder could).
+    #[cfg(test)]
+    pub(crate) fn id_of(&self, data: &[u8]) -> ChunkId {
+        self.key.chunk_id(data)
+    }
+
+    /// Bytes of new chunks queued so far, as stored (a patch's length, not its page's).
+    pub fn summary_bytes_new(&self) -> u64 {
+        self.summary.bytes_new
+    }
+
+    /// Hands the pages this writer stored whole to the session's next writer (after this
+    /// one's index objects are durable), so they can serve as bases there.
+    pub(crate) fn take_whole(&mut self) -> HashSet<ChunkId> {
+        std::mem::take(&mut self.whole)
+    }
+
+    /// See [`ChunkWriter::take_whole`].
+    pub(crate) fn set_whole(&mut self, whole: HashSet<ChunkId>) {
+        self.whole = whole;
+    }
+
+    /// Stores a chunk's bytes as they sit in a block (a page patch with its base), already
+    /// authenticated by the caller (prune's repack): no hashing, no deduplication.
+    pub(crate) fn store_stored(
+        &mut self,
+        id: ChunkId,
+        stored: &[u8],
+        base: Option<ChunkId>,
+    ) -> Result<()> {
+        self.summary.chunks_seen += 1;
+        self.summary.bytes_seen += stored.len() as u64;
+        self.append(id, stored, base)
     }
 
     /// Stores one chunk (if new) and returns its id.
@@ -182,16 +274,16 @@ impl<'r> ChunkWriter<'r> {
         if self.index.contains(&id) || !self.pending.insert(id) {
             return Ok(id);
         }
-        self.append(id, data)?;
+        self.append(id, data, None)?;
         Ok(id)
     }
 
-    fn append(&mut self, id: ChunkId, data: &[u8]) -> Result<()> {
+    fn append(&mut self, id: ChunkId, data: &[u8], base: Option<ChunkId>) -> Result<()> {
         self.summary.chunks_new += 1;
         self.summary.bytes_new += data.len() as u64;
         let off = self.block.data.len() as u32;
         self.block.data.extend_from_slice(data);
-        self.block.chunks.push((id, off, data.len() as u32));
+        self.block.chunks.push((id, off, data.len() as u32, base));
         if self.block.data.len() >= BLOCK_TARGET {
             self.flush_block()?;
         }
@@ -430,13 +522,14 @@ fn packer_loop(
         let block_offset = p.len as u32;
         let block_len = block.sealed.len() as u32;
         p.append(&block.sealed)?;
-        for (id, offset, len) in block.chunks {
+        for (id, offset, len, base) in block.chunks {
             p.entries.push(BlockEntry {
                 id,
                 block_offset,
                 block_len,
                 offset,
                 len,
+                base,
             });
         }
         if p.len >= PACK_TARGET as u64 {
@@ -469,7 +562,7 @@ fn write_index(
     let file = IndexFile {
         packs: std::mem::take(packs),
     };
-    let bytes = object::seal(key, INDEX_MAGIC, &file.encode())?;
+    let bytes = file.seal(key)?;
     let id = ObjectId::of(&bytes);
     storage
         .write(ObjectKind::Index, &id.to_hex(), &bytes)

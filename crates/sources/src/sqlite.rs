@@ -43,6 +43,7 @@ use crate::source::{
 };
 use crate::util::temp_name;
 
+mod bases;
 mod check;
 pub mod continuous;
 mod held;

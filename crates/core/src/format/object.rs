@@ -17,7 +17,19 @@ pub const HEADER_LEN: usize = 8;
 
 /// Compresses, encrypts and frames `payload`.
 pub fn seal(key: &MasterKey, magic: &[u8; 4], payload: &[u8]) -> Result<Vec<u8>> {
-    let header = header(magic);
+    seal_version(key, magic, OBJECT_VERSION, payload)
+}
+
+/// [`seal`] with another version byte (an object kind whose payload has more than one
+/// layout: index objects, `super::index`).
+pub fn seal_version(
+    key: &MasterKey,
+    magic: &[u8; 4],
+    version: u8,
+    payload: &[u8],
+) -> Result<Vec<u8>> {
+    let mut header = header(magic);
+    header[4] = version;
     let compressed = zstd::bulk::compress(payload, 3).map_err(|e| err!(Other, "zstd: {e}"))?;
     let sealed = key.seal(&header, &compressed)?;
     let mut out = Vec::with_capacity(HEADER_LEN + sealed.len());
@@ -28,12 +40,25 @@ pub fn seal(key: &MasterKey, magic: &[u8; 4], payload: &[u8]) -> Result<Vec<u8>>
 
 /// Checks the frame, authenticates, decrypts and decompresses. `what` names the object in errors.
 pub fn open(key: &MasterKey, magic: &[u8; 4], bytes: &[u8], what: &str) -> Result<Vec<u8>> {
-    check_header(magic, bytes, what)?;
+    Ok(open_up_to(key, magic, bytes, what, OBJECT_VERSION)?.1)
+}
+
+/// [`open`] for an object kind with versions up to `max`; returns the version with the
+/// payload. (The version byte is inside the AEAD's associated data: authenticated.)
+pub fn open_up_to(
+    key: &MasterKey,
+    magic: &[u8; 4],
+    bytes: &[u8],
+    what: &str,
+    max: u8,
+) -> Result<(u8, Vec<u8>)> {
+    check_header_up_to(magic, bytes, what, max)?;
     let compressed = key
         .open(&bytes[..HEADER_LEN], &bytes[HEADER_LEN..])
         .map_err(|e| e.context(what))?;
-    zstd::stream::decode_all(&compressed[..])
-        .map_err(|e| err!(Corrupt, "{what}: bad zstd data: {e}"))
+    let payload = zstd::stream::decode_all(&compressed[..])
+        .map_err(|e| err!(Corrupt, "{what}: bad zstd data: {e}"))?;
+    Ok((bytes[4], payload))
 }
 
 /// [`open`], refusing (`Corrupt`) a payload that decompresses to more than `max` bytes
@@ -69,6 +94,11 @@ fn header(magic: &[u8; 4]) -> [u8; HEADER_LEN] {
 
 /// Validates magic and version of a framed object (also used for packs).
 pub fn check_header(magic: &[u8; 4], bytes: &[u8], what: &str) -> Result<()> {
+    check_header_up_to(magic, bytes, what, OBJECT_VERSION)
+}
+
+/// [`check_header`] accepting versions up to `max`.
+fn check_header_up_to(magic: &[u8; 4], bytes: &[u8], what: &str, max: u8) -> Result<()> {
     if bytes.len() < HEADER_LEN {
         return Err(err!(Corrupt, "{what}: truncated ({} bytes)", bytes.len()));
     }
@@ -80,8 +110,8 @@ pub fn check_header(magic: &[u8; 4], bytes: &[u8], what: &str) -> Result<()> {
             String::from_utf8_lossy(magic)
         ));
     }
-    if bytes[4] > OBJECT_VERSION {
-        return Err(newer_version(what, bytes[4] as u32, OBJECT_VERSION as u32));
+    if bytes[4] > max {
+        return Err(newer_version(what, bytes[4] as u32, max as u32));
     }
     if bytes[4] == 0 {
         return Err(err!(Corrupt, "{what}: version 0 is not valid"));

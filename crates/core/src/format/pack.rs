@@ -41,8 +41,12 @@ pub struct BlockEntry {
     pub block_len: u32,
     /// Offset of the chunk in the decoded block.
     pub offset: u32,
-    /// Length of the chunk.
+    /// Length of the chunk as stored in the block.
     pub len: u32,
+    /// For a page stored as a patch (`super::patch`), the chunk it is a patch against, stored
+    /// whole; `None` for a chunk stored as its own bytes. Only index objects of version 2
+    /// carry it (§7).
+    pub base: Option<ChunkId>,
 }
 
 impl BlockEntry {
@@ -56,8 +60,12 @@ impl BlockEntry {
 /// each u32 field for all entries; [`ENTRY_LEN`] = 32 bytes per entry, `docs/FORMAT.md` §7), so
 /// that zstd squeezes the highly regular location columns to almost nothing and only the ids
 /// cost space.
-pub fn encode_entries(entries: &[BlockEntry]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(4 + entries.len() * ENTRY_LEN);
+///
+/// With `bases` (index objects of version 2) one more column follows: per entry the 16-byte
+/// id of its base, all zero for a chunk stored whole.
+pub fn encode_entries(entries: &[BlockEntry], bases: bool) -> Vec<u8> {
+    let per = ENTRY_LEN + if bases { ChunkId::LEN } else { 0 };
+    let mut out = Vec::with_capacity(4 + entries.len() * per);
     out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
     for e in entries {
         out.extend_from_slice(&e.id.0);
@@ -67,17 +75,29 @@ pub fn encode_entries(entries: &[BlockEntry]) -> Vec<u8> {
             out.extend_from_slice(&e.fields()[k].to_le_bytes());
         }
     }
+    if bases {
+        for e in entries {
+            out.extend_from_slice(&e.base.unwrap_or_default().0);
+        }
+    }
     out
 }
 
-/// Decodes a list made by [`encode_entries`] from the start of `b`; returns the rest.
-pub fn decode_entries<'a>(b: &'a [u8], what: &str) -> Result<(Vec<BlockEntry>, &'a [u8])> {
+/// Decodes a list made by [`encode_entries`] from the start of `b`; returns the rest. A base
+/// column whose id is all zero means "stored whole"; a chunk that names itself as its base
+/// is `Corrupt`.
+pub fn decode_entries<'a>(
+    b: &'a [u8],
+    what: &str,
+    bases: bool,
+) -> Result<(Vec<BlockEntry>, &'a [u8])> {
     if b.len() < 4 {
         return Err(err!(Corrupt, "{what}: entry list truncated"));
     }
     let n = u32::from_le_bytes(b[..4].try_into().expect("4 bytes")) as usize;
+    let per = ENTRY_LEN + if bases { ChunkId::LEN } else { 0 };
     let end = n
-        .checked_mul(ENTRY_LEN)
+        .checked_mul(per)
         .and_then(|x| x.checked_add(4))
         .filter(|&e| e <= b.len())
         .ok_or_else(|| {
@@ -92,15 +112,29 @@ pub fn decode_entries<'a>(b: &'a [u8], what: &str) -> Result<(Vec<BlockEntry>, &
         let at = 4 + L * n + 4 * (k * n + i);
         u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
     };
-    let entries = (0..n)
+    let base_at = 4 + ENTRY_LEN * n;
+    let entries: Vec<BlockEntry> = (0..n)
         .map(|i| BlockEntry {
             id: ChunkId(ids[L * i..L * i + L].try_into().expect("id bytes")),
             block_offset: col(0, i),
             block_len: col(1, i),
             offset: col(2, i),
             len: col(3, i),
+            base: bases
+                .then(|| {
+                    let at = base_at + L * i;
+                    ChunkId(b[at..at + L].try_into().expect("id bytes"))
+                })
+                .filter(|id| *id != ChunkId::default()),
         })
         .collect();
+    if let Some(e) = entries.iter().find(|e| e.base == Some(e.id)) {
+        return Err(err!(
+            Corrupt,
+            "{what}: chunk {} is a patch against itself",
+            e.id
+        ));
+    }
     Ok((entries, &b[end..]))
 }
 

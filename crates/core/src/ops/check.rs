@@ -207,8 +207,14 @@ pub fn check(
     }
     progress.finish();
 
-    // Points: decrypt and walk every reference.
+    // Page patches: each needs a base stored whole (from the index alone); with read_data
+    // each is rebuilt from its base and authenticated (`read_pack` could not: the base may sit
+    // in another pack). The entry checked is the pack's own, not whichever copy of the page
+    // the index prefers.
     repo.load_index_from(index);
+    check_patches(repo, &pack_entries, &bad_packs, opts.read_data, &mut r);
+
+    // Points: decrypt and walk every reference.
     let mut referenced: HashSet<ChunkId> = HashSet::new();
     let mut point_names: HashSet<String> = HashSet::new();
     for p in storage.list(ObjectKind::Point)? {
@@ -596,6 +602,9 @@ fn read_pack(
         let data =
             decode_block(&plain, "block").map_err(|e| format!("block at offset {off}: {e}"))?;
         for c in chunks {
+            if c.base.is_some() {
+                continue; // a page patch: `check_patches`
+            }
             let ok = data
                 .get(c.offset as usize..c.offset as usize + c.len as usize)
                 .is_some_and(|d| repo.key().chunk_id(d) == c.id);
@@ -608,6 +617,63 @@ fn read_pack(
         }
     }
     Ok(())
+}
+
+/// See the caller. Problems are reported against the patch's pack.
+fn check_patches(
+    repo: &Repository,
+    pack_entries: &HashMap<ObjectId, Vec<crate::format::pack::BlockEntry>>,
+    bad_packs: &HashSet<ObjectId>,
+    read_data: bool,
+    r: &mut CheckReport,
+) {
+    let positions: HashMap<ObjectId, u32> = (0..repo.index().pack_count() as u32)
+        .rev()
+        .map(|i| (repo.index().pack(i), i))
+        .collect();
+    let mut reader = repo.reader();
+    let mut packs: Vec<_> = pack_entries.iter().collect();
+    packs.sort_by_key(|(id, _)| **id);
+    for (pack, entries) in packs {
+        if bad_packs.contains(pack) {
+            continue;
+        }
+        let mut problems = Vec::new();
+        let mut by_block: std::collections::BTreeMap<u32, Vec<&crate::format::pack::BlockEntry>> =
+            Default::default();
+        for e in entries {
+            let Some(base) = e.base else {
+                continue;
+            };
+            match repo.index().get(&base) {
+                None => problems.push(format!(
+                    "page patch {} needs base {base}, which no index lists",
+                    e.id
+                )),
+                Some(l) if l.base.is_some() => problems.push(format!(
+                    "page patch {} names base {base}, which is itself a patch",
+                    e.id
+                )),
+                Some(_) => by_block.entry(e.block_offset).or_default().push(e),
+            }
+        }
+        if read_data {
+            if let Some(&pos) = positions.get(pack) {
+                for list in by_block.values() {
+                    match reader.verify_patches(pos, list) {
+                        Ok(failed) => problems.extend(failed),
+                        Err(e) => problems.push(e.to_string()),
+                    }
+                }
+            }
+        }
+        for message in problems {
+            r.problems.push(Problem {
+                object: format!("{}/{}", ObjectKind::Pack, pack.to_hex()),
+                message,
+            });
+        }
+    }
 }
 
 /// The trailer must authenticate and list exactly the blocks and chunk lengths the index

@@ -26,7 +26,7 @@ use crate::components::load_tree;
 use crate::crypto::MasterKey;
 use crate::error::{err, Error, Result};
 use crate::format::delta::Delta;
-use crate::format::index::{IndexFile, INDEX_MAGIC};
+use crate::format::index::IndexFile;
 use crate::format::key::hostname;
 use crate::format::object;
 use crate::format::pack::BlockEntry;
@@ -171,10 +171,20 @@ fn walk_delta(
     Ok(())
 }
 
+/// Adds to `live` the base of every page patch in it: a patch is read by applying it to its
+/// base, so the base lives as long as the patch does.
+fn add_bases(index: &Index, live: &mut HashSet<ChunkId>) {
+    let bases: Vec<ChunkId> = live
+        .iter()
+        .filter_map(|id| index.get(id).and_then(|l| l.base))
+        .collect();
+    live.extend(bases);
+}
+
 /// Writes an index object for `packs`; returns its name.
 fn write_index(repo: &Repository, packs: Vec<(ObjectId, Vec<BlockEntry>)>) -> Result<String> {
     let file = IndexFile { packs };
-    let bytes = object::seal(repo.key(), INDEX_MAGIC, &file.encode())?;
+    let bytes = file.seal(repo.key())?;
     let name = ObjectId::of(&bytes).to_hex();
     repo.storage()
         .write(ObjectKind::Index, &name, &bytes)
@@ -258,6 +268,7 @@ fn sweep(
             }
         }
         let index = repo.index();
+        add_bases(index, &mut needed);
         let mut unknown = 0usize;
         for id in &needed {
             if index.contains(id) {
@@ -523,6 +534,7 @@ fn mark(
         }
     }
     progress.finish();
+    add_bases(repo.index(), &mut live);
     report.live_chunks = live.len() as u64;
 
     // Pack statistics from the index objects.
@@ -644,10 +656,11 @@ fn mark(
             let mut writer = ChunkWriter::new(storage, key, &empty, repo.config().chunker);
             let mut reader = repo.reader();
             for (_, _, id) in &todo {
-                let data = reader.read(id)?;
-                report.bytes_repacked += data.len() as u64;
-                let got = writer.store_chunk(&data)?;
-                debug_assert_eq!(got, *id);
+                // As stored: a page patch stays a patch against the same base (kept live
+                // above), authenticated by rebuilding its page first.
+                let (stored, base) = reader.read_stored(id)?;
+                report.bytes_repacked += stored.len() as u64;
+                writer.store_stored(*id, &stored, base)?;
                 progress.inc(1);
             }
             writer.finish()?

@@ -257,6 +257,15 @@ fn continuous_capture_loses_no_commit_through_checkpoints_restarts_and_kill_9() 
         "{run2}"
     );
     assert!(deltas(&env).len() >= 10, "{} deltas", deltas(&env).len());
+    // Hot pages went as patches against their last whole version (the restores below read
+    // them back, and check rebuilds and authenticates every one).
+    let patches: u64 = run2
+        .split(" pages stored as patches")
+        .next()
+        .and_then(|s| s.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no patch count in the log:\n{run2}"));
+    assert!(patches > 0, "{run2}");
 
     // Many moments across the run, each a consistent prefix matching the writer's log.
     let (first, end) = (log[0].began, log.last().unwrap().returned);
@@ -294,6 +303,8 @@ fn continuous_capture_loses_no_commit_through_checkpoints_restarts_and_kill_9() 
         .map(|x| x["links"].as_u64().unwrap())
         .sum();
     assert_eq!(links as usize, deltas(&env).len(), "{w}");
+    let (out, _) = env.ok(&[&"-c", &config, &"check", &"--read-data"]);
+    assert!(out.contains("no problems found"), "{out}");
 }
 
 #[test]

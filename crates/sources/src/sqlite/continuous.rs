@@ -27,12 +27,13 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use lifeboat_core::{
-    ChecksumKey, ChunkId, ChunkWriter, DbChecksum, Error, ErrorKind, Result, WalMark,
+    ChecksumKey, ChunkId, ChunkWriter, DbChecksum, Error, ErrorKind, PageStored, Result, WalMark,
 };
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags};
 use serde::Serialize;
 
+use super::bases::Bases;
 use super::wal::{read_header, read_published, Poll, WalCursor, WalFrame};
 use super::{sql_err, src_err};
 
@@ -93,6 +94,10 @@ pub struct FollowerStats {
     /// Times the log was read again from its first frame because its checksum chain broke
     /// before what SQLite had published (an orphaned commit frame of a writer that died).
     pub rewinds: u64,
+    /// Pages stored as patches against an earlier version (`bases.rs`).
+    pub patches: u64,
+    /// Bytes of those patches before compression.
+    pub patch_bytes: u64,
 }
 
 /// The follower of one live database: its page table as last captured and the WAL position.
@@ -128,6 +133,8 @@ pub struct Follower {
     /// as soon as it is done (timing only; never a proof that nothing was missed).
     yielded: bool,
     stats: FollowerStats,
+    /// Candidate bases for page patches (`bases.rs`).
+    bases: Bases,
 }
 
 fn begin(conn: &Connection, path: &Path) -> Result<()> {
@@ -258,6 +265,7 @@ impl Follower {
             yield_now: false,
             yielded: false,
             stats: FollowerStats::default(),
+            bases: Bases::default(),
         };
         if ps != page_size {
             f.must_heal = Some(format!("the page size changed from {page_size} to {ps}"));
@@ -818,6 +826,7 @@ impl Follower {
             table: &mut self.table,
             sum: &mut self.sum,
             stats: &mut self.stats,
+            bases: &mut self.bases,
         };
         let change = match read_pages(db, st, Some(&dirty), writer, key, time, mark) {
             Ok(c) => c,
@@ -887,6 +896,7 @@ impl Follower {
             table: &mut self.table,
             sum: &mut self.sum,
             stats: &mut self.stats,
+            bases: &mut self.bases,
         };
         let change = read_pages(db, st, None, writer, key, time, mark)?;
         self.carry = carry;
@@ -970,6 +980,7 @@ struct State<'a> {
     table: &'a mut Vec<ChunkId>,
     sum: &'a mut DbChecksum,
     stats: &'a mut FollowerStats,
+    bases: &'a mut Bases,
 }
 
 /// Reads `only` (every page when `None`) in `db`'s snapshot, updates the table and checksum,
@@ -996,6 +1007,9 @@ fn read_pages(
     let old_len = st.table.len();
     let mut updates: Vec<(u32, ChunkId)> = Vec::new();
     let table: &Vec<ChunkId> = st.table;
+    let bases: &mut Bases = st.bases;
+    let (mut patches, mut patch_bytes) = (0u64, 0u64);
+    let interval = only.is_some();
     let mut take = |p: u32, data: &[u8]| -> Result<()> {
         if data.len() != page_size as usize {
             return Err(src_err(
@@ -1003,7 +1017,22 @@ fn read_pages(
                 format!("page {p} has {} bytes, not {page_size}", data.len()),
             ));
         }
-        let id = writer.store_page(data)?;
+        // An interval's pages go as patches against their last version stored whole when
+        // that pays; a comparison of every page (rare) stores pages whole and keeps no base.
+        let id = if interval {
+            let before = writer.summary_bytes_new();
+            let (id, how) = writer.store_page_against(data, bases.get(p))?;
+            match how {
+                PageStored::Patch => {
+                    patches += 1;
+                    patch_bytes += writer.summary_bytes_new() - before;
+                }
+                PageStored::Whole | PageStored::Known => bases.put(p, id, data),
+            }
+            id
+        } else {
+            writer.store_page(data)?
+        };
         if table.get(p as usize - 1) != Some(&id) {
             updates.push((p, id));
         }
@@ -1068,6 +1097,11 @@ fn read_pages(
         }
     }
     st.stats.pages_read += pages_read;
+    st.stats.patches += patches;
+    st.stats.patch_bytes += patch_bytes;
+    if (page_count as usize) < old_len {
+        st.bases.truncate(page_count + 1);
+    }
     // Apply: truncate, grow, replace; the checksum follows each step.
     let mut undo: Vec<(u32, ChunkId)> = Vec::new();
     let mut sum = before;
