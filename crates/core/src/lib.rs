@@ -58,6 +58,7 @@ pub use format::config::{ChunkerParams, RepoConfig, REPO_VERSION};
 pub use format::delta::{Delta, WalMark, MAX_CHAIN};
 pub use format::key::{hostname, KdfParams};
 pub use format::pagetable::{decode_delta, encode_base, encode_delta, SEGMENT_PAGES};
+pub use format::patch as page_patch;
 pub use format::point::{
     Component, ComponentKind, Point, PointStats, PostgresBody, SqliteBody, TreeBody,
 };

@@ -67,8 +67,12 @@ pub enum PageStored {
 }
 
 /// A page is stored as a patch only when the patch is shorter than the page divided by
-/// this: a longer one saves less than it costs a reader (one more chunk to fetch).
-pub const PATCH_MAX_FRACTION: usize = 2;
+/// this; otherwise whole, and it becomes the next base. For a page that grows by r bytes a
+/// version (a leaf gaining rows), patches against a base grow r, 2r, ... up to the limit L,
+/// then one whole page P: about L/2 + P*r/L bytes a version, least at L = sqrt(2*P*r) (about
+/// 900 bytes for 4 KiB pages and 100-byte rows); a quarter page is near that and leaves room
+/// for bigger rows.
+pub const PATCH_MAX_FRACTION: usize = 4;
 
 /// What a finished writer stored.
 #[derive(Debug, Default, Clone)]
@@ -217,7 +221,9 @@ impl<'r> ChunkWriter<'r> {
             let whole = self.whole.contains(base_id)
                 || (self.index.contains(base_id)
                     && self.index.get(base_id).is_some_and(|l| l.base.is_none()));
-            if whole && *base_id != id {
+            // The base's bytes must be the base's: a patch against other bytes would make a
+            // page no reader can rebuild (a caller's stale copy is simply not used).
+            if whole && *base_id != id && self.key.chunk_id(base) == *base_id {
                 let limit = data.len() / PATCH_MAX_FRACTION;
                 if let Some(p) = crate::format::patch::encode(base_id, base, data, limit) {
                     self.append(id, &p, Some(*base_id))?;

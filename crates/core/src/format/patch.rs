@@ -32,7 +32,9 @@ pub fn encode(base_id: &ChunkId, base: &[u8], page: &[u8], limit: usize) -> Opti
     if base.len() != page.len() || u32::try_from(page.len()).is_err() {
         return None;
     }
-    let mut out = Vec::with_capacity(limit.min(page.len()));
+    // Most patches are a few hundred bytes; a buffer of the page's size each would be kept
+    // by callers that hold patches (the follower's ways back to bases).
+    let mut out = Vec::with_capacity(256);
     out.extend_from_slice(PATCH_MAGIC);
     out.extend_from_slice(&base_id.0);
     out.extend_from_slice(&(page.len() as u32).to_le_bytes());

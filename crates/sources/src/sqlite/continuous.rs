@@ -27,7 +27,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use lifeboat_core::{
-    ChecksumKey, ChunkId, ChunkWriter, DbChecksum, Error, ErrorKind, PageStored, Result, WalMark,
+    page_patch, ChecksumKey, ChunkId, ChunkWriter, DbChecksum, Error, ErrorKind, PageStored,
+    Result, WalMark,
 };
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags};
@@ -819,6 +820,7 @@ impl Follower {
         dirty.extend(more.iter().copied());
         let db = Db {
             conn: &self.spare,
+            prev_snapshot: self.anchored.then_some(&self.anchor),
             path: &self.path,
             page_size: self.page_size,
         };
@@ -889,6 +891,7 @@ impl Follower {
         self.scan(&mut carry)?;
         let db = Db {
             conn: &self.anchor,
+            prev_snapshot: None,
             path: &self.path,
             page_size: self.page_size,
         };
@@ -971,6 +974,9 @@ fn add(pages: &mut BTreeSet<u32>, frames: &[WalFrame], stats: &mut FollowerStats
 /// What [`read_pages`] reads from.
 struct Db<'a> {
     conn: &'a Connection,
+    /// The previous capture's snapshot (the anchor), for the earlier version of a page that
+    /// has no candidate base: a patch against it when it is stored whole.
+    prev_snapshot: Option<&'a Connection>,
     path: &'a Path,
     page_size: u32,
 }
@@ -997,6 +1003,7 @@ fn read_pages(
 ) -> Result<Option<Change>> {
     let Db {
         conn,
+        prev_snapshot,
         path,
         page_size,
     } = db;
@@ -1017,17 +1024,27 @@ fn read_pages(
                 format!("page {p} has {} bytes, not {page_size}", data.len()),
             ));
         }
-        // An interval's pages go as patches against their last version stored whole when
-        // that pays; a comparison of every page (rare) stores pages whole and keeps no base.
+        // An interval's pages go as patches against their base (`bases.rs`) when that pays;
+        // a comparison of every page (rare) stores pages whole and keeps no way back.
         let id = if interval {
-            let before = writer.summary_bytes_new();
-            let (id, how) = writer.store_page_against(data, bases.get(p))?;
+            let (id, how, base) =
+                store_against_base(writer, bases, prev_snapshot, table, path, p, data)?;
             match how {
                 PageStored::Patch => {
                     patches += 1;
-                    patch_bytes += writer.summary_bytes_new() - before;
+                    patch_bytes += base.as_ref().map_or(0, |(_, _, n)| *n as u64);
                 }
-                PageStored::Whole | PageStored::Known => bases.put(p, id, data),
+                PageStored::Whole | PageStored::Known => {}
+            }
+            // The way back from this version to its base: empty when it is its own base
+            // (stored whole, or known: the writer decides next time whether it may serve).
+            match (how, base) {
+                (PageStored::Patch, Some((base_id, base, _))) => {
+                    if let Some(back) = page_patch::encode(&id, data, &base, usize::MAX) {
+                        bases.put(p, id, base_id, back);
+                    }
+                }
+                _ => bases.put(p, id, id, Vec::new()),
             }
             id
         } else {
@@ -1137,6 +1154,62 @@ fn read_pages(
         undo,
         undo_pages: old_len,
     }))
+}
+
+/// Stores page `p` (`data`) through `writer`, as a patch against its base when the way
+/// back from its last captured version works out: that version as the previous snapshot
+/// holds it, turned into the base by the cached reverse patch (or the version itself when
+/// it is its own base, or nothing is cached). Returns how it was stored and the base offered
+/// (id, bytes, and the patch's stored length when one was written).
+#[allow(clippy::type_complexity)]
+fn store_against_base(
+    writer: &mut ChunkWriter<'_>,
+    bases: &mut Bases,
+    prev_snapshot: Option<&Connection>,
+    table: &[ChunkId],
+    path: &Path,
+    p: u32,
+    data: &[u8],
+) -> Result<(ChunkId, PageStored, Option<(ChunkId, Vec<u8>, usize)>)> {
+    let (Some(c), Some(old)) = (prev_snapshot, table.get(p as usize - 1)) else {
+        let (id, how) = writer.store_page_against(data, None)?;
+        return Ok((id, how, None));
+    };
+    let Some(prev) = page_in(c, path, p)? else {
+        let (id, how) = writer.store_page_against(data, None)?;
+        return Ok((id, how, None));
+    };
+    // The writer checks that the base's bytes hash to its id: a snapshot that moved on (after
+    // a handover) or a stale entry gives other bytes, and the page goes whole.
+    let base = match bases.get(p) {
+        Some(w) if w.from == *old && !w.back.is_empty() => {
+            let mut b = Vec::with_capacity(prev.len());
+            page_patch::apply(&w.back, old, &prev, &mut b)
+                .ok()
+                .map(|()| (w.base, b))
+        }
+        _ => None,
+    }
+    .unwrap_or((*old, prev));
+    let stored_before = writer.summary_bytes_new();
+    let (id, how) = writer.store_page_against(data, Some((&base.0, &base.1)))?;
+    let n = (writer.summary_bytes_new() - stored_before) as usize;
+    Ok((id, how, Some((base.0, base.1, n))))
+}
+
+/// Page `p` as `conn`'s snapshot holds it (`None` past its end).
+fn page_in(conn: &Connection, path: &Path, p: u32) -> Result<Option<Vec<u8>>> {
+    let mut q = conn
+        .prepare_cached("SELECT data FROM sqlite_dbpage('main') WHERE pgno = ?1")
+        .map_err(|e| sql_err(path, "read pages (sqlite_dbpage)", e))?;
+    let mut rows = q.query([p]).map_err(|e| sql_err(path, "read page", e))?;
+    match rows.next().map_err(|e| sql_err(path, "read page", e))? {
+        Some(row) => Ok(Some(
+            row.get::<_, Vec<u8>>(0)
+                .map_err(|e| sql_err(path, "read page", e))?,
+        )),
+        None => Ok(None),
+    }
 }
 
 /// The size of the database file and its WAL, for logs.
@@ -1607,5 +1680,45 @@ mod tests {
             stats.heals, 1,
             "only the first capture compared every page: {stats:?}"
         );
+    }
+
+    /// A page changed again and again goes as patches against one version stored whole: the
+    /// second change against the first (read back from the previous snapshot), the third
+    /// against the same base, reached from the second through the cached way back.
+    #[test]
+    fn a_page_changed_in_every_interval_is_stored_as_patches_against_one_base() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.db");
+        let app = Connection::open(&path).unwrap();
+        app.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0;
+             CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);",
+        )
+        .unwrap();
+        for i in 0..200 {
+            app.execute(
+                "INSERT INTO t(v) VALUES (?1)",
+                (format!("{i:05}{}", "z".repeat(300)),),
+            )
+            .unwrap();
+        }
+        let mut repo = test_repo(dir.path());
+        let mut s = repo.begin_backup().unwrap();
+        let w = s.writer();
+        let key = w.checksum_key();
+        let mut f = Follower::open(&path, Vec::new(), DbChecksum::default(), 4096, None).unwrap();
+        f.poll(w, &key).unwrap();
+        for (n, want) in [(1, 0), (2, 1), (3, 2), (4, 3)] {
+            app.execute("UPDATE t SET v = ?1 WHERE id = 100", (format!("edit {n}"),))
+                .unwrap();
+            f.wait(Duration::from_millis(5));
+            let c = f.poll(w, &key).unwrap().expect("a change");
+            assert!(c.healed.is_none());
+            assert_eq!(differing(&path, f.table(), w), 0);
+            // The first edit's previous version came from the first capture (stored by
+            // the comparison of every page, which keeps no base): it goes whole.
+            assert_eq!(f.stats().patches, want, "after edit {n}: {:?}", f.stats());
+        }
+        assert!(f.stats().patch_bytes < 3 * 1024, "{:?}", f.stats());
     }
 }
