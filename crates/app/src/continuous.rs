@@ -295,6 +295,7 @@ pub fn run_capture(
             last_news = Instant::now();
         }
     }
+    final_capture(&mut repo, &mut follower, &mut chain, app, &db_str, interval);
     let mut r = lifeboat_core::RequestStats::default();
     for (_, s) in setup.opened() {
         r.list += s.list;
@@ -322,6 +323,39 @@ pub fn run_capture(
         r.delete
     );
     Ok(())
+}
+
+/// On a stop: what was committed since the last capture goes out as one more interval link
+/// (a stop is often a deploy, when the last seconds matter). The minute being built is not
+/// written: a start folds the links after the last minute link into its first minute.
+fn final_capture(
+    repo: &mut lifeboat_core::Repository,
+    follower: &mut Follower,
+    chain: &mut Chain,
+    app: &str,
+    db: &str,
+    interval: Duration,
+) {
+    let res = (|| -> Result<()> {
+        if !follower.has_news()? {
+            return Ok(());
+        }
+        let mut session = repo.begin_backup()?;
+        capture_once(
+            &mut session,
+            follower,
+            chain,
+            app,
+            db,
+            interval * INTERVALS_PER_MINUTE,
+        )?;
+        Ok(())
+    })();
+    if let Err(e) = res {
+        tracing::warn!(
+            "continuous {app} {db}: the last capture before stopping failed ({e}); the next start reads those changes from the database"
+        );
+    }
 }
 
 fn report_failure(handle: &ContinuousHandle, db: &Path, failing: &mut bool, e: &Error) {

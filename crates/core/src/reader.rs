@@ -31,6 +31,11 @@ type WantSink<'a> = dyn Fn(&[(Want, &[u8])]) -> Result<()> + Sync + 'a;
 /// Bytes of page patches held at once by [`ChunkReader::read_parallel`] (a round): their
 /// pages are rebuilt when their bases' blocks are read.
 pub const PATCH_ROUND_BYTES: usize = 32 << 20;
+/// Page patches per round at most (each keeps a slot; their stored bytes can be as small as
+/// a header, so the bytes alone do not bound a round).
+const PATCH_ROUND_COUNT: usize = 65_536;
+/// Rebuilt pages handed to the sink at once (at most 16 MiB of 64 KiB pages per thread).
+const PATCH_SINK_PAGES: usize = 256;
 
 /// One chunk to read: where in which block, and for which position. 16 bytes, sorted by
 /// (block, offset, position): 18 MiB for a 4 GiB database of 4 KiB pages. (A map of
@@ -262,10 +267,10 @@ impl<'r> ChunkReader<'r> {
     /// every block is read and decoded exactly once whatever the order of `ids` (a restore of
     /// an incremental point needs old and new blocks interleaved). Page patches come after
     /// them, in rounds of at most [`PATCH_ROUND_BYTES`] of patches: the round's patches are
-    /// read, then their bases (one batch per base block, each page rebuilt and authenticated).
-    /// Before anything is read, every id must be in the index; a missing one fails the call
-    /// without a single `sink` call. On the first error (damaged block, sink failure) the
-    /// other threads stop and that error is returned. Memory: one sealed and one decoded
+    /// read, then their bases (each base block once; each page rebuilt, authenticated and
+    /// handed out in batches of at most 256). Before anything is read, every id must be in
+    /// the index; a missing one fails the call without a single `sink` call. On the first
+    /// error (damaged block, sink failure) the other threads stop and that error is returned. Memory: one sealed and one decoded
     /// block per thread, 16 bytes per position, and a round's patches; the cache of
     /// [`ChunkReader::with_chunk`] is emptied first (it would sit unused beside them).
     pub fn read_parallel(
@@ -317,7 +322,9 @@ impl<'r> ChunkReader<'r> {
         while at < patched.len() {
             let mut bytes = 0usize;
             let mut end = at;
-            while end < patched.len() && (end == at || bytes < PATCH_ROUND_BYTES) {
+            while end < patched.len()
+                && (end == at || (bytes < PATCH_ROUND_BYTES && end - at < PATCH_ROUND_COUNT))
+            {
                 bytes += patched[end].1.len as usize;
                 end += 1;
             }
@@ -367,6 +374,17 @@ impl<'r> ChunkReader<'r> {
                     pos: j as u32,
                 });
             }
+            let flush = |pages: &mut Vec<(usize, Vec<u8>)>| -> Result<()> {
+                if pages.is_empty() {
+                    return Ok(());
+                }
+                pages.sort_unstable_by_key(|(i, _)| *i);
+                let batch: Vec<(usize, &[u8])> =
+                    pages.iter().map(|(i, p)| (*i, p.as_slice())).collect();
+                sink(&batch)?;
+                pages.clear();
+                Ok(())
+            };
             self.read_wants(&base_ids, wants, threads, true, &|got| {
                 let mut pages: Vec<(usize, Vec<u8>)> = Vec::new();
                 for (w, base_data) in got {
@@ -385,15 +403,15 @@ impl<'r> ChunkReader<'r> {
                             &mut page,
                         )?;
                         pages.push((*i as usize, page));
+                        // Rebuilt pages go out in small batches: one base may serve every
+                        // patch of the round (a key holder can write that), and a round's
+                        // pages must not all be held at once.
+                        if pages.len() == PATCH_SINK_PAGES {
+                            flush(&mut pages)?;
+                        }
                     }
                 }
-                pages.sort_unstable_by_key(|(i, _)| *i);
-                sink(
-                    &pages
-                        .iter()
-                        .map(|(i, p)| (*i, p.as_slice()))
-                        .collect::<Vec<_>>(),
-                )
+                flush(&mut pages)
             })?;
         }
         Ok(())

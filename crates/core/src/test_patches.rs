@@ -197,3 +197,43 @@ fn malformed_patches_from_a_key_holder_are_refused() {
     let r = check(&mut repo, CheckOptions { read_data: true }, &NoProgress).unwrap();
     assert_eq!(r.problems.len(), 3, "{:?}", r.problems);
 }
+
+/// One base serving many patches (a key holder can write that; a page reverted often does
+/// it too): the rebuilt pages go to the sink in small batches, never all at once.
+#[test]
+fn many_patches_of_one_base_are_handed_out_in_bounded_batches() {
+    let store = Arc::new(TestStore::default());
+    let mut repo = repo(&store);
+    let base = page("base");
+    let pages: Vec<Vec<u8>> = (0..600u32)
+        .map(|i| {
+            let mut p = base.clone();
+            p[..4].copy_from_slice(&i.to_le_bytes());
+            p
+        })
+        .collect();
+    let mut table = Vec::new();
+    sqlite_point_with(&mut repo, "app", |w| {
+        let (base_id, _) = w.store_page_against(&base, None).unwrap();
+        for p in &pages {
+            let (id, how) = w.store_page_against(p, Some((&base_id, &base))).unwrap();
+            assert_eq!(how, PageStored::Patch);
+            table.push(id);
+        }
+        table.clone()
+    });
+    repo.load_index().unwrap();
+    let largest = std::sync::atomic::AtomicUsize::new(0);
+    let got = std::sync::Mutex::new(vec![Vec::new(); table.len()]);
+    repo.reader()
+        .read_parallel(&table, 2, &|batch| {
+            largest.fetch_max(batch.len(), std::sync::atomic::Ordering::Relaxed);
+            for (i, d) in batch {
+                got.lock().unwrap()[*i] = d.to_vec();
+            }
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(got.into_inner().unwrap(), pages);
+    assert!(largest.into_inner() <= 256);
+}
