@@ -1306,6 +1306,19 @@ mod tests {
         assert!(open_ro(&dir.path().join("none")).unwrap().is_none());
     }
 
+    /// An app database in WAL mode that never checkpoints by itself, with a table
+    /// `t(id INTEGER PRIMARY KEY, v TEXT)`.
+    fn quiet_app(dir: &Path) -> (Connection, PathBuf) {
+        let path = dir.join("app.db");
+        let app = Connection::open(&path).unwrap();
+        app.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0;
+             CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);",
+        )
+        .unwrap();
+        (app, path)
+    }
+
     /// Every page of the database as SQLite reads it now, as chunk ids of `w`.
     fn pages_now(path: &Path, w: &mut ChunkWriter<'_>) -> Vec<ChunkId> {
         let c = Connection::open(path).unwrap();
@@ -1596,13 +1609,7 @@ mod tests {
     #[test]
     fn an_orphaned_commit_frame_of_a_killed_writer_does_not_stall_the_follower() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("app.db");
-        let app = Connection::open(&path).unwrap();
-        app.execute_batch(
-            "PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0;
-             CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);",
-        )
-        .unwrap();
+        let (app, path) = quiet_app(dir.path());
         let insert = |n: i64| {
             for i in 0..n {
                 app.execute(
@@ -1688,13 +1695,7 @@ mod tests {
     #[test]
     fn a_page_changed_in_every_interval_is_stored_as_patches_against_one_base() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("app.db");
-        let app = Connection::open(&path).unwrap();
-        app.execute_batch(
-            "PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0;
-             CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);",
-        )
-        .unwrap();
+        let (app, path) = quiet_app(dir.path());
         for i in 0..200 {
             app.execute(
                 "INSERT INTO t(v) VALUES (?1)",
