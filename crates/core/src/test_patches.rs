@@ -236,4 +236,245 @@ fn many_patches_of_one_base_are_handed_out_in_bounded_batches() {
         .unwrap();
     assert_eq!(got.into_inner().unwrap(), pages);
     assert!(largest.into_inner() <= 256);
+// ---------------------------------------------------------------------------------------
+// Review of 38bd9e0/f5e6d68 (review-patches): findings as failing tests.
+
+fn decide(id: &crate::id::ObjectId, keep: bool) -> Decision {
+    Decision {
+        id: id.to_hex(),
+        time: String::new(),
+        tags: vec![],
+        keep,
+        reasons: vec![],
+    }
+}
+
+/// A repository where a normal prune left a dead page patch P indexed (its pack stays: most
+/// of it is live) while it deleted P's base X (X's pack was all dead). Returns P's content.
+fn pruned_dead_patch(store: &Arc<TestStore>) -> (Repository, Vec<u8>) {
+    let mut repo = repo(store);
+    let x = page("review base x");
+    let p = edited("review base x", 7);
+    // Point 1: X whole, alone in its pack.
+    let (p1, _) = sqlite_point_with(&mut repo, "app", |w| {
+        let (id, how) = w.store_page_against(&x, None).unwrap();
+        assert_eq!(how, PageStored::Whole);
+        vec![id]
+    });
+    // Point 2: P as a patch against X, beside eight pages that stay live (point 3).
+    let live: Vec<Vec<u8>> = (0..8).map(|i| page(&format!("review live {i}"))).collect();
+    let (p2, _) = sqlite_point_with(&mut repo, "app", |w| {
+        let x_id = w.id_of(&x);
+        let (pid, how) = w.store_page_against(&p, Some((&x_id, &x))).unwrap();
+        assert_eq!(how, PageStored::Patch);
+        let mut t = vec![pid];
+        t.extend(live.iter().map(|l| w.store_page(l).unwrap()));
+        t
+    });
+    // Point 3 keeps the eight pages (so P's pack is mostly live and is not repacked).
+    let (p3, _) = sqlite_point_with(&mut repo, "app", |w| {
+        live.iter().map(|l| w.store_page(l).unwrap()).collect()
+    });
+    crate::ops::forget::forget(
+        &repo,
+        &[decide(&p1, false), decide(&p2, false), decide(&p3, true)],
+    )
+    .unwrap();
+    let report = prune(&mut repo, &PruneOptions::default(), &NoProgress).unwrap();
+    assert!(report.deferred.is_empty(), "{report:?}");
+    assert!(report.packs_deleted >= 1, "X's pack goes: {report:?}");
+    repo.load_index().unwrap();
+    (repo, p)
+}
+
+/// Finding: deduplication trusts an indexed page patch whose base is gone. A normal prune
+/// deletes the base X of a dead patch P whose pack it keeps (the pack is mostly live); P stays
+/// indexed. A later backup of a database holding P's content deduplicates against that entry
+/// (`Index::contains` is true), so its new point references a page nobody can read: the
+/// backup succeeds and the restore fails. No attacker needed (the same happens when a crash
+/// or a writer error leaves a patch's index object durable and its base's not: the packer
+/// writes index objects every 4 packs, blocks in the order the workers finish).
+#[test]
+fn review_a_page_deduplicated_against_a_dead_patch_whose_base_prune_deleted_reads_back() {
+    let store = Arc::new(TestStore::default());
+    let (mut repo, p) = pruned_dead_patch(&store);
+    let p_id = repo.key().chunk_id(&p);
+    let loc = repo
+        .index()
+        .get(&p_id)
+        .expect("P stays indexed in its kept pack");
+    let base = loc.base.expect("as a patch");
+    assert!(repo.index().get(&base).is_none(), "its base was pruned");
+    // A new point of a database that holds P's content again (a full backup, or continuous).
+    sqlite_point_with(&mut repo, "app", |w| vec![w.store_page(&p).unwrap()]);
+    repo.load_index().unwrap();
+    let got = repo.reader().read(&p_id);
+    assert!(
+        got.as_ref().is_ok_and(|d| *d == p),
+        "the new point's page is unreadable: {got:?}"
+    );
+}
+
+/// Finding: after that same normal prune (nothing damaged, every point readable) `check`
+/// reports a problem: the dead patch left in the kept pack names a base no index lists.
+#[test]
+fn review_check_after_a_normal_prune_reports_no_problem() {
+    let store = Arc::new(TestStore::default());
+    let (mut repo, _) = pruned_dead_patch(&store);
+    let r = check(&mut repo, CheckOptions { read_data: true }, &NoProgress).unwrap();
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+}
+
+/// Finding (low; another key holder, or pages that were once identical): `read_parallel`
+/// rebuilds every page of a round whose base sits in one block before a single sink call,
+/// and a round is bounded by the bytes of the *patches* (32 MiB), not of the pages they
+/// make. 1,000 pages of 64 KiB that are 40-byte patches of one base make one batch of
+/// 62.5 MiB; at the round's bound (~900,000 such patches) it would be ~55 GiB, far past the
+/// restore's documented memory ("a round's patches"). Fix: count each patch's page length
+/// (its base's `len`) against `PATCH_ROUND_BYTES`, and/or hand rebuilt pages to the sink in
+/// pieces.
+#[test]
+fn review_read_parallel_holds_at_most_a_round_of_rebuilt_pages() {
+    const BIG: usize = 64 << 10;
+    let store = Arc::new(TestStore::default());
+    let mut repo = repo(&store);
+    let base: Vec<u8> = (0..BIG).map(|i| (i * 31 % 251) as u8).collect();
+    let mut table = Vec::new();
+    sqlite_point_with(&mut repo, "app", |w| {
+        let (base_id, _) = w.store_page_against(&base, None).unwrap();
+        for i in 0..1000u32 {
+            let mut p = base.clone();
+            p[1000..1004].copy_from_slice(&i.to_le_bytes());
+            let (id, how) = w.store_page_against(&p, Some((&base_id, &base))).unwrap();
+            assert_eq!(how, PageStored::Patch);
+            table.push(id);
+        }
+        vec![base_id]
+    });
+    repo.load_index().unwrap();
+    let largest = std::sync::atomic::AtomicUsize::new(0);
+    repo.reader()
+        .read_parallel(&table, 2, &|batch| {
+            let bytes: usize = batch.iter().map(|(_, d)| d.len()).sum();
+            largest.fetch_max(bytes, std::sync::atomic::Ordering::Relaxed);
+            Ok(())
+        })
+        .unwrap();
+    let largest = largest.into_inner();
+    assert!(
+        largest <= crate::reader::PATCH_ROUND_BYTES,
+        "one sink call held {} MiB of rebuilt pages",
+        largest >> 20
+    );
+}
+
+/// Counts ranged reads of pack blocks, per (pack, offset).
+struct CountingStore {
+    inner: Arc<TestStore>,
+    reads: std::sync::Mutex<std::collections::HashMap<(String, u64), usize>>,
+}
+
+impl crate::storage::Storage for CountingStore {
+    fn location(&self) -> String {
+        "counting".into()
+    }
+    fn list(
+        &self,
+        kind: ObjectKind,
+    ) -> crate::storage::StorageResult<Vec<crate::storage::ListEntry>> {
+        self.inner.list(kind)
+    }
+    fn read(&self, kind: ObjectKind, name: &str) -> crate::storage::StorageResult<Vec<u8>> {
+        self.inner.read(kind, name)
+    }
+    fn read_range(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+        offset: u64,
+        len: u64,
+    ) -> crate::storage::StorageResult<Vec<u8>> {
+        if kind == ObjectKind::Pack {
+            *self
+                .reads
+                .lock()
+                .unwrap()
+                .entry((name.to_string(), offset))
+                .or_default() += 1;
+        }
+        self.inner.read_range(kind, name, offset, len)
+    }
+    fn write(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+        data: &[u8],
+    ) -> crate::storage::StorageResult<()> {
+        self.inner.write(kind, name, data)
+    }
+    fn delete(&self, kind: ObjectKind, name: &str) -> crate::storage::StorageResult<()> {
+        self.inner.delete(kind, name)
+    }
+}
+
+/// Finding (medium, cost): prune's repack copies a page patch with `read_stored`, which
+/// rebuilds it through `with_chunk`: one more block read per patch for its base (bases of a
+/// capture's interval pack sit in many earlier intervals' blocks) and, the two-block cache
+/// evicting in insertion order, the patch's own block read again every other patch. Merging
+/// a day of continuous packs (what `MERGE_SMALL_PACKS` is for) then costs a GET and a block
+/// decode per live patch instead of per block. `check --read-data` (`verify_patches` reads
+/// each base through the same cache) has the same shape. Here: 40 bases in 40 small packs,
+/// 40 patches of them in one pack; prune merges all 41. Fix: authenticate repacked patches
+/// grouped by base block (as `read_parallel` does), or copy patches under the block's AEAD
+/// and leave the page hash to reads and `check`.
+#[test]
+fn review_prune_reads_no_block_more_than_three_times_when_it_repacks_patches() {
+    let inner = Arc::new(TestStore::default());
+    let counting = Arc::new(CountingStore {
+        inner: Arc::clone(&inner),
+        reads: Default::default(),
+    });
+    let storage: Arc<dyn crate::storage::Storage> = Arc::clone(&counting) as _;
+    let mut repo = Repository::init(
+        storage,
+        b"pw",
+        crate::format::key::KdfParams {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        },
+    )
+    .unwrap();
+    repo.lease_ttl = std::time::Duration::from_secs(60);
+    let bases: Vec<Vec<u8>> = (0..40).map(|i| page(&format!("review rp {i}"))).collect();
+    for b in &bases {
+        sqlite_point_with(&mut repo, "app", |w| {
+            vec![w.store_page_against(b, None).unwrap().0]
+        });
+    }
+    sqlite_point_with(&mut repo, "app", |w| {
+        bases
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let mut p = b.clone();
+                p[10] ^= 1 + i as u8;
+                let b_id = w.id_of(b);
+                let (id, how) = w.store_page_against(&p, Some((&b_id, b))).unwrap();
+                assert_eq!(how, PageStored::Patch);
+                id
+            })
+            .collect()
+    });
+    counting.reads.lock().unwrap().clear();
+    let report = prune(&mut repo, &PruneOptions::default(), &NoProgress).unwrap();
+    assert!(report.packs_merged >= 32, "{report:?}");
+    let reads = counting.reads.lock().unwrap();
+    let most = reads.values().copied().max().unwrap_or(0);
+    assert!(
+        most <= 3,
+        "a block was read {most} times ({} ranged reads of {} blocks)",
+        reads.values().sum::<usize>(),
+        reads.len()
+    );
 }

@@ -1689,6 +1689,105 @@ mod tests {
         );
     }
 
+    /// Review of 729a5fd (review-patches). The orphan's slot is overwritten by a
+    /// transaction of the same length (one frame: an in-place UPDATE of one row): SQLite then
+    /// publishes `mxFrame` equal to the cursor's mark, so the divergence check (`max_frame >
+    /// mark.frame`) does not fire, and the cursor, which believes it read that frame, never
+    /// reads the new one. Its page is captured by nothing: the deltas say the database is at
+    /// that commit while they lack it (until a later commit pushes `mxFrame` past the mark; a
+    /// log restart first, and it is lost until the next heal). The wal-index header carries
+    /// the checksum of frame `mxFrame` (`aFrameCksum`, bytes 24..32): comparing it with the
+    /// cursor's `commit_sum` when `max_frame == mark.frame` tells the orphan from the commit.
+    #[test]
+    fn review_an_orphan_overwritten_by_a_commit_of_the_same_length_is_not_missed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.db");
+        let app = Connection::open(&path).unwrap();
+        app.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0;
+             CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);",
+        )
+        .unwrap();
+        let insert = |n: i64| {
+            for i in 0..n {
+                app.execute(
+                    "INSERT INTO t(v) VALUES (?1)",
+                    (format!("{i}{}", "y".repeat(500)),),
+                )
+                .unwrap();
+            }
+        };
+        insert(25);
+        let mut repo = test_repo(dir.path());
+        let mut s = repo.begin_backup().unwrap();
+        let w = s.writer();
+        let key = w.checksum_key();
+        let mut f = Follower::open(&path, Vec::new(), DbChecksum::default(), 4096, None).unwrap();
+        f.poll(w, &key).unwrap();
+        insert(5);
+        f.wait(Duration::from_millis(5));
+        f.poll(w, &key).unwrap().expect("a change");
+        assert_eq!(differing(&path, f.table(), w), 0);
+
+        // The killed writer's orphan commit frame (as in the test above).
+        let wal_path = dir.path().join("app.db-wal");
+        let wal = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&wal_path)
+            .unwrap();
+        let mut cur = WalCursor::open(&wal).unwrap().unwrap();
+        cur.poll(&wal).unwrap();
+        let h = *cur.header();
+        let end = cur.end_offset();
+        let mut last = [0u8; 8];
+        std::os::unix::fs::FileExt::read_exact_at(&wal, &mut last, end - 4096 - 8).unwrap();
+        let prev = (
+            u32::from_be_bytes(last[..4].try_into().unwrap()),
+            u32::from_be_bytes(last[4..].try_into().unwrap()),
+        );
+        let pages: u32 = app
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .unwrap();
+        let mut frame = vec![0u8; 24 + 4096];
+        frame[..4].copy_from_slice(&2u32.to_be_bytes());
+        frame[4..8].copy_from_slice(&pages.to_be_bytes());
+        frame[8..12].copy_from_slice(&h.salt1.to_be_bytes());
+        frame[12..16].copy_from_slice(&h.salt2.to_be_bytes());
+        frame[24..].fill(0xab);
+        let sum = super::super::wal::checksum(h.big_endian_sums, &frame[..8], prev);
+        let sum = super::super::wal::checksum(h.big_endian_sums, &frame[24..], sum);
+        frame[16..20].copy_from_slice(&sum.0.to_be_bytes());
+        frame[20..24].copy_from_slice(&sum.1.to_be_bytes());
+        std::os::unix::fs::FileExt::write_all_at(&wal, &frame, end).unwrap();
+        f.wait(Duration::from_millis(5));
+        f.poll(w, &key).unwrap();
+        assert_eq!(f.stats().unpublished, 1, "{:?}", f.stats());
+
+        // The app goes on with a one-frame transaction (a row of the last leaf, not page 2):
+        // it lands exactly in the orphan's slot.
+        app.execute(
+            "UPDATE t SET v = ?1 WHERE id = 30",
+            (format!("z{}", "q".repeat(500)),),
+        )
+        .unwrap();
+        assert_eq!(
+            wal.metadata().unwrap().len(),
+            end + frame.len() as u64,
+            "one frame, in the orphan's slot"
+        );
+        f.wait(Duration::from_millis(5));
+        f.poll(w, &key).unwrap();
+        f.wait(Duration::from_millis(5));
+        f.poll(w, &key).unwrap();
+        let stats = f.stats().clone();
+        assert_eq!(
+            differing(&path, f.table(), w),
+            0,
+            "a published commit was never captured: {stats:?}"
+        );
+    }
+
     /// A page changed again and again goes as patches against one version stored whole: the
     /// second change against the first (read back from the previous snapshot), the third
     /// against the same base, reached from the second through the cached way back.
