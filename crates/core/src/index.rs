@@ -167,8 +167,13 @@ impl Index {
     /// Whether the chunk is stored in a pack that is not condemned (what deduplication may
     /// rely on).
     pub fn contains(&self, id: &ChunkId) -> bool {
-        self.get(id)
-            .is_some_and(|l| !self.condemned[l.pack as usize])
+        self.get(id).is_some_and(|l| {
+            !self.condemned[l.pack as usize]
+                && l.base.is_none_or(|b| {
+                    self.get(&b)
+                        .is_some_and(|bl| bl.base.is_none() && !self.condemned[bl.pack as usize])
+                })
+        })
     }
 
     /// Location of a chunk.
