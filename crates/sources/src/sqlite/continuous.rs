@@ -460,8 +460,16 @@ impl Follower {
                 // of this generation was overwritten by another.
                 let cur = self.cursor.as_ref().expect("cursor");
                 let salts = (cur.header().salt1, cur.header().salt2);
-                let short = published
-                    .is_some_and(|p| (p.salt1, p.salt2) == salts && p.max_frame > cur.mark().frame);
+                // (Also when SQLite published a commit in the very slot of the cursor's last
+                // one, with another checksum: a transaction as long as the orphan replaced it.)
+                let mark = cur.mark();
+                let short = published.is_some_and(|p| {
+                    (p.salt1, p.salt2) == salts
+                        && (p.max_frame > mark.frame
+                            || (p.max_frame == mark.frame
+                                && mark.frame > 0
+                                && p.frame_cksum != (mark.cksum[0], mark.cksum[1])))
+                });
                 if !short {
                     return Ok(());
                 }

@@ -163,6 +163,9 @@ pub struct Published {
     pub salt2: u32,
     /// The last frame of the last published transaction (`mxFrame`), from 1; 0 for none.
     pub max_frame: u32,
+    /// The checksum of frame `max_frame` (`aFrameCksum`, native byte order): tells that frame
+    /// from another written in the same slot (an orphan of a writer that died unpublished).
+    pub frame_cksum: (u32, u32),
 }
 
 /// Bytes of one copy of the wal-index header.
@@ -188,6 +191,7 @@ pub fn read_published(shm: &File) -> Result<Option<Published>> {
                 salt1: be32(a, 32),
                 salt2: be32(a, 36),
                 max_frame: ne(16),
+                frame_cksum: (ne(24), ne(28)),
             }));
         }
         std::thread::yield_now();
