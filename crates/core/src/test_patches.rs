@@ -236,6 +236,8 @@ fn many_patches_of_one_base_are_handed_out_in_bounded_batches() {
         .unwrap();
     assert_eq!(got.into_inner().unwrap(), pages);
     assert!(largest.into_inner() <= 256);
+}
+
 // ---------------------------------------------------------------------------------------
 // Review of 38bd9e0/f5e6d68 (review-patches): findings as failing tests.
 
