@@ -141,6 +141,7 @@ impl Index {
             let dead = condemned[blocks[l.block as usize].pack as usize];
             (*id, dead, l.base != WHOLE, l.block, l.offset)
         });
+        self.prefer_readable_patches();
         self.entries.dedup_by(|later, first| later.0 == first.0);
         self.entries.shrink_to_fit();
         self.bases.shrink_to_fit();
@@ -157,6 +158,41 @@ impl Index {
         }
         self.starts = starts;
         self.sorted = true;
+    }
+
+    /// Among the copies of a page stored only as patches, moves to the front the first whose
+    /// base has a whole copy: a dead patch left in a pack prune kept can name a base prune
+    /// deleted, and the page stored again later (as a patch of another base) must be the copy
+    /// reads use. Entries are sorted; each group of one id is looked at once.
+    fn prefer_readable_patches(&mut self) {
+        let entries = &self.entries;
+        let has_whole = |id: &ChunkId| {
+            let start = entries.partition_point(|(e, _)| e < id);
+            entries[start..]
+                .iter()
+                .take_while(|(e, _)| e == id)
+                .any(|(_, l)| l.base == WHOLE)
+        };
+        let mut swaps = Vec::new();
+        let mut i = 0;
+        while i < entries.len() {
+            let mut j = i + 1;
+            while j < entries.len() && entries[j].0 == entries[i].0 {
+                j += 1;
+            }
+            // A whole copy sorts first in its group; only groups of patches need a choice.
+            if j - i > 1 && entries[i].1.base != WHOLE {
+                if let Some(k) =
+                    (i..j).find(|&k| has_whole(&self.bases[entries[k].1.base as usize]))
+                {
+                    swaps.push((i, k));
+                }
+            }
+            i = j;
+        }
+        for (i, k) in swaps {
+            self.entries.swap(i, k);
+        }
     }
 
     /// The packs the loaded index objects list (a pack listed by several, several times).
@@ -288,6 +324,24 @@ mod tests {
                 assert!(ids.contains(&ChunkId(edge)) || ix.get(&ChunkId(edge)).is_none());
             }
         }
+    }
+
+    /// Two copies of a page, both patches: the one whose base is gone (a dead patch a
+    /// prune left in a kept pack) must not be the one reads use.
+    #[test]
+    fn of_two_patched_copies_the_one_whose_base_exists_is_used() {
+        let mut ix = Index::default();
+        let page = ChunkId([7; 16]);
+        let (gone, here) = (ChunkId([1; 16]), ChunkId([2; 16]));
+        let patch = |off: u32, base: ChunkId| BlockEntry {
+            base: Some(base),
+            ..entry(7, off)
+        };
+        ix.add_pack(ObjectId([1; 32]), &[patch(8, gone)]);
+        ix.add_pack(ObjectId([2; 32]), &[patch(8, here), entry(2, 99)]);
+        ix.finish();
+        assert_eq!(ix.get(&page).unwrap().base, Some(here));
+        assert_eq!(ix.pack(ix.get(&page).unwrap().pack), ObjectId([2; 32]));
     }
 
     #[test]

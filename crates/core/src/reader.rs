@@ -180,8 +180,13 @@ impl<'r> ChunkReader<'r> {
     /// The decoded block holding `loc`, from the cache or read (one ranged read).
     fn cached_block(&mut self, loc: &Location) -> Result<Arc<Vec<u8>>> {
         let key = loc.block;
-        if let Some((_, b)) = self.cache.iter().find(|(k, _)| *k == key) {
-            return Ok(Arc::clone(b));
+        // Least recently used out: a hit moves to the back (a patch's block stays while its
+        // bases' blocks come and go, as prune's repack and check read them).
+        if let Some(i) = self.cache.iter().position(|(k, _)| *k == key) {
+            let hit = self.cache.remove(i).expect("present");
+            let b = Arc::clone(&hit.1);
+            self.cache.push_back(hit);
+            return Ok(b);
         }
         let b = Arc::new(self.load_block(loc.pack, loc.block_offset, loc.block_len)?);
         if self.cache.len() == CACHE_BLOCKS {

@@ -178,7 +178,8 @@ fn malformed_patches_from_a_key_holder_are_refused() {
             .copy_from_slice(&(PAGE - 2).to_le_bytes());
         w.store_stored(r_id, &r, Some(y_id)).unwrap();
         ids = vec![p_id, q_id, r_id];
-        vec![y_id, x_id]
+        // The point needs them (check excuses a dead patch whose base is gone).
+        vec![y_id, x_id, p_id, q_id, r_id]
     });
     repo.load_index().unwrap();
     for (id, word) in ids

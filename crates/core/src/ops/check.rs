@@ -207,12 +207,7 @@ pub fn check(
     }
     progress.finish();
 
-    // Page patches: each needs a base stored whole (from the index alone); with read_data
-    // each is rebuilt from its base and authenticated (`read_pack` could not: the base may sit
-    // in another pack). The entry checked is the pack's own, not whichever copy of the page
-    // the index prefers.
     repo.load_index_from(index);
-    check_patches(repo, &pack_entries, &bad_packs, opts.read_data, &mut r);
 
     // Points: decrypt and walk every reference.
     let mut referenced: HashSet<ChunkId> = HashSet::new();
@@ -329,6 +324,14 @@ pub fn check(
     }
     check_deltas(repo, &point_names, &bad_packs, &mut referenced, &mut r)?;
     r.chunks_referenced = referenced.len();
+    check_patches(
+        repo,
+        &pack_entries,
+        &bad_packs,
+        &referenced,
+        opts.read_data,
+        &mut r,
+    );
 
     // Proof records: each must authenticate and parse; one of a point that is gone is not a
     // problem (the next prune drops it).
@@ -619,14 +622,29 @@ fn read_pack(
     Ok(())
 }
 
-/// See the caller. Problems are reported against the patch's pack.
+/// Page patches: each needs a base stored whole (from the index alone); with `read_data`
+/// each is rebuilt from its base and authenticated (`read_pack` could not: the base may sit
+/// in another pack). The entry checked is the pack's own, not whichever copy of the page the
+/// index prefers. A patch whose base is gone is a problem only when a point or delta needs
+/// that page and the index has no other copy of it: prune keeps the bases of live patches
+/// only, and a dead patch in a pack that stays is garbage, not damage. Problems are reported
+/// against the patch's pack.
 fn check_patches(
     repo: &Repository,
     pack_entries: &HashMap<ObjectId, Vec<crate::format::pack::BlockEntry>>,
     bad_packs: &HashSet<ObjectId>,
+    referenced: &HashSet<ChunkId>,
     read_data: bool,
     r: &mut CheckReport,
 ) {
+    // Whether the index's copy of `id` (the one reads use) can be read: whole, or a patch of
+    // a base indexed whole.
+    let readable = |id: &ChunkId| {
+        repo.index().get(id).is_some_and(|l| {
+            l.base
+                .is_none_or(|b| repo.index().get(&b).is_some_and(|bl| bl.base.is_none()))
+        })
+    };
     let positions: HashMap<ObjectId, u32> = (0..repo.index().pack_count() as u32)
         .rev()
         .map(|i| (repo.index().pack(i), i))
@@ -645,16 +663,19 @@ fn check_patches(
             let Some(base) = e.base else {
                 continue;
             };
-            match repo.index().get(&base) {
+            let needed = referenced.contains(&e.id) && !readable(&e.id);
+            match repo.index().get(&base).map(|l| l.base.is_none()) {
+                // A dead patch whose base prune removed: garbage the next prune may take.
+                base_whole if !needed && base_whole != Some(true) => {}
                 None => problems.push(format!(
                     "page patch {} needs base {base}, which no index lists",
                     e.id
                 )),
-                Some(l) if l.base.is_some() => problems.push(format!(
+                Some(false) => problems.push(format!(
                     "page patch {} names base {base}, which is itself a patch",
                     e.id
                 )),
-                Some(_) => by_block.entry(e.block_offset).or_default().push(e),
+                Some(true) => by_block.entry(e.block_offset).or_default().push(e),
             }
         }
         if read_data {

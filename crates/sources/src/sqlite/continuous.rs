@@ -715,7 +715,16 @@ impl Follower {
                 {
                     return true
                 }
-                Ok(Some(p)) if p.max_frame >= mark.frame => return true,
+                // The mark's own slot counts only with the mark's checksum: else an orphan
+                // (a killed writer's unpublished commit) was replaced there by a transaction
+                // of the same length, and the next scan reads the generation again.
+                Ok(Some(p))
+                    if p.max_frame > mark.frame
+                        || (p.max_frame == mark.frame
+                            && p.frame_cksum == (mark.cksum[0], mark.cksum[1])) =>
+                {
+                    return true
+                }
                 Err(_) => return false,
                 _ => {}
             }
