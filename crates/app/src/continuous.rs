@@ -383,7 +383,16 @@ fn capture_once(
         return Ok(None);
     };
     let (pairs, before) = (change.pairs.clone(), change.checksum_before.to_hex());
-    let segments = store_segments(session, &pairs)?;
+    // Any error from here on undoes the change in the follower: its table must stay what the
+    // chain's last link says (else the pages are never captured and the next link's checksum
+    // does not follow the last one).
+    let segments = match store_segments(session, &pairs) {
+        Ok(s) => s,
+        Err(e) => {
+            follower.rollback(change);
+            return Err(e);
+        }
+    };
     let delta = Delta {
         app: app.to_string(),
         path: db.to_string(),
