@@ -1430,17 +1430,28 @@ mod tests {
         // The writer is another process, as an app is: SQLite coordinates connections of one
         // process without the `-shm` file locks the follower probes for a checkpointer.
         let stop = dir.path().join("stop");
-        let mut writer = std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "sqlite::continuous::tests::stress_writer",
-                "--nocapture",
-            ])
-            .env("LIFEBOAT_STRESS_WRITER", &path)
-            .env("LIFEBOAT_STRESS_STOP", &stop)
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+        // Killed if the test fails: no writer left running after it.
+        struct KillOnDrop(std::process::Child);
+        impl Drop for KillOnDrop {
+            fn drop(&mut self) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+        let mut child = KillOnDrop(
+            std::process::Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "sqlite::continuous::tests::stress_writer",
+                    "--nocapture",
+                ])
+                .env("LIFEBOAT_STRESS_WRITER", &path)
+                .env("LIFEBOAT_STRESS_STOP", &stop)
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        let writer = &mut child.0;
         let until = Instant::now() + Duration::from_secs(secs);
         while Instant::now() < until {
             let c = f.poll(w, &key).unwrap();
@@ -1487,19 +1498,45 @@ mod tests {
             return;
         };
         let stop = PathBuf::from(std::env::var_os("LIFEBOAT_STRESS_STOP").unwrap());
-        let c = Connection::open(path).unwrap();
+        let c = Connection::open(&path).unwrap();
         c.busy_timeout(Duration::from_secs(10)).unwrap();
         c.execute_batch("PRAGMA wal_autocheckpoint = 10").unwrap();
+        // A second connection of the app that only checkpoints (PASSIVE), as a separate
+        // maintenance thread or process would.
+        let checkpointer = {
+            let (path, stop) = (path.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let c = Connection::open(path).unwrap();
+                c.busy_timeout(Duration::from_secs(10)).unwrap();
+                while !stop.exists() {
+                    let _ = c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                    std::thread::sleep(Duration::from_millis(3));
+                }
+            })
+        };
         let modes = ["PASSIVE", "FULL", "RESTART", "TRUNCATE"];
         let mut id = 0i64;
         while !stop.exists() {
             id += 1;
             c.execute_batch("BEGIN IMMEDIATE").unwrap();
+            // Mostly small rows, every 7th a page-sized one (a leaf of its own), and every
+            // 13th commit rewrites an earlier row to another length (pages rebalanced).
+            let len = if id % 7 == 0 { 3000 } else { 300 };
             c.execute(
                 "INSERT INTO t(id, v) VALUES (?1, ?2)",
-                (id, format!("{id:08}{}", "x".repeat(300))),
+                (id, format!("{id:08}{}", "x".repeat(len))),
             )
             .unwrap();
+            if id % 13 == 0 {
+                c.execute(
+                    "UPDATE t SET v = ?2 WHERE id = ?1",
+                    (
+                        id / 2,
+                        format!("{:08}{}", id / 2, "y".repeat(50 + (id as usize % 900))),
+                    ),
+                )
+                .unwrap();
+            }
             c.execute("UPDATE counter SET n = ?1", (id,)).unwrap();
             c.execute_batch("COMMIT").unwrap();
             if id % 40 == 0 {
@@ -1509,6 +1546,7 @@ mod tests {
             }
             std::thread::sleep(Duration::from_millis(1));
         }
+        checkpointer.join().unwrap();
         println!("commits {id}");
     }
 
