@@ -1336,6 +1336,45 @@ mod tests {
         (app, path)
     }
 
+    /// Appends what a writer killed before publishing leaves in `dir/app.db-wal`: a commit
+    /// frame for page 2 (any bytes: SQLite never reads it) of a database of `pages` pages,
+    /// its checksum chained on the last frame's, where the log ends. Returns the log, open
+    /// for reading and writing.
+    fn append_orphan_commit(dir: &Path, pages: u32) -> File {
+        let wal = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(dir.join("app.db-wal"))
+            .unwrap();
+        let mut cur = WalCursor::open(&wal).unwrap().unwrap();
+        cur.poll(&wal).unwrap();
+        let h = *cur.header();
+        let end = cur.end_offset();
+        assert_eq!(
+            wal.metadata().unwrap().len(),
+            end,
+            "nothing past the last frame"
+        );
+        let mut last = [0u8; 8];
+        std::os::unix::fs::FileExt::read_exact_at(&wal, &mut last, end - 4096 - 8).unwrap();
+        let prev = (
+            u32::from_be_bytes(last[..4].try_into().unwrap()),
+            u32::from_be_bytes(last[4..].try_into().unwrap()),
+        );
+        let mut frame = vec![0u8; 24 + 4096];
+        frame[..4].copy_from_slice(&2u32.to_be_bytes());
+        frame[4..8].copy_from_slice(&pages.to_be_bytes());
+        frame[8..12].copy_from_slice(&h.salt1.to_be_bytes());
+        frame[12..16].copy_from_slice(&h.salt2.to_be_bytes());
+        frame[24..].fill(0xab);
+        let sum = super::super::wal::checksum(h.big_endian_sums, &frame[..8], prev);
+        let sum = super::super::wal::checksum(h.big_endian_sums, &frame[24..], sum);
+        frame[16..20].copy_from_slice(&sum.0.to_be_bytes());
+        frame[20..24].copy_from_slice(&sum.1.to_be_bytes());
+        std::os::unix::fs::FileExt::write_all_at(&wal, &frame, end).unwrap();
+        wal
+    }
+
     /// Every page of the database as SQLite reads it now, as chunk ids of `w`.
     fn pages_now(path: &Path, w: &mut ChunkWriter<'_>) -> Vec<ChunkId> {
         let c = Connection::open(path).unwrap();
@@ -1686,43 +1725,11 @@ mod tests {
         f.poll(w, &key).unwrap().expect("a change");
         assert_eq!(differing(&path, f.table(), w), 0);
 
-        // The killed writer's frame: page 2 (any bytes: SQLite never reads it), marked as a
-        // commit, its checksum chained on the last frame's, written where the log ends.
-        let wal_path = dir.path().join("app.db-wal");
-        let wal = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&wal_path)
-            .unwrap();
-        let mut cur = WalCursor::open(&wal).unwrap().unwrap();
-        cur.poll(&wal).unwrap();
-        let h = *cur.header();
-        let end = cur.end_offset();
-        assert_eq!(
-            wal.metadata().unwrap().len(),
-            end,
-            "nothing past the last frame"
-        );
-        let mut last = [0u8; 8];
-        std::os::unix::fs::FileExt::read_exact_at(&wal, &mut last, end - 4096 - 8).unwrap();
-        let prev = (
-            u32::from_be_bytes(last[..4].try_into().unwrap()),
-            u32::from_be_bytes(last[4..].try_into().unwrap()),
-        );
+        // The killed writer's frame.
         let pages: u32 = app
             .query_row("PRAGMA page_count", [], |r| r.get(0))
             .unwrap();
-        let mut frame = vec![0u8; 24 + 4096];
-        frame[..4].copy_from_slice(&2u32.to_be_bytes());
-        frame[4..8].copy_from_slice(&pages.to_be_bytes());
-        frame[8..12].copy_from_slice(&h.salt1.to_be_bytes());
-        frame[12..16].copy_from_slice(&h.salt2.to_be_bytes());
-        frame[24..].fill(0xab);
-        let sum = super::super::wal::checksum(h.big_endian_sums, &frame[..8], prev);
-        let sum = super::super::wal::checksum(h.big_endian_sums, &frame[24..], sum);
-        frame[16..20].copy_from_slice(&sum.0.to_be_bytes());
-        frame[20..24].copy_from_slice(&sum.1.to_be_bytes());
-        std::os::unix::fs::FileExt::write_all_at(&wal, &frame, end).unwrap();
+        append_orphan_commit(dir.path(), pages);
 
         // The follower reads it; it is never published, so its page is read again next poll.
         f.wait(Duration::from_millis(5));
@@ -1756,13 +1763,7 @@ mod tests {
     #[test]
     fn review_an_orphan_overwritten_by_a_commit_of_the_same_length_is_not_missed() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("app.db");
-        let app = Connection::open(&path).unwrap();
-        app.execute_batch(
-            "PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0;
-             CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);",
-        )
-        .unwrap();
+        let (app, path) = quiet_app(dir.path());
         let insert = |n: i64| {
             for i in 0..n {
                 app.execute(
@@ -1785,36 +1786,11 @@ mod tests {
         assert_eq!(differing(&path, f.table(), w), 0);
 
         // The killed writer's orphan commit frame (as in the test above).
-        let wal_path = dir.path().join("app.db-wal");
-        let wal = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&wal_path)
-            .unwrap();
-        let mut cur = WalCursor::open(&wal).unwrap().unwrap();
-        cur.poll(&wal).unwrap();
-        let h = *cur.header();
-        let end = cur.end_offset();
-        let mut last = [0u8; 8];
-        std::os::unix::fs::FileExt::read_exact_at(&wal, &mut last, end - 4096 - 8).unwrap();
-        let prev = (
-            u32::from_be_bytes(last[..4].try_into().unwrap()),
-            u32::from_be_bytes(last[4..].try_into().unwrap()),
-        );
         let pages: u32 = app
             .query_row("PRAGMA page_count", [], |r| r.get(0))
             .unwrap();
-        let mut frame = vec![0u8; 24 + 4096];
-        frame[..4].copy_from_slice(&2u32.to_be_bytes());
-        frame[4..8].copy_from_slice(&pages.to_be_bytes());
-        frame[8..12].copy_from_slice(&h.salt1.to_be_bytes());
-        frame[12..16].copy_from_slice(&h.salt2.to_be_bytes());
-        frame[24..].fill(0xab);
-        let sum = super::super::wal::checksum(h.big_endian_sums, &frame[..8], prev);
-        let sum = super::super::wal::checksum(h.big_endian_sums, &frame[24..], sum);
-        frame[16..20].copy_from_slice(&sum.0.to_be_bytes());
-        frame[20..24].copy_from_slice(&sum.1.to_be_bytes());
-        std::os::unix::fs::FileExt::write_all_at(&wal, &frame, end).unwrap();
+        let wal = append_orphan_commit(dir.path(), pages);
+        let with_orphan = wal.metadata().unwrap().len();
         f.wait(Duration::from_millis(5));
         f.poll(w, &key).unwrap();
         assert_eq!(f.stats().unpublished, 1, "{:?}", f.stats());
@@ -1828,7 +1804,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             wal.metadata().unwrap().len(),
-            end + frame.len() as u64,
+            with_orphan,
             "one frame, in the orphan's slot"
         );
         f.wait(Duration::from_millis(5));
