@@ -264,3 +264,14 @@ pub(crate) fn replay_and_read(
     }
     Ok(())
 }
+
+/// A retention decision keeping (or forgetting) point `id`, for `forget`.
+pub(crate) fn decision(id: &ObjectId, keep: bool) -> crate::retention::Decision {
+    crate::retention::Decision {
+        id: id.to_hex(),
+        time: String::new(),
+        tags: vec![],
+        keep,
+        reasons: vec![],
+    }
+}

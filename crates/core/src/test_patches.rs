@@ -9,7 +9,6 @@ use crate::ops::check::{check, CheckOptions};
 use crate::ops::prune::{prune, PruneOptions};
 use crate::progress::NoProgress;
 use crate::repository::Repository;
-use crate::retention::Decision;
 use crate::storage::ObjectKind;
 use crate::test_chain::*;
 use crate::test_store::TestStore;
@@ -98,14 +97,11 @@ fn patches_read_back_exactly_survive_prune_of_their_bases_point_and_pass_check()
     } else {
         (&points[1], &points[0])
     };
-    let decide = |id: &crate::id::ObjectId, keep: bool| Decision {
-        id: id.to_hex(),
-        time: String::new(),
-        tags: vec![],
-        keep,
-        reasons: vec![],
-    };
-    crate::ops::forget::forget(&repo, &[decide(&first.0, false), decide(&second.0, true)]).unwrap();
+    crate::ops::forget::forget(
+        &repo,
+        &[decision(&first.0, false), decision(&second.0, true)],
+    )
+    .unwrap();
     // Repack everything that is partly dead: the patches are copied as patches.
     let opts = PruneOptions {
         repack_below: 1.0,
@@ -240,17 +236,7 @@ fn many_patches_of_one_base_are_handed_out_in_bounded_batches() {
 }
 
 // ---------------------------------------------------------------------------------------
-// Review of 38bd9e0/f5e6d68 (review-patches): findings as failing tests.
-
-fn decide(id: &crate::id::ObjectId, keep: bool) -> Decision {
-    Decision {
-        id: id.to_hex(),
-        time: String::new(),
-        tags: vec![],
-        keep,
-        reasons: vec![],
-    }
-}
+// Review of 38bd9e0/f5e6d68: its findings as tests (failing before their fixes).
 
 /// A repository where a normal prune left a dead page patch P indexed (its pack stays: most
 /// of it is live) while it deleted P's base X (X's pack was all dead). Returns P's content.
@@ -280,7 +266,11 @@ fn pruned_dead_patch(store: &Arc<TestStore>) -> (Repository, Vec<u8>) {
     });
     crate::ops::forget::forget(
         &repo,
-        &[decide(&p1, false), decide(&p2, false), decide(&p3, true)],
+        &[
+            decision(&p1, false),
+            decision(&p2, false),
+            decision(&p3, true),
+        ],
     )
     .unwrap();
     let report = prune(&mut repo, &PruneOptions::default(), &NoProgress).unwrap();

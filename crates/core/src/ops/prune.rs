@@ -770,7 +770,6 @@ mod tests {
 
     use super::*;
     use crate::progress::NoProgress;
-    use crate::retention::Decision;
     use crate::test_chain::*;
     use crate::test_store::TestStore;
 
@@ -778,16 +777,6 @@ mod tests {
         PruneOptions {
             repack_below,
             dry_run: false,
-        }
-    }
-
-    fn keep(id: &ObjectId, keep: bool) -> Decision {
-        Decision {
-            id: id.to_hex(),
-            time: String::new(),
-            tags: vec![],
-            keep,
-            reasons: vec![],
         }
     }
 
@@ -896,7 +885,7 @@ mod tests {
         let a = base_point(&mut repo, "app", "A");
         let b = base_point(&mut repo, "app", "B");
         let ids = chain(&mut repo, &a, &three_steps(jiff::Timestamp::now()));
-        crate::ops::forget::forget(&repo, &[keep(&a.0, false), keep(&b.0, true)]).unwrap();
+        crate::ops::forget::forget(&repo, &[decision(&a.0, false), decision(&b.0, true)]).unwrap();
 
         // A dry run counts them and changes nothing.
         let before = store.snapshot();
@@ -947,7 +936,7 @@ mod tests {
         let mut repo = repo(&store);
         let a = base_point(&mut repo, "app", "A");
         let g = base_point(&mut repo, "app", "G");
-        crate::ops::forget::forget(&repo, &[keep(&g.0, false), keep(&a.0, true)]).unwrap();
+        crate::ops::forget::forget(&repo, &[decision(&g.0, false), decision(&a.0, true)]).unwrap();
 
         let mut capture = reopen(&store);
         let mut session = capture.begin_backup().unwrap();

@@ -381,15 +381,20 @@ impl Follower {
         }
     }
 
+    /// The `-shm` file, opened (and held, `held.rs`) the first time it is a regular file.
+    fn shm_file(&mut self) -> Option<&std::sync::Arc<File>> {
+        if self.shm.is_none() {
+            self.shm = super::held::open_held(&self.shm_path, true).ok().flatten();
+        }
+        self.shm.as_ref()
+    }
+
     /// Whether another process holds both the WAL's WRITE and CKPT locks: a checkpoint that
     /// blocks writers (FULL, RESTART, TRUNCATE) is running or waiting for readers.
     fn checkpointer_waiting(&mut self) -> bool {
-        if self.shm.is_none() {
-            // Not a regular file: no checkpointer can be seen (the app's blocking
-            // checkpoints then wait for the handover).
-            self.shm = super::held::open_held(&self.shm_path, true).ok().flatten();
-        }
-        let Some(shm) = &self.shm else {
+        // Not a regular file: no checkpointer can be seen (the app's blocking checkpoints
+        // then wait for the handover).
+        let Some(shm) = self.shm_file() else {
             return false;
         };
         let holder = |start: i64| {
@@ -416,6 +421,14 @@ impl Follower {
     /// capture heals.
     fn scan(&mut self, pages: &mut BTreeSet<u32>) -> Result<()> {
         self.open_wal()?;
+        if self.wal.is_none() {
+            return Ok(());
+        }
+        // What SQLite had published before the frames are read (see the divergence check
+        // below); read first, so a transaction published after it is not taken as unread.
+        let published = self
+            .shm_file()
+            .and_then(|s| read_published(s).ok().flatten());
         let Some(wal) = &self.wal else {
             return Ok(());
         };
@@ -423,15 +436,6 @@ impl Follower {
             .metadata()
             .map_err(|e| Error::io(self.wal_path.display(), e))?
             .len();
-        // What SQLite had published before the frames are read (see the divergence check
-        // below); read first, so a transaction published after it is not taken as unread.
-        if self.shm.is_none() {
-            self.shm = super::held::open_held(&self.shm_path, true).ok().flatten();
-        }
-        let published = self
-            .shm
-            .as_ref()
-            .and_then(|s| read_published(s).ok().flatten());
         let Some(cursor) = &mut self.cursor else {
             // No log yet (or none readable): every frame that appears is new, if the anchor
             // was held since; else nothing is known about what came and went.
@@ -690,15 +694,12 @@ impl Follower {
             // Nothing of this generation read; earlier ones are in the database file.
             return true;
         }
-        if self.shm.is_none() {
-            self.shm = super::held::open_held(&self.shm_path, true).ok().flatten();
-        }
-        let Some(shm) = &self.shm else {
+        let Some(shm) = self.shm_file().cloned() else {
             return false;
         };
         let until = Instant::now() + PUBLISH_WAIT;
         loop {
-            match read_published(shm) {
+            match read_published(&shm) {
                 // Another generation counts only once the log itself has left the mark's
                 // (SQLite starts one only when every frame of the last is in the database):
                 // after a TRUNCATE checkpoint the wal-index names the next salts while a
