@@ -22,7 +22,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use lifeboat_core::{
@@ -50,7 +50,8 @@ pub const DEFAULT_KEEP: Duration = Duration::from_secs(24 * 3600);
 /// Shared between the daemon and one app's capture threads.
 #[derive(Debug, Default)]
 pub struct ContinuousHandle {
-    stop: AtomicBool,
+    /// Shared with the followers, whose waits end at a stop.
+    stop: Arc<AtomicBool>,
     new_point: AtomicBool,
     status: Mutex<HashMap<PathBuf, StreamStatus>>,
 }
@@ -184,6 +185,7 @@ pub fn run_capture(
     let db_str = db.display().to_string();
     let mut repo = setup.open(Some(app))?;
     let (mut chain, mut follower) = start(&setup, &mut repo, app, db)?;
+    follower.stop_on(handle.stop.clone());
     handle.set_status(db, |s| {
         s.base = Some(chain.base.to_hex());
         s.seq = chain.seq;
@@ -278,6 +280,7 @@ pub fn run_capture(
                         let (c, f) = start(&setup, &mut repo, app, db)?;
                         chain = c;
                         follower = f;
+                        follower.stop_on(handle.stop.clone());
                     }
                     continue 'sessions;
                 }

@@ -136,6 +136,8 @@ pub struct Follower {
     stats: FollowerStats,
     /// Candidate bases for page patches (`bases.rs`).
     bases: Bases,
+    /// Set when the caller stops: waits end early ([`Follower::stop_on`]).
+    stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 fn begin(conn: &Connection, path: &Path) -> Result<()> {
@@ -267,6 +269,7 @@ impl Follower {
             yielded: false,
             stats: FollowerStats::default(),
             bases: Bases::default(),
+            stop: None,
         };
         if ps != page_size {
             f.must_heal = Some(format!("the page size changed from {page_size} to {ps}"));
@@ -338,6 +341,19 @@ impl Follower {
         Ok(())
     }
 
+    /// Ends [`Follower::wait`] and the wait for a checkpointer to finish early once `stop` is
+    /// set, so a stopping daemon is not held for up to an interval (or the 30 s a stuck
+    /// checkpointer may take): the final capture runs at once.
+    pub fn stop_on(&mut self, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+        self.stop = Some(stop);
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop
+            .as_ref()
+            .is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst))
+    }
+
     /// Sleeps up to `dur`, looking every 20 ms for another process waiting on a FULL, RESTART
     /// or TRUNCATE checkpoint (our snapshot holds it, and it holds the app's writers). Returns
     /// early when one waits; the next [`Follower::poll`] captures and lets go.
@@ -354,7 +370,7 @@ impl Follower {
         }
         loop {
             let now = Instant::now();
-            if now >= until {
+            if now >= until || self.stopping() {
                 return;
             }
             if self.anchored && self.checkpointer_waiting() {
@@ -537,7 +553,8 @@ impl Follower {
             // snapshot: anchor again the moment it is done (it holds the app's writers until
             // then, and it restarts the log itself).
             let busy_until = Instant::now() + Duration::from_secs(30);
-            while self.checkpointer_waiting() && Instant::now() < busy_until {
+            // (Not past a stop: the final capture anchors at once and lets go right after.)
+            while self.checkpointer_waiting() && Instant::now() < busy_until && !self.stopping() {
                 std::thread::sleep(Duration::from_millis(1));
             }
         } else {
@@ -1324,6 +1341,15 @@ mod tests {
         assert!(open_ro(&dir.path().join("none")).unwrap().is_none());
     }
 
+    /// A child process, killed when dropped (a failing test leaves none running).
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
     /// An app database in WAL mode that never checkpoints by itself, with a table
     /// `t(id INTEGER PRIMARY KEY, v TEXT)`.
     fn quiet_app(dir: &Path) -> (Connection, PathBuf) {
@@ -1471,13 +1497,6 @@ mod tests {
         // process without the `-shm` file locks the follower probes for a checkpointer.
         let stop = dir.path().join("stop");
         // Killed if the test fails: no writer left running after it.
-        struct KillOnDrop(std::process::Child);
-        impl Drop for KillOnDrop {
-            fn drop(&mut self) {
-                let _ = self.0.kill();
-                let _ = self.0.wait();
-            }
-        }
         let mut child = KillOnDrop(
             std::process::Command::new(std::env::current_exe().unwrap())
                 .args([
@@ -1852,5 +1871,92 @@ mod tests {
             assert_eq!(f.stats().patches, want, "after edit {n}: {:?}", f.stats());
         }
         assert!(f.stats().patch_bytes < 3 * 1024, "{:?}", f.stats());
+    }
+
+    /// Run as a child by the test below: holds the WAL's WRITE and CKPT lock bytes of the
+    /// `-shm` file named by `LIFEBOAT_LOCK_SHM` (what a FULL/RESTART/TRUNCATE checkpoint
+    /// waiting for readers holds), says so on stdout, and keeps them until killed.
+    #[test]
+    fn lock_holder() {
+        let Some(shm) = std::env::var_os("LIFEBOAT_LOCK_SHM") else {
+            return;
+        };
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(shm)
+            .unwrap();
+        // SAFETY: a zeroed flock is a valid argument, filled in below.
+        let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+        fl.l_type = libc::F_WRLCK as _;
+        fl.l_whence = libc::SEEK_SET as _;
+        fl.l_start = SHM_WRITE_LOCK as _;
+        fl.l_len = 2;
+        // SAFETY: valid fd and pointer to a flock for the call's duration.
+        let r = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLK, &fl) };
+        assert_eq!(r, 0, "{}", std::io::Error::last_os_error());
+        println!("held");
+        std::thread::sleep(Duration::from_secs(120));
+    }
+
+    /// A checkpointer that keeps waiting after the follower let go for it (a stuck app, or a
+    /// local user holding those lock bytes) must not hold a stopping daemon: the follower waits
+    /// up to 30 s for it to finish before anchoring again, unless told to stop.
+    #[test]
+    fn a_stop_ends_the_wait_for_a_stuck_checkpointer() {
+        let dir = tempfile::tempdir().unwrap();
+        let (app, path) = quiet_app(dir.path());
+        let mut repo = test_repo(dir.path());
+        let mut s = repo.begin_backup().unwrap();
+        let w = s.writer();
+        let key = w.checksum_key();
+        let mut f = Follower::open(&path, Vec::new(), DbChecksum::default(), 4096, None).unwrap();
+        f.poll(w, &key).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        f.stop_on(stop.clone());
+        // (Written first: the held WRITE lock keeps the app's writers out.)
+        app.execute("INSERT INTO t VALUES (1, 'a')", []).unwrap();
+        let mut holder = KillOnDrop(
+            std::process::Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "sqlite::continuous::tests::lock_holder",
+                    "--nocapture",
+                ])
+                .env("LIFEBOAT_LOCK_SHM", dir.path().join("app.db-shm"))
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        let mut out = std::io::BufReader::new(holder.0.stdout.take().unwrap());
+        let mut line = String::new();
+        while !line.contains("held") {
+            line.clear();
+            assert!(
+                std::io::BufRead::read_line(&mut out, &mut line).unwrap() > 0,
+                "the lock holder ended"
+            );
+        }
+        // The follower sees the checkpointer, captures, and lets go for it.
+        f.wait(Duration::from_secs(5));
+        assert!(f.poll(w, &key).unwrap().is_some());
+        assert_eq!(f.stats().checkpoint_yields, 1, "{:?}", f.stats());
+        let setter = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        let t = Instant::now();
+        f.wait(Duration::from_secs(60));
+        setter.join().unwrap();
+        assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+        // The final capture still works, and holds the last commit.
+        drop(holder);
+        app.execute("INSERT INTO t VALUES (2, 'b')", []).unwrap();
+        let change = f
+            .poll(w, &key)
+            .unwrap()
+            .expect("the last commit is captured");
+        assert!(!change.pairs.is_empty());
+        assert_eq!(differing(&path, f.table(), w), 0);
     }
 }
