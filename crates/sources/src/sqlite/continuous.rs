@@ -478,21 +478,33 @@ impl Follower {
                 // read again from its first frame (the pages of at most one handover's worth
                 // of frames, compared in the next snapshot), which needs no anchor: nothing
                 // of this generation was overwritten by another.
-                let cur = self.cursor.as_ref().expect("cursor");
-                let salts = (cur.header().salt1, cur.header().salt2);
                 // (Also when SQLite published a commit in the very slot of the cursor's last
                 // one, with another checksum: a transaction as long as the orphan replaced it.)
-                let mark = cur.mark();
-                let short = published.is_some_and(|p| {
-                    (p.salt1, p.salt2) == salts
-                        && (p.max_frame > mark.frame
-                            || (p.max_frame == mark.frame
-                                && mark.frame > 0
-                                && p.frame_cksum != (mark.cksum[0], mark.cksum[1])))
-                });
-                if !short {
+                let short = |cur: &WalCursor| {
+                    let mark = cur.mark();
+                    published.is_some_and(|p| {
+                        (p.salt1, p.salt2) == (cur.header().salt1, cur.header().salt2)
+                            && (p.max_frame > mark.frame
+                                || (p.max_frame == mark.frame
+                                    && mark.frame > 0
+                                    && p.frame_cksum != (mark.cksum[0], mark.cksum[1])))
+                    })
+                };
+                let cur = self.cursor.as_mut().expect("cursor");
+                if short(cur) && cur.in_transaction() {
+                    // First the cheap case: the open transaction the cursor had read part of
+                    // was rolled back and a shorter one committed over it (the cursor waits
+                    // past its end): read again from the last commit.
+                    cur.rewind();
+                    if let Poll::Committed(frames) = cur.poll(wal)? {
+                        add(pages, &frames, &mut self.stats);
+                    }
+                }
+                let cur = self.cursor.as_ref().expect("cursor");
+                if !short(cur) {
                     return Ok(());
                 }
+                let salts = (cur.header().salt1, cur.header().salt2);
                 let stopped = cur.position();
                 let mut again =
                     WalCursor::open(wal)?.filter(|c| (c.header().salt1, c.header().salt2) == salts);
@@ -1871,6 +1883,40 @@ mod tests {
             assert_eq!(f.stats().patches, want, "after edit {n}: {:?}", f.stats());
         }
         assert!(f.stats().patch_bytes < 3 * 1024, "{:?}", f.stats());
+    }
+
+    /// A transaction the follower read part of (its cache spilled into the log) is rolled
+    /// back, and a shorter one commits over its first frames, short of where the follower's
+    /// read goes on: found by reading again from the last commit, quietly (not as a broken
+    /// log read again from its start).
+    #[test]
+    fn a_rolled_back_transaction_overwritten_by_a_shorter_one_is_not_missed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (app, path) = quiet_app(dir.path());
+        let mut repo = test_repo(dir.path());
+        let mut s = repo.begin_backup().unwrap();
+        let w = s.writer();
+        let key = w.checksum_key();
+        let mut f = Follower::open(&path, Vec::new(), DbChecksum::default(), 4096, None).unwrap();
+        f.poll(w, &key).unwrap();
+        app.execute_batch("PRAGMA cache_size = 5").unwrap();
+        let tx = app.unchecked_transaction().unwrap();
+        for i in 0..300 {
+            tx.execute(
+                "INSERT INTO t VALUES (?1, ?2)",
+                (i, format!("{i} {}", "r".repeat(3000))),
+            )
+            .unwrap();
+        }
+        f.wait(Duration::from_millis(30));
+        assert!(f.cursor.as_ref().unwrap().in_transaction());
+        tx.rollback().unwrap();
+        app.execute("INSERT INTO t VALUES (1, 'after')", [])
+            .unwrap();
+        let change = f.poll(w, &key).unwrap().expect("the commit is captured");
+        assert!(change.healed.is_none(), "{:?}", change.healed);
+        assert_eq!(f.stats().rewinds, 0, "{:?}", f.stats());
+        assert_eq!(differing(&path, f.table(), w), 0);
     }
 
     /// Run as a child by the test below: holds the WAL's WRITE and CKPT lock bytes of the

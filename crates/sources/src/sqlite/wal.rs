@@ -81,6 +81,10 @@ pub struct WalCursor {
     pending: Vec<WalFrame>,
     /// The checksum after the last commit frame read (the header's before any).
     commit_sum: (u32, u32),
+    /// The last read stopped at a frame of this generation that broke the checksum chain.
+    broke: bool,
+    /// Frames read so far, counting those read again.
+    frames_read: u64,
 }
 
 fn corrupt(what: String) -> Error {
@@ -209,6 +213,8 @@ impl WalCursor {
             sum: header.checksum,
             pending: Vec::new(),
             commit_sum: header.checksum,
+            broke: false,
+            frames_read: 0,
         }))
     }
 
@@ -251,6 +257,8 @@ impl WalCursor {
             sum,
             pending: Vec::new(),
             commit_sum: sum,
+            broke: false,
+            frames_read: 0,
         }))
     }
 
@@ -293,7 +301,42 @@ impl WalCursor {
             Some(h) if (h.salt1, h.salt2) == (self.header.salt1, self.header.salt2) => {}
             _ => return Ok(Poll::Restarted),
         }
-        self.read_frames(file)
+        // Frames of a transaction still being written are not read again at every poll (a
+        // transaction of a million frames, polled every 20 ms, would be read quadratically):
+        // the read goes on from the last frame read, chained on its checksum. SQLite may
+        // rewrite frames of the open transaction in place (a page written twice after a cache
+        // spill; their checksums are recomputed at the commit) or roll it back and write
+        // another over it: then the chain breaks where the read goes on, and the
+        // transaction is read again from its first frame, once. (A rolled-back transaction
+        // overwritten by a shorter one that never reaches the read's position is left to the
+        // caller, which sees SQLite publish a commit the read did not reach; `rewind`.)
+        let carried = !self.pending.is_empty();
+        match self.read_frames(file)? {
+            Poll::Committed(f) if carried && self.broke => {
+                self.rewind();
+                let mut again = self.read_frames(file)?;
+                if let Poll::Committed(g) = &mut again {
+                    let mut all = f;
+                    all.append(g);
+                    return Ok(Poll::Committed(all));
+                }
+                Ok(again)
+            }
+            other => Ok(other),
+        }
+    }
+
+    /// Goes back to the last commit frame read: the frames of the open transaction read so
+    /// far are read again at the next poll.
+    pub fn rewind(&mut self) {
+        self.next -= self.pending.len() as u32;
+        self.sum = self.commit_sum;
+        self.pending.clear();
+    }
+
+    /// Frames read (and their checksums computed) so far, counting frames read again.
+    pub fn frames_read(&self) -> u64 {
+        self.frames_read
     }
 
     /// Like [`WalCursor::poll`], but reads this generation's frames on from the position even
@@ -302,6 +345,7 @@ impl WalCursor {
     /// slots past the new generation's end. Returns the committed ones; the caller decides
     /// whether the tail can be complete (see `continuous.rs`).
     pub fn poll_tail(&mut self, file: &File) -> Result<Vec<WalFrame>> {
+        self.rewind();
         match self.read_frames(file)? {
             Poll::Committed(f) => Ok(f),
             Poll::Restarted => Ok(Vec::new()),
@@ -320,14 +364,10 @@ impl WalCursor {
         }
     }
 
+    /// Reads on from the position; `broke` says whether the read stopped at a frame of this
+    /// generation whose checksum did not follow the chain.
     fn read_frames(&mut self, file: &File) -> Result<Poll> {
-        // Frames of a transaction not yet committed are read again from its first: SQLite
-        // may rewrite them in place before the commit (a page written twice in one transaction
-        // after a cache spill, its checksums recomputed), and a cursor that kept the old
-        // checksums would stop at the next frame for good, missing the commit.
-        self.next -= self.pending.len() as u32;
-        self.sum = self.commit_sum;
-        self.pending.clear();
+        self.broke = false;
         let page = self.header.page_size as usize;
         let frame_len = FRAME_HEADER_LEN + page;
         let len = file
@@ -354,8 +394,12 @@ impl WalCursor {
             }
             let sum = checksum(self.header.big_endian_sums, &buf[..8], self.sum);
             let sum = checksum(self.header.big_endian_sums, &buf[FRAME_HEADER_LEN..], sum);
+            self.frames_read += 1;
             if sum != (be32(&buf, 16), be32(&buf, 20)) {
-                break; // torn or not yet written: the end of the log for now
+                // Torn or not yet written: the end of the log for now (or, within an open
+                // transaction read earlier, rewritten: see `poll`).
+                self.broke = true;
+                break;
             }
             let frame = WalFrame {
                 index: self.next,
@@ -480,6 +524,52 @@ mod tests {
         let f = File::open(&damaged).unwrap();
         let got = committed(WalCursor::open(&f).unwrap().unwrap().poll(&f).unwrap());
         assert_eq!(got.last().unwrap().index, commits[0]);
+    }
+
+    /// A transaction written in many frames before its commit (its cache spilled) is read
+    /// once, not again at every poll until it commits.
+    #[test]
+    fn an_open_transaction_is_read_once_however_often_it_is_polled() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, wal) = db(dir.path());
+        insert(&c, 1);
+        c.execute_batch("PRAGMA cache_size = 5").unwrap();
+        let f = File::open(&wal).unwrap();
+        let mut cur = WalCursor::open(&f).unwrap().unwrap();
+        let last = committed(cur.poll(&f).unwrap()).last().unwrap().index;
+        let tx = c.unchecked_transaction().unwrap();
+        let big = |tx: &rusqlite::Transaction<'_>, from: usize, n: usize| {
+            for i in from..from + n {
+                tx.execute(
+                    "INSERT INTO t(id, body) VALUES (?1, ?2)",
+                    (i as i64, format!("{i} {}", "y".repeat(3000))),
+                )
+                .unwrap();
+            }
+        };
+        big(&tx, 10, 400);
+        let before = cur.frames_read();
+        assert_eq!(committed(cur.poll(&f).unwrap()), [], "not committed yet");
+        let read = cur.frames_read() - before;
+        assert!(read > 100, "the spilled cache wrote frames: {read}");
+        assert!(cur.in_transaction());
+        for _ in 0..10 {
+            assert_eq!(committed(cur.poll(&f).unwrap()), []);
+        }
+        assert_eq!(cur.frames_read() - before, read, "frames read again");
+        // Rows written again in the open transaction: SQLite rewrites their frames in place
+        // and recomputes the checksums from there at the commit. The commit is still found.
+        tx.execute("UPDATE t SET body = 'z' || body WHERE id < 60", [])
+            .unwrap();
+        big(&tx, 1000, 100);
+        assert_eq!(committed(cur.poll(&f).unwrap()), []);
+        tx.commit().unwrap();
+        let got = committed(cur.poll(&f).unwrap());
+        assert_eq!(got[0].index, last + 1);
+        let fresh = committed(WalCursor::open(&f).unwrap().unwrap().poll(&f).unwrap());
+        assert_eq!(got.last(), fresh.last(), "the commit frame");
+        assert!(got.last().unwrap().commit_size > 0);
+        assert!(!cur.in_transaction());
     }
 
     #[test]
