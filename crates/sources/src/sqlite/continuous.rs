@@ -35,7 +35,9 @@ use rusqlite::{Connection, OpenFlags};
 use serde::Serialize;
 
 use super::bases::Bases;
-use super::wal::{read_header, read_published, Poll, WalCursor, WalFrame};
+use super::wal::{
+    read_frame_header, read_header, read_published, Poll, Published, WalCursor, WalFrame,
+};
 use super::{sql_err, src_err};
 
 /// Frames after which the follower lets the app's checkpoint restart the log (16 MiB of WAL
@@ -138,6 +140,20 @@ pub struct Follower {
     bases: Bases,
     /// Set when the caller stops: waits end early ([`Follower::stop_on`]).
     stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    /// A generation of the log whose checksum chain breaks before SQLite's published end.
+    unchained: Option<Unchained>,
+}
+
+/// A generation of the log whose checksum chain breaks before the end SQLite published (a
+/// damaged log; or frames written by someone who can write it, the app's user). Every page
+/// is compared once (a heal); after that, until the log restarts, its frames are followed by
+/// their headers alone: those up to SQLite's published end, of this generation, name the pages
+/// committed since. So a damaged log costs one comparison, not one at every poll. What a
+/// damaged header could hide (a wrong page number) is found by the next rebase's comparison.
+struct Unchained {
+    salts: (u32, u32),
+    /// The next slot to read; 0 until the heal has compared every page.
+    next: u32,
 }
 
 fn begin(conn: &Connection, path: &Path) -> Result<()> {
@@ -270,6 +286,7 @@ impl Follower {
             stats: FollowerStats::default(),
             bases: Bases::default(),
             stop: None,
+            unchained: None,
         };
         if ps != page_size {
             f.must_heal = Some(format!("the page size changed from {page_size} to {ps}"));
@@ -384,17 +401,19 @@ impl Follower {
                 let mut carry = std::mem::take(&mut self.carry);
                 let res = self.scan(&mut carry);
                 self.carry = carry;
-                if res.is_err()
-                    || self
-                        .cursor
-                        .as_ref()
-                        .is_some_and(|c| c.position() > HANDOVER_FRAMES)
-                {
+                if res.is_err() || self.log_position() > HANDOVER_FRAMES {
                     return;
                 }
             }
             std::thread::sleep(PROBE_EVERY.min(until - now));
         }
+    }
+
+    /// How far into the log's current generation the follower has read (the next frame).
+    fn log_position(&self) -> u32 {
+        let chained = self.cursor.as_ref().map_or(0, WalCursor::position);
+        let unchained = self.unchained.as_ref().map_or(0, |u| u.next);
+        chained.max(unchained)
     }
 
     /// The `-shm` file, opened (and held, `held.rs`) the first time it is a regular file.
@@ -448,6 +467,11 @@ impl Follower {
         let Some(wal) = &self.wal else {
             return Ok(());
         };
+        if let Some(u) = self.unchained.as_ref().filter(|u| u.next > 0) {
+            if read_header(wal)?.is_some_and(|h| (h.salt1, h.salt2) == u.salts) {
+                return self.scan_unchained(pages, published);
+            }
+        }
         let len = wal
             .metadata()
             .map_err(|e| Error::io(self.wal_path.display(), e))?
@@ -532,8 +556,10 @@ impl Follower {
                         Ok(())
                     }
                     // Restarted meanwhile, or the log itself breaks before what SQLite
-                    // published (damaged): compare every page.
+                    // published (damaged): compare every page, then follow the frames by
+                    // their headers.
                     _ => {
+                        self.unchained = Some(Unchained { salts, next: 0 });
                         self.must_heal = Some(format!(
                             "the WAL's checksum chain breaks before its last published commit (frame {max}, read to {reached})"
                         ));
@@ -552,6 +578,49 @@ impl Follower {
                 Ok(())
             }
         }
+    }
+
+    /// [`Follower::scan`] of a generation whose chain is broken ([`Unchained`]): the frame
+    /// headers from the last one read up to SQLite's published end.
+    fn scan_unchained(
+        &mut self,
+        pages: &mut BTreeSet<u32>,
+        published: Option<Published>,
+    ) -> Result<()> {
+        let (Some(u), Some(wal)) = (self.unchained.as_mut(), self.wal.as_ref()) else {
+            return Ok(());
+        };
+        let p = match published {
+            Some(p) if (p.salt1, p.salt2) == u.salts => p,
+            // The wal-index names the next generation (a checkpoint emptied this one) or
+            // cannot be read: what was committed since the last read is not known.
+            _ => {
+                self.unchained = None;
+                self.must_heal =
+                    Some("a damaged WAL was checkpointed while its frames were followed".into());
+                return Ok(());
+            }
+        };
+        let mut frames = Vec::new();
+        while u.next <= p.max_frame {
+            // Published but not in the file: nothing more to read now.
+            let Some((frame, salts)) = read_frame_header(wal, self.page_size, u.next)? else {
+                break;
+            };
+            if salts != u.salts {
+                let why = format!(
+                    "frame {} of a damaged WAL, before its published end, is not of its generation",
+                    u.next
+                );
+                self.unchained = None;
+                self.must_heal = Some(why);
+                return Ok(());
+            }
+            frames.push(frame);
+            u.next += 1;
+        }
+        add(pages, &frames, &mut self.stats);
+        Ok(())
     }
 
     /// Anchors again after a handover and learns what was committed meanwhile: the frames
@@ -893,10 +962,7 @@ impl Follower {
             self.stats.unpublished += 1;
             self.carry.extend(dirty);
         }
-        let too_long = self
-            .cursor
-            .as_ref()
-            .is_some_and(|c| c.position() > HANDOVER_FRAMES);
+        let too_long = self.log_position() > HANDOVER_FRAMES;
         if yield_now || too_long {
             self.release(yield_now);
         }
@@ -922,6 +988,10 @@ impl Follower {
         self.released = None;
         // Before the snapshot, as in `poll`.
         let time = jiff::Timestamp::now();
+        // Also before it: every frame published by then is in the snapshot compared below.
+        let published = self
+            .shm_file()
+            .and_then(|s| read_published(s).ok().flatten());
         begin(&self.anchor, &self.path)?;
         self.anchored = true;
         // The log is read from the start of its current generation; those pages are read
@@ -930,6 +1000,20 @@ impl Follower {
         self.cursor = match &self.wal {
             Some(w) => WalCursor::open(w)?,
             None => None,
+        };
+        // A damaged generation is followed from the frame after what the snapshot holds.
+        let generation = self
+            .cursor
+            .as_ref()
+            .map(|c| (c.header().salt1, c.header().salt2));
+        self.unchained = match (self.unchained.take(), published) {
+            (Some(u), Some(p)) if Some(u.salts) == generation && (p.salt1, p.salt2) == u.salts => {
+                Some(Unchained {
+                    salts: u.salts,
+                    next: p.max_frame + 1,
+                })
+            }
+            _ => None,
         };
         self.wal_len_max = 0;
         let mark = self.cursor.as_ref().map(WalCursor::mark);
@@ -1917,6 +2001,59 @@ mod tests {
         assert!(change.healed.is_none(), "{:?}", change.healed);
         assert_eq!(f.stats().rewinds, 0, "{:?}", f.stats());
         assert_eq!(differing(&path, f.table(), w), 0);
+    }
+
+    /// A log damaged before SQLite's published end (here a committed frame's checksum,
+    /// which SQLite itself reads only when it recovers a log) costs one comparison of every
+    /// page; the commits after it are captured as usual, not by a comparison at every poll.
+    #[test]
+    fn a_damaged_log_costs_one_comparison_not_one_per_poll() {
+        let dir = tempfile::tempdir().unwrap();
+        let (app, path) = quiet_app(dir.path());
+        let mut repo = test_repo(dir.path());
+        let mut s = repo.begin_backup().unwrap();
+        let w = s.writer();
+        let key = w.checksum_key();
+        let mut f = Follower::open(&path, Vec::new(), DbChecksum::default(), 4096, None).unwrap();
+        f.poll(w, &key).unwrap();
+        let heals = f.stats().heals;
+        let put = |i: i64| {
+            app.execute(
+                "INSERT INTO t VALUES (?1, ?2)",
+                (i, format!("{i} {}", "d".repeat(1500))),
+            )
+            .unwrap();
+        };
+        put(1);
+        f.poll(w, &key).unwrap().expect("captured");
+        // Two commits the follower has not read; the first frame of the second one damaged.
+        put(2);
+        let wal_path = dir.path().join("app.db-wal");
+        let frames_before = (std::fs::metadata(&wal_path).unwrap().len() - 32) / (24 + 4096);
+        put(3);
+        let wal = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&wal_path)
+            .unwrap();
+        use std::os::unix::fs::FileExt;
+        let at = 32 + frames_before * (24 + 4096) + 16;
+        let mut sum = [0u8; 4];
+        wal.read_exact_at(&mut sum, at).unwrap();
+        sum[0] ^= 0x55;
+        wal.write_all_at(&sum, at).unwrap();
+        let change = f.poll(w, &key).unwrap().expect("captured");
+        assert!(change.healed.is_some(), "the damage is seen");
+        assert_eq!(f.stats().heals, heals + 1);
+        assert_eq!(differing(&path, f.table(), w), 0);
+        for i in 4..10 {
+            put(i);
+            let change = f.poll(w, &key).unwrap().expect("captured");
+            assert!(change.healed.is_none(), "{:?}", change.healed);
+            assert_eq!(differing(&path, f.table(), w), 0, "after commit {i}");
+        }
+        assert_eq!(f.stats().heals, heals + 1, "{:?}", f.stats());
+        assert!(f.poll(w, &key).unwrap().is_none(), "nothing new");
     }
 
     /// Run as a child by the test below: holds the WAL's WRITE and CKPT lock bytes of the

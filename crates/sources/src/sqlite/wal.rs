@@ -203,6 +203,31 @@ pub fn read_published(shm: &File) -> Result<Option<Published>> {
     Ok(None)
 }
 
+/// The header of the frame in `slot` (from 1) of a log of `page_size` pages, unchecked: the
+/// frame (page number, database size for a commit frame) and its salts. `None` past the end
+/// of the file.
+pub fn read_frame_header(
+    file: &File,
+    page_size: u32,
+    slot: u32,
+) -> Result<Option<(WalFrame, (u32, u32))>> {
+    let frame_len = (FRAME_HEADER_LEN as u64) + u64::from(page_size);
+    let at = HEADER_LEN as u64 + u64::from(slot.saturating_sub(1)) * frame_len;
+    let mut h = [0u8; FRAME_HEADER_LEN];
+    match file.read_exact_at(&mut h, at) {
+        Ok(()) => Ok(Some((
+            WalFrame {
+                index: slot,
+                pgno: be32(&h, 0),
+                commit_size: be32(&h, 4),
+            },
+            (be32(&h, 8), be32(&h, 12)),
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
+        Err(e) => Err(Error::io("read the WAL", e)),
+    }
+}
+
 impl WalCursor {
     /// A cursor at the start of the log `file` under its current header (`None`: no valid
     /// header yet). Its first [`WalCursor::poll`] returns every committed frame in the log.
@@ -354,14 +379,7 @@ impl WalCursor {
 
     /// The salts of the frame in `slot` (from 1), `None` past the end of the file.
     pub fn slot_salts(&self, file: &File, slot: u32) -> Result<Option<(u32, u32)>> {
-        let frame_len = (FRAME_HEADER_LEN + self.header.page_size as usize) as u64;
-        let at = HEADER_LEN as u64 + (slot as u64 - 1) * frame_len;
-        let mut h = [0u8; FRAME_HEADER_LEN];
-        match file.read_exact_at(&mut h, at) {
-            Ok(()) => Ok(Some((be32(&h, 8), be32(&h, 12)))),
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
-            Err(e) => Err(Error::io("read the WAL", e)),
-        }
+        Ok(read_frame_header(file, self.header.page_size, slot)?.map(|(_, salts)| salts))
     }
 
     /// Reads on from the position; `broke` says whether the read stopped at a frame of this
