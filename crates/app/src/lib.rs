@@ -92,8 +92,8 @@ pub use points::{points, summary, ContinuousWindow, PointSummary, PointsReport};
 pub use prune::prune;
 pub use recover::{recover_plan, RecoverPlan, RecoverReport, RecoverRequest};
 pub use restore::{
-    parse_at, plan as restore_plan, AtTime, PreviewComponent, ReplayedDb, RestorePlan,
-    RestorePreview, RestoreReport, RestoreRequest,
+    drill, parse_at, plan as restore_plan, AtTime, DrillReport, DrillRequest, PreviewComponent,
+    ReplayedDb, RestorePlan, RestorePreview, RestoreReport, RestoreRequest,
 };
 pub use rollback::{plan as rollback_plan, RollbackPlan, RollbackRequest};
 pub use schedule::{CronFields, Form, Schedule};

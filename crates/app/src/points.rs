@@ -1,7 +1,7 @@
 //! The listing of recovery points, with the replicas that hold each.
 use std::collections::HashSet;
 
-use lifeboat_core::{is_future, ComponentKind, ObjectId, ObjectKind, Point, Result};
+use lifeboat_core::{is_future, ComponentKind, ObjectId, ObjectKind, Point, PointProofs, Result};
 use serde::Serialize;
 
 use crate::setup::Setup;
@@ -33,6 +33,9 @@ pub struct PointSummary {
     /// Replicas (the app's `copy_to`) that hold this point too; empty when none are configured.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub copied_to: Vec<String>,
+    /// What restores and drills proved about it (`docs/FORMAT.md` §16): the most thorough
+    /// check its databases passed and the newest drill.
+    pub proofs: PointProofs,
     /// The components' kinds, in order (for display; not serialized).
     #[serde(skip)]
     pub kinds: Vec<ComponentKind>,
@@ -51,6 +54,7 @@ pub fn summary(id: &ObjectId, p: &Point) -> PointSummary {
         duration_ms: p.stats.duration_ms,
         future: is_future(p, jiff::Timestamp::now()),
         copied_to: Vec::new(),
+        proofs: PointProofs::default(),
         kinds: p.components.iter().map(|c| c.kind).collect(),
         components: p
             .components
@@ -172,9 +176,11 @@ pub fn points(setup: &Setup, app: Option<&str>) -> Result<PointsReport> {
             replicas.push((t, names));
         }
     }
+    let mut proofs = repo.proofs_by_point()?;
     let points = points
         .iter()
         .map(|(id, p)| PointSummary {
+            proofs: proofs.remove(&id.to_hex()).unwrap_or_default(),
             copied_to: replicas
                 .iter()
                 .filter(|(_, names)| names.contains(&id.to_hex()))

@@ -23,9 +23,11 @@ use crate::hooks::{run_hook, HookContext, HookRun, HooksConfig, Phase};
 use crate::setup::Setup;
 
 mod at_time;
+mod drill;
 mod preview;
 
 pub use at_time::{parse_at, AtTime, ReplayedDb};
+pub use drill::{drill, DrillReport, DrillRequest};
 pub use preview::{PreviewComponent, RestorePreview};
 
 /// What to restore, where, and how.
@@ -78,6 +80,14 @@ pub struct RestoreRequest {
     /// The app as it was at this moment: files from the newest point at or before it, each
     /// SQLite database from that point or its newer continuous deltas (see `at_time.rs`).
     pub at: Option<jiff::Timestamp>,
+    /// Run SQLite's checks even on a database a proof record says already passed them.
+    pub recheck: bool,
+    /// Record the checks that passed in a proof record (off for a drill, which writes its
+    /// own).
+    pub write_proof: bool,
+    /// PostgreSQL restored elsewhere (`to`): the new databases' suffix instead of
+    /// `_restored_<point time>` (a drill's own names).
+    pub pg_suffix: Option<String>,
 }
 
 impl Default for RestoreRequest {
@@ -103,6 +113,9 @@ impl Default for RestoreRequest {
             keep_setid: false,
             allow_unlisted: false,
             at: None,
+            recheck: false,
+            write_proof: true,
+            pg_suffix: None,
         }
     }
 }
@@ -331,6 +344,7 @@ pub(crate) fn plan_with(
         globals: req.pg_globals,
         no_owner: req.pg_no_owner,
         terminate: req.pg_terminate,
+        new_suffix: req.pg_suffix.clone(),
         ..PgRestoreSettings::default()
     };
     if let Some(j) = req.jobs {
@@ -374,6 +388,8 @@ pub(crate) fn plan_with(
         postgres: pg,
         keep_setid: req.keep_setid,
         replayed: (!replayed.is_empty()).then(|| std::sync::Arc::new(replayed)),
+        recheck: req.recheck,
+        write_proof: req.write_proof,
     };
     // Hooks and checks of the app of that name in the local config (a point only names it).
     let app_config = config.as_ref().and_then(|c| c.app.get(&point.app));

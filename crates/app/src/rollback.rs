@@ -112,6 +112,8 @@ pub(crate) fn after_failure(f: Failed<'_>, progress: &dyn Progress) -> Error {
         // app's user controls is theirs to shape (setuid bits stay off, as in any restore).
         keep_setid: false,
         replayed: None,
+        recheck: false,
+        write_proof: true,
     };
     let put_back = f
         .repo

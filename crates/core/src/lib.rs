@@ -36,6 +36,7 @@ mod ops;
 mod paths;
 mod progress;
 mod proofs;
+pub use proofs::{DrillSeen, PointProofs};
 mod reader;
 mod repository;
 mod retention;
@@ -62,7 +63,7 @@ pub use format::patch as page_patch;
 pub use format::point::{
     Component, ComponentKind, Point, PointStats, PostgresBody, SqliteBody, TreeBody,
 };
-pub use format::proof::{ProofRecord, ProvenDatabase, CHECK_INTEGRITY, CHECK_QUICK};
+pub use format::proof::{DrillOutcome, ProofRecord, ProvenDatabase, CHECK_INTEGRITY, CHECK_QUICK};
 pub use format::tree::{EntryKind, TreeEntry};
 pub use id::{ChunkId, ObjectId};
 pub use ops::check::{check, CheckOptions, CheckReport, Problem};

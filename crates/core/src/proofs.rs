@@ -2,9 +2,15 @@
 //! already passed `integrity_check` on their restored bytes. Everything read is untrusted (any
 //! key holder can write a record): a damaged or oversized record is skipped, and a record only
 //! ever applies to the exact point, checksum and page count it names.
+use std::collections::HashMap;
+
+use serde::Serialize;
+
 use crate::error::{Error, Result};
 use crate::format::object;
-use crate::format::proof::{ProofRecord, MAX_PROOF_PAYLOAD, PROOF_MAGIC};
+use crate::format::proof::{
+    ProofRecord, CHECK_INTEGRITY, CHECK_QUICK, MAX_PROOF_PAYLOAD, PROOF_MAGIC,
+};
 use crate::id::ObjectId;
 use crate::repository::{verify_name, Repository};
 use crate::storage::ObjectKind;
@@ -74,4 +80,83 @@ pub(crate) fn write(repo: &Repository, record: &ProofRecord) -> Result<ObjectId>
         .write(ObjectKind::Proof, &id.to_hex(), &bytes)
         .map_err(|e| Error::from(e).context("write proof record"))?;
     Ok(id)
+}
+
+/// What the proof records say about one point, for listings (`points`, `status`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct PointProofs {
+    /// The most thorough check any record says its databases passed (`integrity_check`, else
+    /// `quick_check`), by a restore or a drill.
+    pub check: Option<String>,
+    /// The newest drill of the point.
+    pub last_drill: Option<DrillSeen>,
+    /// Drills recorded, and how many of them failed.
+    pub drills: u32,
+    /// Drills that failed.
+    pub failed_drills: u32,
+}
+
+/// One drill as a listing shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DrillSeen {
+    /// When it ended (RFC 3339).
+    pub time: String,
+    /// Host that ran it.
+    pub hostname: String,
+    /// Every check passed.
+    pub ok: bool,
+    /// How long it took (the recovery time it measured), seconds.
+    pub seconds: f64,
+    /// What failed, when it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
+}
+
+impl Repository {
+    /// The proof records of every point, summarized per point (hex id). Each record is read,
+    /// folded in and dropped (any key holder can write many large ones); unreadable records
+    /// are skipped with a warning, as a restore skips them.
+    pub fn proofs_by_point(&self) -> Result<HashMap<String, PointProofs>> {
+        by_point(self)
+    }
+}
+
+fn by_point(repo: &Repository) -> Result<HashMap<String, PointProofs>> {
+    let mut out: HashMap<String, PointProofs> = HashMap::new();
+    for e in repo.storage().list(ObjectKind::Proof)? {
+        let r = match read_one(repo, &e.name) {
+            Ok(r) => r,
+            Err(err) => {
+                tracing::warn!("ignoring proof {}: {err}", e.name);
+                continue;
+            }
+        };
+        let p = out.entry(r.point.clone()).or_default();
+        for c in &r.components {
+            let better = matches!(
+                (p.check.as_deref(), c.check.as_str()),
+                (_, CHECK_INTEGRITY) | (None, CHECK_QUICK)
+            );
+            if better {
+                p.check = Some(c.check.clone());
+            }
+        }
+        if let Some(d) = &r.drill {
+            p.drills += 1;
+            p.failed_drills += u32::from(!d.ok);
+            let newer = p.last_drill.as_ref().is_none_or(|l| {
+                l.time.parse::<jiff::Timestamp>().ok() <= r.time.parse::<jiff::Timestamp>().ok()
+            });
+            if newer {
+                p.last_drill = Some(DrillSeen {
+                    time: r.time.clone(),
+                    hostname: r.hostname.clone(),
+                    ok: d.ok,
+                    seconds: d.seconds,
+                    failure: d.failure.clone(),
+                });
+            }
+        }
+    }
+    Ok(out)
 }

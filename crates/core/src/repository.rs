@@ -314,6 +314,23 @@ impl Repository {
         )
     }
 
+    /// The ids a backup would give the chunks of `reader` (the same keyed chunker, the same
+    /// keyed ids), storing nothing; and the bytes read. How a drill compares a restored file
+    /// with the point's record of it.
+    pub fn chunk_ids(&self, reader: impl std::io::Read) -> Result<(Vec<crate::ChunkId>, u64)> {
+        let mut ids = Vec::new();
+        let total = crate::writer::cut_stream(
+            reader,
+            self.config.chunker,
+            self.key.chunker_seed(),
+            |chunk| {
+                ids.push(self.key.chunk_id(chunk));
+                Ok(())
+            },
+        )?;
+        Ok((ids, total))
+    }
+
     /// A reader of stored chunks (core only: others get one from a session).
     pub(crate) fn reader(&self) -> ChunkReader<'_> {
         ChunkReader::new(Arc::clone(&self.storage), &self.key, &self.index)

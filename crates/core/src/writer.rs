@@ -299,25 +299,12 @@ impl<'r> ChunkWriter<'r> {
     /// Stores a byte stream cut by the keyed content-defined chunker; returns the chunk ids in
     /// order. Also returns the number of bytes read.
     pub fn store_stream(&mut self, reader: impl Read) -> Result<(Vec<ChunkId>, u64)> {
-        let p = self.chunker;
-        let cdc = fastcdc::v2020::StreamCDC::with_level_and_seed(
-            reader,
-            p.min as usize,
-            p.avg as usize,
-            p.max as usize,
-            fastcdc::v2020::Normalization::Level1,
-            self.key.chunker_seed(),
-        );
         let mut ids = Vec::new();
-        let mut total = 0u64;
-        for chunk in cdc {
-            let chunk = chunk.map_err(|e| match e {
-                fastcdc::v2020::Error::IoError(io) => Error::io("read", io),
-                other => err!(Source, "chunking failed: {other}"),
-            })?;
-            total += chunk.length as u64;
-            ids.push(self.store_chunk(&chunk.data)?);
-        }
+        let (p, seed) = (self.chunker, self.key.chunker_seed());
+        let total = cut_stream(reader, p, seed, |chunk| {
+            ids.push(self.store_chunk(chunk)?);
+            Ok(())
+        })?;
         Ok((ids, total))
     }
 
@@ -407,6 +394,34 @@ impl Drop for ChunkWriter<'_> {
             let _ = self.shutdown();
         }
     }
+}
+
+/// Cuts `reader` with the keyed content-defined chunker of parameters `p` and seed `seed`,
+/// handing each chunk to `each` in order; returns the bytes read.
+pub(crate) fn cut_stream(
+    reader: impl Read,
+    p: ChunkerParams,
+    seed: u64,
+    mut each: impl FnMut(&[u8]) -> Result<()>,
+) -> Result<u64> {
+    let cdc = fastcdc::v2020::StreamCDC::with_level_and_seed(
+        reader,
+        p.min as usize,
+        p.avg as usize,
+        p.max as usize,
+        fastcdc::v2020::Normalization::Level1,
+        seed,
+    );
+    let mut total = 0u64;
+    for chunk in cdc {
+        let chunk = chunk.map_err(|e| match e {
+            fastcdc::v2020::Error::IoError(io) => Error::io("read", io),
+            other => err!(Source, "chunking failed: {other}"),
+        })?;
+        total += chunk.length as u64;
+        each(&chunk.data)?;
+    }
+    Ok(total)
 }
 
 fn seal_worker(

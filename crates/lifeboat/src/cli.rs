@@ -4,6 +4,7 @@ mod backup;
 mod check;
 mod copy;
 mod demo;
+mod drill;
 mod forget;
 mod generate;
 mod init;
@@ -110,6 +111,9 @@ pub enum Command {
     /// Restore a point into a directory, a file, or in place, verified.
     #[command(after_help = restore::AFTER_HELP)]
     Restore(restore::RestoreArgs),
+    /// Prove a point comes back: restore it into a scratch place, check everything, record it.
+    #[command(after_help = drill::AFTER_HELP)]
+    Drill(drill::DrillArgs),
     /// Bring an app back on a new machine from its repository alone, and write its config.
     #[command(after_help = recover::AFTER_HELP)]
     Recover(recover::RecoverArgs),
@@ -177,6 +181,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Points(a) => points::run(&ctx, a),
         Command::Copy(a) => copy::run(&ctx, a),
         Command::Restore(a) => restore::run(&ctx, a),
+        Command::Drill(a) => drill::run(&ctx, a),
         Command::Rollback(a) => rollback::run(&ctx, a),
         Command::Recover(a) => recover::run(&ctx, a),
         Command::Check(a) => check::run(&ctx, a),

@@ -235,7 +235,11 @@ pub fn restore_point(
     check_point_paths(&mut reader, point, &point_label(point))?;
     let selected = select(point, opts);
     let proofs = Proofs {
-        known: session.proofs(id),
+        known: if opts.recheck {
+            Vec::new()
+        } else {
+            session.proofs(id)
+        },
         ..Proofs::default()
     };
     let cx = RestoreContext {
@@ -273,7 +277,7 @@ pub fn restore_point(
         .passed
         .into_inner()
         .unwrap_or_else(|e| e.into_inner());
-    if !passed.is_empty() {
+    if !passed.is_empty() && opts.write_proof {
         let record = ProofRecord {
             point: id.to_hex(),
             // Whole seconds: the time is shown to operators ("proven on ...").
@@ -285,6 +289,7 @@ pub fn restore_point(
             by: "restore".into(),
             lifeboat_version: env!("CARGO_PKG_VERSION").to_string(),
             components: passed,
+            drill: None,
         };
         if let Err(e) = session.record_proof(&record) {
             tracing::warn!("could not record the passed integrity check with the point (the next restore runs it again): {e}");
@@ -423,6 +428,8 @@ mod tests {
             },
             keep_setid: false,
             replayed: None,
+            recheck: false,
+            write_proof: true,
         };
         let e = preflight(&point, &opts).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Usage);

@@ -21,6 +21,7 @@
 use lifeboat_sqlite as _;
 
 pub mod app;
+mod compare;
 mod dirfd;
 pub mod postgres;
 pub mod registry;
@@ -30,6 +31,7 @@ pub mod tree;
 mod util;
 
 pub use app::{backup_app, build_excludes, restore_point, AppSpec, SourceSpec};
+pub use compare::{compare_tree, TreeComparison};
 pub use dirfd::create_new_file;
 pub use postgres::PgRestoreSettings;
 pub use source::{

@@ -351,6 +351,16 @@ pub fn database_exists(conn: &PgSource, db: &str) -> Result<bool> {
     Ok(rows.first().and_then(|r| r.first()).map(String::as_str) == Some("1"))
 }
 
+/// Drops database `db` on `conn`'s server if it exists (a drill's scratch database).
+pub fn drop_database(conn: &PgSource, db: &str) -> Result<()> {
+    conn.psql(
+        maintenance_db(db),
+        &format!("DROP DATABASE IF EXISTS {};", ident(db)),
+    )
+    .map(|_| ())
+    .map_err(|e| e.context(format!("drop database {db}")))
+}
+
 /// Client sessions of `db` other than ours. Autovacuum workers are not counted: the server
 /// cancels them itself when a database is renamed or dropped (they once made an in-place
 /// restore refuse for no reason).
@@ -913,6 +923,9 @@ pub struct PgRestoreSettings {
     pub no_owner: bool,
     /// End other sessions of a database being replaced instead of refusing.
     pub terminate: bool,
+    /// Suffix of the new databases of a restore elsewhere (`--to`), instead of
+    /// `_restored_<point time>`: a drill's own names, which it drops afterwards.
+    pub new_suffix: Option<String>,
 }
 
 impl Default for PgRestoreSettings {
@@ -928,6 +941,7 @@ impl Default for PgRestoreSettings {
             globals: false,
             no_owner: false,
             terminate: false,
+            new_suffix: None,
         }
     }
 }
@@ -966,13 +980,12 @@ fn pg_plan(c: &Component, cx: &RestoreContext<'_>) -> Result<(PgSource, PgRestor
     let target = match (&s.database, &opts.target) {
         (Some(name), _) => PgTarget::New(name.clone()),
         (None, RestoreTarget::InPlace) => PgTarget::Replace,
-        (None, RestoreTarget::Into(_)) => {
-            let t = point_time.strftime("%Y%m%d_%H%M%S");
-            PgTarget::New(db_name_with_suffix(
-                &body.database,
-                &format!("_restored_{t}"),
-            ))
-        }
+        (None, RestoreTarget::Into(_)) => PgTarget::New(db_name_with_suffix(
+            &body.database,
+            &s.new_suffix
+                .clone()
+                .unwrap_or_else(|| format!("_restored_{}", point_time.strftime("%Y%m%d_%H%M%S"))),
+        )),
     };
     Ok((
         conn.clone(),

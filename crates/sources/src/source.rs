@@ -353,10 +353,16 @@ pub struct RestoreOptions {
     pub app_stops_first: bool,
     /// How thoroughly restored databases are checked.
     pub verify: sqlite::Verify,
-    /// How a database rebuilt from continuous deltas (`replayed`) is checked: `quick` unless
-    /// the operator asks for `full` (ARCHITECTURE.md, Decisions, "restore --at checks a
-    /// replayed database with quick_check").
+    /// How a database rebuilt from continuous deltas (`replayed`) is checked (the app layer
+    /// passes `verify`: ARCHITECTURE.md, Decisions, "`restore --at` keeps `integrity_check`
+    /// as its default").
     pub verify_replayed: sqlite::Verify,
+    /// Run SQLite's checks even where a proof record of the point says they passed
+    /// (`docs/FORMAT.md` §16): a drill, or `restore --recheck`.
+    pub recheck: bool,
+    /// Write a proof record for the databases whose check passed (a drill writes its own,
+    /// with what else it checked).
+    pub write_proof: bool,
     /// How PostgreSQL databases are restored.
     pub postgres: PgRestoreSettings,
     /// Restore setuid and setgid bits as the point records them. Off by default: a point may

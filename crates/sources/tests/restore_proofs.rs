@@ -26,6 +26,8 @@ struct Setup {
     storage: Arc<dyn Storage>,
     repo: Repository,
     db: PathBuf,
+    /// `RestoreOptions::recheck` of the next restores.
+    recheck: bool,
 }
 
 /// A WAL-mode database with an indexed table (so `integrity_check` has index entries to
@@ -59,6 +61,7 @@ fn setup() -> Setup {
         storage,
         repo,
         db,
+        recheck: false,
     }
 }
 
@@ -102,6 +105,8 @@ impl Setup {
             postgres: PgRestoreSettings::default(),
             keep_setid: false,
             replayed: None,
+            recheck: self.recheck,
+            write_proof: true,
         };
         let out = restore_point(&mut self.repo, id, point, &opts, &NoProgress)?;
         assert_eq!(out.len(), 1);
@@ -152,6 +157,7 @@ fn proof_of(id: &ObjectId, point: &Point) -> ProofRecord {
             page_count: body.page_count,
             check: CHECK_INTEGRITY.into(),
         }],
+        drill: None,
     }
 }
 
@@ -244,6 +250,26 @@ fn a_record_of_other_bytes_does_not_skip_the_check() {
         verified
             .contains("integrity_check proven on 2026-12-01T12:00:00Z by drill on host elsewhere"),
         "{verified}"
+    );
+}
+
+/// `restore --recheck` (and every drill) runs the check on proven bytes too, and records that
+/// it passed again.
+#[test]
+fn a_recheck_runs_the_check_on_proven_bytes() {
+    let mut s = setup();
+    let (id, point) = s.backup();
+    s.record(&proof_of(&id, &point));
+    s.recheck = true;
+    let (verified, _) = s.restore(&id, &point, "one").unwrap();
+    assert!(
+        verified.contains("integrity_check ok") && !verified.contains("proven"),
+        "{verified}"
+    );
+    assert_eq!(
+        s.proofs().len(),
+        2,
+        "the check that passed again is recorded"
     );
 }
 

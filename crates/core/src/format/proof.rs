@@ -24,7 +24,7 @@ pub const CHECK_INTEGRITY: &str = "integrity_check";
 pub const CHECK_QUICK: &str = "quick_check";
 
 /// One point's databases that passed a check, and who checked them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProofRecord {
     /// The point (hex id of its manifest).
     pub point: String,
@@ -38,6 +38,29 @@ pub struct ProofRecord {
     pub lifeboat_version: String,
     /// The databases checked.
     pub components: Vec<ProvenDatabase>,
+    /// Set by a drill (`by = "drill"`): what it checked, how long it took and whether it
+    /// passed. A failed drill's record lists no component (it proves nothing); it is kept so
+    /// `points`, `status` and the alerts see the failure. Absent in records of restores and of
+    /// versions before drills (readers without the field ignore it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drill: Option<DrillOutcome>,
+}
+
+/// What a drill found (`docs/FORMAT.md` §16).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DrillOutcome {
+    /// Every check passed.
+    pub ok: bool,
+    /// Wall time from the start of the restore to the end of the last check (the recovery
+    /// time the drill measured), in seconds.
+    pub seconds: f64,
+    /// Bytes restored.
+    pub bytes: u64,
+    /// What was checked and passed, one line each.
+    pub checks: Vec<String>,
+    /// What failed (the first failure), when `ok` is false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
 }
 
 /// One database of the point that passed.
@@ -110,6 +133,7 @@ mod tests {
                 page_count: 10,
                 check: CHECK_INTEGRITY.into(),
             }],
+            drill: None,
         }
     }
 
@@ -122,6 +146,30 @@ mod tests {
         assert_eq!(e.kind(), crate::ErrorKind::Corrupt);
         let e = ProofRecord::decode(b"[1,2]", "proof x").unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::Corrupt);
+    }
+
+    /// A drill's outcome rides in the record; records without one (restores, older
+    /// versions) still decode, and a reader that does not know the field ignores it.
+    #[test]
+    fn a_drill_outcome_round_trips_and_is_optional() {
+        let mut r = record();
+        r.by = "drill".into();
+        r.drill = Some(DrillOutcome {
+            ok: false,
+            seconds: 1.5,
+            bytes: 42,
+            checks: vec!["files ok".into()],
+            failure: Some("integrity_check failed".into()),
+        });
+        assert_eq!(ProofRecord::decode(&r.encode(), "proof x").unwrap(), r);
+        let plain = record().encode();
+        assert!(!String::from_utf8_lossy(&plain).contains("drill"));
+        #[derive(serde::Deserialize)]
+        struct Older {
+            point: String,
+        }
+        let older: Older = serde_json::from_slice(&r.encode()).unwrap();
+        assert_eq!(older.point, r.point);
     }
 
     #[test]

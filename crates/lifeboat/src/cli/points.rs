@@ -31,13 +31,14 @@ pub fn run(ctx: &Context, a: PointsArgs) -> Result<()> {
         return Ok(());
     }
     outln!(
-        "{:<9} {:<24} {:<12} {:<18} {:>10} {:>10}  CONTENTS{}",
+        "{:<9} {:<24} {:<12} {:<18} {:>10} {:>10}  {:<10} CONTENTS{}",
         "ID",
         "TIME",
         "APP",
         "TAGS",
         "SIZE",
         "ADDED",
+        "PROVEN",
         if report.replicas.is_empty() {
             ""
         } else {
@@ -72,13 +73,14 @@ pub fn run(ctx: &Context, a: PointsArgs) -> Result<()> {
             local_time(&s.time)
         };
         outln!(
-            "{:<9} {:<24} {:<12} {:<18} {:>10} {:>10}  {}{copied}",
+            "{:<9} {:<24} {:<12} {:<18} {:>10} {:>10}  {:<10} {}{copied}",
             &s.id[..8],
             time,
             esc(&s.app),
             esc(&s.tags.join(",")),
             size(s.size),
             size(s.added),
+            proven(&s.proofs),
             contents.join("+")
         );
     }
@@ -101,6 +103,29 @@ pub fn run(ctx: &Context, a: PointsArgs) -> Result<()> {
             );
         }
     }
+    let failed: Vec<_> = report
+        .points
+        .iter()
+        .filter_map(|s| {
+            s.proofs
+                .last_drill
+                .as_ref()
+                .filter(|d| !d.ok)
+                .map(|d| (s, d))
+        })
+        .collect();
+    if !failed.is_empty() {
+        outln!("\nfailed drills (the newest drill of these points failed):");
+        for (s, d) in failed {
+            outln!(
+                "  {} on {} by {}: {}",
+                &s.id[..8],
+                local_time(&d.time),
+                esc(&d.hostname),
+                esc(d.failure.as_deref().unwrap_or("failed"))
+            );
+        }
+    }
     if report.points.iter().any(|s| s.future) {
         outln!(
             "\n* dated in the future (more than 5 minutes ahead of this machine's clock): not `latest` \
@@ -108,4 +133,16 @@ pub fn run(ctx: &Context, a: PointsArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The PROVEN column: the newest drill (`drill ok`, `DRILL FAILED`), else the most thorough
+/// check a restore recorded (`integrity`, `quick`), else `-`.
+fn proven(p: &lifeboat_core::PointProofs) -> &'static str {
+    match (&p.last_drill, p.check.as_deref()) {
+        (Some(d), _) if !d.ok => "DRILL FAIL",
+        (Some(_), _) => "drill ok",
+        (None, Some(lifeboat_core::CHECK_INTEGRITY)) => "integrity",
+        (None, Some(_)) => "quick",
+        (None, None) => "-",
+    }
 }

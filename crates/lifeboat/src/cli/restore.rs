@@ -136,6 +136,10 @@ pub struct RestoreArgs {
     /// rebuilt from continuous deltas by --at, whose bytes no proof record can name)
     #[arg(long, value_parser = parse_verify)]
     pub verify: Option<Verify>,
+    /// Run SQLite's check even where a proof record says these bytes already passed it (a
+    /// record can be written by anyone with the password; `lifeboat drill` always rechecks)
+    #[arg(long)]
+    pub recheck: bool,
     /// Print what was restored as JSON on stdout
     #[arg(long)]
     pub json: bool,
@@ -214,6 +218,8 @@ pub fn run(ctx: &Context, a: RestoreArgs) -> Result<()> {
         keep_setid: a.keep_setid,
         allow_unlisted: a.allow_unlisted,
         at,
+        recheck: a.recheck,
+        ..RestoreRequest::default()
     };
     let mut plan = lifeboat_app::restore_plan(&ctx.setup, &req)?;
     if let Some(t) = plan.at_time() {

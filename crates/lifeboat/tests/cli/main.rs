@@ -22,6 +22,9 @@ mod daemon;
 /// Wrong password, flipped byte, truncated and missing objects, newer format: detected, named,
 /// and restore refuses.
 mod damage;
+/// `lifeboat drill`: restore to scratch, every check, timed, recorded; damaged points fail
+/// loudly (issue 15 item 1).
+mod drill;
 /// Hand-made points whose paths escape `--to DIR` or lie beneath a symlink (issue 12 item 2).
 mod escape;
 /// Issue 12 items 8-10: stop/start and before/after_backup hooks, smoke queries, health URL,

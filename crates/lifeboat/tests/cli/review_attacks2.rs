@@ -309,6 +309,7 @@ fn a_restore_keeps_in_memory_only_its_own_points_proof_records() {
                 by: String::new(),
                 lifeboat_version: String::new(),
                 components: vec![db; n],
+                drill: None,
             })
             .unwrap();
     }

@@ -1,0 +1,376 @@
+//! `lifeboat drill`: proof that a point comes back. The point is restored into a private
+//! scratch directory, never in place and with no hook, with every check a restore has at its
+//! strictest, plus the ones only a drill can afford:
+//!
+//! - every chunk authenticated as it is read (as in any restore);
+//! - each SQLite database: its whole-database checksum, `integrity_check` and the row counts
+//!   against the point's, even where a proof record says they passed (`recheck`: a record can
+//!   be written by anyone with the password); its schema version is reported;
+//! - each PostgreSQL database restored into a new database of the same server (named
+//!   `<db>_drill_<id>`), dropped afterwards whatever happened;
+//! - files, secrets and config read back from the disk and compared with the point (cut again
+//!   with the repository's keyed chunker, the chunk ids compared: `lifeboat_sources::compare`);
+//! - the app's smoke queries, on the restored databases.
+//!
+//! The whole of it is timed, from opening the repository to the last check: the recovery time
+//! (RTO) this point would take. The outcome is stored in the repository as a proof record with
+//! `by = "drill"` (`docs/FORMAT.md` §16): a drill that passed proves the point's databases for
+//! later restores (which then skip SQLite's check), a failed one proves nothing and is kept so
+//! that `points` (and the alerts) show the failure. The scratch directory is removed.
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use lifeboat_core::{
+    hostname, ComponentKind, DrillOutcome, Error, ErrorKind, ObjectId, Progress, ProofRecord,
+    ProvenDatabase, Repository, Result, CHECK_INTEGRITY,
+};
+use lifeboat_sources::postgres::{db_name_with_suffix, drop_database};
+use lifeboat_sources::sqlite::Verify;
+use lifeboat_sources::{compare_tree, target_path, RestoreTarget};
+use serde::Serialize;
+
+use super::{plan, RestorePlan, RestoreRequest};
+use crate::setup::Setup;
+
+/// Which point to drill, and where.
+#[derive(Debug, Clone, Default)]
+pub struct DrillRequest {
+    /// The app (default: the config's only app).
+    pub app: Option<String>,
+    /// A point id prefix or `latest` (default).
+    pub point: Option<String>,
+    /// Where the scratch directory is made (default: the system's temporary directory). It
+    /// needs room for the point's files and databases.
+    pub scratch: Option<PathBuf>,
+}
+
+/// What a drill found. A drill that ran and failed is a report with `ok = false`, not an
+/// error: an error is a drill that could not run (no such point, repository unreachable).
+#[derive(Debug, Clone, Serialize)]
+pub struct DrillReport {
+    /// The app.
+    pub app: String,
+    /// The point drilled (hex id).
+    pub point: String,
+    /// When the point was taken (RFC 3339).
+    pub point_time: String,
+    /// Every check passed.
+    pub ok: bool,
+    /// From opening the repository to the last check, in seconds: the recovery time.
+    pub seconds: f64,
+    /// Bytes restored.
+    pub bytes: u64,
+    /// What was checked and passed, one line each.
+    pub checks: Vec<String>,
+    /// The first failure, when `ok` is false.
+    pub failure: Option<String>,
+    /// Its kind (for the exit code).
+    #[serde(skip)]
+    pub failure_kind: Option<ErrorKind>,
+    /// The drill record written to the repository (hex id); `None` when the store refused it
+    /// (then a warning says so).
+    pub record: Option<String>,
+}
+
+/// Drills a point: restores it into a scratch directory, checks everything, records the
+/// outcome in the repository and removes the scratch copy.
+pub fn drill(setup: &Setup, req: &DrillRequest, progress: &dyn Progress) -> Result<DrillReport> {
+    let started = Instant::now();
+    let base = req.scratch.clone().unwrap_or_else(std::env::temp_dir);
+    // Private (0700), made by this process: nobody else can change the copy under the checks.
+    let scratch = tempfile::Builder::new()
+        .prefix("lifeboat-drill-")
+        .tempdir_in(&base)
+        .map_err(|e| {
+            Error::io(format!("make a scratch directory in {}", base.display()), e)
+                .with_hint("pass --scratch DIR on a filesystem with room for the point")
+        })?;
+    let suffix = format!(
+        "_drill_{:x}{:x}",
+        std::process::id(),
+        jiff::Timestamp::now().as_millisecond() & 0xffff_ffff
+    );
+    let restore = RestoreRequest {
+        app: req.app.clone(),
+        point: req.point.clone(),
+        to: Some(scratch.path().to_path_buf()),
+        verify: Some(Verify::Full),
+        safety_point: false,
+        recheck: true,
+        write_proof: false,
+        pg_suffix: Some(suffix.clone()),
+        ..RestoreRequest::default()
+    };
+    let mut plan = match plan(setup, &restore) {
+        Ok(p) => p,
+        // The point's trees could not be read (damaged or missing in the store): a failed
+        // drill of that point, recorded as any other.
+        Err(e) if matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::Verify) => {
+            return unplanned(setup, req, e, started);
+        }
+        Err(e) => return Err(e),
+    };
+    let id = plan.id();
+    let point = plan.point().clone();
+    let mut done = Done::default();
+    let outcome = run_checks(&mut plan, &suffix, progress, &mut done);
+    let seconds = started.elapsed().as_secs_f64();
+    // The PostgreSQL databases it made go, whatever happened (each was checked not to exist
+    // before: the plan refuses a name that is taken).
+    let mut cleanup = Vec::new();
+    for c in point
+        .components
+        .iter()
+        .filter(|c| c.kind == ComponentKind::Postgres)
+    {
+        let Some(body) = &c.postgres else { continue };
+        let name = db_name_with_suffix(&body.database, &suffix);
+        let conn = plan.opts.postgres.connection_for(&body.database);
+        if let Err(e) = drop_database(&conn, &name) {
+            cleanup.push(format!("{e}; drop it by hand"));
+        }
+    }
+    let (ok, checks, bytes) = (outcome.is_ok(), done.checks, done.bytes);
+    let (failure, failure_kind) = match &outcome {
+        Ok(()) => (None, None),
+        Err(e) => (Some(describe(e)), Some(e.kind())),
+    };
+    // A failed drill proves nothing, not even the databases checked before the failure.
+    let proven = if ok { done.proven } else { Vec::new() };
+    for w in &cleanup {
+        tracing::warn!("drill of point {}: {w}", id.short());
+    }
+    let outcome = DrillOutcome {
+        ok,
+        seconds,
+        bytes,
+        checks: checks.clone(),
+        failure: failure.clone(),
+    };
+    let record_id = record(&mut plan.repo, &id, proven, outcome);
+    drop(scratch);
+    Ok(DrillReport {
+        app: point.app.clone(),
+        point: id.to_hex(),
+        point_time: point.time.clone(),
+        ok,
+        seconds,
+        bytes,
+        checks,
+        failure,
+        failure_kind,
+        record: record_id,
+    })
+}
+
+/// Writes the drill record of point `id` (best effort: a store that refuses it costs a
+/// warning); its id.
+fn record(
+    repo: &mut Repository,
+    id: &ObjectId,
+    proven: Vec<ProvenDatabase>,
+    outcome: DrillOutcome,
+) -> Option<String> {
+    let record = ProofRecord {
+        point: id.to_hex(),
+        time: {
+            let now = jiff::Timestamp::now();
+            now.round(jiff::Unit::Second).unwrap_or(now).to_string()
+        },
+        hostname: hostname(),
+        by: "drill".into(),
+        lifeboat_version: env!("CARGO_PKG_VERSION").to_string(),
+        components: proven,
+        drill: Some(outcome),
+    };
+    match repo.begin_restore().and_then(|s| s.record_proof(&record)) {
+        Ok(rid) => Some(rid.to_hex()),
+        Err(e) => {
+            tracing::warn!(
+                "drill of point {}: the outcome could not be recorded in the repository: {e}",
+                id.short()
+            );
+            None
+        }
+    }
+}
+
+/// A drill whose restore could not even be planned because the point's data is damaged:
+/// recorded as failed when the point itself can still be named (else the error is the
+/// drill's).
+fn unplanned(
+    setup: &Setup,
+    req: &DrillRequest,
+    failure: Error,
+    started: Instant,
+) -> Result<DrillReport> {
+    let config = setup.config()?;
+    let app = req.app.clone().or_else(|| {
+        config
+            .as_ref()
+            .and_then(|c| c.only_app())
+            .map(str::to_string)
+    });
+    let spec = req.point.clone().unwrap_or_else(|| "latest".into());
+    let found = setup.open(app.as_deref()).and_then(|repo| {
+        repo.find_point_with(app.as_deref(), &spec, false)
+            .map(|f| (repo, f))
+    });
+    let Ok((mut repo, (id, point))) = found else {
+        return Err(failure);
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    let text = describe(&failure);
+    let outcome = DrillOutcome {
+        ok: false,
+        seconds,
+        bytes: 0,
+        checks: Vec::new(),
+        failure: Some(text.clone()),
+    };
+    let record_id = record(&mut repo, &id, Vec::new(), outcome);
+    Ok(DrillReport {
+        app: point.app.clone(),
+        point: id.to_hex(),
+        point_time: point.time.clone(),
+        ok: false,
+        seconds,
+        bytes: 0,
+        checks: Vec::new(),
+        failure: Some(text),
+        failure_kind: Some(failure.kind()),
+        record: record_id,
+    })
+}
+
+/// An error as one line of a drill record: its message and hint.
+fn describe(e: &Error) -> String {
+    match e.hint() {
+        Some(h) => format!("{} (hint: {h})", e.message()),
+        None => e.message().to_string(),
+    }
+}
+
+/// What the checks got through.
+#[derive(Default)]
+struct Done {
+    checks: Vec<String>,
+    bytes: u64,
+    proven: Vec<ProvenDatabase>,
+}
+
+/// The restore and every check, in order; on a failure, what passed before it.
+fn run_checks(
+    plan: &mut RestorePlan,
+    suffix: &str,
+    progress: &dyn Progress,
+    done: &mut Done,
+) -> Result<()> {
+    let restored = plan.restore(progress)?;
+    let point = plan.point.clone();
+    let target = plan.opts.target.clone();
+    // Lines name what the point holds, not the scratch copy (gone when they are read).
+    let shown = |p: &str| match &target {
+        RestoreTarget::Into(dir) => Path::new(p)
+            .strip_prefix(dir)
+            .map_or_else(|_| p.to_string(), |rest| format!("/{}", rest.display())),
+        RestoreTarget::InPlace => p.to_string(),
+    };
+    for r in &restored {
+        done.bytes += r.bytes;
+        let verified = r.verified.replace(&r.path, &shown(&r.path));
+        done.checks.push(format!(
+            "{} {}: {verified}",
+            r.kind.as_str(),
+            shown(&r.path)
+        ));
+    }
+    for c in &point.components {
+        let at = target_path(&target, &c.path);
+        match c.kind {
+            ComponentKind::Sqlite => {
+                let Some(body) = &c.sqlite else { continue };
+                done.proven.push(ProvenDatabase {
+                    path: at.display().to_string(),
+                    checksum: body.checksum.clone(),
+                    page_count: body.page_count,
+                    check: CHECK_INTEGRITY.into(),
+                });
+                if let Some(v) = schema_version(&at) {
+                    done.checks.push(format!("db {}: schema {v}", c.path));
+                }
+            }
+            ComponentKind::Files | ComponentKind::Secret | ComponentKind::Config => {
+                let compared = plan.repo.begin_restore().and_then(|s| {
+                    let mut reader = s.reader();
+                    compare_tree(s.repository(), &mut reader, c, &at)
+                });
+                let t = compared?;
+                done.checks.push(format!(
+                    "{} {}: {} entries and {} read back, equal to the point",
+                    c.kind.as_str(),
+                    c.path,
+                    t.entries,
+                    crate::human::size(t.bytes)
+                ));
+            }
+            ComponentKind::Postgres => {
+                if let Some(body) = &c.postgres {
+                    done.checks.push(format!(
+                        "postgres {}: restored into {} and checked, dropped after the drill",
+                        body.database,
+                        db_name_with_suffix(&body.database, suffix)
+                    ));
+                }
+            }
+        }
+    }
+    let lines = plan.smoke()?;
+    done.checks.extend(lines.iter().map(|l| match &target {
+        RestoreTarget::Into(dir) => l.replace(&dir.display().to_string(), ""),
+        RestoreTarget::InPlace => l.clone(),
+    }));
+    Ok(())
+}
+
+/// The schema version a restored SQLite database says it has: `PRAGMA user_version` and, where
+/// the app's migration tool keeps one, its newest migration (Prisma, sqlx, Rails-style
+/// `schema_migrations`). `None` when the file cannot be opened (the checks before would have
+/// failed).
+fn schema_version(path: &Path) -> Option<String> {
+    use rusqlite::{Connection, OpenFlags};
+    let c = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NOFOLLOW,
+    )
+    .ok()?;
+    let user: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0)).ok()?;
+    let mut out = format!("user_version {user}");
+    for (table, column) in [
+        ("_prisma_migrations", "migration_name"),
+        ("_sqlx_migrations", "version"),
+        ("schema_migrations", "version"),
+    ] {
+        let exists: bool = c
+            .query_row(
+                "SELECT count(*) > 0 FROM sqlite_schema WHERE type = 'table' AND name = ?1",
+                [table],
+                |r| r.get(0),
+            )
+            .unwrap_or(false);
+        if exists {
+            let newest: Option<String> = c
+                .query_row(
+                    &format!("SELECT CAST(max(\"{column}\") AS TEXT) FROM \"{table}\""),
+                    [],
+                    |r| r.get(0),
+                )
+                .ok()
+                .flatten();
+            if let Some(v) = newest {
+                out.push_str(&format!(", {table} {}", crate::human::one_line(&v)));
+            }
+        }
+    }
+    Some(out)
+}
