@@ -787,3 +787,52 @@ fn several_databases_in_one_point_restore_side_by_side() {
     let counts: Vec<i64> = made.iter().map(|m| pg.count(m, "messages")).collect();
     assert!(counts.contains(&700) && counts.contains(&40), "{counts:?}");
 }
+
+/// `lifeboat drill` of a point with two PostgreSQL databases, uploads and secrets: each
+/// database restored into a new one on the same server, its row counts checked, and dropped
+/// after the drill; nothing of the live databases changes.
+#[test]
+fn a_drill_restores_each_database_beside_its_original_and_drops_it_after() {
+    let Some(pg) = Pg::get() else { return };
+    let env = Env::new();
+    env.init();
+    let a = unique(&env);
+    let b = format!("{a}_jobs");
+    make_chat(&pg, &a, 300);
+    make_chat(&pg, &b, 30);
+    make_files(&env);
+    let cfg = config(
+        &env,
+        &pg,
+        &pg.url("postgres"),
+        &format!("databases = [\"{a}\", \"{b}\"]"),
+    );
+    env.ok(&[&"--config", &cfg, &"backup", &"chatalot"]);
+    let before = pg.databases_like(&format!("{a}%"));
+    let (out, _) = env.ok(&[
+        &"--config",
+        &cfg,
+        &"drill",
+        &"chatalot",
+        &"--json",
+        &"--scratch",
+        &env.dir.path(),
+    ]);
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["ok"], true, "{r}");
+    let checks = r["checks"].to_string();
+    assert!(
+        checks.contains("_drill_") && checks.contains("dropped after the drill"),
+        "{checks}"
+    );
+    assert!(checks.contains("row counts"), "{checks}");
+    assert!(checks.contains("read back, equal to the point"), "{checks}");
+    let after = pg.databases_like(&format!("{a}%"));
+    for m in after.iter().filter(|m| !before.contains(m)) {
+        pg.adopt(m);
+    }
+    assert_eq!(after, before, "the drill's databases are dropped");
+    assert_eq!(pg.count(&a, "messages"), 300);
+    let points = point_json(&env, &cfg);
+    assert_eq!(points[0]["proofs"]["last_drill"]["ok"], true);
+}

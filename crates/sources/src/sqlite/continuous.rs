@@ -36,7 +36,8 @@ use serde::Serialize;
 
 use super::bases::Bases;
 use super::wal::{
-    read_frame_header, read_header, read_published, Poll, Published, WalCursor, WalFrame,
+    frames_in, read_frame_header, read_header, read_published, FrameHeader, Poll, Published,
+    WalCursor, WalFrame,
 };
 use super::{sql_err, src_err};
 
@@ -142,6 +143,9 @@ pub struct Follower {
     stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
     /// A generation of the log whose checksum chain breaks before SQLite's published end.
     unchained: Option<Unchained>,
+    /// A published end (`-shm`) that the log, read again from its first frame, showed to be
+    /// wrong: not acted on again while it stays the same.
+    disbelieved: Option<Published>,
 }
 
 /// A generation of the log whose checksum chain breaks before the end SQLite published (a
@@ -154,6 +158,12 @@ struct Unchained {
     salts: (u32, u32),
     /// The next slot to read; 0 until the heal has compared every page.
     next: u32,
+    /// The header of the last frame read (slot `next - 1`), as read: SQLite rebuilding its
+    /// wal-index from a damaged log (a writer killed while writing the index, or the index's
+    /// two copies made to differ) stops at the damage, drops every commit after it and
+    /// writes new ones over those slots, in the same generation. Seen as the published end
+    /// going back before `next` or this header changing: then every page is compared again.
+    last: Option<FrameHeader>,
 }
 
 fn begin(conn: &Connection, path: &Path) -> Result<()> {
@@ -287,6 +297,7 @@ impl Follower {
             bases: Bases::default(),
             stop: None,
             unchained: None,
+            disbelieved: None,
         };
         if ps != page_size {
             f.must_heal = Some(format!("the page size changed from {page_size} to {ps}"));
@@ -398,10 +409,15 @@ impl Follower {
                 // Read the new frame headers as they come (each is read once either way): when
                 // the log reaches the handover size, capture now and let go rather than at the
                 // end of the interval (an app may write thousands of frames a second).
+                // (Only when this scan read on: a log still long after a handover, the app
+                // quiet, stays long until the app's next write restarts it, and returning
+                // at once every time would spin.)
+                let before = self.log_position();
                 let mut carry = std::mem::take(&mut self.carry);
                 let res = self.scan(&mut carry);
                 self.carry = carry;
-                if res.is_err() || self.log_position() > HANDOVER_FRAMES {
+                let position = self.log_position();
+                if res.is_err() || (position > HANDOVER_FRAMES && position != before) {
                     return;
                 }
             }
@@ -504,10 +520,15 @@ impl Follower {
                 // of this generation was overwritten by another.
                 // (Also when SQLite published a commit in the very slot of the cursor's last
                 // one, with another checksum: a transaction as long as the orphan replaced it.)
+                // (Not a published end the log was already read again against and showed to
+                // be wrong: the disagreement is then in `-shm`, which a local user can write,
+                // and reading the generation again at every scan would change nothing.)
+                let disbelieved = self.disbelieved;
                 let short = |cur: &WalCursor| {
                     let mark = cur.mark();
                     published.is_some_and(|p| {
                         (p.salt1, p.salt2) == (cur.header().salt1, cur.header().salt2)
+                            && Some(p) != disbelieved
                             && (p.max_frame > mark.frame
                                 || (p.max_frame == mark.frame
                                     && mark.frame > 0
@@ -530,6 +551,7 @@ impl Follower {
                 }
                 let salts = (cur.header().salt1, cur.header().salt2);
                 let stopped = cur.position();
+                let was = cur.mark();
                 let mut again =
                     WalCursor::open(wal)?.filter(|c| (c.header().salt1, c.header().salt2) == salts);
                 let reached = match &mut again {
@@ -552,6 +574,10 @@ impl Follower {
                 );
                 match again {
                     Some(c) if reached >= max => {
+                        let same = c.mark();
+                        if (same.frame, same.cksum) == (was.frame, was.cksum) {
+                            self.disbelieved = published;
+                        }
                         self.cursor = Some(c);
                         Ok(())
                     }
@@ -559,7 +585,11 @@ impl Follower {
                     // published (damaged): compare every page, then follow the frames by
                     // their headers.
                     _ => {
-                        self.unchained = Some(Unchained { salts, next: 0 });
+                        self.unchained = Some(Unchained {
+                            salts,
+                            next: 0,
+                            last: None,
+                        });
                         self.must_heal = Some(format!(
                             "the WAL's checksum chain breaks before its last published commit (frame {max}, read to {reached})"
                         ));
@@ -601,13 +631,28 @@ impl Follower {
                 return Ok(());
             }
         };
+        let went_back = match u.last {
+            Some(last) => {
+                p.max_frame < last.frame.index
+                    || read_frame_header(wal, self.page_size, last.frame.index)? != Some(last)
+            }
+            None => p.max_frame.saturating_add(1) < u.next,
+        };
+        if went_back {
+            self.unchained = None;
+            self.must_heal = Some(
+                "the frames of a damaged WAL already read were replaced (its wal-index was rebuilt)"
+                    .into(),
+            );
+            return Ok(());
+        }
         let mut frames = Vec::new();
         while u.next <= p.max_frame {
             // Published but not in the file: nothing more to read now.
-            let Some((frame, salts)) = read_frame_header(wal, self.page_size, u.next)? else {
+            let Some(h) = read_frame_header(wal, self.page_size, u.next)? else {
                 break;
             };
-            if salts != u.salts {
+            if h.salts != u.salts {
                 let why = format!(
                     "frame {} of a damaged WAL, before its published end, is not of its generation",
                     u.next
@@ -616,7 +661,8 @@ impl Follower {
                 self.must_heal = Some(why);
                 return Ok(());
             }
-            frames.push(frame);
+            frames.push(h.frame);
+            u.last = Some(h);
             u.next += 1;
         }
         add(pages, &frames, &mut self.stats);
@@ -643,7 +689,7 @@ impl Follower {
             // once everything is backfilled and no reader holds it. Anchor again as soon as
             // the log shows a new generation (an emptied file counts), before a second
             // restart could follow.
-            while since.elapsed() < RESTART_WAIT {
+            while since.elapsed() < RESTART_WAIT && !self.stopping() {
                 let restarted = match (&self.wal, &old) {
                     (Some(w), Some(c)) => read_header(w)?
                         .is_none_or(|h| (h.salt1, h.salt2) != (c.header().salt1, c.header().salt2)),
@@ -1006,11 +1052,23 @@ impl Follower {
             .cursor
             .as_ref()
             .map(|c| (c.header().salt1, c.header().salt2));
+        // (A published end past the file is not believed: frames not in the file are in no
+        // snapshot, and a forged end would make the follower skip what comes.)
+        let in_file = match &self.wal {
+            Some(w) => frames_in(len_of(w, &self.wal_path)?, self.page_size),
+            None => 0,
+        };
         self.unchained = match (self.unchained.take(), published) {
             (Some(u), Some(p)) if Some(u.salts) == generation && (p.salt1, p.salt2) == u.salts => {
+                let end = p.max_frame.min(in_file);
+                let last = match &self.wal {
+                    Some(w) if end > 0 => read_frame_header(w, self.page_size, end)?,
+                    _ => None,
+                };
                 Some(Unchained {
                     salts: u.salts,
-                    next: p.max_frame + 1,
+                    next: end.saturating_add(1),
+                    last,
                 })
             }
             _ => None,
@@ -2141,5 +2199,225 @@ mod tests {
             .expect("the last commit is captured");
         assert!(!change.pairs.is_empty());
         assert_eq!(differing(&path, f.table(), w), 0);
+    }
+
+    /// Review of d0391ca (pre-existing in `wait`). After a handover, an app that goes quiet
+    /// never restarts the log (SQLite restarts it at its next write), so the follower's read
+    /// position stays past HANDOVER_FRAMES: `wait` then returns at once every time (its scan
+    /// finds `log_position() > HANDOVER_FRAMES`), `has_news` finds nothing, and the capture
+    /// loop (`run_capture`: wait, has_news, continue) spins at full CPU until the app writes.
+    #[test]
+    fn review_an_idle_app_after_a_handover_does_not_make_wait_spin() {
+        let dir = tempfile::tempdir().unwrap();
+        let (app, path) = quiet_app(dir.path());
+        let mut repo = test_repo(dir.path());
+        let mut s = repo.begin_backup().unwrap();
+        let w = s.writer();
+        let key = w.checksum_key();
+        let mut f = Follower::open(&path, Vec::new(), DbChecksum::default(), 4096, None).unwrap();
+        f.poll(w, &key).unwrap();
+        app.execute(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 4200)
+             INSERT INTO t(id, v) SELECT i, hex(randomblob(1950)) FROM n",
+            [],
+        )
+        .unwrap();
+        f.poll(w, &key).unwrap().expect("a change");
+        assert!(f.released.is_some(), "a handover");
+        // The app checkpoints (as its autocheckpoint would) and then writes nothing.
+        app.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+            .unwrap();
+        f.wait(Duration::from_millis(10)); // anchors again (waits up to 1 s for a restart)
+        assert!(!f.has_news().unwrap());
+        // The capture loop for 1 s with a 200 ms interval: about 5 rounds expected.
+        let t = Instant::now();
+        let mut rounds = 0u32;
+        while t.elapsed() < Duration::from_secs(1) {
+            f.wait(Duration::from_millis(200));
+            assert!(!f.has_news().unwrap());
+            rounds += 1;
+        }
+        assert!(
+            rounds <= 10,
+            "{rounds} rounds of wait + has_news in 1 s: wait does not wait ({:?})",
+            f.stats()
+        );
+    }
+
+    /// Review of fb48b24. While a damaged generation is followed by frame headers alone
+    /// (`Unchained`), SQLite may rebuild its wal-index from the log (recovery: a writer
+    /// killed while writing the wal-index header, or one whose two copies differ for any
+    /// reason): recovery stops at the damaged frame, so SQLite's published end goes back to
+    /// the last commit before the damage, and the app's next transactions are written from
+    /// there, in the same generation, over slots the follower already read. `scan_unchained`
+    /// reads only from its slot on, up to the published end: it reads nothing (the end is now
+    /// below its slot), and when the end passes it again, skips the rewritten slots. The
+    /// app's commits are never captured (no heal: nothing looks wrong).
+    #[test]
+    fn review_a_wal_index_recovered_while_unchained_does_not_hide_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let (app, path) = quiet_app(dir.path());
+        let mut repo = test_repo(dir.path());
+        let mut s = repo.begin_backup().unwrap();
+        let w = s.writer();
+        let key = w.checksum_key();
+        let mut f = Follower::open(&path, Vec::new(), DbChecksum::default(), 4096, None).unwrap();
+        f.poll(w, &key).unwrap();
+        let put = |i: i64| {
+            app.execute(
+                "INSERT INTO t VALUES (?1, ?2)",
+                (i, format!("{i} {}", "d".repeat(1500))),
+            )
+            .unwrap();
+        };
+        put(1);
+        f.poll(w, &key).unwrap().expect("captured");
+        // As in `a_damaged_log_costs_one_comparison_not_one_per_poll`.
+        put(2);
+        let wal_path = dir.path().join("app.db-wal");
+        let frames_before = (std::fs::metadata(&wal_path).unwrap().len() - 32) / (24 + 4096);
+        put(3);
+        let wal = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&wal_path)
+            .unwrap();
+        use std::os::unix::fs::FileExt;
+        let at = 32 + frames_before * (24 + 4096) + 16;
+        let mut sum = [0u8; 4];
+        wal.read_exact_at(&mut sum, at).unwrap();
+        sum[0] ^= 0x55;
+        wal.write_all_at(&sum, at).unwrap();
+        let change = f.poll(w, &key).unwrap().expect("captured");
+        assert!(change.healed.is_some(), "the damage is seen");
+        for i in 4..10 {
+            put(i);
+            f.poll(w, &key).unwrap().expect("captured");
+        }
+        assert!(f.unchained.as_ref().is_some_and(|u| u.next > 0));
+        assert_eq!(differing(&path, f.table(), w), 0);
+        // The wal-index header's two copies made to differ (as a writer killed while writing
+        // it leaves them): the app's next transaction recovers the wal-index from the log.
+        let shm = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(dir.path().join("app.db-shm"))
+            .unwrap();
+        let mut b = [0u8; 1];
+        shm.read_exact_at(&mut b, 48 + 8).unwrap(); // iChange of the second copy
+        b[0] ^= 1;
+        shm.write_all_at(&b, 48 + 8).unwrap();
+        let n: i64 = app
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 2, "SQLite's recovery stopped at the damaged frame");
+        put(100);
+        f.wait(Duration::from_millis(5));
+        f.poll(w, &key).unwrap();
+        f.wait(Duration::from_millis(5));
+        f.poll(w, &key).unwrap();
+        let stats = f.stats().clone();
+        assert_eq!(
+            differing(&path, f.table(), w),
+            0,
+            "the app's commit after the recovery was not captured: {stats:?}"
+        );
+    }
+
+    /// Review of fb48b24. The app's user writes `-shm`: a wal-index header (both copies, its
+    /// checksum right) that publishes frame u32::MAX of the current generation, after a
+    /// damaged frame. `heal` computes `p.max_frame + 1`: a panic in a debug build (the
+    /// capture thread dies), and in release it wraps to 0, which means "heal not done yet",
+    /// so the next scan breaks the chain again and every poll compares every page.
+    #[test]
+    fn review_a_forged_published_end_does_not_overflow() {
+        let dir = tempfile::tempdir().unwrap();
+        let (app, path) = quiet_app(dir.path());
+        let mut repo = test_repo(dir.path());
+        let mut s = repo.begin_backup().unwrap();
+        let w = s.writer();
+        let key = w.checksum_key();
+        let mut f = Follower::open(&path, Vec::new(), DbChecksum::default(), 4096, None).unwrap();
+        f.poll(w, &key).unwrap();
+        for i in 1..4 {
+            app.execute("INSERT INTO t VALUES (?1, 'x')", (i,)).unwrap();
+        }
+        use std::os::unix::fs::FileExt;
+        let wal = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(dir.path().join("app.db-wal"))
+            .unwrap();
+        // Damage the first frame's checksum.
+        let mut b = [0u8; 1];
+        wal.read_exact_at(&mut b, 32 + 16).unwrap();
+        b[0] ^= 0x55;
+        wal.write_all_at(&b, 32 + 16).unwrap();
+        let shm = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(dir.path().join("app.db-shm"))
+            .unwrap();
+        let mut h = [0u8; 48];
+        shm.read_exact_at(&mut h, 0).unwrap();
+        h[16..20].copy_from_slice(&u32::MAX.to_ne_bytes());
+        let sum = super::super::wal::checksum(cfg!(target_endian = "big"), &h[..40], (0, 0));
+        h[40..44].copy_from_slice(&sum.0.to_ne_bytes());
+        h[44..48].copy_from_slice(&sum.1.to_ne_bytes());
+        shm.write_all_at(&h, 0).unwrap();
+        shm.write_all_at(&h, 48).unwrap();
+        for _ in 0..3 {
+            let _ = f.poll(w, &key);
+        }
+        assert!(f.stats().heals <= 2, "{:?}", f.stats());
+    }
+
+    /// Review (pre-existing since the `frame_cksum` check, not fixed by fb48b24). The app's
+    /// user rewrites one field of `-shm`: the checksum of the last published frame
+    /// (`aFrameCksum`), both copies, header checksum right. `short` then holds at every scan
+    /// (`max_frame == mark.frame`, another checksum), the generation is read again from
+    /// frame 1, reaches `max_frame`, and the cursor is replaced by an identical one: with an
+    /// idle app this repeats at every scan of `wait` (every 20 ms), each time reading the
+    /// whole generation (up to 16 MiB) and logging a warning. No heal ever ends it.
+    #[test]
+    fn review_a_forged_frame_checksum_in_shm_is_not_reread_every_scan() {
+        let dir = tempfile::tempdir().unwrap();
+        let (app, path) = quiet_app(dir.path());
+        let mut repo = test_repo(dir.path());
+        let mut s = repo.begin_backup().unwrap();
+        let w = s.writer();
+        let key = w.checksum_key();
+        let mut f = Follower::open(&path, Vec::new(), DbChecksum::default(), 4096, None).unwrap();
+        f.poll(w, &key).unwrap();
+        app.execute(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000)
+             INSERT INTO t(id, v) SELECT i, hex(randomblob(1950)) FROM n",
+            [],
+        )
+        .unwrap();
+        f.poll(w, &key).unwrap().expect("a change");
+        use std::os::unix::fs::FileExt;
+        let shm = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(dir.path().join("app.db-shm"))
+            .unwrap();
+        let mut h = [0u8; 48];
+        shm.read_exact_at(&mut h, 0).unwrap();
+        h[24] ^= 1; // aFrameCksum[0]
+        let sum = super::super::wal::checksum(cfg!(target_endian = "big"), &h[..40], (0, 0));
+        h[40..44].copy_from_slice(&sum.0.to_ne_bytes());
+        h[44..48].copy_from_slice(&sum.1.to_ne_bytes());
+        shm.write_all_at(&h, 0).unwrap();
+        shm.write_all_at(&h, 48).unwrap();
+        let before = f.stats().frames;
+        f.wait(Duration::from_millis(500));
+        let read = f.stats().frames - before;
+        let st = f.stats().clone();
+        assert!(
+            st.rewinds <= 1 && st.heals <= 2,
+            "one forged field in -shm: {} rewinds in 0.5 s, {read} frames read ({st:?})",
+            st.rewinds
+        );
     }
 }

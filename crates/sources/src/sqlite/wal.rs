@@ -85,6 +85,9 @@ pub struct WalCursor {
     broke: bool,
     /// Frames read so far, counting those read again.
     frames_read: u64,
+    /// Where a read of the open transaction from its first frame stopped last, with the
+    /// header found there (see `poll`).
+    stuck: Option<FrameHeader>,
 }
 
 fn corrupt(what: String) -> Error {
@@ -203,29 +206,42 @@ pub fn read_published(shm: &File) -> Result<Option<Published>> {
     Ok(None)
 }
 
-/// The header of the frame in `slot` (from 1) of a log of `page_size` pages, unchecked: the
-/// frame (page number, database size for a commit frame) and its salts. `None` past the end
-/// of the file.
-pub fn read_frame_header(
-    file: &File,
-    page_size: u32,
-    slot: u32,
-) -> Result<Option<(WalFrame, (u32, u32))>> {
+/// The 24-byte header of one frame, as stored (unchecked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameHeader {
+    /// The frame (page number, database size for a commit frame).
+    pub frame: WalFrame,
+    /// Its salts.
+    pub salts: (u32, u32),
+    /// The checksum it carries (of the chain up to it).
+    pub cksum: (u32, u32),
+}
+
+/// The header of the frame in `slot` (from 1) of a log of `page_size` pages, unchecked.
+/// `None` past the end of the file.
+pub fn read_frame_header(file: &File, page_size: u32, slot: u32) -> Result<Option<FrameHeader>> {
     let frame_len = (FRAME_HEADER_LEN as u64) + u64::from(page_size);
     let at = HEADER_LEN as u64 + u64::from(slot.saturating_sub(1)) * frame_len;
     let mut h = [0u8; FRAME_HEADER_LEN];
     match file.read_exact_at(&mut h, at) {
-        Ok(()) => Ok(Some((
-            WalFrame {
+        Ok(()) => Ok(Some(FrameHeader {
+            frame: WalFrame {
                 index: slot,
                 pgno: be32(&h, 0),
                 commit_size: be32(&h, 4),
             },
-            (be32(&h, 8), be32(&h, 12)),
-        ))),
+            salts: (be32(&h, 8), be32(&h, 12)),
+            cksum: (be32(&h, 16), be32(&h, 20)),
+        })),
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
         Err(e) => Err(Error::io("read the WAL", e)),
     }
+}
+
+/// Frames a log of `len` bytes and `page_size` pages holds whole.
+pub fn frames_in(len: u64, page_size: u32) -> u32 {
+    let frame_len = (FRAME_HEADER_LEN as u64) + u64::from(page_size);
+    (len.saturating_sub(HEADER_LEN as u64) / frame_len).min(u64::from(u32::MAX)) as u32
 }
 
 impl WalCursor {
@@ -240,6 +256,7 @@ impl WalCursor {
             commit_sum: header.checksum,
             broke: false,
             frames_read: 0,
+            stuck: None,
         }))
     }
 
@@ -284,6 +301,7 @@ impl WalCursor {
             commit_sum: sum,
             broke: false,
             frames_read: 0,
+            stuck: None,
         }))
     }
 
@@ -336,19 +354,36 @@ impl WalCursor {
         // overwritten by a shorter one that never reaches the read's position is left to the
         // caller, which sees SQLite publish a commit the read did not reach; `rewind`.)
         let carried = !self.pending.is_empty();
-        match self.read_frames(file)? {
-            Poll::Committed(f) if carried && self.broke => {
-                self.rewind();
-                let mut again = self.read_frames(file)?;
-                if let Poll::Committed(g) = &mut again {
-                    let mut all = f;
-                    all.append(g);
-                    return Ok(Poll::Committed(all));
-                }
-                Ok(again)
-            }
-            other => Ok(other),
+        let first = self.read_frames(file)?;
+        let Poll::Committed(f) = first else {
+            return Ok(first);
+        };
+        if !self.broke {
+            self.stuck = None;
+            return Ok(Poll::Committed(f));
         }
+        // Stopped where the last read stopped, at a frame whose header has not changed since:
+        // a page rewritten in place there (its checksum stays stale until the commit, which
+        // rewrites that header) or a frame still being written. Reading the transaction again
+        // would stop there again (or earlier): wait for that header to change.
+        let here = read_frame_header(file, self.header.page_size, self.next)?;
+        if !carried || (here.is_some() && self.stuck == here) {
+            self.stuck = here;
+            return Ok(Poll::Committed(f));
+        }
+        self.rewind();
+        let mut again = self.read_frames(file)?;
+        self.stuck = if self.broke {
+            read_frame_header(file, self.header.page_size, self.next)?
+        } else {
+            None
+        };
+        if let Poll::Committed(g) = &mut again {
+            let mut all = f;
+            all.append(g);
+            return Ok(Poll::Committed(all));
+        }
+        Ok(again)
     }
 
     /// Goes back to the last commit frame read: the frames of the open transaction read so
@@ -379,7 +414,7 @@ impl WalCursor {
 
     /// The salts of the frame in `slot` (from 1), `None` past the end of the file.
     pub fn slot_salts(&self, file: &File, slot: u32) -> Result<Option<(u32, u32)>> {
-        Ok(read_frame_header(file, self.header.page_size, slot)?.map(|(_, salts)| salts))
+        Ok(read_frame_header(file, self.header.page_size, slot)?.map(|h| h.salts))
     }
 
     /// Reads on from the position; `broke` says whether the read stopped at a frame of this
@@ -626,5 +661,70 @@ mod tests {
             checksum(true, &words, (0, 0)),
             (1 << 24, (2 << 24) + (1 << 24))
         );
+    }
+}
+
+#[cfg(test)]
+mod review_follow_tests {
+    use super::*;
+    use rusqlite::Connection;
+
+    /// Review of f73fed7. A spilled page rewritten in place (SQLite overwrites the page bytes
+    /// of its frame and leaves the checksum stale until the commit) *before* the cursor read
+    /// that frame: the read stops there; at every later poll the carried transaction breaks
+    /// at the same frame, is rewound and read again from its first frame, and breaks there
+    /// again. An open transaction is read once per poll (every 20 ms in `wait`), as before
+    /// f73fed7, until it commits.
+    #[test]
+    fn review_a_page_rewritten_ahead_of_the_cursor_is_not_read_again_at_every_poll() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.db");
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0;
+             CREATE TABLE t(id INTEGER PRIMARY KEY, body TEXT);
+             INSERT INTO t VALUES (1, 'x');",
+        )
+        .unwrap();
+        let wal = dir.path().join("app.db-wal");
+        let f = File::open(&wal).unwrap();
+        let mut cur = WalCursor::open(&f).unwrap().unwrap();
+        match cur.poll(&f).unwrap() {
+            Poll::Committed(v) => assert!(!v.is_empty()),
+            Poll::Restarted => panic!(),
+        }
+        c.execute_batch("PRAGMA cache_size = 5").unwrap();
+        let tx = c.unchecked_transaction().unwrap();
+        let big = |from: i64, n: i64| {
+            for i in from..from + n {
+                tx.execute(
+                    "INSERT INTO t(id, body) VALUES (?1, ?2)",
+                    (i, format!("{i} {}", "y".repeat(3000))),
+                )
+                .unwrap();
+            }
+        };
+        // Many frames, then rows of the early ones written again (their frames rewritten in
+        // place), then more frames: all before the cursor looks.
+        big(10, 400);
+        tx.execute(
+            "UPDATE t SET body = 'z' || body WHERE id BETWEEN 300 AND 320",
+            [],
+        )
+        .unwrap();
+        big(1000, 50);
+        assert_eq!(cur.poll(&f).unwrap(), Poll::Committed(Vec::new()));
+        assert!(cur.in_transaction());
+        let stuck = cur.position();
+        let before = cur.frames_read();
+        for _ in 0..10 {
+            assert_eq!(cur.poll(&f).unwrap(), Poll::Committed(Vec::new()));
+        }
+        let again = cur.frames_read() - before;
+        assert!(
+            again < 50,
+            "10 polls of an unchanged open transaction read {again} frames (stopped at frame {stuck})"
+        );
+        drop(tx);
     }
 }
