@@ -44,6 +44,7 @@
 //! schedule = "hourly"                        # backups; also "every 15m", "0 3 * * *"
 //! copy_schedule = "daily"                    # copy to copy_to
 //! forget_schedule = "daily"                  # forget by [app.chat.keep], then prune
+//! drill = "weekly"                           # restore into a scratch place and check it all
 //! random_delay = "5m"                        # start up to 5 min after the slot
 //! # timezone = "Europe/Berlin"                # of cron fields (default: [daemon] or system)
 //! continuous = "1s"                          # lifeboat run captures the SQLite dbs' changes
@@ -186,6 +187,11 @@ pub struct AppConfig {
     pub copy_schedule: Option<Schedule>,
     /// When `lifeboat run` forgets points by the app's `[keep]` policies and prunes.
     pub forget_schedule: Option<Schedule>,
+    /// When `lifeboat run` drills the app: its newest point, and every fourth drill a random
+    /// older one (old points rot too), restored into a scratch place and checked
+    /// (`lifeboat drill`). Also spelled `drill`.
+    #[serde(alias = "drill")]
+    pub drill_schedule: Option<Schedule>,
     /// Each scheduled run starts up to this long after its slot (spreads many hosts' runs).
     #[serde(default, deserialize_with = "crate::hooks::de_duration")]
     pub random_delay: Option<std::time::Duration>,
@@ -271,6 +277,9 @@ pub struct DaemonConfig {
     pub state_file: Option<PathBuf>,
     /// Default time zone of every app's schedules (IANA name; else the system's).
     pub timezone: Option<String>,
+    /// Where scheduled drills make their scratch copies (default: `$TMPDIR`, else `/tmp`).
+    /// It needs room for the largest point; a RAM-backed `/tmp` holds it in memory.
+    pub scratch_dir: Option<PathBuf>,
 }
 
 /// `[[app.NAME.postgres]]`: databases on one PostgreSQL server.

@@ -89,6 +89,7 @@ fn job_specs<'a>(config: &'a Config, o: &InstallOptions) -> Vec<JobSpec<'a>> {
             (JobKind::Backup, "schedule", &a.schedule),
             (JobKind::Copy, "copy_schedule", &a.copy_schedule),
             (JobKind::Forget, "forget_schedule", &a.forget_schedule),
+            (JobKind::Drill, "drill_schedule", &a.drill_schedule),
         ] {
             let Some(schedule) = s else { continue };
             // The same operations `lifeboat run` runs for the job (jobs::run_job).
@@ -102,6 +103,16 @@ fn job_specs<'a>(config: &'a Config, o: &InstallOptions) -> Vec<JobSpec<'a>> {
                             .map(|r| base(&["-r", r, "forget", name, "--prune"])),
                     )
                     .collect(),
+                // (The newest point: the daemon's every-fourth-day older point needs its
+                // state; run `lifeboat drill APP POINT` by hand for a chosen one.)
+                JobKind::Drill => {
+                    let mut v = vec!["drill".to_string(), name.clone()];
+                    if let Some(d) = &config.daemon.scratch_dir {
+                        v.extend(["--scratch".to_string(), d.display().to_string()]);
+                    }
+                    let v: Vec<&str> = v.iter().map(String::as_str).collect();
+                    vec![base(&v)]
+                }
             };
             out.push(JobSpec {
                 app: name,
@@ -451,6 +462,14 @@ fn needs(config: &Config, o: &InstallOptions) -> Needs {
                 .flatten()
                 .cloned(),
         );
+    }
+    if let Some(dir) = &config.daemon.scratch_dir {
+        if config.app.values().any(|a| a.drill_schedule.is_some()) {
+            add(
+                dir.clone(),
+                "drills' scratch copies ([daemon] scratch_dir)".into(),
+            );
+        }
     }
     for (name, a) in &config.app {
         // Each source's directory: SQLite keeps its -wal and -shm beside the database (even
@@ -911,6 +930,7 @@ pub fn systemd_timers(config: &Config, o: &InstallOptions) -> Result<Vec<UnitFil
             JobKind::Backup => "backup",
             JobKind::Copy => "copy to replicas",
             JobKind::Forget => "forget and prune",
+            JobKind::Drill => "restore drill",
         };
         let header = vec![
             format!(

@@ -16,6 +16,7 @@ use crate::forget::{plan as forget_plan, ForgetRequest};
 use crate::human::{duration_ms, size};
 use crate::job_state::{JobRecord, JobsState, Outcome};
 use crate::password::PasswordSource;
+use crate::restore::{drill, DrillRequest};
 use crate::schedule::Schedule;
 use crate::setup::Setup;
 
@@ -29,6 +30,8 @@ pub enum JobKind {
     Copy,
     /// `lifeboat forget APP --prune` in its repository and in each replica.
     Forget,
+    /// `lifeboat drill APP`: the newest point, every fourth run a random older one.
+    Drill,
 }
 
 impl JobKind {
@@ -38,6 +41,7 @@ impl JobKind {
             JobKind::Backup => "backup",
             JobKind::Copy => "copy",
             JobKind::Forget => "forget",
+            JobKind::Drill => "drill",
         }
     }
 }
@@ -157,6 +161,7 @@ pub fn jobs(config: &Config) -> Result<Vec<Job>> {
             (JobKind::Backup, &a.schedule),
             (JobKind::Copy, &a.copy_schedule),
             (JobKind::Forget, &a.forget_schedule),
+            (JobKind::Drill, &a.drill_schedule),
         ] {
             if let Some(schedule) = s {
                 out.push(Job {
@@ -268,8 +273,67 @@ pub fn run_job(config: &Config, password: &PasswordSource, job: &Job) -> Result<
             out.summary = parts.join("; ");
             out.requests = total;
         }
+        JobKind::Drill => {
+            let s = setup(None);
+            let point = drill_pick(&s, &app)?;
+            let r = drill(
+                &s,
+                &DrillRequest {
+                    app: Some(app),
+                    point,
+                    scratch: config.daemon.scratch_dir.clone(),
+                },
+                &NoProgress,
+            )?;
+            out.point = Some(r.point.clone());
+            out.requests = requests(&s);
+            if !r.ok {
+                // A failed drill is a failed job: the state file, `schedule` and the retries
+                // see it (the outcome is recorded in the repository either way).
+                return Err(Error::new(
+                    r.failure_kind.unwrap_or(ErrorKind::Verify),
+                    format!(
+                        "drill of point {} failed: {}",
+                        &r.point[..8],
+                        r.failure.as_deref().unwrap_or("a check failed")
+                    ),
+                ));
+            }
+            out.summary = format!(
+                "point {} drilled: every check passed in {:.1} s, {} restored",
+                &r.point[..8],
+                r.seconds,
+                size(r.bytes)
+            );
+        }
     }
     Ok(out)
+}
+
+/// Which point a scheduled drill takes: the newest (`None`), except on every fourth day-slot
+/// (a hash of the host, the app and the day, so it is spread and repeatable) a random one of
+/// the older points: an old point can rot (a pack damaged or deleted) while the newest
+/// passes every drill.
+fn drill_pick(s: &Setup, app: &str) -> Result<Option<String>> {
+    let day = Timestamp::now().as_second() / 86_400;
+    let h = blake3::hash(format!("{}|{app}|{day}", lifeboat_core::hostname()).as_bytes());
+    let x = u64::from_le_bytes(h.as_bytes()[..8].try_into().expect("8 bytes"));
+    if x % 4 != 0 {
+        return Ok(None);
+    }
+    let repo = s.open(Some(app))?;
+    let mut older: Vec<_> = repo
+        .points()?
+        .into_iter()
+        .filter(|(_, p)| p.app == app)
+        .collect();
+    older.sort_by_key(|(_, p)| p.timestamp().ok());
+    older.pop();
+    if older.is_empty() {
+        return Ok(None);
+    }
+    let (id, _) = &older[((x / 4) % older.len() as u64) as usize];
+    Ok(Some(id.to_hex()))
 }
 
 fn requests(s: &Setup) -> u64 {
