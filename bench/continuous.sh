@@ -183,6 +183,26 @@ run_variant() {
       res verify FAILED; log "$v: verify FAILED: $(cat "$W/verify.json")"
     fi
     rm -f "$W/restore/chat.db"
+    if [ "$v" = lifeboat ]; then
+      # The same restore with --verify quick (the whole-file quick_check instead of
+      # integrity_check: Litestream's restore checks nothing), then a drill of the newest
+      # point (issue 15: restore to a scratch place and every check, timed).
+      log "$v: restore to $T with --verify quick"
+      /usr/bin/time -f '%e %U %S %M %x' -o "$W/restore-quick.time" \
+        "$LIFEBOAT" -c "$W/lifeboat.toml" restore chat --at "$T" --only db --verify quick -o "$W/restore/chat.db" > "$W/restore-quick.log" 2>&1 || true
+      res restore_quick_time "$(tail -1 "$W/restore-quick.time")"
+      if python3 "$HERE/verify.py" "$W/restore/chat.db" --ref "$W/mid-ref.json" > "$W/verify-quick.json"; then
+        res verify_quick ok
+      else
+        res verify_quick FAILED
+      fi
+      rm -f "$W/restore/chat.db"
+      log "$v: drill of the newest point"
+      /usr/bin/time -f '%e %U %S %M %x' -o "$W/drill.time" \
+        "$LIFEBOAT" -c "$W/lifeboat.toml" drill chat --scratch "$W/restore" --json > "$W/drill.json" 2> "$W/drill.log" || true
+      res drill_time "$(tail -1 "$W/drill.time")"
+      res drill_ok "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["ok"])' "$W/drill.json" 2>/dev/null || echo none)"
+    fi
   fi
   rm -f "$W/mid.db" "$W/live.db" "$W/live.db-wal" "$W/live.db-shm"
   log "$v: done"

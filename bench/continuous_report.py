@@ -122,6 +122,14 @@ def variant(dirpath):
         m["restore_rss_mib"] = round(int(rss) / 1024, 1)
         m["restore_rc"] = int(rc)
         m["verify"] = r.get("verify")
+    for key, name in (("restore_quick_time", "restore_quick"), ("drill_time", "drill")):
+        if key in r:
+            w, u, s, rss, rc = r[key].split()
+            m[name + "_wall_s"] = float(w)
+            m[name + "_cpu_s"] = round(float(u) + float(s), 2)
+            m[name + "_rss_mib"] = round(int(rss) / 1024, 1)
+    m["verify_quick"] = r.get("verify_quick")
+    m["drill_ok"] = r.get("drill_ok")
     m["T"] = r.get("T")
     mj = os.path.join(dirpath, "mutate.json")
     if os.path.exists(mj):
@@ -189,6 +197,10 @@ def main():
     row("idle window: objects created / bytes added", lambda m: "%d in %s s / %d" % (m["idle_objects"], m["idle_window_s"], m["idle_bytes"]))
     row("restore to T: wall s (CPU s, RSS MiB)", lambda m: "%.2f (%.2f, %.0f)" % (m["restore_wall_s"], m["restore_cpu_s"], m["restore_rss_mib"]))
     row("restore = .backup at T (verify.py)", lambda m: m["verify"])
+    row("restore to T --verify quick: wall s (CPU s, RSS MiB); = .backup", lambda m: "%.2f (%.2f, %.0f); %s" % (
+        m["restore_quick_wall_s"], m["restore_quick_cpu_s"], m["restore_quick_rss_mib"], m["verify_quick"]))
+    row("drill of the newest point: wall s (CPU s, RSS MiB), passed", lambda m: "%.2f (%.2f, %.0f), %s" % (
+        m["drill_wall_s"], m["drill_cpu_s"], m["drill_rss_mib"], m["drill_ok"]))
     row("local state beside the DB, MiB", lambda m: mib(m["local_state_bytes"]))
     print()
     if "litestream" in vs and "lifeboat" in vs:
@@ -211,6 +223,8 @@ def main():
         t("daemon CPU during the day, s", B["cpu_day_s"], L["cpu_day_s"], 0.5, "%.2f")
         t("daemon CPU over the first life (startup + day), s", B["cpu_life1_s"], L["cpu_life1_s"], 0.5, "%.2f")
         t("restore to the middle of the day, s", B["restore_wall_s"], L["restore_wall_s"], 0.3, "%.2f")
+        if "restore_quick_wall_s" in B:
+            t("restore to the middle of the day, --verify quick, s", B["restore_quick_wall_s"], L["restore_wall_s"], 0.3, "%.2f")
         hwm = max(B["hwm_life1_mib"], B["hwm_restart_mib"])
         print("| peak RSS, MiB | %.1f | %.1f | | <= 100 MiB | %s |" % (
             hwm, max(L["hwm_life1_mib"], L["hwm_restart_mib"]), "yes" if hwm <= 100 else "**no**"))
