@@ -331,7 +331,9 @@ fn after_downtime_across_two_slots_a_job_runs_once_at_start() {
     );
     let (code, log) = d.stop(60);
     assert_eq!(code, 0, "{log}");
-    assert_eq!(points_of(&env, &main, "chat"), 1);
+    // (At least one: on a loaded machine the next slot may come before the stop.)
+    let first_life = points_of(&env, &main, "chat");
+    assert!(first_life >= 1);
 
     // Down across two slots.
     std::thread::sleep(Duration::from_secs(13));
@@ -362,7 +364,7 @@ fn after_downtime_across_two_slots_a_job_runs_once_at_start() {
     assert_eq!(before_next, 1, "{}", d.log());
     let (code, log) = d.stop(60);
     assert_eq!(code, 0, "{log}");
-    assert!(points_of(&env, &main, "chat") >= 2);
+    assert!(points_of(&env, &main, "chat") > first_life);
 }
 
 #[test]
