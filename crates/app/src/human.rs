@@ -27,6 +27,17 @@ pub fn duration_ms(ms: u64) -> String {
     }
 }
 
+/// An age or a period: "45 s", "12 min", "5 h 03 min", "3 d 4 h" (a negative one counts as 0).
+pub fn age(d: jiff::SignedDuration) -> String {
+    let s = d.as_secs().max(0);
+    match s {
+        0..=89 => format!("{s} s"),
+        90..=5399 => format!("{} min", (s + 30) / 60),
+        5400..=172_799 => format!("{} h {:02} min", s / 3600, (s % 3600) / 60),
+        _ => format!("{} d {} h", s / 86_400, (s % 86_400) / 3600),
+    }
+}
+
 /// `s` on one line: every control character (a newline above all) shown as `\xHH`, so a
 /// value can never start a line of its own in a log, a generated systemd unit or a crontab.
 pub fn one_line(s: &str) -> String {
@@ -51,5 +62,11 @@ mod tests {
         assert_eq!(super::duration_ms(850), "850 ms");
         assert_eq!(super::duration_ms(3200), "3.2 s");
         assert_eq!(super::duration_ms(245_000), "4 min 05 s");
+        let age = |s| super::age(jiff::SignedDuration::from_secs(s));
+        assert_eq!(age(-5), "0 s");
+        assert_eq!(age(45), "45 s");
+        assert_eq!(age(720), "12 min");
+        assert_eq!(age(5 * 3600 + 180), "5 h 03 min");
+        assert_eq!(age(3 * 86_400 + 4 * 3600), "3 d 4 h");
     }
 }

@@ -143,7 +143,18 @@ impl Job {
     }
 }
 
-/// Every scheduled job of the config, app by app (backup, copy, forget).
+/// The time zone of app `a`'s schedules: its own, else `[daemon] timezone`, else the system's.
+pub fn time_zone(config: &Config, a: &crate::config::AppConfig) -> Result<TimeZone> {
+    let get = |n: &str| {
+        TimeZone::get(n).map_err(|e| Error::new(ErrorKind::Usage, format!("time zone {n:?}: {e}")))
+    };
+    match (&a.timezone, &config.daemon.timezone) {
+        (Some(n), _) | (None, Some(n)) => get(n),
+        (None, None) => Ok(TimeZone::system()),
+    }
+}
+
+/// Every scheduled job of the config, app by app (backup, copy, forget, drill).
 pub fn jobs(config: &Config) -> Result<Vec<Job>> {
     let default_tz = match &config.daemon.timezone {
         Some(name) => TimeZone::get(name)

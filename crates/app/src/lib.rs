@@ -58,6 +58,7 @@ mod rollback;
 mod schedule;
 mod setup;
 mod state_dir;
+mod status;
 mod trust;
 
 pub use backup::{backup, classify, BackupReport, BackupRequest};
@@ -75,7 +76,7 @@ pub use hooks::{
     run_hook, HookCommand, HookContext, HookRun, HooksConfig, Phase,
     DEFAULT_TIMEOUT as DEFAULT_HOOK_TIMEOUT,
 };
-pub use human::{duration_ms, one_line, size};
+pub use human::{age, duration_ms, one_line, size};
 pub use init::{init, init_from, Created};
 pub use install::{
     cron_spec, crontab, on_calendar, systemd_service, systemd_timers, InstallOptions, Trigger,
@@ -99,3 +100,4 @@ pub use rollback::{plan as rollback_plan, RollbackPlan, RollbackRequest};
 pub use schedule::{CronFields, Form, Schedule};
 pub use setup::{Setup, CONFIG_PATHS};
 pub use state_dir::state_dir;
+pub use status::{status, AppStatus, DestinationStatus, NewestPoint, PointDrill, StatusReport};

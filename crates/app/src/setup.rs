@@ -88,6 +88,11 @@ impl Setup {
             .collect()
     }
 
+    /// Where passwords come from.
+    pub fn password(&self) -> &PasswordSource {
+        &self.password
+    }
+
     /// The config: the one given to [`Setup::with_config`], else the file, if one is given or
     /// found.
     pub fn config(&self) -> Result<Option<Config>> {

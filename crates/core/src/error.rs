@@ -40,6 +40,9 @@ pub enum ErrorKind {
     /// The process was asked to stop (the daemon's SIGTERM grace ran out) and the operation
     /// stopped at a safe point; nothing partial is visible. Exit code 11.
     Interrupted,
+    /// `lifeboat status` found something unhealthy (a point too old, a failed or overdue
+    /// drill, a failing job, a destination that cannot be read). Exit code 12.
+    Unhealthy,
     /// An I/O error of the storage or the local system (disk full, permission). Exit code 1.
     Io,
     /// Anything else. Exit code 1.
@@ -60,6 +63,7 @@ impl ErrorKind {
             ErrorKind::RolledBack => 9,
             ErrorKind::RollbackFailed => 10,
             ErrorKind::Interrupted => 11,
+            ErrorKind::Unhealthy => 12,
             ErrorKind::Io | ErrorKind::Other => 1,
         }
     }

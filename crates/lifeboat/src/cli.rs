@@ -18,6 +18,7 @@ mod restore;
 mod rollback;
 mod run;
 mod schedule;
+mod status;
 
 use std::path::PathBuf;
 
@@ -114,6 +115,9 @@ pub enum Command {
     /// Prove a point comes back: restore it into a scratch place, check everything, record it.
     #[command(after_help = drill::AFTER_HELP)]
     Drill(drill::DrillArgs),
+    /// Is every app protected and proven? Per app and destination; exit 12 when not.
+    #[command(after_help = status::AFTER_HELP)]
+    Status(status::StatusArgs),
     /// Bring an app back on a new machine from its repository alone, and write its config.
     #[command(after_help = recover::AFTER_HELP)]
     Recover(recover::RecoverArgs),
@@ -182,6 +186,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Copy(a) => copy::run(&ctx, a),
         Command::Restore(a) => restore::run(&ctx, a),
         Command::Drill(a) => drill::run(&ctx, a),
+        Command::Status(a) => status::run(&ctx, a),
         Command::Rollback(a) => rollback::run(&ctx, a),
         Command::Recover(a) => recover::run(&ctx, a),
         Command::Check(a) => check::run(&ctx, a),

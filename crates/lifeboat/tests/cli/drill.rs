@@ -163,3 +163,71 @@ fn a_damaged_point_fails_its_drill_and_the_failure_is_recorded() {
     assert!(stdout(&o).contains("FAILED"), "{}", stdout(&o));
     assert!(stderr(&o).contains("the drill of point"), "{}", stderr(&o));
 }
+
+/// `lifeboat status` (issue 15 item 2): healthy only when the app has a fresh point and a
+/// passed drill where one is scheduled; a failed drill makes it exit 12 naming it.
+#[test]
+fn status_is_a_probe_that_fails_on_a_missing_or_failed_drill() {
+    let env = Env::new();
+    let cfg = app(&env);
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text = text.replace(
+        "[app.chat.checks]",
+        "schedule = \"hourly\"\ndrill = \"daily\"\n\n[app.chat.checks]",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let status = |code: i32| {
+        let o = lb_config(&cfg, env.dir.path())
+            .args(["status", "--json"])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(code), "{}{}", stdout(&o), stderr(&o));
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
+    };
+    let r = status(12);
+    assert_eq!(r["healthy"], false);
+    let problems = r["apps"][0]["problems"].to_string();
+    assert!(problems.contains("no drill has run yet"), "{problems}");
+    let d = &r["apps"][0]["destinations"][0];
+    assert_eq!(d["points"], 1, "{d}");
+    assert!(d["newest"]["age_s"].as_i64().unwrap() < 600, "{d}");
+    drill_json(&cfg, env.dir.path(), 0);
+    let r = status(0);
+    assert_eq!(r["healthy"], true, "{r}");
+    assert_eq!(r["apps"][0]["last_drill"]["ok"], true);
+    // Human output too.
+    let o = lb_config(&cfg, env.dir.path())
+        .arg("status")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("chat healthy") && stdout(&o).contains("last drill: point"),
+        "{}",
+        stdout(&o)
+    );
+    // The point is damaged: the next drill fails, and status says so.
+    for p in env.packs() {
+        let mut b = std::fs::read(&p).unwrap();
+        let mid = b.len() / 2;
+        b[mid] ^= 0x40;
+        std::fs::write(&p, b).unwrap();
+    }
+    drill_json(&cfg, env.dir.path(), 5);
+    let r = status(12);
+    let problems = r["apps"][0]["problems"].to_string();
+    assert!(
+        problems.contains("the newest drill") && problems.contains("failed"),
+        "{problems}"
+    );
+    let o = lb_config(&cfg, env.dir.path())
+        .arg("status")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(12));
+    assert!(
+        stdout(&o).contains("UNHEALTHY") && stdout(&o).contains("PROBLEM"),
+        "{}",
+        stdout(&o)
+    );
+}
