@@ -104,6 +104,37 @@ impl Repository {
         })
     }
 
+    /// The repository opened again with the key this one was unlocked with: its config read
+    /// again (and refused if its id changed: another repository was put at the location), an
+    /// empty index, and no key derivation (argon2id costs 64 MiB of memory and ~0.4 s of CPU
+    /// at the default cost, each time). For a process that opens its repository many times
+    /// (`lifeboat run`: a capture's new chains, its backups). A key slot removed meanwhile
+    /// does not lock it out: the master key is what it holds.
+    pub fn reopen(&self) -> Result<Repository> {
+        let config = read_config(self.storage.as_ref())?;
+        if config.id != self.config.id {
+            return Err(err!(
+                Repository,
+                "the repository at {} is not the one opened before (its id changed)",
+                self.storage.location()
+            )
+            .with_hint(
+                "another repository was put at this location; check it, then restart lifeboat",
+            ));
+        }
+        Ok(Repository {
+            storage: Arc::clone(&self.storage),
+            config,
+            key: self.key.duplicate(),
+            key_name: self.key_name.clone(),
+            kdf: self.kdf,
+            index: Index::default(),
+            index_names: None,
+            seen_prunes: Vec::new(),
+            lease_ttl: self.lease_ttl,
+        })
+    }
+
     /// Opens an existing repository with `password` (tries every key slot). Does not load the
     /// index: a session does ([`Repository::begin_backup`], [`Repository::begin_restore`]).
     pub fn open(storage: Arc<dyn Storage>, password: &[u8]) -> Result<Repository> {
@@ -830,5 +861,44 @@ mod review_prune_after_reuse {
             .unwrap()
             .iter()
             .any(|e| e.name == q.to_hex())
+    }
+}
+
+#[cfg(test)]
+mod reopen {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::test_store::TestStore;
+
+    /// A repository opened again with its key needs no password and reads what was written
+    /// since; a location whose repository was replaced (another id) is refused.
+    #[test]
+    fn reopen_uses_the_same_key_and_refuses_another_repository() {
+        let kdf = KdfParams {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        };
+        let store = Arc::new(TestStore::default());
+        let storage: Arc<dyn Storage> = store.clone();
+        let repo = Repository::init(Arc::clone(&storage), b"pw", kdf).unwrap();
+        let again = repo.reopen().unwrap();
+        assert_eq!(again.config().id, repo.config().id);
+        assert_eq!(again.key_name(), repo.key_name());
+        // Same key: what one writes the other reads.
+        let sealed = object::seal(repo.key(), POINT_MAGIC, b"payload").unwrap();
+        let opened = object::open(again.key(), POINT_MAGIC, &sealed, "x").unwrap();
+        assert_eq!(opened, b"payload");
+        // Another repository put at the location.
+        for name in store.names(ObjectKind::Config) {
+            storage.delete(ObjectKind::Config, &name).unwrap();
+        }
+        for name in store.names(ObjectKind::Key) {
+            storage.delete(ObjectKind::Key, &name).unwrap();
+        }
+        Repository::init(Arc::clone(&storage), b"other", kdf).unwrap();
+        let e = repo.reopen().unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::Repository, "{e}");
     }
 }

@@ -1504,6 +1504,22 @@ mod tests {
         }
     }
 
+    /// A follower of `$path` that made its first capture (comparing every page) into a
+    /// repository in `$dir`: binds the repository, the backup session, its writer `$w`, the
+    /// checksum key `$key` and the follower `$f` (a macro: the writer borrows the session,
+    /// which borrows the repository).
+    macro_rules! first_capture {
+        ($dir:ident, $path:ident => $repo:ident, $s:ident, $w:ident, $key:ident, $f:ident) => {
+            let mut $repo = test_repo($dir.path());
+            let mut $s = $repo.begin_backup().unwrap();
+            let $w = $s.writer();
+            let $key = $w.checksum_key();
+            let mut $f =
+                Follower::open(&$path, Vec::new(), DbChecksum::default(), 4096, None).unwrap();
+            $f.poll($w, &$key).unwrap();
+        };
+    }
+
     /// An app database in WAL mode that never checkpoints by itself, with a table
     /// `t(id INTEGER PRIMARY KEY, v TEXT)`.
     fn quiet_app(dir: &Path) -> (Connection, PathBuf) {
@@ -1641,12 +1657,7 @@ mod tests {
         )
         .unwrap();
         drop(app);
-        let mut repo = test_repo(dir.path());
-        let mut s = repo.begin_backup().unwrap();
-        let w = s.writer();
-        let key = w.checksum_key();
-        let mut f = Follower::open(&path, Vec::new(), DbChecksum::default(), 4096, None).unwrap();
-        f.poll(w, &key).unwrap();
+        first_capture!(dir, path => repo, s, w, key, f);
         // The writer is another process, as an app is: SQLite coordinates connections of one
         // process without the `-shm` file locks the follower probes for a checkpointer.
         let stop = dir.path().join("stop");
@@ -1772,12 +1783,7 @@ mod tests {
     fn checking_the_header_keeps_the_followers_locks() {
         let dir = tempfile::tempdir().unwrap();
         let (app, path) = app_db(dir.path());
-        let mut repo = test_repo(dir.path());
-        let mut s = repo.begin_backup().unwrap();
-        let w = s.writer();
-        let key = w.checksum_key();
-        let mut f = Follower::open(&path, Vec::new(), DbChecksum::default(), 4096, None).unwrap();
-        f.poll(w, &key).unwrap();
+        first_capture!(dir, path => repo, s, w, key, f);
         app.execute("INSERT INTO t VALUES (1)", []).unwrap();
         drop(app);
         // The locks this process holds on a file, as the kernel has them (`/proc/locks`:
@@ -1836,12 +1842,7 @@ mod tests {
              CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB);",
         )
         .unwrap();
-        let mut repo = test_repo(dir.path());
-        let mut s = repo.begin_backup().unwrap();
-        let w = s.writer();
-        let key = w.checksum_key();
-        let mut f = Follower::open(&path, Vec::new(), DbChecksum::default(), 4096, None).unwrap();
-        f.poll(w, &key).unwrap(); // the first capture compares every page
+        first_capture!(dir, path => repo, s, w, key, f);
         let insert = |from: i64, n: i64| {
             app.execute(
                 "WITH RECURSIVE n(i) AS (SELECT ?1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1 + ?2 - 1)
@@ -1888,12 +1889,7 @@ mod tests {
             }
         };
         insert(20);
-        let mut repo = test_repo(dir.path());
-        let mut s = repo.begin_backup().unwrap();
-        let w = s.writer();
-        let key = w.checksum_key();
-        let mut f = Follower::open(&path, Vec::new(), DbChecksum::default(), 4096, None).unwrap();
-        f.poll(w, &key).unwrap();
+        first_capture!(dir, path => repo, s, w, key, f);
         insert(5);
         f.wait(Duration::from_millis(5));
         f.poll(w, &key).unwrap().expect("a change");
@@ -1948,12 +1944,7 @@ mod tests {
             }
         };
         insert(25);
-        let mut repo = test_repo(dir.path());
-        let mut s = repo.begin_backup().unwrap();
-        let w = s.writer();
-        let key = w.checksum_key();
-        let mut f = Follower::open(&path, Vec::new(), DbChecksum::default(), 4096, None).unwrap();
-        f.poll(w, &key).unwrap();
+        first_capture!(dir, path => repo, s, w, key, f);
         insert(5);
         f.wait(Duration::from_millis(5));
         f.poll(w, &key).unwrap().expect("a change");
@@ -2007,12 +1998,7 @@ mod tests {
             )
             .unwrap();
         }
-        let mut repo = test_repo(dir.path());
-        let mut s = repo.begin_backup().unwrap();
-        let w = s.writer();
-        let key = w.checksum_key();
-        let mut f = Follower::open(&path, Vec::new(), DbChecksum::default(), 4096, None).unwrap();
-        f.poll(w, &key).unwrap();
+        first_capture!(dir, path => repo, s, w, key, f);
         for (n, want) in [(1, 0), (2, 1), (3, 2), (4, 3)] {
             app.execute("UPDATE t SET v = ?1 WHERE id = 100", (format!("edit {n}"),))
                 .unwrap();
@@ -2035,12 +2021,7 @@ mod tests {
     fn a_rolled_back_transaction_overwritten_by_a_shorter_one_is_not_missed() {
         let dir = tempfile::tempdir().unwrap();
         let (app, path) = quiet_app(dir.path());
-        let mut repo = test_repo(dir.path());
-        let mut s = repo.begin_backup().unwrap();
-        let w = s.writer();
-        let key = w.checksum_key();
-        let mut f = Follower::open(&path, Vec::new(), DbChecksum::default(), 4096, None).unwrap();
-        f.poll(w, &key).unwrap();
+        first_capture!(dir, path => repo, s, w, key, f);
         app.execute_batch("PRAGMA cache_size = 5").unwrap();
         let tx = app.unchecked_transaction().unwrap();
         for i in 0..300 {
@@ -2061,6 +2042,46 @@ mod tests {
         assert_eq!(differing(&path, f.table(), w), 0);
     }
 
+    /// Two commits the follower has not read yet (`first`, then `second`), the checksum of the
+    /// second one's first frame damaged in the log (SQLite itself reads it only when it
+    /// recovers a log).
+    fn damaged_commits(dir: &Path, first: impl FnOnce(), second: impl FnOnce()) {
+        use std::os::unix::fs::FileExt;
+        first();
+        let wal_path = dir.join("app.db-wal");
+        let frames_before = (std::fs::metadata(&wal_path).unwrap().len() - 32) / (24 + 4096);
+        second();
+        let wal = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&wal_path)
+            .unwrap();
+        let at = 32 + frames_before * (24 + 4096) + 16;
+        let mut sum = [0u8; 4];
+        wal.read_exact_at(&mut sum, at).unwrap();
+        sum[0] ^= 0x55;
+        wal.write_all_at(&sum, at).unwrap();
+    }
+
+    /// Rewrites the wal-index header in `dir/app.db-shm` as its file's owner could: `change`
+    /// edits the first copy, whose checksum is then made right, and both copies are written.
+    fn forge_wal_index(dir: &Path, change: impl FnOnce(&mut [u8; 48])) {
+        use std::os::unix::fs::FileExt;
+        let shm = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(dir.join("app.db-shm"))
+            .unwrap();
+        let mut h = [0u8; 48];
+        shm.read_exact_at(&mut h, 0).unwrap();
+        change(&mut h);
+        let sum = super::super::wal::checksum(cfg!(target_endian = "big"), &h[..40], (0, 0));
+        h[40..44].copy_from_slice(&sum.0.to_ne_bytes());
+        h[44..48].copy_from_slice(&sum.1.to_ne_bytes());
+        shm.write_all_at(&h, 0).unwrap();
+        shm.write_all_at(&h, 48).unwrap();
+    }
+
     /// A log damaged before SQLite's published end (here a committed frame's checksum,
     /// which SQLite itself reads only when it recovers a log) costs one comparison of every
     /// page; the commits after it are captured as usual, not by a comparison at every poll.
@@ -2068,12 +2089,7 @@ mod tests {
     fn a_damaged_log_costs_one_comparison_not_one_per_poll() {
         let dir = tempfile::tempdir().unwrap();
         let (app, path) = quiet_app(dir.path());
-        let mut repo = test_repo(dir.path());
-        let mut s = repo.begin_backup().unwrap();
-        let w = s.writer();
-        let key = w.checksum_key();
-        let mut f = Follower::open(&path, Vec::new(), DbChecksum::default(), 4096, None).unwrap();
-        f.poll(w, &key).unwrap();
+        first_capture!(dir, path => repo, s, w, key, f);
         let heals = f.stats().heals;
         let put = |i: i64| {
             app.execute(
@@ -2085,21 +2101,7 @@ mod tests {
         put(1);
         f.poll(w, &key).unwrap().expect("captured");
         // Two commits the follower has not read; the first frame of the second one damaged.
-        put(2);
-        let wal_path = dir.path().join("app.db-wal");
-        let frames_before = (std::fs::metadata(&wal_path).unwrap().len() - 32) / (24 + 4096);
-        put(3);
-        let wal = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&wal_path)
-            .unwrap();
-        use std::os::unix::fs::FileExt;
-        let at = 32 + frames_before * (24 + 4096) + 16;
-        let mut sum = [0u8; 4];
-        wal.read_exact_at(&mut sum, at).unwrap();
-        sum[0] ^= 0x55;
-        wal.write_all_at(&sum, at).unwrap();
+        damaged_commits(dir.path(), || put(2), || put(3));
         let change = f.poll(w, &key).unwrap().expect("captured");
         assert!(change.healed.is_some(), "the damage is seen");
         assert_eq!(f.stats().heals, heals + 1);
@@ -2147,12 +2149,7 @@ mod tests {
     fn a_stop_ends_the_wait_for_a_stuck_checkpointer() {
         let dir = tempfile::tempdir().unwrap();
         let (app, path) = quiet_app(dir.path());
-        let mut repo = test_repo(dir.path());
-        let mut s = repo.begin_backup().unwrap();
-        let w = s.writer();
-        let key = w.checksum_key();
-        let mut f = Follower::open(&path, Vec::new(), DbChecksum::default(), 4096, None).unwrap();
-        f.poll(w, &key).unwrap();
+        first_capture!(dir, path => repo, s, w, key, f);
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         f.stop_on(stop.clone());
         // (Written first: the held WRITE lock keeps the app's writers out.)
@@ -2210,12 +2207,7 @@ mod tests {
     fn review_an_idle_app_after_a_handover_does_not_make_wait_spin() {
         let dir = tempfile::tempdir().unwrap();
         let (app, path) = quiet_app(dir.path());
-        let mut repo = test_repo(dir.path());
-        let mut s = repo.begin_backup().unwrap();
-        let w = s.writer();
-        let key = w.checksum_key();
-        let mut f = Follower::open(&path, Vec::new(), DbChecksum::default(), 4096, None).unwrap();
-        f.poll(w, &key).unwrap();
+        first_capture!(dir, path => repo, s, w, key, f);
         app.execute(
             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 4200)
              INSERT INTO t(id, v) SELECT i, hex(randomblob(1950)) FROM n",
@@ -2257,12 +2249,7 @@ mod tests {
     fn review_a_wal_index_recovered_while_unchained_does_not_hide_commits() {
         let dir = tempfile::tempdir().unwrap();
         let (app, path) = quiet_app(dir.path());
-        let mut repo = test_repo(dir.path());
-        let mut s = repo.begin_backup().unwrap();
-        let w = s.writer();
-        let key = w.checksum_key();
-        let mut f = Follower::open(&path, Vec::new(), DbChecksum::default(), 4096, None).unwrap();
-        f.poll(w, &key).unwrap();
+        first_capture!(dir, path => repo, s, w, key, f);
         let put = |i: i64| {
             app.execute(
                 "INSERT INTO t VALUES (?1, ?2)",
@@ -2272,22 +2259,7 @@ mod tests {
         };
         put(1);
         f.poll(w, &key).unwrap().expect("captured");
-        // As in `a_damaged_log_costs_one_comparison_not_one_per_poll`.
-        put(2);
-        let wal_path = dir.path().join("app.db-wal");
-        let frames_before = (std::fs::metadata(&wal_path).unwrap().len() - 32) / (24 + 4096);
-        put(3);
-        let wal = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&wal_path)
-            .unwrap();
-        use std::os::unix::fs::FileExt;
-        let at = 32 + frames_before * (24 + 4096) + 16;
-        let mut sum = [0u8; 4];
-        wal.read_exact_at(&mut sum, at).unwrap();
-        sum[0] ^= 0x55;
-        wal.write_all_at(&sum, at).unwrap();
+        damaged_commits(dir.path(), || put(2), || put(3));
         let change = f.poll(w, &key).unwrap().expect("captured");
         assert!(change.healed.is_some(), "the damage is seen");
         for i in 4..10 {
@@ -2298,6 +2270,7 @@ mod tests {
         assert_eq!(differing(&path, f.table(), w), 0);
         // The wal-index header's two copies made to differ (as a writer killed while writing
         // it leaves them): the app's next transaction recovers the wal-index from the log.
+        use std::os::unix::fs::FileExt;
         let shm = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -2333,12 +2306,7 @@ mod tests {
     fn review_a_forged_published_end_does_not_overflow() {
         let dir = tempfile::tempdir().unwrap();
         let (app, path) = quiet_app(dir.path());
-        let mut repo = test_repo(dir.path());
-        let mut s = repo.begin_backup().unwrap();
-        let w = s.writer();
-        let key = w.checksum_key();
-        let mut f = Follower::open(&path, Vec::new(), DbChecksum::default(), 4096, None).unwrap();
-        f.poll(w, &key).unwrap();
+        first_capture!(dir, path => repo, s, w, key, f);
         for i in 1..4 {
             app.execute("INSERT INTO t VALUES (?1, 'x')", (i,)).unwrap();
         }
@@ -2353,19 +2321,9 @@ mod tests {
         wal.read_exact_at(&mut b, 32 + 16).unwrap();
         b[0] ^= 0x55;
         wal.write_all_at(&b, 32 + 16).unwrap();
-        let shm = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(dir.path().join("app.db-shm"))
-            .unwrap();
-        let mut h = [0u8; 48];
-        shm.read_exact_at(&mut h, 0).unwrap();
-        h[16..20].copy_from_slice(&u32::MAX.to_ne_bytes());
-        let sum = super::super::wal::checksum(cfg!(target_endian = "big"), &h[..40], (0, 0));
-        h[40..44].copy_from_slice(&sum.0.to_ne_bytes());
-        h[44..48].copy_from_slice(&sum.1.to_ne_bytes());
-        shm.write_all_at(&h, 0).unwrap();
-        shm.write_all_at(&h, 48).unwrap();
+        forge_wal_index(dir.path(), |h| {
+            h[16..20].copy_from_slice(&u32::MAX.to_ne_bytes())
+        });
         for _ in 0..3 {
             let _ = f.poll(w, &key);
         }
@@ -2383,12 +2341,7 @@ mod tests {
     fn review_a_forged_frame_checksum_in_shm_is_not_reread_every_scan() {
         let dir = tempfile::tempdir().unwrap();
         let (app, path) = quiet_app(dir.path());
-        let mut repo = test_repo(dir.path());
-        let mut s = repo.begin_backup().unwrap();
-        let w = s.writer();
-        let key = w.checksum_key();
-        let mut f = Follower::open(&path, Vec::new(), DbChecksum::default(), 4096, None).unwrap();
-        f.poll(w, &key).unwrap();
+        first_capture!(dir, path => repo, s, w, key, f);
         app.execute(
             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000)
              INSERT INTO t(id, v) SELECT i, hex(randomblob(1950)) FROM n",
@@ -2396,20 +2349,7 @@ mod tests {
         )
         .unwrap();
         f.poll(w, &key).unwrap().expect("a change");
-        use std::os::unix::fs::FileExt;
-        let shm = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(dir.path().join("app.db-shm"))
-            .unwrap();
-        let mut h = [0u8; 48];
-        shm.read_exact_at(&mut h, 0).unwrap();
-        h[24] ^= 1; // aFrameCksum[0]
-        let sum = super::super::wal::checksum(cfg!(target_endian = "big"), &h[..40], (0, 0));
-        h[40..44].copy_from_slice(&sum.0.to_ne_bytes());
-        h[44..48].copy_from_slice(&sum.1.to_ne_bytes());
-        shm.write_all_at(&h, 0).unwrap();
-        shm.write_all_at(&h, 48).unwrap();
+        forge_wal_index(dir.path(), |h| h[24] ^= 1); // aFrameCksum[0]
         let before = f.stats().frames;
         f.wait(Duration::from_millis(500));
         let read = f.stats().frames - before;
