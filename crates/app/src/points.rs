@@ -176,7 +176,8 @@ pub fn points(setup: &Setup, app: Option<&str>) -> Result<PointsReport> {
             replicas.push((t, names));
         }
     }
-    let mut proofs = repo.proofs_by_point()?;
+    let wanted = points.iter().map(|(id, _)| id.to_hex()).collect();
+    let mut proofs = repo.proofs_by_point(&wanted)?;
     let points = points
         .iter()
         .map(|(id, p)| PointSummary {

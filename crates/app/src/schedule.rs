@@ -148,14 +148,6 @@ impl Schedule {
         }
     }
 
-    /// The time between the two slots after `t`: the schedule's period around then (`None`:
-    /// fewer than two slots remain). What "older than two periods" is measured against.
-    pub fn period(&self, t: Timestamp, tz: &TimeZone) -> Option<jiff::SignedDuration> {
-        let a = self.next_after(t, tz)?;
-        let b = self.next_after(a, tz)?;
-        Some(b.duration_since(a))
-    }
-
     /// The schedule's structure as written, for front ends that translate it into another
     /// scheduler's syntax (systemd timers, crontab lines).
     pub fn form(&self) -> Form<'_> {

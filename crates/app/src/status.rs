@@ -6,14 +6,17 @@
 //!
 //! What is unhealthy (each a line in `problems`):
 //! - a destination that cannot be read (unreachable, wrong password, damaged listing);
-//! - an app with a backup schedule whose newest point in a destination is older than two
-//!   periods of that schedule (the repository) or of its copy schedule (a replica), or that
-//!   has no point at all;
-//! - the newest drill of the app's points failed; a drill schedule whose newest drill is older
-//!   than two of its periods (overdue), or that never ran;
+//! - no point of the app in its repository; with a backup schedule, no new point two slots
+//!   after the newest (plus 15 min and the app's `random_delay`: a run starts late and takes
+//!   a while), slots counted from the point so uneven cron schedules are judged right; points
+//!   dated in the future do not count (`latest` passes them over);
+//! - a replica, with a copy schedule, that lacks the newest point of the repository whose
+//!   copy is two copy slots overdue;
+//! - the newest drill of the app's own points failed; with a drill schedule, no drill for two
+//!   of its slots, or none ever;
 //! - a scheduled job whose last runs failed (the state file of `lifeboat run`).
-use jiff::Timestamp;
-use lifeboat_core::{DrillSeen, Result};
+use jiff::{SignedDuration, Timestamp};
+use lifeboat_core::{is_future, DrillSeen, ObjectId, Point, Result};
 use serde::Serialize;
 
 use crate::config::Config;
@@ -96,6 +99,10 @@ pub struct NewestPoint {
 /// How many points' sizes make the trend.
 const TREND: usize = 10;
 
+/// Added to a schedule's deadlines (and the app's `random_delay`): a job starts late and runs
+/// for a while.
+const GRACE: SignedDuration = SignedDuration::from_secs(15 * 60);
+
 /// The status of every app of `config` (or only `app`).
 pub fn status(setup: &Setup, config: &Config, app: Option<&str>) -> Result<StatusReport> {
     let now = Timestamp::now();
@@ -110,13 +117,23 @@ pub fn status(setup: &Setup, config: &Config, app: Option<&str>) -> Result<Statu
         let mut destinations = Vec::new();
         let mut last_drill: Option<PointDrill> = None;
         let tz = crate::jobs::time_zone(config, a)?;
-        let period = |s: &Option<Schedule>| s.as_ref().and_then(|s| s.period(now, &tz));
-        let targets = std::iter::once((None, "repository", period(&a.schedule))).chain(
-            a.copy_to
-                .iter()
-                .map(|r| (Some(r.clone()), "replica", period(&a.copy_schedule))),
-        );
-        for (repo, role, every) in targets {
+        let grace = SignedDuration::try_from(a.random_delay.unwrap_or_default())
+            .unwrap_or(SignedDuration::ZERO)
+            + GRACE;
+        // Due by: the second slot of `s` after `t`, plus the grace (a run may start late and
+        // take a while). Measured from the point, not as a period around now: uneven cron
+        // schedules (weekdays only) are judged by their real slots.
+        let due = |s: &Schedule, t: Timestamp| {
+            s.next_after(t, &tz)
+                .and_then(|a| s.next_after(a, &tz))
+                .and_then(|b| b.checked_add(grace).ok())
+        };
+        // The app's points in its repository, newest last, those dated in the future aside
+        // (`latest` passes them over; they must not hide a stalled app).
+        let mut main_points: Vec<(ObjectId, Point)> = Vec::new();
+        let targets = std::iter::once((None, "repository"))
+            .chain(a.copy_to.iter().map(|r| (Some(r.clone()), "replica")));
+        for (repo, role) in targets {
             let shown = repo
                 .clone()
                 .or_else(|| a.repository.clone())
@@ -131,9 +148,15 @@ pub fn status(setup: &Setup, config: &Config, app: Option<&str>) -> Result<Statu
                 error: None,
             };
             let read = s.open(Some(name)).and_then(|r| {
-                let points = r.points()?;
+                let mut points = r.points()?;
+                points.retain(|(_, p)| {
+                    &p.app == name
+                        && !p.tags.iter().any(|t| t == "pre-restore")
+                        && !is_future(p, now)
+                });
                 let proofs = if role == "repository" {
-                    r.proofs_by_point()?
+                    let wanted = points.iter().map(|(id, _)| id.to_hex()).collect();
+                    r.proofs_by_point(&wanted)?
                 } else {
                     Default::default()
                 };
@@ -148,7 +171,6 @@ pub fn status(setup: &Setup, config: &Config, app: Option<&str>) -> Result<Statu
                     continue;
                 }
             };
-            points.retain(|(_, p)| &p.app == name && !p.tags.iter().any(|t| t == "pre-restore"));
             points.sort_by_key(|(_, p)| p.timestamp().ok());
             d.points = points.len();
             d.sizes = points
@@ -159,38 +181,58 @@ pub fn status(setup: &Setup, config: &Config, app: Option<&str>) -> Result<Statu
                 .map(|(_, p)| p.components.iter().map(|c| c.size).sum())
                 .collect();
             if let Some((id, p)) = points.last() {
-                let time = p.timestamp()?;
                 let summary = crate::points::summary(id, p);
                 d.newest = Some(NewestPoint {
                     id: id.to_hex(),
                     time: p.time.clone(),
-                    age_s: now.duration_since(time).as_secs(),
+                    age_s: p.timestamp().map_or(0, |t| now.duration_since(t).as_secs()),
                     size: summary.size,
                     added: summary.added,
                 });
-                if let Some(every) = every {
-                    let allowed = every * 2;
-                    if now.duration_since(time) > allowed {
-                        problems.push(format!(
-                            "{shown}: the newest point ({}) is older than two periods of its schedule ({})",
-                            crate::human::age(now.duration_since(time)),
-                            crate::human::age(every)
-                        ));
+            }
+            if role == "repository" {
+                match (points.last(), &a.schedule) {
+                    (None, _) => problems.push(format!("{shown}: no point of {name} yet")),
+                    (Some((_, p)), Some(sched)) => {
+                        let t = p.timestamp()?;
+                        if due(sched, t).is_some_and(|d| d < now) {
+                            problems.push(format!(
+                                "{shown}: no new point for two slots of its schedule (the newest is {} old)",
+                                crate::human::age(now.duration_since(t))
+                            ));
+                        }
+                    }
+                    (Some(_), None) => {}
+                }
+                for (id, p) in &proofs {
+                    let Some(dr) = &p.last_drill else { continue };
+                    let newer = last_drill.as_ref().is_none_or(|l| {
+                        l.drill.time.parse::<Timestamp>().ok() <= dr.time.parse::<Timestamp>().ok()
+                    });
+                    if newer {
+                        last_drill = Some(PointDrill {
+                            point: id.clone(),
+                            drill: dr.clone(),
+                        });
                     }
                 }
-            } else if every.is_some() || role == "repository" {
-                problems.push(format!("{shown}: no point of {name} yet"));
-            }
-            for (id, p) in &proofs {
-                let Some(dr) = &p.last_drill else { continue };
-                let newer = last_drill.as_ref().is_none_or(|l| {
-                    l.drill.time.parse::<Timestamp>().ok() <= dr.time.parse::<Timestamp>().ok()
+                main_points = points;
+            } else if let Some(copy) = &a.copy_schedule {
+                // The newest point of the repository whose copy is overdue must be here.
+                let overdue = main_points.iter().rev().find(|(_, p)| {
+                    p.timestamp()
+                        .ok()
+                        .and_then(|t| due(copy, t))
+                        .is_some_and(|d| d < now)
                 });
-                if newer {
-                    last_drill = Some(PointDrill {
-                        point: id.clone(),
-                        drill: dr.clone(),
-                    });
+                if let Some((id, p)) = overdue {
+                    if !points.iter().any(|(x, _)| x == id) {
+                        problems.push(format!(
+                            "{shown}: lacks point {} ({}) of the repository, two copy slots after it was taken",
+                            id.short(),
+                            p.time
+                        ));
+                    }
                 }
             }
             destinations.push(d);
@@ -205,16 +247,15 @@ pub fn status(setup: &Setup, config: &Config, app: Option<&str>) -> Result<Statu
                 ));
             }
         }
-        if let Some(every) = period(&a.drill_schedule) {
+        if let Some(sched) = &a.drill_schedule {
             let when = last_drill
                 .as_ref()
                 .and_then(|l| l.drill.time.parse::<Timestamp>().ok());
             match when {
                 None => problems.push("no drill has run yet (drill is scheduled)".into()),
-                Some(t) if now.duration_since(t) > every * 2 => problems.push(format!(
-                    "the newest drill is overdue ({} ago, scheduled every {})",
-                    crate::human::age(now.duration_since(t)),
-                    crate::human::age(every)
+                Some(t) if due(sched, t).is_some_and(|d| d < now) => problems.push(format!(
+                    "the newest drill is overdue (two slots of its schedule passed; it ran {} ago)",
+                    crate::human::age(now.duration_since(t))
                 )),
                 Some(_) => {}
             }

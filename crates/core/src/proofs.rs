@@ -113,15 +113,32 @@ pub struct DrillSeen {
 }
 
 impl Repository {
-    /// The proof records of every point, summarized per point (hex id). Each record is read,
-    /// folded in and dropped (any key holder can write many large ones); unreadable records
-    /// are skipped with a warning, as a restore skips them.
-    pub fn proofs_by_point(&self) -> Result<HashMap<String, PointProofs>> {
-        by_point(self)
+    /// The proof records of the points `wanted` (hex ids), summarized per point. Each record
+    /// is read, folded in and dropped, and only points asked for are kept, with their texts
+    /// cut short (any key holder can write many large records, naming points that do not
+    /// exist); unreadable records are skipped with a warning, as a restore skips them.
+    pub fn proofs_by_point(
+        &self,
+        wanted: &std::collections::HashSet<String>,
+    ) -> Result<HashMap<String, PointProofs>> {
+        by_point(self, wanted)
     }
 }
 
-fn by_point(repo: &Repository) -> Result<HashMap<String, PointProofs>> {
+/// Longest failure text and host name a listing keeps from a record.
+const MAX_TEXT: usize = 1000;
+
+fn cut(s: &str) -> String {
+    match s.char_indices().nth(MAX_TEXT) {
+        Some((i, _)) => format!("{}...", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+fn by_point(
+    repo: &Repository,
+    wanted: &std::collections::HashSet<String>,
+) -> Result<HashMap<String, PointProofs>> {
     let mut out: HashMap<String, PointProofs> = HashMap::new();
     for e in repo.storage().list(ObjectKind::Proof)? {
         let r = match read_one(repo, &e.name) {
@@ -131,6 +148,9 @@ fn by_point(repo: &Repository) -> Result<HashMap<String, PointProofs>> {
                 continue;
             }
         };
+        if !wanted.contains(&r.point) {
+            continue;
+        }
         let p = out.entry(r.point.clone()).or_default();
         for c in &r.components {
             let better = matches!(
@@ -149,11 +169,11 @@ fn by_point(repo: &Repository) -> Result<HashMap<String, PointProofs>> {
             });
             if newer {
                 p.last_drill = Some(DrillSeen {
-                    time: r.time.clone(),
-                    hostname: r.hostname.clone(),
+                    time: cut(&r.time),
+                    hostname: cut(&r.hostname),
                     ok: d.ok,
                     seconds: d.seconds,
-                    failure: d.failure.clone(),
+                    failure: d.failure.as_deref().map(cut),
                 });
             }
         }

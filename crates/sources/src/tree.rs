@@ -322,7 +322,7 @@ pub struct TreeRestoreReport {
     pub setid_cleared: u64,
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
 }

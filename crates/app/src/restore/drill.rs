@@ -76,19 +76,22 @@ pub struct DrillReport {
 /// outcome in the repository and removes the scratch copy.
 pub fn drill(setup: &Setup, req: &DrillRequest, progress: &dyn Progress) -> Result<DrillReport> {
     let started = Instant::now();
-    let base = req.scratch.clone().unwrap_or_else(std::env::temp_dir);
-    // Private (0700), made by this process: nobody else can change the copy under the checks.
-    let scratch = tempfile::Builder::new()
-        .prefix("lifeboat-drill-")
-        .tempdir_in(&base)
-        .map_err(|e| {
-            Error::io(format!("make a scratch directory in {}", base.display()), e)
-                .with_hint("pass --scratch DIR on a filesystem with room for the point")
-        })?;
+    let scratch = Scratch::make(req.scratch.clone().unwrap_or_else(std::env::temp_dir))?;
+    // Unique per drill (two drills of apps sharing a database, started in the same
+    // millisecond in one daemon, must not share a name: each drops its own).
+    static DRILLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let suffix = format!(
-        "_drill_{:x}{:x}",
-        std::process::id(),
-        jiff::Timestamp::now().as_millisecond() & 0xffff_ffff
+        "_drill_{}",
+        &blake3::hash(
+            format!(
+                "{}|{}|{}",
+                std::process::id(),
+                jiff::Timestamp::now().as_nanosecond(),
+                DRILLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            )
+            .as_bytes()
+        )
+        .to_hex()[..10]
     );
     let restore = RestoreRequest {
         app: req.app.clone(),
@@ -148,7 +151,7 @@ pub fn drill(setup: &Setup, req: &DrillRequest, progress: &dyn Progress) -> Resu
         failure: failure.clone(),
     };
     let record_id = record(&mut plan.repo, &id, proven, outcome);
-    drop(scratch);
+    scratch.remove();
     Ok(DrillReport {
         app: point.app.clone(),
         point: id.to_hex(),
@@ -161,6 +164,73 @@ pub fn drill(setup: &Setup, req: &DrillRequest, progress: &dyn Progress) -> Resu
         failure_kind,
         record: record_id,
     })
+}
+
+/// A drill's scratch directory: private (0700), made by this process in a directory no other
+/// user can change (else another user could rename it away and put theirs at its name, and
+/// the restore, which opens its targets by path below it, would write the app's data into a
+/// directory they own), removed afterwards, read-only directories of the copy included.
+struct Scratch {
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    fn make(base: PathBuf) -> Result<Scratch> {
+        let base = std::fs::canonicalize(&base).map_err(|e| {
+            Error::io(format!("scratch directory {}", base.display()), e)
+                .with_hint("pass --scratch DIR (or set [daemon] scratch_dir) to an existing directory with room for the point")
+        })?;
+        if let Some(c) = crate::trust::check_ancestors(&base, crate::trust::effective_uid())? {
+            return Err(Error::new(
+                ErrorKind::Refused,
+                format!(
+                    "refusing scratch directory {}: {} (owner uid {}, mode {:o}) can be changed by another user, who could swap the drill's copy for a directory of theirs",
+                    base.display(),
+                    c.dir.display(),
+                    c.uid,
+                    c.mode
+                ),
+            )
+            .with_hint("pass --scratch DIR (or set [daemon] scratch_dir) to a directory only root can change, or a sticky one like /tmp"));
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("lifeboat-drill-")
+            .tempdir_in(&base)
+            .map_err(|e| {
+                Error::io(format!("make a scratch directory in {}", base.display()), e)
+                    .with_hint("pass --scratch DIR on a filesystem with room for the point")
+            })?;
+        Ok(Scratch { dir })
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Removes the copy; what cannot be removed is said (a warning), not left silently.
+    fn remove(self) {
+        let path = self.dir.keep();
+        // Directories the point has read-only (0555) cannot be emptied by a user who is not
+        // root: made writable first (the copy is lifeboat's own; nothing is followed).
+        fn writable(dir: &Path) {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+            if let Ok(rd) = std::fs::read_dir(dir) {
+                for e in rd.flatten() {
+                    if e.file_type().is_ok_and(|t| t.is_dir()) {
+                        writable(&e.path());
+                    }
+                }
+            }
+        }
+        writable(&path);
+        if let Err(e) = std::fs::remove_dir_all(&path) {
+            tracing::warn!(
+                "the drill's scratch copy {} could not be removed ({e}); remove it by hand",
+                path.display()
+            );
+        }
+    }
 }
 
 /// Writes the drill record of point `id` (best effort: a store that refuses it costs a
@@ -213,8 +283,19 @@ fn unplanned(
     });
     let spec = req.point.clone().unwrap_or_else(|| "latest".into());
     let found = setup.open(app.as_deref()).and_then(|repo| {
-        repo.find_point_with(app.as_deref(), &spec, false)
-            .map(|f| (repo, f))
+        let (id, point) = repo.find_point_with(app.as_deref(), &spec, false)?;
+        // `latest` that is not the newest point this machine knows (that one is missing or
+        // damaged): the failure is that point's, which cannot be named; the point `latest`
+        // names now was not drilled.
+        if spec == "latest" {
+            crate::known_points::check_latest(
+                &repo,
+                app.as_deref(),
+                point.timestamp().ok(),
+                false,
+            )?;
+        }
+        Ok((repo, (id, point)))
     });
     let Ok((mut repo, (id, point))) = found else {
         return Err(failure);

@@ -59,6 +59,8 @@ mod retention;
 mod review_attacks;
 /// Second attack review: point definitions and `recover`, proof records, fd-based capture.
 mod review_attacks2;
+/// Attack review of `drill` and `status` (issue 15): scratch directory, proof records, periods.
+mod review_drill;
 /// Hot backup while a writer commits; restore; consistency, integrity, row counts.
 mod sqlite_hot;
 /// Key slots, `points --json`, `--help`.
