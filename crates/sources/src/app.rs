@@ -278,19 +278,7 @@ pub fn restore_point(
         .into_inner()
         .unwrap_or_else(|e| e.into_inner());
     if !passed.is_empty() && opts.write_proof {
-        let record = ProofRecord {
-            point: id.to_hex(),
-            // Whole seconds: the time is shown to operators ("proven on ...").
-            time: {
-                let now = jiff::Timestamp::now();
-                now.round(jiff::Unit::Second).unwrap_or(now).to_string()
-            },
-            hostname: hostname(),
-            by: "restore".into(),
-            lifeboat_version: env!("CARGO_PKG_VERSION").to_string(),
-            components: passed,
-            drill: None,
-        };
+        let record = ProofRecord::now(id, "restore", passed, None);
         if let Err(e) = session.record_proof(&record) {
             tracing::warn!("could not record the passed integrity check with the point (the next restore runs it again): {e}");
         }

@@ -146,16 +146,12 @@ mod tests {
     use super::*;
     use crate::{backup_app, restore_point, AppSpec, RestoreOptions, RestoreTarget, SourceSpec};
 
-    /// A copy that differs from its point in any way the point records is refused, naming
-    /// the path: content of the same size, a mode, a symlink for a file, a missing file.
-    #[test]
-    fn a_restored_copy_that_differs_from_its_point_is_named() {
-        let dir = tempfile::tempdir().unwrap();
-        let src = dir.path().join("uploads");
-        std::fs::create_dir_all(src.join("a")).unwrap();
-        std::fs::write(src.join("a/x.bin"), vec![1u8; 200_000]).unwrap();
-        std::fs::write(src.join("b.txt"), b"bee").unwrap();
-        std::os::unix::fs::symlink("a/x.bin", src.join("link")).unwrap();
+    /// The tree at `src` backed up into a new in-memory repository and restored under `out`:
+    /// the repository, the point and where its copy is.
+    fn backed_up_and_restored(
+        src: &Path,
+        out: &Path,
+    ) -> (Repository, lifeboat_core::Point, std::path::PathBuf) {
         let storage: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
         let kdf = KdfParams {
             memory_kib: 64,
@@ -165,13 +161,12 @@ mod tests {
         let mut repo = Repository::init(storage, b"pw", kdf).unwrap();
         let app = AppSpec {
             name: "t".into(),
-            sources: vec![SourceSpec::path(ComponentKind::Files, &src)],
+            sources: vec![SourceSpec::path(ComponentKind::Files, src)],
             ..AppSpec::default()
         };
         let (id, point) = backup_app(&mut repo, &app, &[], &NoProgress).unwrap();
-        let out = dir.path().join("out");
         let opts = RestoreOptions {
-            target: RestoreTarget::Into(out.clone()),
+            target: RestoreTarget::Into(out.to_path_buf()),
             only: Vec::new(),
             force: false,
             replace_newer: false,
@@ -186,6 +181,20 @@ mod tests {
         };
         restore_point(&mut repo, &id, &point, &opts, &NoProgress).unwrap();
         let at = crate::target_path(&opts.target, &point.components[0].path);
+        (repo, point, at)
+    }
+
+    /// A copy that differs from its point in any way the point records is refused, naming
+    /// the path: content of the same size, a mode, a symlink for a file, a missing file.
+    #[test]
+    fn a_restored_copy_that_differs_from_its_point_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("uploads");
+        std::fs::create_dir_all(src.join("a")).unwrap();
+        std::fs::write(src.join("a/x.bin"), vec![1u8; 200_000]).unwrap();
+        std::fs::write(src.join("b.txt"), b"bee").unwrap();
+        std::os::unix::fs::symlink("a/x.bin", src.join("link")).unwrap();
+        let (mut repo, point, at) = backed_up_and_restored(&src, &dir.path().join("out"));
         let compare = |repo: &mut Repository| {
             let s = repo.begin_restore().unwrap();
             let mut reader = s.reader();
@@ -235,36 +244,7 @@ mod tests {
         std::fs::create_dir_all(&src).unwrap();
         std::fs::write(src.join("b.txt"), b"bee").unwrap();
         std::os::unix::fs::chown(src.join("b.txt"), Some(4242), Some(4242)).unwrap();
-        let storage: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
-        let kdf = KdfParams {
-            memory_kib: 64,
-            iterations: 1,
-            parallelism: 1,
-        };
-        let mut repo = Repository::init(storage, b"pw", kdf).unwrap();
-        let app = AppSpec {
-            name: "t".into(),
-            sources: vec![SourceSpec::path(ComponentKind::Files, &src)],
-            ..AppSpec::default()
-        };
-        let (id, point) = backup_app(&mut repo, &app, &[], &NoProgress).unwrap();
-        let out = dir.path().join("out");
-        let opts = RestoreOptions {
-            target: RestoreTarget::Into(out.clone()),
-            only: Vec::new(),
-            force: false,
-            replace_newer: false,
-            app_stops_first: false,
-            verify: crate::sqlite::Verify::Full,
-            verify_replayed: crate::sqlite::Verify::Full,
-            postgres: crate::PgRestoreSettings::default(),
-            keep_setid: false,
-            replayed: None,
-            recheck: false,
-            write_proof: true,
-        };
-        restore_point(&mut repo, &id, &point, &opts, &NoProgress).unwrap();
-        let at = crate::target_path(&opts.target, &point.components[0].path);
+        let (mut repo, point, at) = backed_up_and_restored(&src, &dir.path().join("out"));
         let compare = |repo: &mut Repository| {
             let s = repo.begin_restore().unwrap();
             let mut reader = s.reader();

@@ -21,8 +21,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use lifeboat_core::{
-    hostname, ComponentKind, DrillOutcome, Error, ErrorKind, ObjectId, Progress, ProofRecord,
-    ProvenDatabase, Repository, Result, CHECK_INTEGRITY,
+    ComponentKind, DrillOutcome, Error, ErrorKind, ObjectId, Progress, ProofRecord, ProvenDatabase,
+    Repository, Result, CHECK_INTEGRITY,
 };
 use lifeboat_sources::postgres::{db_name_with_suffix, drop_database};
 use lifeboat_sources::sqlite::Verify;
@@ -241,18 +241,7 @@ fn record(
     proven: Vec<ProvenDatabase>,
     outcome: DrillOutcome,
 ) -> Option<String> {
-    let record = ProofRecord {
-        point: id.to_hex(),
-        time: {
-            let now = jiff::Timestamp::now();
-            now.round(jiff::Unit::Second).unwrap_or(now).to_string()
-        },
-        hostname: hostname(),
-        by: "drill".into(),
-        lifeboat_version: env!("CARGO_PKG_VERSION").to_string(),
-        components: proven,
-        drill: Some(outcome),
-    };
+    let record = ProofRecord::now(id, "drill", proven, Some(outcome));
     match repo.begin_restore().and_then(|s| s.record_proof(&record)) {
         Ok(rid) => Some(rid.to_hex()),
         Err(e) => {

@@ -80,6 +80,26 @@ pub struct ProvenDatabase {
 }
 
 impl ProofRecord {
+    /// A record of `point` written now by this host and version (`by`: `restore` or
+    /// `drill`); the time in whole seconds, as operators are shown it ("proven on ...").
+    pub fn now(
+        point: &ObjectId,
+        by: &str,
+        components: Vec<ProvenDatabase>,
+        drill: Option<DrillOutcome>,
+    ) -> ProofRecord {
+        let now = jiff::Timestamp::now();
+        ProofRecord {
+            point: point.to_hex(),
+            time: now.round(jiff::Unit::Second).unwrap_or(now).to_string(),
+            hostname: crate::format::key::hostname(),
+            by: by.to_string(),
+            lifeboat_version: env!("CARGO_PKG_VERSION").to_string(),
+            components,
+            drill,
+        }
+    }
+
     /// Encodes the JSON payload.
     pub fn encode(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("proof record serialises")

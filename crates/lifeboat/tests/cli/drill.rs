@@ -8,7 +8,7 @@ use crate::common::*;
 
 /// An app with a SQLite database in WAL mode (an index to match), uploads with a symlink, and
 /// a 0600 secret, in a config with a smoke query; backed up once.
-fn app(env: &Env) -> std::path::PathBuf {
+pub(crate) fn app(env: &Env) -> std::path::PathBuf {
     let db = env.path("app/chat.db");
     std::fs::create_dir_all(env.path("app/uploads/2026")).unwrap();
     make_db(&db, 3000, 200);

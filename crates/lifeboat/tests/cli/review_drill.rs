@@ -6,35 +6,8 @@ use std::path::{Path, PathBuf};
 use lifeboat_core::{ComponentKind, DrillOutcome, EntryKind, ProofRecord};
 
 use crate::common::*;
+use crate::drill::app;
 use crate::handmade::{entry, hand_made_point, open_repo, Header};
-
-/// The drill test's app (SQLite, uploads, a secret, a smoke query), backed up once.
-fn app(env: &Env) -> PathBuf {
-    let db = env.path("app/chat.db");
-    std::fs::create_dir_all(env.path("app/uploads/2026")).unwrap();
-    make_db(&db, 300, 100);
-    write(&env.path("app/uploads/2026/a.png"), &[7u8; 30_000], 0o644);
-    write(&env.path("app/uploads/readme.txt"), b"hello", 0o644);
-    write(&env.path("app/.env"), b"JWT_SECRET=s3cret\n", 0o600);
-    let cfg = env.path("lifeboat.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[repository.r]\npath = \"{}\"\n\n[app.chat]\nsqlite = [\"{}\"]\nfiles = [\"{}\"]\nsecrets = [\"{}\"]\n\n[app.chat.checks]\nsql = [\"SELECT count(*) FROM messages\"]\n",
-            env.repo.display(),
-            db.display(),
-            env.path("app/uploads").display(),
-            env.path("app/.env").display()
-        ),
-    )
-    .unwrap();
-    env.init();
-    lb_config(&cfg, env.dir.path())
-        .args(["backup", "chat"])
-        .assert()
-        .success();
-    cfg
-}
 
 /// A directory another user can change (no sticky bit), as `--scratch` or `$TMPDIR`.
 fn open_dir(env: &Env) -> PathBuf {
