@@ -16,7 +16,7 @@
 //!   of its slots, or none ever;
 //! - a scheduled job whose last runs failed (the state file of `lifeboat run`).
 use jiff::{SignedDuration, Timestamp};
-use lifeboat_core::{is_future, DrillSeen, ObjectId, Point, Result};
+use lifeboat_core::{drill_order, is_future, DrillSeen, ObjectId, Point, Result};
 use serde::Serialize;
 
 use crate::config::Config;
@@ -207,7 +207,7 @@ pub fn status(setup: &Setup, config: &Config, app: Option<&str>) -> Result<Statu
                 for (id, p) in &proofs {
                     let Some(dr) = &p.last_drill else { continue };
                     let newer = last_drill.as_ref().is_none_or(|l| {
-                        l.drill.time.parse::<Timestamp>().ok() <= dr.time.parse::<Timestamp>().ok()
+                        drill_order(&l.drill.time, l.drill.ok) <= drill_order(&dr.time, dr.ok)
                     });
                     if newer {
                         last_drill = Some(PointDrill {

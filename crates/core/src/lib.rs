@@ -36,7 +36,7 @@ mod ops;
 mod paths;
 mod progress;
 mod proofs;
-pub use proofs::{DrillSeen, PointProofs};
+pub use proofs::{drill_order, DrillSeen, PointProofs};
 mod reader;
 mod repository;
 mod retention;

@@ -125,6 +125,13 @@ impl Repository {
     }
 }
 
+/// How drills are ordered to find the newest: by time, and at the same time (two drills in one
+/// millisecond, or records of versions that kept whole seconds) a failed one counts as newer,
+/// so that a failure is never hidden by a pass it cannot be told apart from.
+pub fn drill_order(time: &str, ok: bool) -> (Option<jiff::Timestamp>, bool) {
+    (time.parse().ok(), !ok)
+}
+
 /// Longest failure text and host name a listing keeps from a record.
 const MAX_TEXT: usize = 1000;
 
@@ -164,9 +171,10 @@ fn by_point(
         if let Some(d) = &r.drill {
             p.drills += 1;
             p.failed_drills += u32::from(!d.ok);
-            let newer = p.last_drill.as_ref().is_none_or(|l| {
-                l.time.parse::<jiff::Timestamp>().ok() <= r.time.parse::<jiff::Timestamp>().ok()
-            });
+            let newer = p
+                .last_drill
+                .as_ref()
+                .is_none_or(|l| drill_order(&l.time, l.ok) <= drill_order(&r.time, d.ok));
             if newer {
                 p.last_drill = Some(DrillSeen {
                     time: cut(&r.time),
@@ -179,4 +187,19 @@ fn by_point(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::drill_order;
+
+    /// The newest drill is the latest one; at the same time, the failed one, whatever order the
+    /// records were listed in (two drills in one second hid a failure behind a pass).
+    #[test]
+    fn a_failure_is_never_hidden_by_a_pass_of_the_same_time() {
+        let t = "2026-12-02T08:49:04Z";
+        assert!(drill_order(t, true) < drill_order(t, false));
+        assert!(drill_order(t, false) < drill_order("2026-12-02T08:49:05Z", true));
+        assert!(drill_order("2026-12-02T08:49:04.001Z", true) > drill_order(t, false));
+    }
 }

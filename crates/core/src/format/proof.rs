@@ -81,7 +81,7 @@ pub struct ProvenDatabase {
 
 impl ProofRecord {
     /// A record of `point` written now by this host and version (`by`: `restore` or
-    /// `drill`); the time in whole seconds, as operators are shown it ("proven on ...").
+    /// `drill`); the time in milliseconds (drills of one point are ordered by it).
     pub fn now(
         point: &ObjectId,
         by: &str,
@@ -91,7 +91,10 @@ impl ProofRecord {
         let now = jiff::Timestamp::now();
         ProofRecord {
             point: point.to_hex(),
-            time: now.round(jiff::Unit::Second).unwrap_or(now).to_string(),
+            time: now
+                .round(jiff::Unit::Millisecond)
+                .unwrap_or(now)
+                .to_string(),
             hostname: crate::format::key::hostname(),
             by: by.to_string(),
             lifeboat_version: env!("CARGO_PKG_VERSION").to_string(),
