@@ -173,16 +173,35 @@ impl Setup {
 
     /// Opens the repository for `app`.
     pub fn open(&self, app: Option<&str>) -> Result<Repository> {
-        let (location, _) = self.location_for(app)?;
-        if let Some(r) = self.unlocked.lock().expect("unlocked").get(&location) {
-            return r.reopen();
+        // Resolved once (a config file edited meanwhile cannot file one repository's key
+        // under another's name), and keyed by everything that tells two stores or two
+        // passwords apart, not by the path alone (two tables may share a path with other
+        // endpoints or passwords).
+        let (location, cfg) = self.location_for(app)?;
+        let key = format!(
+            "{location}\0{:?}\0{:?}\0{:?}\0{:?}",
+            cfg.as_ref().and_then(|c| c.endpoint.as_deref()),
+            cfg.as_ref().and_then(|c| c.region.as_deref()),
+            cfg.as_ref().and_then(|c| c.password_file.as_deref()),
+            cfg.as_ref().and_then(|c| c.password_command.as_deref()),
+        );
+        let cached = self
+            .unlocked
+            .lock()
+            .expect("unlocked")
+            .get(&key)
+            .map(Repository::reopen);
+        if let Some(r) = cached {
+            return r;
         }
-        let (storage, password) = self.storage_for(app)?;
+        let pw_cfg = cfg.as_ref().map(|r| r.password()).unwrap_or_default();
+        let storage = self.open_storage(&location, cfg.as_ref())?;
+        let password = self.password.resolve(&pw_cfg, "LIFEBOAT_PASSWORD")?;
         let repo = Repository::open(storage, &password)?;
         self.unlocked
             .lock()
             .expect("unlocked")
-            .insert(location, repo.reopen()?);
+            .insert(key, repo.reopen()?);
         Ok(repo)
     }
 }

@@ -120,7 +120,6 @@ pub fn drill(setup: &Setup, req: &DrillRequest, progress: &dyn Progress) -> Resu
     let seconds = started.elapsed().as_secs_f64();
     // The PostgreSQL databases it made go, whatever happened (each was checked not to exist
     // before: the plan refuses a name that is taken).
-    let mut cleanup = Vec::new();
     for c in point
         .components
         .iter()
@@ -130,40 +129,53 @@ pub fn drill(setup: &Setup, req: &DrillRequest, progress: &dyn Progress) -> Resu
         let name = db_name_with_suffix(&body.database, &suffix);
         let conn = plan.opts.postgres.connection_for(&body.database);
         if let Err(e) = drop_database(&conn, &name) {
-            cleanup.push(format!("{e}; drop it by hand"));
+            tracing::warn!("drill of point {}: {e}; drop it by hand", id.short());
         }
     }
-    let (ok, checks, bytes) = (outcome.is_ok(), done.checks, done.bytes);
-    let (failure, failure_kind) = match &outcome {
-        Ok(()) => (None, None),
-        Err(e) => (Some(describe(e)), Some(e.kind())),
-    };
     // A failed drill proves nothing, not even the databases checked before the failure.
-    let proven = if ok { done.proven } else { Vec::new() };
-    for w in &cleanup {
-        tracing::warn!("drill of point {}: {w}", id.short());
-    }
-    let outcome = DrillOutcome {
-        ok,
-        seconds,
-        bytes,
-        checks: checks.clone(),
-        failure: failure.clone(),
+    let proven = if outcome.is_ok() {
+        done.proven
+    } else {
+        Vec::new()
     };
-    let record_id = record(&mut plan.repo, &id, proven, outcome);
+    let report = finish(
+        &mut plan.repo,
+        (&id, &point),
+        proven,
+        DrillOutcome {
+            ok: outcome.is_ok(),
+            seconds,
+            bytes: done.bytes,
+            checks: done.checks,
+            failure: outcome.as_ref().err().map(describe),
+        },
+        outcome.err().map(|e| e.kind()),
+    );
     scratch.remove();
-    Ok(DrillReport {
+    Ok(report)
+}
+
+/// Records the drill of `point` (best effort) and makes its report.
+fn finish(
+    repo: &mut Repository,
+    (id, point): (&ObjectId, &lifeboat_core::Point),
+    proven: Vec<ProvenDatabase>,
+    outcome: DrillOutcome,
+    failure_kind: Option<ErrorKind>,
+) -> DrillReport {
+    let record = record(repo, id, proven, outcome.clone());
+    DrillReport {
         app: point.app.clone(),
         point: id.to_hex(),
         point_time: point.time.clone(),
-        ok,
-        seconds,
-        bytes,
-        checks,
-        failure,
+        ok: outcome.ok,
+        seconds: outcome.seconds,
+        bytes: outcome.bytes,
+        checks: outcome.checks,
+        failure: outcome.failure,
         failure_kind,
-        record: record_id,
-    })
+        record,
+    }
 }
 
 /// A drill's scratch directory: private (0700), made by this process in a directory no other
@@ -289,28 +301,20 @@ fn unplanned(
     let Ok((mut repo, (id, point))) = found else {
         return Err(failure);
     };
-    let seconds = started.elapsed().as_secs_f64();
-    let text = describe(&failure);
     let outcome = DrillOutcome {
         ok: false,
-        seconds,
+        seconds: started.elapsed().as_secs_f64(),
         bytes: 0,
         checks: Vec::new(),
-        failure: Some(text.clone()),
+        failure: Some(describe(&failure)),
     };
-    let record_id = record(&mut repo, &id, Vec::new(), outcome);
-    Ok(DrillReport {
-        app: point.app.clone(),
-        point: id.to_hex(),
-        point_time: point.time.clone(),
-        ok: false,
-        seconds,
-        bytes: 0,
-        checks: Vec::new(),
-        failure: Some(text),
-        failure_kind: Some(failure.kind()),
-        record: record_id,
-    })
+    Ok(finish(
+        &mut repo,
+        (&id, &point),
+        Vec::new(),
+        outcome,
+        Some(failure.kind()),
+    ))
 }
 
 /// An error as one line of a drill record: its message and hint.

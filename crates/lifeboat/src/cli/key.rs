@@ -13,6 +13,11 @@ pub enum KeyCommand {
     /// List key slots.
     List(ListArgs),
     /// Remove a key slot by id prefix (not the one you opened with, not the last one).
+    ///
+    /// A password stops opening the repository from then on; a process that already opened
+    /// it with that password (a running `lifeboat run`: its continuous capture keeps the key
+    /// it unlocked) goes on until it is restarted. Every slot unwraps the same master key, so
+    /// removing a slot never revokes a copy of the key someone already has.
     Remove(RemoveArgs),
 }
 

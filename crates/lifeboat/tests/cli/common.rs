@@ -305,3 +305,28 @@ pub fn count_lines(log: &str, needles: &[&str]) -> usize {
         .filter(|l| needles.iter().all(|n| l.contains(n)))
         .count()
 }
+
+/// Runs `lifeboat -c lifeboat.toml ARGS` in `env`'s directory under `/usr/bin/time`, asserts
+/// it succeeded and returns its peak resident memory in KiB.
+pub fn max_rss_kib(env: &Env, args: &[&dyn AsRef<std::ffi::OsStr>]) -> u64 {
+    let o = std::process::Command::new("/usr/bin/time")
+        .arg("-f")
+        .arg("maxrss_kib=%M")
+        .arg(assert_cmd::cargo::cargo_bin("lifeboat"))
+        .env("LIFEBOAT_PASSWORD", PASSWORD)
+        .env_remove("LIFEBOAT_CONFIG")
+        .env("LIFEBOAT_STATE_DIR", env.path(".lifeboat-state"))
+        .current_dir(env.dir.path())
+        .args(["-c", "lifeboat.toml"])
+        .args(args.iter().map(|a| a.as_ref()))
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    err.lines()
+        .find_map(|l| l.strip_prefix("maxrss_kib="))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}

@@ -314,27 +314,10 @@ fn a_restore_keeps_in_memory_only_its_own_points_proof_records() {
             .unwrap();
     }
     drop(session);
-    let o = std::process::Command::new("/usr/bin/time")
-        .arg("-f")
-        .arg("maxrss_kib=%M")
-        .arg(assert_cmd::cargo::cargo_bin("lifeboat"))
-        .env("LIFEBOAT_PASSWORD", PASSWORD)
-        .env_remove("LIFEBOAT_CONFIG")
-        .env("LIFEBOAT_STATE_DIR", env.path(".lifeboat-state"))
-        .current_dir(env.dir.path())
-        .args(["-c", "lifeboat.toml", "restore", "web", "--yes", "--to"])
-        .arg(env.path("drill"))
-        .output()
-        .unwrap();
-    let err = stderr(&o);
-    assert!(o.status.success(), "{err}");
-    let rss: u64 = err
-        .lines()
-        .find_map(|l| l.strip_prefix("maxrss_kib="))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let rss = max_rss_kib(
+        &env,
+        &[&"restore", &"web", &"--yes", &"--to", &env.path("drill")],
+    );
     eprintln!("restore max RSS {} MiB", rss / 1024);
     assert!(
         rss < 150 * 1024,

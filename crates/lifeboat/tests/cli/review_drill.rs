@@ -222,26 +222,7 @@ fn review_records_of_made_up_points_do_not_cost_points_their_size_in_memory() {
             .unwrap();
     }
     drop(session);
-    let o = std::process::Command::new("/usr/bin/time")
-        .arg("-f")
-        .arg("maxrss_kib=%M")
-        .arg(assert_cmd::cargo::cargo_bin("lifeboat"))
-        .env("LIFEBOAT_PASSWORD", PASSWORD)
-        .env_remove("LIFEBOAT_CONFIG")
-        .env("LIFEBOAT_STATE_DIR", env.path(".lifeboat-state"))
-        .current_dir(env.dir.path())
-        .args(["-c", "lifeboat.toml", "points"])
-        .output()
-        .unwrap();
-    let err = stderr(&o);
-    assert!(o.status.success(), "{err}");
-    let rss: u64 = err
-        .lines()
-        .find_map(|l| l.strip_prefix("maxrss_kib="))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let rss = max_rss_kib(&env, &[&"points"]);
     eprintln!("points max RSS {} MiB", rss / 1024);
     assert!(
         rss < 150 * 1024,

@@ -1533,6 +1533,17 @@ mod tests {
         (app, path)
     }
 
+    /// Commits `n` rows of ~500 bytes into `t`, one transaction each.
+    fn insert_rows(app: &Connection, n: i64) {
+        for i in 0..n {
+            app.execute(
+                "INSERT INTO t(v) VALUES (?1)",
+                (format!("{i}{}", "y".repeat(500)),),
+            )
+            .unwrap();
+        }
+    }
+
     /// Appends what a writer killed before publishing leaves in `dir/app.db-wal`: a commit
     /// frame for page 2 (any bytes: SQLite never reads it) of a database of `pages` pages,
     /// its checksum chained on the last frame's, where the log ends. Returns the log, open
@@ -1879,15 +1890,7 @@ mod tests {
     fn an_orphaned_commit_frame_of_a_killed_writer_does_not_stall_the_follower() {
         let dir = tempfile::tempdir().unwrap();
         let (app, path) = quiet_app(dir.path());
-        let insert = |n: i64| {
-            for i in 0..n {
-                app.execute(
-                    "INSERT INTO t(v) VALUES (?1)",
-                    (format!("{i}{}", "y".repeat(500)),),
-                )
-                .unwrap();
-            }
-        };
+        let insert = |n: i64| insert_rows(&app, n);
         insert(20);
         first_capture!(dir, path => repo, s, w, key, f);
         insert(5);
@@ -1934,15 +1937,7 @@ mod tests {
     fn review_an_orphan_overwritten_by_a_commit_of_the_same_length_is_not_missed() {
         let dir = tempfile::tempdir().unwrap();
         let (app, path) = quiet_app(dir.path());
-        let insert = |n: i64| {
-            for i in 0..n {
-                app.execute(
-                    "INSERT INTO t(v) VALUES (?1)",
-                    (format!("{i}{}", "y".repeat(500)),),
-                )
-                .unwrap();
-            }
-        };
+        let insert = |n: i64| insert_rows(&app, n);
         insert(25);
         first_capture!(dir, path => repo, s, w, key, f);
         insert(5);
