@@ -106,6 +106,9 @@ pub struct Config {
     /// Settings of `lifeboat run`.
     #[serde(default)]
     pub daemon: DaemonConfig,
+    /// Heartbeat, webhooks and the anomaly rules (`[alerts]`).
+    #[serde(default)]
+    pub alerts: crate::alerts::AlertsConfig,
     #[serde(skip)]
     file: PathBuf,
     #[serde(skip)]
@@ -213,6 +216,9 @@ pub struct AppConfig {
     /// (default 1 h; a scheduled backup in between starts one too).
     #[serde(default, deserialize_with = "crate::hooks::de_duration")]
     pub continuous_rebase: Option<std::time::Duration>,
+    /// This app's heartbeat and anomaly rules (`[app.NAME.alerts]`, over `[alerts]`).
+    #[serde(default)]
+    pub alerts: crate::alerts::AppAlerts,
 }
 
 /// `continuous = true | false | "1s"`.
@@ -280,6 +286,12 @@ pub struct DaemonConfig {
     /// Where scheduled drills make their scratch copies (default: `$TMPDIR`, else `/tmp`).
     /// It needs room for the largest point; a RAM-backed `/tmp` holds it in memory.
     pub scratch_dir: Option<PathBuf>,
+    /// Where `lifeboat run` serves `/metrics` (Prometheus): `"127.0.0.1:9186"` by default;
+    /// `"off"` serves nothing. An address other than loopback needs `metrics_token_file`.
+    pub listen: Option<String>,
+    /// A file holding the bearer token every request must carry (`Authorization: Bearer
+    /// TOKEN`; Prometheus's `authorization.credentials_file`). Required off loopback.
+    pub metrics_token_file: Option<PathBuf>,
 }
 
 /// `[[app.NAME.postgres]]`: databases on one PostgreSQL server.

@@ -57,7 +57,7 @@ pub struct ContinuousHandle {
 }
 
 /// What one database's capture is doing, for logs, `status` and metrics.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 pub struct StreamStatus {
     /// The point the current chain starts from (hex).
     pub base: Option<String>,

@@ -195,8 +195,8 @@ pub struct JobOutcome {
     pub point: Option<String>,
     /// One line: what it did, with sizes.
     pub summary: String,
-    /// Storage requests sent.
-    pub requests: u64,
+    /// Storage requests sent, by type.
+    pub requests: lifeboat_core::RequestStats,
 }
 
 /// Runs `job` now with `config` (passwords from `password`, else the config's and the
@@ -258,7 +258,7 @@ pub fn run_job(config: &Config, password: &PasswordSource, job: &Job) -> Result<
                 Error::new(ErrorKind::Usage, format!("no app {app:?} in the config"))
             })?;
             let mut parts = Vec::new();
-            let mut total = 0;
+            let mut total = lifeboat_core::RequestStats::default();
             // The app's repository, then each replica (whose policy may be its own keep_in).
             for repo in std::iter::once(None).chain(a.copy_to.iter().cloned().map(Some)) {
                 let s = setup(repo.clone());
@@ -347,8 +347,12 @@ fn drill_pick(s: &Setup, app: &str) -> Result<Option<String>> {
     Ok(Some(id.to_hex()))
 }
 
-fn requests(s: &Setup) -> u64 {
-    s.opened().iter().map(|(_, r)| r.total()).sum()
+fn requests(s: &Setup) -> lifeboat_core::RequestStats {
+    let mut t = lifeboat_core::RequestStats::default();
+    for (_, r) in s.opened() {
+        t += r;
+    }
+    t
 }
 
 /// One row of `lifeboat schedule`: a job, when it runs next, how it last ran.

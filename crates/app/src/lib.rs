@@ -30,6 +30,8 @@
 //! Errors are core's [`Error`](lifeboat_core::Error): their kind decides the exit code.
 #![deny(missing_docs)]
 
+mod alerts;
+mod anomalies;
 mod backup;
 mod check;
 mod checks;
@@ -49,6 +51,8 @@ mod job_state;
 mod jobs;
 mod keys;
 mod known_points;
+mod metrics;
+mod notify;
 mod password;
 mod points;
 mod prune;
@@ -61,6 +65,10 @@ mod state_dir;
 mod status;
 mod trust;
 
+pub use alerts::{
+    heartbeat_url, AlertEvent, AlertKind, AlertState, AlertsConfig, AppAlerts, RuleSettings, Rules,
+    Webhook, WebhookFormat, DEFAULT_EVERY as DEFAULT_ALERT_EVERY,
+};
 pub use backup::{backup, classify, BackupReport, BackupRequest};
 pub use check::{check, verdict as check_verdict};
 pub use checks::{ChecksConfig, DEFAULT_HEALTH_TIMEOUT};
@@ -88,6 +96,8 @@ pub use jobs::{
 };
 pub use keys::{add_key, list_keys, remove_key};
 pub use known_points::LastRestore;
+pub use metrics::{render as render_metrics, write_textfile, Counters};
+pub use notify::{heartbeat_delivery, webhook_delivery, Delivery, Notifier};
 pub use password::PasswordSource;
 pub use points::{points, summary, ContinuousWindow, PointSummary, PointsReport};
 pub use prune::prune;
@@ -100,4 +110,7 @@ pub use rollback::{plan as rollback_plan, RollbackPlan, RollbackRequest};
 pub use schedule::{CronFields, Form, Schedule};
 pub use setup::{Setup, CONFIG_PATHS};
 pub use state_dir::state_dir;
-pub use status::{status, AppStatus, DestinationStatus, NewestPoint, PointDrill, StatusReport};
+pub use status::{
+    read_streams, status, stream_lags, streams_path, write_streams, AppStatus, DestinationStatus,
+    NewestPoint, PointDrill, Problem, StatusReport, StreamLag, Streams,
+};

@@ -24,16 +24,20 @@ pub struct Setup {
     repo: Option<String>,
     password: PasswordSource,
     /// Every storage opened, for `--stats`.
-    opened: Mutex<Vec<(String, Arc<dyn Storage>)>>,
+    opened: Arc<Mutex<Opened>>,
     /// Whether backups and restores update this machine's newest known points.
     remember_points: bool,
     /// Each repository unlocked through this setup, by location: opened again with its key
     /// ([`Repository::reopen`]) instead of deriving the key again (64 MiB and ~0.4 s each at
     /// the default cost; a capture thread opens its repository at every new chain).
-    unlocked: Mutex<std::collections::HashMap<String, Repository>>,
+    unlocked: Arc<Mutex<std::collections::HashMap<String, Repository>>>,
 }
 
+/// Storages opened, by location.
+type Opened = Vec<(String, Arc<dyn Storage>)>;
+
 /// Where a setup's config comes from.
+#[derive(Clone)]
 enum ConfigSource {
     /// A file (given, else [`CONFIG_PATHS`]), read by each operation that needs it.
     File(Option<PathBuf>),
@@ -50,9 +54,9 @@ impl Setup {
             config: ConfigSource::File(config),
             repo,
             password,
-            opened: Mutex::default(),
+            opened: Arc::default(),
             remember_points: true,
-            unlocked: Mutex::default(),
+            unlocked: Arc::default(),
         }
     }
 
@@ -65,9 +69,23 @@ impl Setup {
             config: ConfigSource::Given(Box::new(config)),
             repo,
             password,
-            opened: Mutex::default(),
+            opened: Arc::default(),
             remember_points: true,
-            unlocked: Mutex::default(),
+            unlocked: Arc::default(),
+        }
+    }
+
+    /// The same setup with another repository override (`None`: each app's own), sharing
+    /// this one's unlocked repositories and request counts: `status` looks at every
+    /// destination through one long-lived setup in the daemon, so no key is derived twice.
+    pub fn with_repo(&self, repo: Option<String>) -> Setup {
+        Setup {
+            config: self.config.clone(),
+            repo,
+            password: self.password.clone(),
+            opened: Arc::clone(&self.opened),
+            remember_points: self.remember_points,
+            unlocked: Arc::clone(&self.unlocked),
         }
     }
 

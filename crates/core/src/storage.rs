@@ -351,6 +351,16 @@ pub struct RequestStats {
     pub delete: u64,
 }
 
+impl std::ops::AddAssign for RequestStats {
+    fn add_assign(&mut self, o: RequestStats) {
+        self.list += o.list;
+        self.get += o.get;
+        self.head += o.head;
+        self.put += o.put;
+        self.delete += o.delete;
+    }
+}
+
 impl RequestStats {
     /// All requests.
     pub fn total(&self) -> u64 {

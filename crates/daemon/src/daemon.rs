@@ -7,11 +7,13 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use lifeboat_app::{
-    continuous_of, jobs, one_line, run_capture, run_job, Config, ContinuousHandle, Job, JobOutcome,
-    JobsState, Outcome, PasswordSource, DEFAULT_RETRY,
+    continuous_of, heartbeat_url, jobs, one_line, run_capture, run_job, Config, ContinuousHandle,
+    Job, JobOutcome, JobsState, Notifier, Outcome, PasswordSource, DEFAULT_RETRY,
 };
 use lifeboat_core::{Error, ErrorKind, Result};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+
+use crate::monitor::{Monitor, Shared};
 
 /// What `lifeboat run` is given.
 #[derive(Debug, Clone)]
@@ -47,6 +49,7 @@ pub fn run(opts: RunOptions) -> Result<()> {
     let config = Config::load(&opts.config)?;
     let job_list = jobs(&config)?;
     let state_path = JobsState::path_for(&config)?;
+    let listen = crate::http::settings(&config)?;
     let _lock = lock_state(&state_path)?;
     let (tx, rx) = channel();
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
@@ -66,9 +69,24 @@ pub fn run(opts: RunOptions) -> Result<()> {
             .map_err(|e| Error::io("start the signal thread", e))?;
     }
     let state = JobsState::load(&state_path);
+    let shared = Arc::new(Shared::default());
+    let notifier = Arc::new(Notifier::start(&config.alerts)?);
+    if let Some((addr, token)) = listen {
+        if let Err(e) = crate::http::serve(addr, token, Arc::clone(&shared)) {
+            tracing::error!("{e}: /metrics is not served; backups go on");
+        }
+    }
+    let config = Arc::new(config);
+    let monitor = Monitor::start(
+        Arc::clone(&config),
+        opts.password.clone(),
+        Arc::clone(&shared),
+        Arc::clone(&notifier),
+        state_path.clone(),
+    )?;
     let mut d = Daemon {
         opts,
-        config: Arc::new(config),
+        config,
         jobs: job_list,
         state,
         state_path,
@@ -76,6 +94,9 @@ pub fn run(opts: RunOptions) -> Result<()> {
         tx,
         stopping: None,
         captures: HashMap::new(),
+        shared,
+        notifier,
+        monitor,
     };
     d.sync_captures();
     tracing::info!(
@@ -90,6 +111,8 @@ pub fn run(opts: RunOptions) -> Result<()> {
     }
     let res = d.run_loop(&rx);
     handle.close();
+    // A last look announces what the last jobs changed; queued messages get a few seconds.
+    d.monitor.stop();
     res
 }
 
@@ -160,6 +183,12 @@ struct Daemon {
     /// Continuous captures by app: the handle its database threads share, and the threads
     /// by database.
     captures: HashMap<String, Capture>,
+    /// What the watcher and `/metrics` see.
+    shared: Arc<Shared>,
+    /// Heartbeats and webhooks.
+    notifier: Arc<Notifier>,
+    /// Looks at the status after each job and announces problems.
+    monitor: Monitor,
 }
 
 /// One app's continuous capture: a thread per database.
@@ -308,6 +337,7 @@ impl Daemon {
                 c.handle.new_point();
             }
         }
+        let requests = result.as_ref().map(|o| o.requests).unwrap_or_default();
         let result = match result {
             Ok(o) => {
                 let ms = self
@@ -322,7 +352,7 @@ impl Daemon {
                         job = %kind,
                         point = %point,
                         duration_ms = ms.unwrap_or(0),
-                        requests = o.requests,
+                        requests = o.requests.total(),
                         "job ok: {}",
                         one_line(&o.summary)
                     ),
@@ -330,7 +360,7 @@ impl Daemon {
                         app = %app,
                         job = %kind,
                         duration_ms = ms.unwrap_or(0),
-                        requests = o.requests,
+                        requests = o.requests.total(),
                         "job ok: {}",
                         one_line(&o.summary)
                     ),
@@ -356,8 +386,20 @@ impl Daemon {
                 Err((outcome, msg))
             }
         };
+        let failed = matches!(&result, Err((Outcome::Failed, _)));
+        if !matches!(&result, Err((Outcome::Interrupted, _))) {
+            if let Some(url) = heartbeat_url(&self.config, &app) {
+                let line = match &result {
+                    Ok((summary, _)) => format!("{app} {kind}: {}", one_line(summary)),
+                    Err((_, msg)) => format!("{app} {kind} failed: {msg}"),
+                };
+                self.notifier.heartbeat(url, !failed, &line);
+            }
+        }
+        self.shared.counters.job_ended(&app, kind, failed, requests);
         self.state.ended(key, ended, result);
         self.save();
+        self.monitor.look();
         if let Some(j) = self.jobs.iter().find(|j| j.key() == key) {
             if self.stopping.is_none() {
                 let next = j.due(self.state.jobs.get(key), self.retry(), Timestamp::now());
@@ -381,6 +423,7 @@ impl Daemon {
                 self.config = Arc::new(config);
                 self.jobs = job_list;
                 self.sync_captures();
+                self.monitor.reload(Arc::clone(&self.config));
                 match JobsState::path_for(&self.config) {
                     Ok(p) if p != self.state_path => {
                         tracing::warn!(
@@ -535,6 +578,15 @@ impl Daemon {
                 },
             );
         }
+        *self
+            .shared
+            .captures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = self
+            .captures
+            .iter()
+            .map(|(a, c)| (a.clone(), Arc::clone(&c.handle)))
+            .collect();
     }
 
     /// Stops every capture and waits for its threads (each ends within one interval).
@@ -675,6 +727,16 @@ mod tests {
     fn a_due_job_held_back_by_max_jobs_does_not_make_the_loop_spin() {
         let config = three_apps("");
         let (tx, _rx) = channel();
+        let shared = Arc::new(Shared::default());
+        let notifier = Arc::new(Notifier::start(&config.alerts).unwrap());
+        let monitor = Monitor::start(
+            Arc::new(config.clone()),
+            PasswordSource::default(),
+            Arc::clone(&shared),
+            Arc::clone(&notifier),
+            "/nonexistent/daemon-state.json".into(),
+        )
+        .unwrap();
         let mut d = Daemon {
             opts: RunOptions {
                 config: "/etc/lifeboat/lifeboat.toml".into(),
@@ -688,6 +750,9 @@ mod tests {
             tx,
             stopping: None,
             captures: HashMap::new(),
+            shared,
+            notifier,
+            monitor,
         };
         d.running.insert("a/backup".into(), "a".into());
         d.running.insert("b/backup".into(), "b".into());

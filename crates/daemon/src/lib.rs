@@ -24,5 +24,7 @@
 #![deny(missing_docs)]
 
 mod daemon;
+mod http;
+mod monitor;
 
 pub use daemon::{run, RunOptions};

@@ -18,6 +18,7 @@ mod restore;
 mod rollback;
 mod run;
 mod schedule;
+mod metrics;
 mod status;
 
 use std::path::PathBuf;
@@ -118,6 +119,10 @@ pub enum Command {
     /// Is every app protected and proven? Per app and destination; exit 12 when not.
     #[command(after_help = status::AFTER_HELP)]
     Status(status::StatusArgs),
+    /// Print the Prometheus metrics of every app (or write them for node_exporter's textfile
+    /// collector)
+    #[command(after_help = metrics::AFTER_HELP)]
+    Metrics(metrics::MetricsArgs),
     /// Bring an app back on a new machine from its repository alone, and write its config.
     #[command(after_help = recover::AFTER_HELP)]
     Recover(recover::RecoverArgs),
@@ -187,6 +192,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Restore(a) => restore::run(&ctx, a),
         Command::Drill(a) => drill::run(&ctx, a),
         Command::Status(a) => status::run(&ctx, a),
+        Command::Metrics(a) => metrics::run(&ctx, a),
         Command::Rollback(a) => rollback::run(&ctx, a),
         Command::Recover(a) => recover::run(&ctx, a),
         Command::Check(a) => check::run(&ctx, a),

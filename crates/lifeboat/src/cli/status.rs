@@ -11,9 +11,14 @@ pub const AFTER_HELP: &str = "Examples:
 
 For each app of lifeboat.toml and each destination (its repository, then each copy_to
 replica): the newest point and its age, the sizes of the last points, the newest drill, and
-the scheduled jobs with their last outcome. Unhealthy: a destination that cannot be read, a
-newest point older than two periods of its schedule, a failed or overdue drill, a job whose
-last runs failed.
+the scheduled jobs with their last outcome, and the lag of continuous capture (as the
+running `lifeboat run` reports it). Unhealthy: a destination that cannot be read, a newest
+point older than two periods of its schedule, a failed or overdue drill, a job whose last
+runs failed, a failing continuous capture, and the anomalies of the newest point: smaller
+than 50% of the average of the ones before, a table with at least 100 rows lost more than
+half of them, a secret's content changed ([alerts] and [app.NAME.alerts] set or turn off
+each rule). `lifeboat run` sends these problems to the [alerts] webhooks, once when they
+appear and once when they clear.
 
 Exits 0 when everything is healthy, 12 when anything is not (after printing the report):
 a monitoring probe by itself.";
@@ -38,7 +43,12 @@ pub fn run(ctx: &Context, a: StatusArgs) -> Result<()> {
             ));
         }
     }
-    let report = lifeboat_app::status(&ctx.setup, &config, a.app.as_deref())?;
+    let report = lifeboat_app::status(
+        &ctx.setup,
+        &config,
+        a.app.as_deref(),
+        &lifeboat_app::read_streams(&config),
+    )?;
     if a.json {
         json(&report)?;
     } else {
@@ -99,6 +109,19 @@ fn print(r: &StatusReport) -> Result<()> {
             ),
             None => outln!("  last drill: none"),
         }
+        for c in &a.continuous {
+            outln!(
+                "  continuous {}: {}, {} deltas, {} stored{}",
+                esc(&c.database),
+                match c.lag_s {
+                    Some(l) => format!("{l:.1} s behind"),
+                    None => "no link yet".into(),
+                },
+                c.deltas,
+                size(c.bytes_stored),
+                if c.failing.is_some() { ", FAILING" } else { "" }
+            );
+        }
         for j in &a.jobs {
             let next = match now {
                 Some(t) if j.next <= t => "due now".to_string(),
@@ -117,7 +140,7 @@ fn print(r: &StatusReport) -> Result<()> {
             );
         }
         for p in &a.problems {
-            outln!("  PROBLEM: {}", esc(p));
+            outln!("  PROBLEM: {}", esc(&p.message));
         }
     }
     Ok(())

@@ -1,0 +1,209 @@
+//! The daemon's watcher: looks at every app's status ([`lifeboat_app::status()`]) after each
+//! job and every `[alerts] every` (default 15 min), announces new and cleared problems to the
+//! webhooks ([`AlertState`], [`Notifier`]), keeps the report `/metrics` shows, and writes the
+//! continuous captures' progress for `lifeboat status` once a minute while there are any.
+//!
+//! It runs on its own thread so a slow store never delays the scheduler: jobs only queue a
+//! "look" ([`Monitor::look`]), which coalesces with one already waiting.
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use lifeboat_app::{
+    status, write_streams, AlertState, Config, ContinuousHandle, Counters, Notifier,
+    PasswordSource, Setup, StatusReport, Streams, DEFAULT_ALERT_EVERY,
+};
+
+/// What the scheduler, the watcher and the HTTP endpoint share.
+#[derive(Default)]
+pub(crate) struct Shared {
+    /// Jobs' failures and requests.
+    pub counters: Counters,
+    /// The newest status report.
+    pub report: Mutex<Option<StatusReport>>,
+    /// The continuous captures' handles, by app.
+    pub captures: Mutex<HashMap<String, Arc<ContinuousHandle>>>,
+}
+
+impl Shared {
+    /// The captures' progress by app and database.
+    pub fn streams(&self) -> Streams {
+        let h = self.captures.lock().unwrap_or_else(|p| p.into_inner());
+        h.iter().map(|(app, h)| (app.clone(), h.status())).collect()
+    }
+}
+
+enum Msg {
+    Look,
+    Config(Arc<Config>),
+    Stop,
+}
+
+/// The watcher thread.
+pub(crate) struct Monitor {
+    tx: Sender<Msg>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// How often the captures' progress is written for `lifeboat status`.
+const STREAMS_EVERY: Duration = Duration::from_secs(60);
+
+impl Monitor {
+    /// Starts the watcher; its first look is right away.
+    pub fn start(
+        config: Arc<Config>,
+        password: PasswordSource,
+        shared: Arc<Shared>,
+        notifier: Arc<Notifier>,
+        state_path: PathBuf,
+    ) -> lifeboat_core::Result<Monitor> {
+        let (tx, rx) = channel();
+        let _ = tx.send(Msg::Look);
+        let thread = std::thread::Builder::new()
+            .name("monitor".into())
+            .spawn(move || {
+                Watcher {
+                    setup: Setup::with_config((*config).clone(), None, password.clone()),
+                    config,
+                    password,
+                    shared,
+                    notifier,
+                    alerts_path: AlertState::path_beside(&state_path),
+                }
+                .run(&rx)
+            })
+            .map_err(|e| lifeboat_core::Error::io("start the monitor thread", e))?;
+        Ok(Monitor {
+            tx,
+            thread: Some(thread),
+        })
+    }
+
+    /// Asks for a look at the status soon (after a job ended).
+    pub fn look(&self) {
+        let _ = self.tx.send(Msg::Look);
+    }
+
+    /// Hands over a reloaded config.
+    pub fn reload(&self, config: Arc<Config>) {
+        let _ = self.tx.send(Msg::Config(config));
+    }
+
+    /// Takes a last look (a job that just ended is announced), then stops.
+    pub fn stop(mut self) {
+        let _ = self.tx.send(Msg::Look);
+        let _ = self.tx.send(Msg::Stop);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+struct Watcher {
+    config: Arc<Config>,
+    password: PasswordSource,
+    /// One setup for the daemon's life (until a reload): each destination is unlocked once.
+    setup: Setup,
+    shared: Arc<Shared>,
+    notifier: Arc<Notifier>,
+    alerts_path: PathBuf,
+}
+
+impl Watcher {
+    fn run(mut self, rx: &Receiver<Msg>) {
+        let mut state = AlertState::load(&self.alerts_path);
+        let mut next_look = Instant::now();
+        let mut next_streams = Instant::now();
+        loop {
+            let every = self.config.alerts.every.unwrap_or(DEFAULT_ALERT_EVERY);
+            let has_captures = !self
+                .shared
+                .captures
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_empty();
+            let mut wake = next_look;
+            if has_captures {
+                wake = wake.min(next_streams);
+            }
+            let msg = rx.recv_timeout(wake.saturating_duration_since(Instant::now()));
+            let mut look = Instant::now() >= next_look;
+            match msg {
+                Ok(Msg::Look) => look = true,
+                Ok(Msg::Config(c)) => {
+                    self.set_config(c);
+                    look = true;
+                }
+                Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => {
+                    // Whatever was queued for the webhooks gets a few seconds to go out.
+                    self.notifier.flush(Duration::from_secs(5));
+                    return;
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            // Coalesce: many jobs ending at once make one look.
+            while let Ok(m) = rx.try_recv() {
+                match m {
+                    Msg::Look => look = true,
+                    Msg::Config(c) => {
+                        self.set_config(c);
+                        look = true;
+                    }
+                    Msg::Stop => {
+                        if look {
+                            self.look(&mut state);
+                        }
+                        self.notifier.flush(Duration::from_secs(5));
+                        return;
+                    }
+                }
+            }
+            if has_captures && Instant::now() >= next_streams {
+                if let Err(e) = write_streams(&self.config, &self.shared.streams()) {
+                    tracing::debug!("cannot write the continuous progress: {e}");
+                }
+                next_streams = Instant::now() + STREAMS_EVERY;
+            }
+            if look {
+                self.look(&mut state);
+                next_look = Instant::now() + every;
+            }
+        }
+    }
+
+    /// A reloaded config: a new setup (its repositories may have changed).
+    fn set_config(&mut self, c: Arc<Config>) {
+        self.setup = Setup::with_config((*c).clone(), None, self.password.clone());
+        self.config = c;
+    }
+
+    fn look(&self, state: &mut AlertState) {
+        let report = match status(&self.setup, &self.config, None, &self.shared.streams()) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!("cannot take the status (alerts wait for the next look): {e}");
+                return;
+            }
+        };
+        for e in state.update(&report, Timestamp::now()) {
+            match e.event {
+                lifeboat_app::AlertKind::Alert => {
+                    tracing::warn!(app = %e.app, rule = %e.rule, "alert: {}", e.message)
+                }
+                lifeboat_app::AlertKind::Recovered => {
+                    tracing::info!(app = %e.app, rule = %e.rule, "recovered: {}", e.message)
+                }
+            }
+            self.notifier.alert(&e);
+        }
+        if let Err(e) = state.save(&self.alerts_path) {
+            tracing::error!(
+                "cannot write the alert state: {e} (alerts may repeat after a restart)"
+            );
+        }
+        *self.shared.report.lock().unwrap_or_else(|p| p.into_inner()) = Some(report);
+    }
+}
