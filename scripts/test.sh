@@ -42,6 +42,17 @@ export LIFEBOAT_TEST_S3_AUTH_ENDPOINT="$S3_ENDPOINT" LIFEBOAT_TEST_S3_AUTH_KEY="
   LIFEBOAT_TEST_S3_AUTH_SECRET="$AWS_SECRET_ACCESS_KEY"
 eval "$(bash "$S/moto.sh" start)"
 export LIFEBOAT_TEST_S3_ENDPOINT="$S3_ENDPOINT" LIFEBOAT_TEST_S3_BUCKET="$S3_BUCKET"
+# The reference parser of the Prometheus text format (Python's prometheus_client), for the
+# metrics tests: the machine's python3 when it has it, else installed (pip, then a venv).
+PROM_PY=$(command -v python3)
+if ! "$PROM_PY" -c 'import prometheus_client' 2>/dev/null; then
+  python3 -m pip install -q 'prometheus_client>=0.20,<1' >/dev/null 2>&1 \
+    || python3 -m pip install -q --break-system-packages 'prometheus_client>=0.20,<1' >/dev/null 2>&1 \
+    || { python3 -m venv /tmp/lifeboat-test-prom && /tmp/lifeboat-test-prom/bin/pip install -q 'prometheus_client>=0.20,<1' \
+         && PROM_PY=/tmp/lifeboat-test-prom/bin/python; }
+  "$PROM_PY" -c 'import prometheus_client' || { echo "test.sh: cannot install prometheus_client" >&2; exit 1; }
+fi
+export LIFEBOAT_TEST_PROM_PY="$PROM_PY"
 cd "$ROOT"
 cargo nextest run --workspace --features lifeboat/fault-injection "$@"
 # nextest does not run doctests; core's compile_fail doctests prove no point can be written

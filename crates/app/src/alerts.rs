@@ -41,6 +41,10 @@ pub struct AlertsConfig {
     /// Delay before the second try; it doubles with each try (default 10 s).
     #[serde(default, deserialize_with = "crate::hooks::de_duration")]
     pub retry: Option<Duration>,
+    /// How late a scheduled job may be before its point (or drill) counts as missing: added
+    /// to two slots of the schedule and the app's `random_delay` (default 15 min).
+    #[serde(default, deserialize_with = "crate::hooks::de_duration")]
+    pub grace: Option<Duration>,
     /// How often `lifeboat run` looks for problems besides after each job (default 15 min):
     /// a stalled job or an overdue drill is noticed within this. Each look lists the points of
     /// every destination (one listing each; manifests are cached).
@@ -155,6 +159,36 @@ pub fn heartbeat_url<'c>(config: &'c Config, app: &str) -> Option<&'c str> {
         .and_then(|a| a.alerts.heartbeat.as_deref())
         .or(config.alerts.heartbeat.as_deref())
         .filter(|u| !u.is_empty())
+}
+
+/// Default [`AlertsConfig::grace`].
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(15 * 60);
+
+/// Compares `report` with the alerts announced before (the state file beside the daemon's,
+/// [`AlertState::path_beside`]), queues a message for each new and each cleared problem on
+/// `notifier`, and saves the state. What `lifeboat run` does after each look and
+/// `lifeboat status --notify` does once. Returns the messages queued.
+pub fn announce(
+    config: &Config,
+    report: &StatusReport,
+    notifier: &crate::notify::Notifier,
+) -> Result<Vec<AlertEvent>> {
+    let path = AlertState::path_beside(&crate::job_state::JobsState::path_for(config)?);
+    let mut state = AlertState::load(&path);
+    let events = state.update(report, Timestamp::now());
+    for e in &events {
+        match e.event {
+            AlertKind::Alert => {
+                tracing::warn!(app = %e.app, rule = %e.rule, "alert: {}", e.message)
+            }
+            AlertKind::Recovered => {
+                tracing::info!(app = %e.app, rule = %e.rule, "recovered: {}", e.message)
+            }
+        }
+        notifier.alert(e);
+    }
+    state.save(&path)?;
+    Ok(events)
 }
 
 /// Default [`AlertsConfig::every`].

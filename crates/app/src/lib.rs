@@ -66,8 +66,8 @@ mod status;
 mod trust;
 
 pub use alerts::{
-    heartbeat_url, AlertEvent, AlertKind, AlertState, AlertsConfig, AppAlerts, RuleSettings, Rules,
-    Webhook, WebhookFormat, DEFAULT_EVERY as DEFAULT_ALERT_EVERY,
+    announce, heartbeat_url, AlertEvent, AlertKind, AlertState, AlertsConfig, AppAlerts,
+    RuleSettings, Rules, Webhook, WebhookFormat, DEFAULT_EVERY as DEFAULT_ALERT_EVERY,
 };
 pub use backup::{backup, classify, BackupReport, BackupRequest};
 pub use check::{check, verdict as check_verdict};

@@ -7,8 +7,8 @@
 //! What is unhealthy (each a line in `problems`):
 //! - a destination that cannot be read (unreachable, wrong password, damaged listing);
 //! - no point of the app in its repository; with a backup schedule, no new point two slots
-//!   after the newest (plus 15 min and the app's `random_delay`: a run starts late and takes
-//!   a while), slots counted from the point so uneven cron schedules are judged right; points
+//!   after the newest (plus `[alerts] grace`, default 15 min, and the app's `random_delay`: a
+//!   run starts late and takes a while), slots counted from the point so uneven cron schedules are judged right; points
 //!   dated in the future do not count (`latest` passes them over);
 //! - a replica, with a copy schedule, that lacks the newest point of the repository whose
 //!   copy is two copy slots overdue;
@@ -151,8 +151,8 @@ pub struct NewestPoint {
 /// How many points' sizes make the trend.
 const TREND: usize = 10;
 
-/// Added to a schedule's deadlines (and the app's `random_delay`): a job starts late and runs
-/// for a while.
+/// Added to a schedule's deadlines (and the app's `random_delay`) when `[alerts] grace` is
+/// out of range: a job starts late and runs for a while.
 const GRACE: SignedDuration = SignedDuration::from_secs(15 * 60);
 
 /// The status of every app of `config` (or only `app`). `streams` are the continuous
@@ -182,7 +182,8 @@ pub fn status(
         let tz = crate::jobs::time_zone(config, a)?;
         let grace = SignedDuration::try_from(a.random_delay.unwrap_or_default())
             .unwrap_or(SignedDuration::ZERO)
-            + GRACE;
+            + SignedDuration::try_from(config.alerts.grace.unwrap_or(crate::alerts::DEFAULT_GRACE))
+                .unwrap_or(GRACE);
         // Due by: the second slot of `s` after `t`, plus the grace (a run may start late and
         // take a while). Measured from the point, not as a period around now: uneven cron
         // schedules (weekdays only) are judged by their real slots.
@@ -348,12 +349,21 @@ pub fn status(
             let when = last_drill
                 .as_ref()
                 .and_then(|l| l.drill.time.parse::<Timestamp>().ok());
+            // Never drilled: a problem once the oldest point has waited two drill slots
+            // (a new app's first drill is not overdue the moment it is configured).
+            let first = main_points.first().and_then(|(_, p)| p.timestamp().ok());
             match when {
-                None => problem(
-                    "drill_overdue",
-                    "drill_overdue".into(),
-                    "no drill has run yet (drill is scheduled)".into(),
-                ),
+                None if first
+                    .and_then(|t| due(sched, t))
+                    .is_some_and(|d| d < now) =>
+                {
+                    problem(
+                        "drill_overdue",
+                        "drill_overdue".into(),
+                        "no drill has run yet, two slots of the drill schedule after the first point".into(),
+                    )
+                }
+                None => {}
                 Some(t) if due(sched, t).is_some_and(|d| d < now) => problem(
                     "drill_overdue",
                     "drill_overdue".into(),

@@ -82,7 +82,6 @@ pub fn run(opts: RunOptions) -> Result<()> {
         opts.password.clone(),
         Arc::clone(&shared),
         Arc::clone(&notifier),
-        state_path.clone(),
     )?;
     let mut d = Daemon {
         opts,
@@ -734,7 +733,6 @@ mod tests {
             PasswordSource::default(),
             Arc::clone(&shared),
             Arc::clone(&notifier),
-            "/nonexistent/daemon-state.json".into(),
         )
         .unwrap();
         let mut d = Daemon {

@@ -72,6 +72,8 @@ pub(crate) fn serve(addr: SocketAddr, token: Option<Vec<u8>>, shared: Arc<Shared
     listener
         .set_nonblocking(true)
         .map_err(|e| Error::io("listen for /metrics", e))?;
+    // The real port when the config asked for port 0 (tests).
+    let addr = listener.local_addr().unwrap_or(addr);
     let app = Router::new()
         .route("/metrics", get(metrics))
         .with_state(Arc::new(App { shared, token }));

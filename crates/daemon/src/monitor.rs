@@ -6,15 +6,13 @@
 //! It runs on its own thread so a slow store never delays the scheduler: jobs only queue a
 //! "look" ([`Monitor::look`]), which coalesces with one already waiting.
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use jiff::Timestamp;
 use lifeboat_app::{
-    status, write_streams, AlertState, Config, ContinuousHandle, Counters, Notifier,
-    PasswordSource, Setup, StatusReport, Streams, DEFAULT_ALERT_EVERY,
+    announce, status, write_streams, Config, ContinuousHandle, Counters, Notifier, PasswordSource,
+    Setup, StatusReport, Streams, DEFAULT_ALERT_EVERY,
 };
 
 /// What the scheduler, the watcher and the HTTP endpoint share.
@@ -58,7 +56,6 @@ impl Monitor {
         password: PasswordSource,
         shared: Arc<Shared>,
         notifier: Arc<Notifier>,
-        state_path: PathBuf,
     ) -> lifeboat_core::Result<Monitor> {
         let (tx, rx) = channel();
         let _ = tx.send(Msg::Look);
@@ -71,7 +68,6 @@ impl Monitor {
                     password,
                     shared,
                     notifier,
-                    alerts_path: AlertState::path_beside(&state_path),
                 }
                 .run(&rx)
             })
@@ -109,12 +105,10 @@ struct Watcher {
     setup: Setup,
     shared: Arc<Shared>,
     notifier: Arc<Notifier>,
-    alerts_path: PathBuf,
 }
 
 impl Watcher {
     fn run(mut self, rx: &Receiver<Msg>) {
-        let mut state = AlertState::load(&self.alerts_path);
         let mut next_look = Instant::now();
         let mut next_streams = Instant::now();
         loop {
@@ -154,7 +148,7 @@ impl Watcher {
                     }
                     Msg::Stop => {
                         if look {
-                            self.look(&mut state);
+                            self.look();
                         }
                         self.notifier.flush(Duration::from_secs(5));
                         return;
@@ -168,7 +162,7 @@ impl Watcher {
                 next_streams = Instant::now() + STREAMS_EVERY;
             }
             if look {
-                self.look(&mut state);
+                self.look();
                 next_look = Instant::now() + every;
             }
         }
@@ -180,7 +174,7 @@ impl Watcher {
         self.config = c;
     }
 
-    fn look(&self, state: &mut AlertState) {
+    fn look(&self) {
         let report = match status(&self.setup, &self.config, None, &self.shared.streams()) {
             Ok(r) => r,
             Err(e) => {
@@ -188,18 +182,7 @@ impl Watcher {
                 return;
             }
         };
-        for e in state.update(&report, Timestamp::now()) {
-            match e.event {
-                lifeboat_app::AlertKind::Alert => {
-                    tracing::warn!(app = %e.app, rule = %e.rule, "alert: {}", e.message)
-                }
-                lifeboat_app::AlertKind::Recovered => {
-                    tracing::info!(app = %e.app, rule = %e.rule, "recovered: {}", e.message)
-                }
-            }
-            self.notifier.alert(&e);
-        }
-        if let Err(e) = state.save(&self.alerts_path) {
+        if let Err(e) = announce(&self.config, &report, &self.notifier) {
             tracing::error!(
                 "cannot write the alert state: {e} (alerts may repeat after a restart)"
             );

@@ -10,6 +10,7 @@ mod generate;
 mod init;
 mod install;
 mod key;
+mod metrics;
 mod pick;
 mod points;
 mod prune;
@@ -18,7 +19,6 @@ mod restore;
 mod rollback;
 mod run;
 mod schedule;
-mod metrics;
 mod status;
 
 use std::path::PathBuf;

@@ -20,6 +20,9 @@ half of them, a secret's content changed ([alerts] and [app.NAME.alerts] set or 
 each rule). `lifeboat run` sends these problems to the [alerts] webhooks, once when they
 appear and once when they clear.
 
+With --notify, new and cleared problems also go to the [alerts] webhooks (each once; the
+state is kept beside the daemon's state file).
+
 Exits 0 when everything is healthy, 12 when anything is not (after printing the report):
 a monitoring probe by itself.";
 
@@ -30,6 +33,11 @@ pub struct StatusArgs {
     /// Print the report as JSON on stdout
     #[arg(long)]
     pub json: bool,
+    /// Also announce new and cleared problems to the [alerts] webhooks, as `lifeboat run`
+    /// does (for schedules run by systemd timers or cron; not beside a running daemon, which
+    /// announces them itself). Waits up to 30 s for the messages to go out
+    #[arg(long)]
+    pub notify: bool,
 }
 
 pub fn run(ctx: &Context, a: StatusArgs) -> Result<()> {
@@ -49,6 +57,13 @@ pub fn run(ctx: &Context, a: StatusArgs) -> Result<()> {
         a.app.as_deref(),
         &lifeboat_app::read_streams(&config),
     )?;
+    if a.notify {
+        let notifier = lifeboat_app::Notifier::start(&config.alerts)?;
+        lifeboat_app::announce(&config, &report, &notifier)?;
+        if !notifier.flush(std::time::Duration::from_secs(30)) {
+            tracing::warn!("some alerts were not delivered within 30 s");
+        }
+    }
     if a.json {
         json(&report)?;
     } else {

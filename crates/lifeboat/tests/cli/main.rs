@@ -7,6 +7,9 @@ mod fault_proxy;
 /// Points written by hand through the library (hostile points for the escape and review tests).
 mod handmade;
 
+/// Alerts to a local HTTP listener, each anomaly rule, and /metrics parsed by the reference
+/// parser (issue 15 items 3-5).
+mod alerts;
 /// In-place tree restores: staged and swapped in, exact, a failure changes nothing; nested
 /// components kept; setuid bits; symlinks in other users' directories (issue 12 item 4).
 mod atomic;
