@@ -165,7 +165,8 @@ fn a_damaged_point_fails_its_drill_and_the_failure_is_recorded() {
 }
 
 /// `lifeboat status` (issue 15 item 2): healthy only when the app has a fresh point and a
-/// passed drill where one is scheduled; a failed drill makes it exit 12 naming it.
+/// passed drill where one is scheduled (none for two drill slots after the first point is
+/// unhealthy); a failed drill makes it exit 12 naming it.
 #[test]
 fn status_is_a_probe_that_fails_on_a_missing_or_failed_drill() {
     let env = Env::new();
@@ -184,13 +185,32 @@ fn status_is_a_probe_that_fails_on_a_missing_or_failed_drill() {
         assert_eq!(o.status.code(), Some(code), "{}{}", stdout(&o), stderr(&o));
         serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
     };
+    // A drill just configured is not overdue: the app gets two drill slots after its first
+    // point (plus the grace).
+    let r = status(0);
+    let d = &r["apps"][0]["destinations"][0];
+    assert_eq!(d["points"], 1, "{d}");
+    assert!(d["newest"]["age_s"].as_i64().unwrap() < 600, "{d}");
+    // Two slots passed and still no drill: unhealthy.
+    let daily = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        format!(
+            "{}\n[alerts]\ngrace = \"1s\"\n",
+            daily.replace("drill = \"daily\"", "drill = \"every 1s\"")
+        ),
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(4));
     let r = status(12);
     assert_eq!(r["healthy"], false);
     let problems = r["apps"][0]["problems"].to_string();
     assert!(problems.contains("no drill has run yet"), "{problems}");
-    let d = &r["apps"][0]["destinations"][0];
-    assert_eq!(d["points"], 1, "{d}");
-    assert!(d["newest"]["age_s"].as_i64().unwrap() < 600, "{d}");
+    assert_eq!(
+        r["apps"][0]["problems"][0]["rule"], "drill_overdue",
+        "{problems}"
+    );
+    std::fs::write(&cfg, daily).unwrap();
     drill_json(&cfg, env.dir.path(), 0);
     let r = status(0);
     assert_eq!(r["healthy"], true, "{r}");

@@ -163,7 +163,7 @@ fn review_status_counts_only_drills_of_the_apps_own_points() {
     write(&env.path("other/f.txt"), b"other", 0o644);
     let mut text = std::fs::read_to_string(&cfg).unwrap();
     text.push_str(&format!(
-        "\n[app.other]\nfiles = [\"{}\"]\ndrill = \"daily\"\n",
+        "\n[app.other]\nfiles = [\"{}\"]\ndrill = \"every 1s\"\n[alerts]\ngrace = \"1s\"\n",
         env.path("other").display()
     ));
     std::fs::write(&cfg, text).unwrap();
@@ -176,6 +176,8 @@ fn review_status_counts_only_drills_of_the_apps_own_points() {
         .arg(env.dir.path())
         .assert()
         .success();
+    // Never drilled counts once two drill slots (and the grace) passed since the first point.
+    std::thread::sleep(std::time::Duration::from_secs(4));
     let (code, out, err) = status(&cfg, env.dir.path(), Some("other"));
     assert_eq!(
         code,
