@@ -49,13 +49,18 @@ impl CachedStorage {
     fn cached(kind: ObjectKind) -> bool {
         matches!(
             kind,
-            ObjectKind::Key | ObjectKind::Index | ObjectKind::Point | ObjectKind::Delta
+            ObjectKind::Key
+                | ObjectKind::Index
+                | ObjectKind::Point
+                | ObjectKind::Delta
+                | ObjectKind::Audit
         )
     }
 
     /// The cached copy's path: the repository layout ([`ObjectKind::object_path`]) under the
     /// cache directory (`keys/<id>`, `index/<id>`, `points/<id>`, `deltas/<id>`: a `restore
-    /// --at` on the host that captured them reads no delta record from the store). `None` for kinds that are
+    /// --at` on the host that captured them reads no delta record from the store; `audit/<id>`:
+    /// `lifeboat log` reads each record from the store once). `None` for kinds that are
     /// not cached and for names that are not plain alphanumerics (a name never becomes a path
     /// outside the cache directory).
     fn path(&self, kind: ObjectKind, name: &str) -> Option<PathBuf> {
@@ -213,6 +218,7 @@ mod tests {
             ObjectKind::Index,
             ObjectKind::Point,
             ObjectKind::Delta,
+            ObjectKind::Audit,
         ] {
             let data = format!("{kind} bytes").into_bytes();
             let name = ObjectId::of(&data).to_hex();
