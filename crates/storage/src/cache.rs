@@ -241,6 +241,6 @@ mod tests {
                 files += 1;
             }
         }
-        assert_eq!(files, 4);
+        assert_eq!(files, 5);
     }
 }

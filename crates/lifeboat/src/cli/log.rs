@@ -27,7 +27,7 @@ pub struct LogArgs {
     #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
     /// Only operations at or after TIME (RFC 3339, a local `2026-12-03 10:00`, or `-2h`, `-7d`)
-    #[arg(long, value_name = "TIME")]
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     pub since: Option<String>,
     /// JSON on stdout: {"source", "events": [...oldest first], "damaged": [...], "unread"}
     #[arg(long)]
