@@ -60,6 +60,13 @@ impl Op {
         }
     }
 
+    /// An operation run through `setup`, starting now: the repository it unlocks from now on
+    /// is the one its record goes to.
+    fn through(setup: &Setup, command: &str, app: Option<&str>) -> Op {
+        setup.forget_last_unlocked();
+        Op::start(command, app)
+    }
+
     /// Records how the operation ended (best effort) and hands its result back.
     pub fn finish<T: Audited>(self, to: Target<'_>, result: Result<T>) -> Result<T> {
         self.end(to, result.as_ref().map(|t| t as &dyn Audited));
@@ -113,10 +120,7 @@ pub(crate) fn audited<T: Audited>(
     app: Option<&str>,
     f: impl FnOnce() -> Result<T>,
 ) -> Result<T> {
-    setup.forget_last_unlocked();
-    let op = Op::start(command, app);
-    let result = f();
-    op.finish(Target::Setup(setup), result)
+    Op::through(setup, command, app).finish(Target::Setup(setup), f())
 }
 
 /// Runs the planning of an operation `command` (a restore, a rollback, a forget), recording
@@ -128,8 +132,7 @@ pub(crate) fn audited_if_refused<T>(
     app: Option<&str>,
     f: impl FnOnce() -> Result<T>,
 ) -> Result<T> {
-    setup.forget_last_unlocked();
-    let op = Op::start(command, app);
+    let op = Op::through(setup, command, app);
     let result = f();
     if let Err(e) = &result {
         op.end(Target::Setup(setup), Err(e));
