@@ -11,6 +11,7 @@ mod init;
 mod install;
 mod key;
 mod log;
+mod metrics;
 mod pick;
 mod points;
 mod prune;
@@ -19,7 +20,6 @@ mod restore;
 mod rollback;
 mod run;
 mod schedule;
-mod metrics;
 mod status;
 
 use std::path::PathBuf;
