@@ -76,8 +76,26 @@ pub fn classify(p: &Path) -> Result<ComponentKind> {
     }
 }
 
-/// Backs up the app (or the paths) as one point in its repository.
+/// Backs up the app (or the paths) as one point in its repository, and records it in the
+/// audit log.
 pub fn backup(setup: &Setup, req: &BackupRequest, progress: &dyn Progress) -> Result<BackupReport> {
+    let app = req.name.as_deref().or(match req.targets.as_slice() {
+        [one] if !one.contains('/') => Some(one.as_str()),
+        _ => None,
+    });
+    crate::audit::audited(setup, "backup", app, || run(setup, req, progress))
+}
+
+impl crate::audit::Audited for BackupReport {
+    fn facts(&self, ev: &mut lifeboat_core::AuditEvent) {
+        ev.app = Some(self.point.app.clone());
+        ev.points = vec![self.id.to_hex()];
+        ev.bytes = Some(self.point.stats.bytes_stored);
+        ev.message = format!("point {} ({})", self.id.short(), self.point.tags.join(","));
+    }
+}
+
+fn run(setup: &Setup, req: &BackupRequest, progress: &dyn Progress) -> Result<BackupReport> {
     let config = setup.config()?;
     let app_name = match (req.targets.as_slice(), &config) {
         ([one], Some(c)) if c.has_app(one) => Some(one.clone()),

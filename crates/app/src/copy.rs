@@ -30,12 +30,41 @@ pub struct Copied {
 }
 
 /// Copies to every target in turn; `each` sees each target's result as soon as it is done.
+/// Recorded in the local audit log (a copy opens no repository with a password, so it writes
+/// no audit record; the records already there are copied).
 pub fn copy(
     setup: &Setup,
     req: &CopyRequest,
     progress: &dyn Progress,
     each: &mut dyn FnMut(&Copied),
 ) -> Result<Vec<Copied>> {
+    crate::audit::audited(setup, "copy", req.app.as_deref(), || {
+        run(setup, req, progress, each)
+    })
+    .map(|c| c.0)
+}
+
+/// The targets copied, for the audit log.
+struct CopiedAll(Vec<Copied>);
+
+impl crate::audit::Audited for CopiedAll {
+    fn facts(&self, ev: &mut lifeboat_core::AuditEvent) {
+        let targets: Vec<&str> = self.0.iter().map(|c| c.to.as_str()).collect();
+        ev.destination = Some(targets.join(", "));
+        ev.bytes = Some(self.0.iter().map(|c| c.report.bytes).sum());
+        ev.message = format!(
+            "{} points copied",
+            self.0.iter().map(|c| c.report.points).sum::<usize>()
+        );
+    }
+}
+
+fn run(
+    setup: &Setup,
+    req: &CopyRequest,
+    progress: &dyn Progress,
+    each: &mut dyn FnMut(&Copied),
+) -> Result<CopiedAll> {
     let from = match &req.from {
         Some(s) => setup.storage_named(s)?,
         None => setup.storage_only(req.app.as_deref())?,
@@ -69,5 +98,5 @@ pub fn copy(
         each(&c);
         done.push(c);
     }
-    Ok(done)
+    Ok(CopiedAll(done))
 }

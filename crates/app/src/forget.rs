@@ -79,12 +79,27 @@ impl ForgetPlan {
     }
 
     /// Forgets the points the plan removes and thins the app's deltas (their chains, and
-    /// chains older than `continuous_keep`), then prunes with `prune` if given.
+    /// chains older than `continuous_keep`), then prunes with `prune` if given. Each of the
+    /// two is recorded in the audit log (`forget`, with the points removed; `prune`).
     pub fn apply(
         mut self,
         prune_with: Option<&PruneOptions>,
         progress: &dyn Progress,
     ) -> Result<Option<PruneReport>> {
+        let op = crate::audit::Op::start("forget", Some(&self.app));
+        let forgot = self.forget();
+        op.finish(crate::audit::Target::Repo(&self.repo), forgot)?;
+        prune_with
+            .map(|opts| {
+                let op = crate::audit::Op::start("prune", None);
+                let pruned = prune(&mut self.repo, opts, progress);
+                op.finish(crate::audit::Target::Repo(&self.repo), pruned)
+            })
+            .transpose()
+    }
+
+    /// The forget itself: the points removed (hex ids).
+    fn forget(&self) -> Result<Forgot> {
         let removed: Vec<String> = self
             .points
             .iter()
@@ -111,9 +126,23 @@ impl ForgetPlan {
             jiff::Timestamp::now(),
             false,
         )?;
-        prune_with
-            .map(|opts| prune(&mut self.repo, opts, progress))
-            .transpose()
+        Ok(Forgot {
+            removed,
+            kept: self.points.len() - self.removed(),
+        })
+    }
+}
+
+/// What a forget removed, for the audit log.
+struct Forgot {
+    removed: Vec<String>,
+    kept: usize,
+}
+
+impl crate::audit::Audited for Forgot {
+    fn facts(&self, ev: &mut lifeboat_core::AuditEvent) {
+        ev.message = format!("{} points removed, {} kept", self.removed.len(), self.kept);
+        ev.points = self.removed.clone();
     }
 }
 
@@ -125,8 +154,15 @@ fn removed_ids(points: &[Decision]) -> Vec<ObjectId> {
         .collect()
 }
 
-/// Resolves the policy and plans it over the app's points (its repository's).
+/// Resolves the policy and plans it over the app's points (its repository's). A refusal is
+/// recorded in the audit log as a failed forget; the plan is recorded when applied.
 pub fn plan(setup: &Setup, req: &ForgetRequest) -> Result<ForgetPlan> {
+    crate::audit::audited_if_refused(setup, "forget", req.app.as_deref(), || {
+        plan_unaudited(setup, req)
+    })
+}
+
+fn plan_unaudited(setup: &Setup, req: &ForgetRequest) -> Result<ForgetPlan> {
     let config = setup.config()?;
     let app = req
         .app

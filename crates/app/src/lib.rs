@@ -21,6 +21,9 @@
 //!   [`copy()`] ([`CopyRequest`] -> [`Copied`] per target); [`check()`] and its
 //!   [`check_verdict`]; [`points()`] ([`PointsReport`] of [`PointSummary`] rows); [`init`] /
 //!   [`init_from`] ([`Created`]); [`add_key`], [`list_keys`], [`remove_key`].
+//! - Every operation that changes something (backup, restore, rollback, drill, forget, prune,
+//!   copy, key add/remove) is recorded in the audit log (a line in `audit.log`, a record in
+//!   the repository); [`log()`] ([`LogRequest`] -> [`LogReport`]) reads it back.
 //! - [`systemd_service`], [`systemd_timers`] and [`crontab`] generate what runs the
 //!   schedules unattended (`lifeboat install`), the sandbox computed from the config.
 //! - [`demo()`] runs the whole job on an embedded app through these operations, narrating
@@ -32,6 +35,7 @@
 
 mod alerts;
 mod anomalies;
+mod audit;
 mod backup;
 mod check;
 mod checks;
@@ -69,6 +73,7 @@ pub use alerts::{
     announce, heartbeat_url, AlertEvent, AlertKind, AlertState, AlertsConfig, AppAlerts,
     RuleSettings, Rules, Webhook, WebhookFormat, DEFAULT_EVERY as DEFAULT_ALERT_EVERY,
 };
+pub use audit::{local_path as audit_log_path, log, Damaged, LogReport, LogRequest};
 pub use backup::{backup, classify, BackupReport, BackupRequest};
 pub use check::{check, verdict as check_verdict};
 pub use checks::{ChecksConfig, DEFAULT_HEALTH_TIMEOUT};

@@ -189,9 +189,33 @@ pub struct RestoreReport {
 }
 
 /// Resolves and checks a restore; refusals (open or newer database, name taken) come here,
-/// before any question and any safety point.
+/// before any question and any safety point. A refusal is recorded in the audit log as a
+/// failed restore (a plan that is never run is not recorded: nothing happened).
 pub fn plan(setup: &Setup, req: &RestoreRequest) -> Result<RestorePlan> {
-    plan_with(setup, req, None)
+    crate::audit::audited_if_refused(setup, "restore", req.app.as_deref(), || {
+        plan_with(setup, req, None)
+    })
+}
+
+impl crate::audit::Audited for RestoreReport {
+    fn facts(&self, ev: &mut lifeboat_core::AuditEvent) {
+        ev.points = std::iter::once(self.point.clone())
+            .chain(self.safety_point.map(|p| p.to_hex()))
+            .collect();
+        ev.bytes = Some(self.restored.iter().map(|c| c.bytes).sum());
+        let short = &self.point[..8.min(self.point.len())];
+        ev.message = match &self.safety_point {
+            Some(pre) => format!(
+                "point {short} restored ({} components; pre-restore point {})",
+                self.restored.len(),
+                pre.short()
+            ),
+            None => format!(
+                "point {short} restored ({} components)",
+                self.restored.len()
+            ),
+        };
+    }
 }
 
 /// Names the point of a rollback once the repository is open.
@@ -501,8 +525,21 @@ impl RestorePlan {
     /// `RolledBack` (exit 9), or `RollbackFailed` (exit 10) naming the pre-restore point and
     /// the command to retry. A failed stop hook changes nothing (the start hook runs again).
     /// Elsewhere (`--to`), no hook runs and the smoke queries check the restored copies.
+    ///
+    /// The outcome is recorded in the audit log (command `restore`, or `rollback`).
     pub fn run(
         mut self,
+        confirmed: bool,
+        progress: &dyn Progress,
+        saved: &mut dyn FnMut(&ObjectId),
+    ) -> Result<RestoreReport> {
+        let op = crate::audit::Op::start(self.operation, Some(&self.point.app));
+        let result = self.run_unaudited(confirmed, progress, saved);
+        op.finish(crate::audit::Target::Repo(&self.repo), result)
+    }
+
+    fn run_unaudited(
+        &mut self,
         confirmed: bool,
         progress: &dyn Progress,
         saved: &mut dyn FnMut(&ObjectId),

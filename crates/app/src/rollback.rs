@@ -206,6 +206,12 @@ pub struct RollbackPlan {
 /// its pre-restore point. Refuses (kind `Usage`) when none is remembered, naming the newest
 /// pre-restore point of the app if there is one.
 pub fn plan(setup: &Setup, req: &RollbackRequest) -> Result<RollbackPlan> {
+    crate::audit::audited_if_refused(setup, "rollback", req.app.as_deref(), || {
+        plan_unaudited(setup, req)
+    })
+}
+
+fn plan_unaudited(setup: &Setup, req: &RollbackRequest) -> Result<RollbackPlan> {
     let config = setup.config()?;
     let app = match (&req.app, &config) {
         (Some(a), _) => a.clone(),

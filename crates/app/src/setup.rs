@@ -31,6 +31,9 @@ pub struct Setup {
     /// ([`Repository::reopen`]) instead of deriving the key again (64 MiB and ~0.4 s each at
     /// the default cost; a capture thread opens its repository at every new chain).
     unlocked: Arc<Mutex<std::collections::HashMap<String, Repository>>>,
+    /// The key in `unlocked` of the repository [`Setup::open`] returned last (the audit log
+    /// writes an operation's record there, `audit.rs`).
+    last_unlocked: Mutex<Option<String>>,
 }
 
 /// Storages opened, by location.
@@ -57,6 +60,7 @@ impl Setup {
             opened: Arc::default(),
             remember_points: true,
             unlocked: Arc::default(),
+            last_unlocked: Mutex::default(),
         }
     }
 
@@ -72,6 +76,7 @@ impl Setup {
             opened: Arc::default(),
             remember_points: true,
             unlocked: Arc::default(),
+            last_unlocked: Mutex::default(),
         }
     }
 
@@ -86,6 +91,7 @@ impl Setup {
             opened: Arc::clone(&self.opened),
             remember_points: self.remember_points,
             unlocked: Arc::clone(&self.unlocked),
+            last_unlocked: Mutex::default(),
         }
     }
 
@@ -210,6 +216,7 @@ impl Setup {
             .get(&key)
             .map(Repository::reopen);
         if let Some(r) = cached {
+            *self.last_unlocked.lock().expect("last") = Some(key);
             return r;
         }
         let pw_cfg = cfg.as_ref().map(|r| r.password()).unwrap_or_default();
@@ -219,8 +226,22 @@ impl Setup {
         self.unlocked
             .lock()
             .expect("unlocked")
-            .insert(key, repo.reopen()?);
+            .insert(key.clone(), repo.reopen()?);
+        *self.last_unlocked.lock().expect("last") = Some(key);
         Ok(repo)
+    }
+
+    /// Forgets which repository was opened last (an audited operation starts).
+    pub(crate) fn forget_last_unlocked(&self) {
+        *self.last_unlocked.lock().expect("last") = None;
+    }
+
+    /// Runs `f` on the repository [`Setup::open`] returned last since
+    /// [`Setup::forget_last_unlocked`], if any (the same key and storage; no request).
+    pub(crate) fn with_last_unlocked<R>(&self, f: impl FnOnce(&Repository) -> R) -> Option<R> {
+        let key = self.last_unlocked.lock().expect("last").clone()?;
+        let unlocked = self.unlocked.lock().expect("unlocked");
+        unlocked.get(&key).map(f)
     }
 }
 

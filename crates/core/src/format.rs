@@ -1,5 +1,6 @@
 //! On-disk structures, one file each, exactly as `docs/FORMAT.md` draws them.
 //! Only encoding and decoding lives here; no I/O.
+pub mod audit;
 pub mod config;
 pub mod delta;
 pub mod index;

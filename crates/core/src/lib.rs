@@ -23,6 +23,7 @@
 //! `docs/ARCHITECTURE.md`.
 #![deny(missing_docs)]
 
+mod audit;
 pub mod cancel;
 mod components;
 mod crypto;
@@ -50,11 +51,13 @@ mod test_patches;
 mod test_store;
 mod writer;
 
+pub use audit::{AuditListing, MAX_AUDIT_BYTES, MAX_AUDIT_RECORDS};
 pub use components::{
     load_page_table, load_tree, ChecksumKey, DbChecksum, PageTable, PageTableBuilder,
 };
 pub use deltas::{chain_to, links_to, replay, DeltaListing};
 pub use error::{Error, ErrorKind, Result};
+pub use format::audit::{AuditEvent, RESULT_FAILED, RESULT_OK};
 pub use format::config::{ChunkerParams, RepoConfig, REPO_VERSION};
 pub use format::delta::{Delta, WalMark, MAX_CHAIN};
 pub use format::key::{hostname, KdfParams};

@@ -48,11 +48,14 @@ pub enum ObjectKind {
     /// `deltas/<id>`: the pages of one database that changed in one interval of continuous
     /// capture, one link of a chain that starts from a point.
     Delta,
+    /// `audit/<id>`: one operation (backup, restore, forget, prune, key change, drill...),
+    /// who ran it and how it ended: the audit log's copy in the repository.
+    Audit,
 }
 
 impl ObjectKind {
     /// Every kind, in the order `check` visits them.
-    pub const ALL: [ObjectKind; 9] = [
+    pub const ALL: [ObjectKind; 10] = [
         ObjectKind::Config,
         ObjectKind::Key,
         ObjectKind::Index,
@@ -62,6 +65,7 @@ impl ObjectKind {
         ObjectKind::Lease,
         ObjectKind::Prune,
         ObjectKind::Proof,
+        ObjectKind::Audit,
     ];
 
     /// The top directory (prefix) of this kind in a repository, `""` for `config` (which sits
@@ -78,6 +82,7 @@ impl ObjectKind {
             ObjectKind::Prune => "prune",
             ObjectKind::Proof => "proofs",
             ObjectKind::Delta => "deltas",
+            ObjectKind::Audit => "audit",
         }
     }
 
@@ -114,6 +119,7 @@ impl ObjectKind {
             | ObjectKind::Delta => MIB,
             ObjectKind::Index | ObjectKind::Point | ObjectKind::Prune => 256 * MIB,
             ObjectKind::Pack => u32::MAX as u64,
+            ObjectKind::Audit => crate::format::audit::MAX_AUDIT_PAYLOAD as u64,
         }
     }
 
@@ -132,7 +138,7 @@ impl ObjectKind {
 
     /// The path of object `name` relative to the repository root, `/`-separated (FORMAT.md
     /// §1): `config` (whatever the name), `keys/<id>`, `packs/<id[0..2]>/<id>`, `index/<id>`,
-    /// `points/<id>`, `leases/<name>`, `prune/<id>`. Local and SFTP directories put it under
+    /// `points/<id>`, `leases/<name>`, `prune/<id>`, `audit/<id>`. Local and SFTP directories put it under
     /// the repository directory, S3 under `PREFIX/`. The name is not validated here.
     pub fn object_path(self, name: &str) -> String {
         match self {
@@ -154,6 +160,7 @@ impl fmt::Display for ObjectKind {
             ObjectKind::Prune => "prune record",
             ObjectKind::Proof => "proof",
             ObjectKind::Delta => "delta",
+            ObjectKind::Audit => "audit",
         })
     }
 }
@@ -455,6 +462,7 @@ mod tests {
             (ObjectKind::Prune, "prune", "prune", "prune/ab12cd34"),
             (ObjectKind::Proof, "proofs", "proofs", "proofs/ab12cd34"),
             (ObjectKind::Delta, "deltas", "deltas", "deltas/ab12cd34"),
+            (ObjectKind::Audit, "audit", "audit", "audit/ab12cd34"),
         ];
         assert_eq!(
             expected.len(),

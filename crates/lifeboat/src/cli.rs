@@ -10,6 +10,7 @@ mod generate;
 mod init;
 mod install;
 mod key;
+mod log;
 mod metrics;
 mod pick;
 mod points;
@@ -152,6 +153,10 @@ pub enum Command {
         after_help = "Examples:\n  LIFEBOAT_NEW_PASSWORD=... lifeboat key add --label laptop\n  lifeboat key list\n  lifeboat key remove 1a2b3c4d"
     )]
     Key(key::KeyCommand),
+    /// Show the audit log: every backup, restore, rollback, drill, forget, prune, copy and key
+    /// change, who ran it and how it ended (from the repository, or this machine's file).
+    #[command(after_help = log::AFTER_HELP)]
+    Log(log::LogArgs),
     /// Run the demo: a chat-server-like app (SQLite in WAL mode with a writer running,
     /// uploads, an SSH host key, config) is backed up, destroyed, restored and verified.
     /// Needs no services and no setup; everything happens in a temporary directory.
@@ -199,6 +204,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Forget(a) => forget::run(&ctx, a),
         Command::Prune(a) => prune::run(&ctx, a),
         Command::Key(a) => key::run(&ctx, a),
+        Command::Log(a) => log::run(&ctx, a),
         Command::Demo(a) => demo::run(&ctx, a),
         Command::Run(a) => run::run(&ctx, a),
         Command::Schedule(a) => schedule::run(&ctx, a),

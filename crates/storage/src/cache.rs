@@ -54,13 +54,16 @@ impl CachedStorage {
                 | ObjectKind::Point
                 | ObjectKind::Delta
                 | ObjectKind::Proof
+                | ObjectKind::Audit
         )
     }
 
     /// The cached copy's path: the repository layout ([`ObjectKind::object_path`]) under the
     /// cache directory (`keys/<id>`, `index/<id>`, `points/<id>`, `deltas/<id>`: a `restore
     /// --at` on the host that captured them reads no delta record from the store;
-    /// `proofs/<id>`: `status` and the daemon's watcher read every proof record at each look). `None` for kinds that are
+    /// `proofs/<id>`: `status` and the daemon's watcher read every proof record at each look;
+    /// `audit/<id>`: `lifeboat log` reads each record from the store once). `None` for kinds
+    /// that are
     /// not cached and for names that are not plain alphanumerics (a name never becomes a path
     /// outside the cache directory).
     fn path(&self, kind: ObjectKind, name: &str) -> Option<PathBuf> {
@@ -219,6 +222,7 @@ mod tests {
             ObjectKind::Point,
             ObjectKind::Delta,
             ObjectKind::Proof,
+            ObjectKind::Audit,
         ] {
             let data = format!("{kind} bytes").into_bytes();
             let name = ObjectId::of(&data).to_hex();
@@ -241,6 +245,6 @@ mod tests {
                 files += 1;
             }
         }
-        assert_eq!(files, 5);
+        assert_eq!(files, 6);
     }
 }

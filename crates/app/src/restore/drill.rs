@@ -29,7 +29,7 @@ use lifeboat_sources::sqlite::Verify;
 use lifeboat_sources::{compare_tree, target_path, RestoreTarget};
 use serde::Serialize;
 
-use super::{plan, RestorePlan, RestoreRequest};
+use super::{plan_with, RestorePlan, RestoreRequest};
 use crate::setup::Setup;
 
 /// Which point to drill, and where.
@@ -73,8 +73,35 @@ pub struct DrillReport {
 }
 
 /// Drills a point: restores it into a scratch directory, checks everything, records the
-/// outcome in the repository and removes the scratch copy.
+/// outcome in the repository (and in the audit log) and removes the scratch copy.
 pub fn drill(setup: &Setup, req: &DrillRequest, progress: &dyn Progress) -> Result<DrillReport> {
+    crate::audit::audited(setup, "drill", req.app.as_deref(), || {
+        run(setup, req, progress)
+    })
+}
+
+impl crate::audit::Audited for DrillReport {
+    fn facts(&self, ev: &mut lifeboat_core::AuditEvent) {
+        ev.app = Some(self.app.clone());
+        ev.points = vec![self.point.clone()];
+        ev.bytes = Some(self.bytes);
+        match &self.failure {
+            Some(f) if !self.ok => {
+                ev.result = lifeboat_core::RESULT_FAILED.into();
+                ev.message = f.clone();
+            }
+            _ => {
+                ev.message = format!(
+                    "{} checks passed in {:.1} s",
+                    self.checks.len(),
+                    self.seconds
+                )
+            }
+        }
+    }
+}
+
+fn run(setup: &Setup, req: &DrillRequest, progress: &dyn Progress) -> Result<DrillReport> {
     let started = Instant::now();
     let scratch = Scratch::make(req.scratch.clone().unwrap_or_else(std::env::temp_dir))?;
     // Unique per drill (two drills of apps sharing a database, started in the same
@@ -104,7 +131,7 @@ pub fn drill(setup: &Setup, req: &DrillRequest, progress: &dyn Progress) -> Resu
         pg_suffix: Some(suffix.clone()),
         ..RestoreRequest::default()
     };
-    let mut plan = match plan(setup, &restore) {
+    let mut plan = match plan_with(setup, &restore, None) {
         Ok(p) => p,
         // The point's trees could not be read (damaged or missing in the store): a failed
         // drill of that point, recorded as any other.

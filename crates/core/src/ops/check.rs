@@ -71,6 +71,8 @@ pub struct CheckReport {
     pub delta_chains: usize,
     /// Delta records of points no longer in the repository (harmless; prune drops them).
     pub stale_deltas: usize,
+    /// Audit records seen (`FORMAT.md` §18); damaged ones are problems.
+    pub audit_records: usize,
     /// Everything wrong, each naming its object.
     pub problems: Vec<Problem>,
     /// What is not damage but an operator should know, each naming its object: points whose
@@ -344,6 +346,14 @@ pub fn check(
         .iter()
         .filter(|(_, p)| !point_names.contains(&p.point))
         .count();
+
+    // Audit records: each must authenticate and parse. Nothing depends on them, but a damaged
+    // one is history lost, worth naming.
+    let audit = repo.audit_records()?;
+    r.audit_records = audit.events.len() + audit.damaged.len() + audit.unread;
+    for (name, e) in audit.damaged {
+        problem(&mut r, ObjectKind::Audit, &name, e);
+    }
     Ok(r)
 }
 

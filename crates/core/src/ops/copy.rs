@@ -47,6 +47,8 @@ pub struct CopyReport {
     pub proofs: usize,
     /// Delta records of continuous capture copied (after the points; §17).
     pub deltas: usize,
+    /// Audit records copied (last; §18).
+    pub audit: usize,
 }
 
 /// Makes the empty location `to` a replica of the repository at `from`: key slots first,
@@ -70,7 +72,7 @@ pub fn init_replica(from: &dyn Storage, to: &dyn Storage) -> Result<RepoConfig> 
     Ok(config)
 }
 
-/// Copies every key slot, pack, index object, point and proof record of `from` that `to`
+/// Copies every key slot, pack, index object, point, proof and audit record of `from` that `to`
 /// lacks, in that order, verifying each. Both must be the same repository (see [`init_replica`]).
 pub fn copy(
     from: &dyn Storage,
@@ -133,6 +135,9 @@ pub fn copy(
     // carries all of them; one whose point was not copied is dropped by the replica's prune.
     // A damaged one is left behind (it only ever saved a check).
     copy_kind(from, to, ObjectKind::Proof, &mut report, None)?;
+    // Audit records too, as they are (the history must survive the machine and the store); a
+    // damaged one is left behind, as `check` of the source names it.
+    copy_kind(from, to, ObjectKind::Audit, &mut report, None)?;
     if !bad_points.is_empty() {
         return Err(err!(
             Corrupt,
@@ -221,6 +226,7 @@ fn copy_some(
             ObjectKind::Key => report.keys += 1,
             ObjectKind::Proof => report.proofs += 1,
             ObjectKind::Delta => report.deltas += 1,
+            ObjectKind::Audit => report.audit += 1,
             ObjectKind::Config | ObjectKind::Lease | ObjectKind::Prune => {}
         }
         if let Some(p) = progress {

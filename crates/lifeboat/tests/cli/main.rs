@@ -13,6 +13,9 @@ mod alerts;
 /// In-place tree restores: staged and swapped in, exact, a failure changes nothing; nested
 /// components kept; setuid bits; symlinks in other users' directories (issue 12 item 4).
 mod atomic;
+/// The audit log: every operation in `audit.log` and the repository, `lifeboat log`,
+/// failures, damage, a symlinked log, no secrets (issue 15 item 6).
+mod audit;
 /// A clean install (issue 13 item 4): a build from outside the repository backs up SQLite;
 /// completion scripts and man pages.
 mod clean_build;
