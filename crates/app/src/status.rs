@@ -174,8 +174,13 @@ pub fn status(
         }
         let rules = Rules::of(config, name);
         let mut problems: Vec<Problem> = Vec::new();
+        // One problem per key: a forged manifest can name one component (or table) twice,
+        // and a key seen twice would be two identical series in `/metrics`, which
+        // Prometheus and node_exporter's textfile collector refuse.
         let mut problem = |rule: &'static str, key: String, message: String| {
-            problems.push(Problem { rule, key, message })
+            if !problems.iter().any(|p| p.key == key) {
+                problems.push(Problem { rule, key, message })
+            }
         };
         let mut destinations = Vec::new();
         let mut last_drill: Option<PointDrill> = None;
@@ -214,9 +219,13 @@ pub fn status(
             let mut opened = None;
             let read = s.open(Some(name)).and_then(|r| {
                 let mut points = r.points()?;
+                // A point whose time is not a time (any key holder can write one) is no
+                // point here: as the only one it failed the whole status, so the daemon's
+                // alerts went silent for every app.
                 points.retain(|(_, p)| {
                     &p.app == name
                         && !p.tags.iter().any(|t| t == "pre-restore")
+                        && p.timestamp().is_ok()
                         && !is_future(p, now)
                 });
                 let proofs = if role == "repository" {
