@@ -175,6 +175,7 @@ pub fn announce(
 ) -> Result<Vec<AlertEvent>> {
     let path = AlertState::path_beside(&crate::job_state::JobsState::path_for(config)?);
     let mut state = AlertState::load(&path);
+    state.forget_apps(|app| !config.app.contains_key(app));
     let events = state.update(report, Timestamp::now());
     for e in &events {
         match e.event {
@@ -229,9 +230,26 @@ pub struct AlertEvent {
 /// An open alert, as kept in the state file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Open {
+    /// The app and the problem's key (files written before they were kept: from the map's
+    /// `app/key`, which is ambiguous when the app's name holds a `/`).
+    #[serde(default)]
+    app: String,
+    #[serde(default)]
+    key: String,
     rule: String,
     message: String,
     since: String,
+}
+
+impl Open {
+    /// Its app and key; `k` is its key in the map (`app/key`), for files that lack them.
+    fn app_key<'a>(&'a self, k: &'a str) -> (&'a str, &'a str) {
+        if self.app.is_empty() {
+            k.split_once('/').unwrap_or((k, ""))
+        } else {
+            (&self.app, &self.key)
+        }
+    }
 }
 
 /// The alerts announced and not yet recovered, by `app/key`.
@@ -296,8 +314,9 @@ impl AlertState {
     }
 
     /// Compares `report`'s problems with the open alerts: a new problem opens an alert, a
-    /// gone one closes it; returns the messages to deliver, alerts first. An app missing from
-    /// the report (removed from the config) closes its alerts without a message.
+    /// gone one closes it; returns the messages to deliver, alerts first. Only the apps in
+    /// the report are judged: the alerts of the others (`status --app X --notify`) stay open
+    /// as they are ([`announce`] closes those of apps removed from the config).
     pub fn update(&mut self, report: &StatusReport, now: Timestamp) -> Vec<AlertEvent> {
         let host = lifeboat_core::hostname();
         let time = now.to_string();
@@ -315,6 +334,8 @@ impl AlertState {
                 self.open.insert(
                     k,
                     Open {
+                        app: a.app.clone(),
+                        key: p.key.clone(),
                         rule: p.rule.to_string(),
                         message: p.message.clone(),
                         since: time.clone(),
@@ -336,21 +357,19 @@ impl AlertState {
             report.apps.iter().map(|a| a.app.as_str()).collect();
         let gone: Vec<String> = self
             .open
-            .keys()
-            .filter(|k| !seen.contains(*k))
-            .cloned()
+            .iter()
+            .filter(|(k, o)| !seen.contains(*k) && apps.contains(o.app_key(k).0))
+            .map(|(k, _)| k.clone())
             .collect();
         for k in gone {
             let o = self.open.remove(&k).expect("listed above");
-            let (app, key) = k.split_once('/').unwrap_or((&k, ""));
-            if !apps.contains(app) {
-                continue;
-            }
+            let (app, key) = o.app_key(&k);
+            let (app, key) = (app.to_string(), key.to_string());
             out.push(AlertEvent {
                 event: AlertKind::Recovered,
-                app: app.to_string(),
+                app,
                 rule: o.rule,
-                key: key.to_string(),
+                key,
                 message: o.message,
                 since: o.since,
                 time: time.clone(),
@@ -358,6 +377,12 @@ impl AlertState {
             });
         }
         out
+    }
+
+    /// Closes the alerts of the apps `gone` says are gone (removed from the config), without
+    /// a message.
+    pub fn forget_apps(&mut self, gone: impl Fn(&str) -> bool) {
+        self.open.retain(|k, o| !gone(o.app_key(k).0));
     }
 
     /// Keys (`app/key`) of the open alerts.
@@ -431,8 +456,63 @@ mod tests {
         let mut empty = report(&[]);
         empty.apps.clear();
         assert!(again.update(&empty, Timestamp::now()).is_empty());
+        again.forget_apps(|app| app == "chat");
         assert_eq!(again.open_keys().count(), 0);
         std::fs::write(&path, b"{not json").unwrap();
         assert_eq!(AlertState::load(&path), AlertState::default());
+    }
+
+    fn named(app: &str, problems: &[(&'static str, &str)]) -> AppStatus {
+        let mut a = report(problems).apps.remove(0);
+        a.app = app.into();
+        a
+    }
+
+    /// Review of issue 15: `status --app wiki --notify` judged only wiki, and every other
+    /// app's open alert was dropped as if the app had left the config: its recovery was
+    /// never sent, and the next full look announced it again.
+    #[test]
+    fn a_report_of_one_app_leaves_the_other_apps_alerts_open() {
+        let now = Timestamp::now();
+        let mut s = AlertState::default();
+        let both = |chat: &[(&'static str, &str)]| StatusReport {
+            apps: vec![named("chat", chat), named("wiki", &[])],
+            ..report(&[])
+        };
+        assert_eq!(s.update(&both(&[("stale", "stale")]), now).len(), 1);
+        let only_wiki = StatusReport {
+            apps: vec![named("wiki", &[])],
+            ..report(&[])
+        };
+        assert!(s.update(&only_wiki, now).is_empty());
+        assert!(s.update(&both(&[("stale", "stale")]), now).is_empty());
+        let e = s.update(&both(&[]), now);
+        assert_eq!(e.len(), 1);
+        assert_eq!(
+            (e[0].event, e[0].app.as_str()),
+            (AlertKind::Recovered, "chat")
+        );
+    }
+
+    /// Review of issue 15: the open alerts were keyed `app/key` and split at the first `/`
+    /// to recover, so the recovery of app `team/chat` went to app `team` (key
+    /// `chat/stale`), or nowhere when there was no app `team`.
+    #[test]
+    fn an_app_whose_name_holds_a_slash_recovers_under_its_own_name() {
+        let now = Timestamp::now();
+        for others in [vec![], vec![named("team", &[])]] {
+            let mut s = AlertState::default();
+            let with = |p: &[(&'static str, &str)]| StatusReport {
+                apps: [vec![named("team/chat", p)], others.clone()].concat(),
+                ..report(&[])
+            };
+            assert_eq!(s.update(&with(&[("stale", "stale")]), now).len(), 1);
+            let e = s.update(&with(&[]), now);
+            assert_eq!(e.len(), 1, "{e:?}");
+            assert_eq!(
+                (e[0].event, e[0].app.as_str(), e[0].key.as_str()),
+                (AlertKind::Recovered, "team/chat", "stale")
+            );
+        }
     }
 }
