@@ -200,13 +200,17 @@ pub fn webhook_delivery(url: &str, format: WebhookFormat, event: &AlertEvent) ->
         WebhookFormat::Slack => (
             "application/json",
             Vec::new(),
-            json(serde_json::json!({ "text": text })),
+            json(serde_json::json!({ "text": inert(&text, true) })),
         ),
         WebhookFormat::Discord => (
             "application/json",
             Vec::new(),
-            // Discord refuses content over 2000 characters.
-            json(serde_json::json!({ "content": text.chars().take(2000).collect::<String>() })),
+            // Discord refuses content over 2000 characters. No mention pings anyone, whatever
+            // the text says.
+            json(serde_json::json!({
+                "content": inert(&text, false).chars().take(2000).collect::<String>(),
+                "allowed_mentions": { "parse": [] },
+            })),
         ),
         WebhookFormat::Ntfy => {
             let (priority, tags) = match event.event {
@@ -235,6 +239,25 @@ pub fn webhook_delivery(url: &str, format: WebhookFormat, event: &AlertEvent) ->
         body,
         what: "webhook",
     }
+}
+
+/// `text` as a chat message that pings and links no one: messages quote table names, paths
+/// and drill failures from the repository, which any key holder writes (a table named
+/// `<!channel>` or `@everyone` must not page a whole workspace). `@` gets a zero-width space
+/// after it (`@channel`, `@here`, `@all` of Mattermost and Rocket.Chat, Discord's
+/// `@everyone`); for Slack's markup `&`, `<` and `>` are escaped as its documentation asks.
+fn inert(text: &str, slack: bool) -> String {
+    let mut s = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '@' => s.push_str("@\u{200b}"),
+            '&' if slack => s.push_str("&amp;"),
+            '<' if slack => s.push_str("&lt;"),
+            '>' if slack => s.push_str("&gt;"),
+            c => s.push(c),
+        }
+    }
+    s
 }
 
 /// Only the host of `url`, for logs.
@@ -360,5 +383,28 @@ mod tests {
             host_of("https://hooks.slack.com/services/T/B/secret"),
             "hooks.slack.com"
         );
+    }
+
+    /// Review of issue 15: a table name is the repository's word (any key holder writes
+    /// manifests), and the Slack and Discord texts quoted it as is: `<!channel>` pinged a
+    /// whole Slack workspace, `@everyone` a whole Discord server.
+    #[test]
+    fn chat_formats_ping_no_one_whatever_the_repository_says() {
+        let mut e = event(AlertKind::Alert);
+        e.message = "table <!channel> @everyone <https://evil|click> & co fell".into();
+        let v: serde_json::Value =
+            serde_json::from_slice(&webhook_delivery("u", WebhookFormat::Slack, &e).body).unwrap();
+        let text = v["text"].as_str().unwrap();
+        assert!(!text.contains('<') && !text.contains('>'), "{text}");
+        assert!(
+            text.contains("&lt;!channel&gt;") && text.contains("&amp; co"),
+            "{text}"
+        );
+        assert!(!text.contains("@everyone"), "{text}");
+        let v: serde_json::Value =
+            serde_json::from_slice(&webhook_delivery("u", WebhookFormat::Discord, &e).body)
+                .unwrap();
+        assert_eq!(v["allowed_mentions"]["parse"], serde_json::json!([]));
+        assert!(!v["content"].as_str().unwrap().contains("@everyone"));
     }
 }
