@@ -322,9 +322,10 @@ fn number(v: f64) -> String {
 }
 
 /// Writes `text` to `path` for node_exporter's textfile collector: whole or not at all (a
-/// temp file beside it, renamed over it, so the collector never reads half a file).
+/// temp file beside it, renamed over it, so the collector never reads half a file). The file
+/// is 0644: node_exporter runs as its own user, and the metrics are what it serves anyway.
 pub fn write_textfile(path: &std::path::Path, text: &str) -> lifeboat_core::Result<()> {
-    crate::state_dir::write_atomic(path, text.as_bytes())
+    crate::state_dir::write_atomic_mode(path, text.as_bytes(), 0o644)
         .map_err(|e| lifeboat_core::Error::io(path.display(), e))
 }
 
@@ -371,5 +372,18 @@ mod tests {
             text.contains("lifeboat_status_timestamp_seconds 1796205600\n"),
             "{text}"
         );
+    }
+
+    /// Review of issue 15: the textfile was written 0600 (the state files' mode), which
+    /// node_exporter, running as its own user, cannot read: the collector reported an
+    /// error instead of lifeboat's metrics.
+    #[test]
+    fn the_textfile_is_readable_by_the_collectors_user() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lifeboat.prom");
+        write_textfile(&path, "lifeboat_app_healthy{app=\"chat\"} 1\n").unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & 0o044, 0o044, "mode {mode:o}");
     }
 }

@@ -37,6 +37,12 @@ pub(crate) fn create_dir(dir: &Path) -> std::io::Result<()> {
 /// `path`, and the directory fsynced. The caller makes sure no other process writes the same
 /// file at the same time (a lock, or one daemon per state file).
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_atomic_mode(path, bytes, 0o600)
+}
+
+/// [`write_atomic`] with the file's mode (the umask aside): a file another user's program
+/// reads (node_exporter's textfile collector) cannot be 0600.
+pub(crate) fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     let parent = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -56,9 +62,11 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let mut f = OpenOptions::new()
             .write(true)
             .create_new(true)
-            .mode(0o600)
+            .mode(mode)
             .custom_flags(libc::O_NOFOLLOW)
             .open(&tmp)?;
+        // Whatever the umask (a service's may be 077).
+        f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))?;
         f.write_all(bytes)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)?;
