@@ -162,7 +162,11 @@ impl Watcher {
                 next_streams = Instant::now() + STREAMS_EVERY;
             }
             if look {
-                self.look();
+                // A panic in a rule (a manifest no one foresaw) must not end the watcher:
+                // the alerts would go silent and `/metrics` show the last report for ever.
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.look())).is_err() {
+                    tracing::error!("the status look failed (a bug): alerts wait for the next");
+                }
                 next_look = Instant::now() + every;
             }
         }
