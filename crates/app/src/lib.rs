@@ -102,7 +102,7 @@ pub use jobs::{
 pub use keys::{add_key, list_keys, remove_key};
 pub use known_points::LastRestore;
 pub use metrics::{render as render_metrics, write_textfile, Counters};
-pub use notify::{heartbeat_delivery, webhook_delivery, Delivery, Notifier};
+pub use notify::{heartbeat_delivery, spawn_runtime_thread, webhook_delivery, Delivery, Notifier};
 pub use password::PasswordSource;
 pub use points::{points, summary, ContinuousWindow, PointSummary, PointsReport};
 pub use prune::prune;

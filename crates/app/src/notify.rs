@@ -69,34 +69,19 @@ impl Notifier {
                 )
             })?;
         let p = Arc::clone(&pending);
-        std::thread::Builder::new()
-            .name("notify".into())
-            .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        tracing::error!("alerts cannot be sent: no async runtime: {e}");
-                        return;
-                    }
-                };
-                rt.block_on(async move {
-                    while let Some(d) = rx.recv().await {
-                        let (client, p) = (client.clone(), Arc::clone(&p));
-                        tokio::spawn(async move {
-                            send(&client, &d, attempts, retry).await;
-                            p.fetch_sub(1, Ordering::SeqCst);
-                        });
-                    }
-                    // The sender is gone: let the tasks in flight finish (flush waits).
-                    while p.load(Ordering::SeqCst) > 0 {
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
+        spawn_runtime_thread("notify", "alerts cannot be sent", async move {
+            while let Some(d) = rx.recv().await {
+                let (client, p) = (client.clone(), Arc::clone(&p));
+                tokio::spawn(async move {
+                    send(&client, &d, attempts, retry).await;
+                    p.fetch_sub(1, Ordering::SeqCst);
                 });
-            })
-            .map_err(|e| Error::io("start the alert thread", e))?;
+            }
+            // The sender is gone: let the tasks in flight finish (flush waits).
+            while p.load(Ordering::SeqCst) > 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })?;
         Ok(Notifier {
             tx,
             pending,
@@ -149,6 +134,29 @@ impl Notifier {
     pub fn pending(&self) -> usize {
         self.pending.load(Ordering::SeqCst)
     }
+}
+
+/// Runs `task` on a new thread named `name` with its own current-thread tokio runtime (the
+/// notifier's deliveries, the daemon's HTTP endpoint): nothing async leaks into the callers,
+/// which stay plain threads. `what` starts the error logged if no runtime can be made.
+pub fn spawn_runtime_thread(
+    name: &str,
+    what: &'static str,
+    task: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt.block_on(task),
+                Err(e) => tracing::error!("{what}: no async runtime: {e}"),
+            }
+        })
+        .map(|_| ())
+        .map_err(|e| Error::io(format!("start the {name} thread"), e))
 }
 
 /// The POST of a heartbeat (see [`Notifier::heartbeat`]). A query string stays after the

@@ -22,6 +22,8 @@ pub struct RunOptions {
     pub config: PathBuf,
     /// Password sources given on the command line, before the config's.
     pub password: PasswordSource,
+    /// Where to serve `/metrics`, over `[daemon] listen` (`off`: nowhere).
+    pub listen: Option<String>,
 }
 
 /// Default `[daemon] max_jobs`.
@@ -49,7 +51,7 @@ pub fn run(opts: RunOptions) -> Result<()> {
     let config = Config::load(&opts.config)?;
     let job_list = jobs(&config)?;
     let state_path = JobsState::path_for(&config)?;
-    let listen = crate::http::settings(&config)?;
+    let listen = crate::http::settings(&config, opts.listen.as_deref())?;
     let _lock = lock_state(&state_path)?;
     let (tx, rx) = channel();
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
@@ -73,7 +75,22 @@ pub fn run(opts: RunOptions) -> Result<()> {
     let notifier = Arc::new(Notifier::start(&config.alerts)?);
     if let Some((addr, token)) = listen {
         if let Err(e) = crate::http::serve(addr, token, Arc::clone(&shared)) {
+            // Another process may hold the port (a local user squatting it would serve
+            // Prometheus whatever it likes): said loudly, to the webhooks too, but backups
+            // matter more than metrics, so the daemon goes on.
             tracing::error!("{e}: /metrics is not served; backups go on");
+            notifier.alert(&lifeboat_app::AlertEvent {
+                event: lifeboat_app::AlertKind::Alert,
+                app: "lifeboat run".into(),
+                rule: "metrics_unavailable".into(),
+                key: "listen".into(),
+                message: format!(
+                    "{e}: /metrics is not served (another process holds the address: whatever answers there is not lifeboat)"
+                ),
+                since: Timestamp::now().to_string(),
+                time: Timestamp::now().to_string(),
+                host: lifeboat_core::hostname(),
+            });
         }
     }
     let config = Arc::new(config);
@@ -739,6 +756,7 @@ mod tests {
             opts: RunOptions {
                 config: "/etc/lifeboat/lifeboat.toml".into(),
                 password: PasswordSource::default(),
+                listen: None,
             },
             jobs: jobs(&config).unwrap(),
             config: Arc::new(config),
@@ -783,6 +801,7 @@ mod tests {
         let opts = RunOptions {
             config: cfg,
             password: PasswordSource::default(),
+            listen: Some("off".into()),
         };
         let first = opts.clone();
         std::thread::spawn(move || run(first));

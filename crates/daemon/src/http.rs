@@ -23,7 +23,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use lifeboat_app::{render_metrics, stream_lags, Config};
+use lifeboat_app::{render_metrics, spawn_runtime_thread, stream_lags, Config};
 use lifeboat_core::{Error, ErrorKind, Result};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -39,9 +39,15 @@ pub(crate) const CONNECTION_LIFETIME: Duration = Duration::from_secs(30);
 /// Default `[daemon] listen`.
 pub(crate) const DEFAULT_LISTEN: &str = "127.0.0.1:9186";
 
-/// Where to listen and the token to demand, from `[daemon]`; `None` when `listen = "off"`.
-pub(crate) fn settings(config: &Config) -> Result<Option<(SocketAddr, Option<Vec<u8>>)>> {
-    let listen = config.daemon.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+/// Where to listen and the token to demand, from `lifeboat run --listen` (`given`), else
+/// `[daemon]`; `None` when `"off"`.
+pub(crate) fn settings(
+    config: &Config,
+    given: Option<&str>,
+) -> Result<Option<(SocketAddr, Option<Vec<u8>>)>> {
+    let listen = given
+        .or(config.daemon.listen.as_deref())
+        .unwrap_or(DEFAULT_LISTEN);
     if listen == "off" {
         return Ok(None);
     }
@@ -94,32 +100,17 @@ pub(crate) fn serve(addr: SocketAddr, token: Option<Vec<u8>>, shared: Arc<Shared
     // The real port when the config asked for port 0 (tests).
     let addr = listener.local_addr().unwrap_or(addr);
     let app = router(shared, token);
-    std::thread::Builder::new()
-        .name("http".into())
-        .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    tracing::error!("/metrics not served: no async runtime: {e}");
-                    return;
+    spawn_runtime_thread("http", "/metrics not served", async move {
+        match tokio::net::TcpListener::from_std(listener) {
+            Ok(l) => {
+                let l = Bounded::new(l, MAX_CONNECTIONS, CONNECTION_LIFETIME);
+                if let Err(e) = axum::serve(l, app).await {
+                    tracing::error!("/metrics stopped: {e}");
                 }
-            };
-            rt.block_on(async move {
-                match tokio::net::TcpListener::from_std(listener) {
-                    Ok(l) => {
-                        let l = Bounded::new(l, MAX_CONNECTIONS, CONNECTION_LIFETIME);
-                        if let Err(e) = axum::serve(l, app).await {
-                            tracing::error!("/metrics stopped: {e}");
-                        }
-                    }
-                    Err(e) => tracing::error!("/metrics not served: {e}"),
-                }
-            });
-        })
-        .map_err(|e| Error::io("start the HTTP thread", e))?;
+            }
+            Err(e) => tracing::error!("/metrics not served: {e}"),
+        }
+    })?;
     tracing::info!("serving /metrics on http://{addr}/metrics");
     Ok(())
 }

@@ -21,6 +21,12 @@ Each app's jobs come from lifeboat.toml:
   max_jobs = 2                 # jobs of different apps at once (one per app)
   grace = \"5m\"                 # after SIGTERM, time a running job gets to finish
   retry = \"1m\"                 # first retry of a failed job, doubling up to 1 h
+  listen = \"127.0.0.1:9186\"     # /metrics (Prometheus); \"off\"; off loopback with metrics_token_file
+  [alerts]
+  heartbeat = \"https://hc-ping.com/UUID\"   # after each job; URL/fail after a failed one
+  [[alerts.webhook]]
+  url = \"https://ntfy.sh/topic\"     # each problem once, and its recovery (docs/METRICS.md)
+  format = \"ntfy\"                 # json (default), slack, discord, ntfy
 
 A job that never ran runs at start; after downtime a missed job runs once. SIGHUP reloads the
 config (a broken one is logged and the running one kept); SIGTERM/SIGINT stop: no new jobs,
@@ -33,13 +39,18 @@ pub struct RunArgs {
     /// Log one JSON object per line (for journald, Docker and log shippers) instead of text
     #[arg(long)]
     pub log_json: bool,
+    /// Serve /metrics on this address instead of [daemon] listen (default 127.0.0.1:9186;
+    /// `off` serves nothing; port 0 takes a free port, logged at start)
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<String>,
 }
 
-pub fn run(ctx: &Context, _a: RunArgs) -> Result<()> {
+pub fn run(ctx: &Context, a: RunArgs) -> Result<()> {
     let config = config_path(ctx)?;
     lifeboat_daemon::run(lifeboat_daemon::RunOptions {
         config,
         password: ctx.setup_password(),
+        listen: a.listen,
     })
 }
 

@@ -717,3 +717,43 @@ fn metrics_need_a_token_off_loopback_and_check_it_when_set() {
     let (code, log) = d.stop(30);
     assert_eq!(code, 0, "{log}");
 }
+
+/// A port taken by another process (a local user could squat it and serve Prometheus what it
+/// likes): the daemon says so to the webhooks, and its jobs go on.
+#[test]
+fn a_taken_metrics_port_is_alerted_and_jobs_go_on() {
+    let env = Env::new();
+    let hooks = Listener::start(0);
+    let squatter = TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = squatter.local_addr().unwrap().to_string();
+    let db = env.path("chat.db");
+    make_db(&db, 50, 100);
+    let cfg = env.path("lifeboat.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[repository.main]\npath = \"{}\"\n[app.chat]\nsqlite = [\"{}\"]\nschedule = \"every 1s\"\n\
+             [daemon]\nstate_file = \"{}/state/daemon.json\"\n[alerts]\nretry = \"100ms\"\n\
+             [[alerts.webhook]]\nurl = \"{}/hook\"\n",
+            env.path("repo").display(),
+            db.display(),
+            env.dir.path().display(),
+            hooks.url
+        ),
+    )
+    .unwrap();
+    init_repo(&cfg, env.dir.path());
+    let mut d = Daemon::start_listening(&env, &cfg, "squatted", &taken);
+    hooks.wait_for("the metrics_unavailable alert", 30, |l| {
+        l.events().contains(&(
+            "alert".into(),
+            "lifeboat run".into(),
+            "metrics_unavailable".into(),
+        ))
+    });
+    d.wait_for("a backup", 60, |d| d.count(&["job ok", "point"]) >= 1);
+    assert!(d.log().contains("Address already in use"), "{}", d.log());
+    drop(squatter);
+    let (code, log) = d.stop(30);
+    assert_eq!(code, 0, "{log}");
+}

@@ -31,6 +31,12 @@ impl Daemon {
     }
 
     pub(crate) fn start(env: &Env, config: &Path, name: &str) -> Daemon {
+        // A free port: daemons of parallel tests would fight over the default one.
+        Daemon::start_listening(env, config, name, "127.0.0.1:0")
+    }
+
+    /// [`Daemon::start`] serving /metrics on `listen`.
+    pub(crate) fn start_listening(env: &Env, config: &Path, name: &str, listen: &str) -> Daemon {
         let log = env.path(&format!("{name}.log"));
         let child = Command::new(assert_cmd::cargo::cargo_bin("lifeboat"))
             .env("LIFEBOAT_PASSWORD", PASSWORD)
@@ -42,6 +48,7 @@ impl Daemon {
             .arg("-c")
             .arg(config)
             .arg("run")
+            .args(["--listen", listen])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())

@@ -166,6 +166,7 @@ fn start(env: &Env, h: &mut Host) {
         .arg("-c")
         .arg(h.dir.join("lifeboat.toml"))
         .arg("run")
+        .args(["--listen", "127.0.0.1:0"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(h.dir.join("run.log")).unwrap());
