@@ -75,6 +75,11 @@ impl Op {
 
     /// Records how the operation ended (best effort).
     pub fn end(self, to: Target<'_>, outcome: std::result::Result<&dyn Audited, &Error>) {
+        record(to, self.event_of(outcome));
+    }
+
+    /// The event of the operation ended with `outcome` (not yet stamped with the time).
+    fn event_of(self, outcome: std::result::Result<&dyn Audited, &Error>) -> AuditEvent {
         let mut ev = self.event();
         match outcome {
             Ok(t) => t.facts(&mut ev),
@@ -83,7 +88,7 @@ impl Op {
                 ev.message = e.message().to_string();
             }
         }
-        record(to, ev);
+        ev
     }
 
     fn event(&self) -> AuditEvent {
@@ -210,8 +215,9 @@ pub fn local_path() -> Option<PathBuf> {
 }
 
 /// Appends one event as one line with one `write` (`O_APPEND`: lines of concurrent writers
-/// never interleave). Refuses a symlink (never followed), anything but a regular file, and a
-/// file another user owns (who could read what we append or feed the log lines).
+/// never interleave). Refuses a symlink (never followed), anything but a regular file, a file
+/// with more than one hard link (another file's other name), and a file another user owns
+/// (who could read what we append or feed the log lines).
 fn append_local(path: &Path, ev: &AuditEvent) -> std::result::Result<(), String> {
     use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
     if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -230,6 +236,14 @@ fn append_local(path: &Path, ev: &AuditEvent) -> std::result::Result<(), String>
     let md = f.metadata().map_err(|e| e.to_string())?;
     if !md.is_file() {
         return Err("not a regular file; refused".into());
+    }
+    // A hard link to another file of ours (as root: /etc/shadow, a unit file, a cron table)
+    // made by a user who can write the state directory would have us append to that file.
+    if md.nlink() != 1 {
+        return Err(format!(
+            "has {} hard links (a link to another file?); refused",
+            md.nlink()
+        ));
     }
     let euid = crate::trust::effective_uid();
     if md.uid() != euid {
@@ -414,6 +428,20 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
+    }
+
+    /// A hard link at the log's name (to a file the user running lifeboat owns, such as
+    /// /etc/shadow for root) is refused and the file it names left untouched.
+    #[test]
+    fn a_hard_link_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let target = d.path().join("shadow");
+        std::fs::write(&target, b"root:x:1::\n").unwrap();
+        let path = d.path().join(AUDIT_FILE);
+        std::fs::hard_link(&target, &path).unwrap();
+        let e = append_local(&path, &event("backup")).unwrap_err();
+        assert!(e.contains("hard link"), "{e}");
+        assert_eq!(std::fs::read(&target).unwrap(), b"root:x:1::\n");
     }
 
     /// A symlink at the log's name is refused and its target left untouched; so is a FIFO
