@@ -85,7 +85,7 @@ impl Op {
             Ok(t) => t.facts(&mut ev),
             Err(e) => {
                 ev.result = RESULT_FAILED.into();
-                ev.message = e.message().to_string();
+                ev.message = crate::hooks::without_hook_output(e.message()).into_owned();
             }
         }
         ev
@@ -428,6 +428,36 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
+    }
+
+    /// A failed hook's stderr (which can print anything: a token, an `env` dump) is not
+    /// recorded, wherever the hook's error sits in the operation's message; the rest is.
+    #[test]
+    fn a_failed_hooks_output_is_not_recorded() {
+        use crate::hooks::{run_hook, HookCommand, HookContext, HooksConfig, Phase};
+        let hooks = HooksConfig {
+            stop: Some(HookCommand::Shell(
+                "echo TOKEN=hunter$((1+1)) >&2; printf 'x \\342\\237\\251 y\\n' >&2; exit 3".into(),
+            )),
+            ..HooksConfig::default()
+        };
+        let cx = HookContext {
+            app: "chat".into(),
+            operation: "restore",
+            point: None,
+            result: None,
+        };
+        let e = run_hook(&hooks, Phase::Stop, &cx).unwrap_err();
+        assert!(e.message().contains("hunter2"), "{}", e.message());
+        let e = Error::new(e.kind(), format!("{}; nothing was restored", e.message()));
+        let ev = Op::start("restore", Some("chat")).event_of(Err(&e));
+        let m = ev.bounded().message;
+        // The command is named (the config's text), what it printed is not.
+        assert!(m.contains("hunter$((1+1))"), "{m}");
+        assert!(!m.contains("hunter2") && !m.contains("x ' y"), "{m}");
+        assert!(m.contains("exit status 3"), "{m}");
+        assert!(m.contains("not recorded"), "{m}");
+        assert!(m.ends_with("; nothing was restored"), "{m}");
     }
 
     /// A hard link at the log's name (to a file the user running lifeboat owns, such as
