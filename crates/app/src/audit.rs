@@ -75,6 +75,11 @@ impl Op {
 
     /// Records how the operation ended (best effort).
     pub fn end(self, to: Target<'_>, outcome: std::result::Result<&dyn Audited, &Error>) {
+        let to = if outcome.as_ref().err().is_some_and(|e| store_just_failed(e)) {
+            None
+        } else {
+            Some(to)
+        };
         record(to, self.event_of(outcome));
     }
 
@@ -145,13 +150,22 @@ pub(crate) fn audited_if_refused<T>(
     result
 }
 
+/// Whether the operation failed because its store did not answer (a transient error, after
+/// its retries): its record is then not written there, as that would wait the whole retry
+/// budget again (minutes on S3) for one more refusal before the caller hears of the failure.
+/// The local file has it.
+fn store_just_failed(e: &Error) -> bool {
+    e.is_retryable()
+}
+
 /// Stamps the event with the time, writes it to the repository (when there is one) and to
 /// the local file. Failures are warnings.
-fn record(to: Target<'_>, mut ev: AuditEvent) {
+fn record(to: Option<Target<'_>>, mut ev: AuditEvent) {
     ev.time = now();
     let written = match to {
-        Target::Repo(repo) => Some(write_to(repo, &mut ev)),
-        Target::Setup(setup) => setup.with_last_unlocked(|repo| write_to(repo, &mut ev)),
+        Some(Target::Repo(repo)) => Some(write_to(repo, &mut ev)),
+        Some(Target::Setup(setup)) => setup.with_last_unlocked(|repo| write_to(repo, &mut ev)),
+        None => None,
     };
     if let Some(Err(e)) = written {
         tracing::warn!(
@@ -458,6 +472,16 @@ mod tests {
         assert!(m.contains("exit status 3"), "{m}");
         assert!(m.contains("not recorded"), "{m}");
         assert!(m.ends_with("; nothing was restored"), "{m}");
+    }
+
+    /// An operation that failed because the store did not answer is not written there again
+    /// (another retry budget spent); a refusal of another kind is.
+    #[test]
+    fn a_store_that_just_failed_is_not_asked_again() {
+        let down = Error::new(ErrorKind::Io, "s3: timed out").retryable();
+        assert!(store_just_failed(&down));
+        let refused = Error::new(ErrorKind::Usage, "no such point");
+        assert!(!store_just_failed(&refused));
     }
 
     /// A hard link at the log's name (to a file the user running lifeboat owns, such as
