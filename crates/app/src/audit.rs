@@ -75,15 +75,25 @@ impl Op {
 
     /// Records how the operation ended (best effort).
     pub fn end(self, to: Target<'_>, outcome: std::result::Result<&dyn Audited, &Error>) {
+        let to = if outcome.as_ref().err().is_some_and(|e| store_just_failed(e)) {
+            None
+        } else {
+            Some(to)
+        };
+        record(to, self.event_of(outcome));
+    }
+
+    /// The event of the operation ended with `outcome` (not yet stamped with the time).
+    fn event_of(self, outcome: std::result::Result<&dyn Audited, &Error>) -> AuditEvent {
         let mut ev = self.event();
         match outcome {
             Ok(t) => t.facts(&mut ev),
             Err(e) => {
                 ev.result = RESULT_FAILED.into();
-                ev.message = e.message().to_string();
+                ev.message = crate::hooks::without_hook_output(e.message()).into_owned();
             }
         }
-        record(to, ev);
+        ev
     }
 
     fn event(&self) -> AuditEvent {
@@ -140,13 +150,22 @@ pub(crate) fn audited_if_refused<T>(
     result
 }
 
+/// Whether the operation failed because its store did not answer (a transient error, after
+/// its retries): its record is then not written there, as that would wait the whole retry
+/// budget again (minutes on S3) for one more refusal before the caller hears of the failure.
+/// The local file has it.
+fn store_just_failed(e: &Error) -> bool {
+    e.is_retryable()
+}
+
 /// Stamps the event with the time, writes it to the repository (when there is one) and to
 /// the local file. Failures are warnings.
-fn record(to: Target<'_>, mut ev: AuditEvent) {
+fn record(to: Option<Target<'_>>, mut ev: AuditEvent) {
     ev.time = now();
     let written = match to {
-        Target::Repo(repo) => Some(write_to(repo, &mut ev)),
-        Target::Setup(setup) => setup.with_last_unlocked(|repo| write_to(repo, &mut ev)),
+        Some(Target::Repo(repo)) => Some(write_to(repo, &mut ev)),
+        Some(Target::Setup(setup)) => setup.with_last_unlocked(|repo| write_to(repo, &mut ev)),
+        None => None,
     };
     if let Some(Err(e)) = written {
         tracing::warn!(
@@ -210,8 +229,9 @@ pub fn local_path() -> Option<PathBuf> {
 }
 
 /// Appends one event as one line with one `write` (`O_APPEND`: lines of concurrent writers
-/// never interleave). Refuses a symlink (never followed), anything but a regular file, and a
-/// file another user owns (who could read what we append or feed the log lines).
+/// never interleave). Refuses a symlink (never followed), anything but a regular file, a file
+/// with more than one hard link (another file's other name), and a file another user owns
+/// (who could read what we append or feed the log lines).
 fn append_local(path: &Path, ev: &AuditEvent) -> std::result::Result<(), String> {
     use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
     if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -230,6 +250,14 @@ fn append_local(path: &Path, ev: &AuditEvent) -> std::result::Result<(), String>
     let md = f.metadata().map_err(|e| e.to_string())?;
     if !md.is_file() {
         return Err("not a regular file; refused".into());
+    }
+    // A hard link to another file of ours (as root: /etc/shadow, a unit file, a cron table)
+    // made by a user who can write the state directory would have us append to that file.
+    if md.nlink() != 1 {
+        return Err(format!(
+            "has {} hard links (a link to another file?); refused",
+            md.nlink()
+        ));
     }
     let euid = crate::trust::effective_uid();
     if md.uid() != euid {
@@ -414,6 +442,60 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
+    }
+
+    /// A failed hook's stderr (which can print anything: a token, an `env` dump) is not
+    /// recorded, wherever the hook's error sits in the operation's message; the rest is.
+    #[test]
+    fn a_failed_hooks_output_is_not_recorded() {
+        use crate::hooks::{run_hook, HookCommand, HookContext, HooksConfig, Phase};
+        let hooks = HooksConfig {
+            stop: Some(HookCommand::Shell(
+                "echo TOKEN=hunter$((1+1)) >&2; printf 'x \\342\\237\\251 y\\n' >&2; exit 3".into(),
+            )),
+            ..HooksConfig::default()
+        };
+        let cx = HookContext {
+            app: "chat".into(),
+            operation: "restore",
+            point: None,
+            result: None,
+        };
+        let e = run_hook(&hooks, Phase::Stop, &cx).unwrap_err();
+        assert!(e.message().contains("hunter2"), "{}", e.message());
+        let e = Error::new(e.kind(), format!("{}; nothing was restored", e.message()));
+        let ev = Op::start("restore", Some("chat")).event_of(Err(&e));
+        let m = ev.bounded().message;
+        // The command is named (the config's text), what it printed is not.
+        assert!(m.contains("hunter$((1+1))"), "{m}");
+        assert!(!m.contains("hunter2") && !m.contains("x ' y"), "{m}");
+        assert!(m.contains("exit status 3"), "{m}");
+        assert!(m.contains("not recorded"), "{m}");
+        assert!(m.ends_with("; nothing was restored"), "{m}");
+    }
+
+    /// An operation that failed because the store did not answer is not written there again
+    /// (another retry budget spent); a refusal of another kind is.
+    #[test]
+    fn a_store_that_just_failed_is_not_asked_again() {
+        let down = Error::new(ErrorKind::Io, "s3: timed out").retryable();
+        assert!(store_just_failed(&down));
+        let refused = Error::new(ErrorKind::Usage, "no such point");
+        assert!(!store_just_failed(&refused));
+    }
+
+    /// A hard link at the log's name (to a file the user running lifeboat owns, such as
+    /// /etc/shadow for root) is refused and the file it names left untouched.
+    #[test]
+    fn a_hard_link_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let target = d.path().join("shadow");
+        std::fs::write(&target, b"root:x:1::\n").unwrap();
+        let path = d.path().join(AUDIT_FILE);
+        std::fs::hard_link(&target, &path).unwrap();
+        let e = append_local(&path, &event("backup")).unwrap_err();
+        assert!(e.contains("hard link"), "{e}");
+        assert_eq!(std::fs::read(&target).unwrap(), b"root:x:1::\n");
     }
 
     /// A symlink at the log's name is refused and its target left untouched; so is a FIFO

@@ -22,7 +22,8 @@
 //! gets SIGTERM, and SIGKILL [`KILL_GRACE`] later if anything of it is left. Its output goes to
 //! the log (info level, `-v`), at most [`LOGGED_LINES`] lines per stream of at most
 //! [`LINE_BYTES`] bytes each; a failure names the hook, its command, how it ended and the last
-//! [`TAIL_LINES`] lines of its stderr (on one line, joined by ` | `).
+//! [`TAIL_LINES`] lines of its stderr (on one line, joined by ` | `, between `⟨` and `⟩`;
+//! the audit log records the message without them, [`without_hook_output`]).
 use std::collections::VecDeque;
 use std::io::Read;
 use std::os::unix::process::CommandExt;
@@ -287,9 +288,47 @@ fn run_command(
     let tail = if tail.is_empty() {
         " (no stderr)".to_string()
     } else {
-        format!("; the end of its stderr: {}", tail.join(" | "))
+        // Between the two marks, which never occur inside (so the audit log can leave it out).
+        let tail: Vec<String> = tail
+            .iter()
+            .map(|l| l.replace([OUTPUT_START, OUTPUT_END], "'"))
+            .collect();
+        format!(
+            "; the end of its stderr: {OUTPUT_START}{}{OUTPUT_END}",
+            tail.join(" | ")
+        )
     };
     Err(Error::new(ErrorKind::Other, format!("{name} {how}{tail}")))
+}
+
+/// Opens the tail of a failed hook's stderr in its error message.
+const OUTPUT_START: char = '\u{27e8}';
+/// Closes it.
+const OUTPUT_END: char = '\u{27e9}';
+
+/// `message` (an error's, which may have quoted a failed hook's stderr anywhere in it) with
+/// every quoted hook output replaced by `not recorded`: what a program printed can hold
+/// anything (a connection string, a token, an `env` dump), and the audit log keeps it for
+/// good, in the repository too.
+pub(crate) fn without_hook_output(message: &str) -> std::borrow::Cow<'_, str> {
+    if !message.contains(OUTPUT_START) {
+        return std::borrow::Cow::Borrowed(message);
+    }
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(i) = rest.find(OUTPUT_START) {
+        out.push_str(&rest[..i]);
+        out.push(OUTPUT_START);
+        out.push_str("not recorded");
+        out.push(OUTPUT_END);
+        rest = &rest[i + OUTPUT_START.len_utf8()..];
+        rest = match rest.find(OUTPUT_END) {
+            Some(j) => &rest[j + OUTPUT_END.len_utf8()..],
+            None => "",
+        };
+    }
+    out.push_str(rest);
+    std::borrow::Cow::Owned(out)
 }
 
 fn describe_status(st: ExitStatus) -> String {

@@ -17,6 +17,10 @@ pub const MAX_AUDIT_RECORDS: usize = 100_000;
 /// Most bytes of events one listing keeps (a record's JSON is typically ~400 bytes; any key
 /// holder could write large ones). Records past it are counted as unread.
 pub const MAX_AUDIT_BYTES: usize = 64 << 20;
+/// Longest reason kept for a record that could not be read, in characters: a key holder's
+/// record can make the JSON parser's message quote a whole 64 KiB field, and 100,000 of
+/// those must not cost gigabytes (nor flood `log`'s warnings).
+const MAX_DAMAGED_REASON: usize = 300;
 
 /// The audit records of a repository, oldest first.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -27,6 +31,14 @@ pub struct AuditListing {
     pub damaged: Vec<(String, String)>,
     /// Records listed beyond [`MAX_AUDIT_RECORDS`] or [`MAX_AUDIT_BYTES`] and not read.
     pub unread: usize,
+}
+
+/// `s` cut to `max` characters (a cut one ends in `...`).
+fn cut(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}...", &s[..i]),
+        None => s.to_string(),
+    }
 }
 
 fn read_one(repo: &Repository, name: &str) -> Result<AuditEvent> {
@@ -71,11 +83,60 @@ impl Repository {
                     kept += ev.encode().len();
                     out.events.push((e.name, ev));
                 }
-                Err(err) => out.damaged.push((e.name, err.to_string())),
+                Err(err) => {
+                    let why = cut(&err.to_string(), MAX_DAMAGED_REASON);
+                    kept += why.len() + e.name.len();
+                    out.damaged.push((e.name, why));
+                }
             }
         }
         out.events
             .sort_by(|a, b| (a.1.timestamp(), &a.0).cmp(&(b.1.timestamp(), &b.0)));
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::format::key::KdfParams;
+    use crate::storage::Storage;
+    use crate::test_store::TestStore;
+
+    /// A key holder's record whose JSON quotes a 60 KiB string where a number belongs: the
+    /// parser's message would quote it whole. The reason kept (and printed by `log` and
+    /// `check`) is short, and damaged records count toward the listing's byte bound.
+    #[test]
+    fn a_hostile_records_reason_is_bounded() {
+        let store = Arc::new(TestStore::default());
+        let storage: Arc<dyn Storage> = Arc::clone(&store) as Arc<dyn Storage>;
+        let kdf = KdfParams {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        };
+        let repo = Repository::init(storage, b"pw", kdf).unwrap();
+        let payload = format!(
+            r#"{{"time":"2026-12-03T10:00:00Z","host":"h","user":"u","uid":"{}","command":"backup","result":"ok","lifeboat_version":"0"}}"#,
+            r"\u001b[2J".repeat(6000)
+        );
+        assert!(payload.len() < MAX_AUDIT_PAYLOAD);
+        let bytes = object::seal(repo.key(), AUDIT_MAGIC, payload.as_bytes()).unwrap();
+        let name = ObjectId::of(&bytes).to_hex();
+        repo.storage()
+            .write(ObjectKind::Audit, &name, &bytes)
+            .unwrap();
+        let listing = repo.audit_records().unwrap();
+        assert!(listing.events.is_empty());
+        assert_eq!(listing.damaged.len(), 1);
+        let why = &listing.damaged[0].1;
+        assert!(why.contains("bad audit event"), "{why}");
+        assert!(
+            why.chars().count() <= MAX_DAMAGED_REASON + 3,
+            "{}",
+            why.len()
+        );
     }
 }
