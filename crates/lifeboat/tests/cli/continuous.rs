@@ -540,6 +540,14 @@ fn a_gap_in_a_chain_is_an_error_naming_it_and_check_reports_it() {
 /// The store goes away for a few seconds while the app writes: the capture says so once, goes
 /// on following the database (the WAL stays bounded, nothing is spooled), and when the store is
 /// back it writes what changed meanwhile; every commit is restorable at the end.
+///
+/// Only the daemon goes through the proxy. The test's moto is shared by every S3 test of the
+/// suite and, under that load, answers some requests 500 by itself (its in-memory listing races
+/// with deletes of other tests: `KeyError` in `list_objects` in its log). So the daemon keeps the
+/// suite's one retry (with none, such a 500 before the outage was a second report, and its
+/// recovery satisfied the wait for this one's), the reports and recoveries counted are the ones
+/// after the proxy went down, and the restore at the end goes to moto directly with its retry
+/// (with none, a 500 on a listing failed the test after everything had worked).
 #[test]
 fn an_outage_of_the_store_loses_nothing_and_is_reported_once() {
     use crate::fault_proxy::{FaultProxy, Faults};
@@ -557,26 +565,29 @@ fn an_outage_of_the_store_loses_nothing_and_is_reported_once() {
         cut: 0.0,
     };
     let proxy = FaultProxy::start(upstream, none, 1);
+    let direct = env.envs.clone();
     for (k, v) in env.envs.iter_mut() {
         if k == "AWS_ENDPOINT_URL" {
             *v = format!("http://{}", proxy.addr);
         }
     }
-    env.envs.push(("LIFEBOAT_S3_RETRIES".into(), "0".into()));
     let mut d = Daemon::start(&env, &config, "run");
+    env.envs = direct;
     d.wait_for("the capture to start", 60, |d| {
         d.count(&["following from point"]) == 1
     });
     let writer = Writer::start(&db, Duration::from_millis(5));
     std::thread::sleep(Duration::from_secs(2));
+    let reported = d.count(&["cannot write deltas"]);
+    let recovered = d.count(&["writing deltas again"]);
     proxy.set_down(true);
     d.wait_for("the outage to be reported", 60, |d| {
-        d.count(&["cannot write deltas"]) >= 1
+        d.count(&["cannot write deltas"]) > reported
     });
     std::thread::sleep(Duration::from_secs(3));
     proxy.set_down(false);
     d.wait_for("the capture to recover", 60, |d| {
-        d.count(&["writing deltas again"]) >= 1
+        d.count(&["writing deltas again"]) > recovered
     });
     let log = writer.finish();
     std::thread::sleep(Duration::from_secs(2));
@@ -584,7 +595,7 @@ fn an_outage_of_the_store_loses_nothing_and_is_reported_once() {
     assert_eq!(code, 0, "{out}");
     assert_eq!(
         out.matches("cannot write deltas").count(),
-        1,
+        reported + 1,
         "one report per outage:\n{out}"
     );
     let at = env.path("now.db");

@@ -81,7 +81,44 @@ impl Daemon {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        panic!("timed out waiting for {what}:\n{}", self.log());
+        panic!(
+            "timed out waiting for {what}:\n{}\n{}",
+            self.log(),
+            self.threads()
+        );
+    }
+
+    /// Where each of the daemon's threads is, for a timeout's message: a wait that never ends
+    /// under a loaded CI machine is otherwise a log that just stops. gdb's backtraces when the
+    /// machine has gdb, else each thread's kernel wait channel and stack (`/proc`).
+    pub(crate) fn threads(&self) -> String {
+        let pid = self.child.id().to_string();
+        if let Ok(out) = Command::new("gdb")
+            .args(["-p", &pid, "-batch", "-ex", "thread apply all bt"])
+            .stdin(Stdio::null())
+            .output()
+        {
+            let bt = String::from_utf8_lossy(&out.stdout);
+            // (gdb exits 0 after a failed attach too: no permission to trace.)
+            if out.status.success() && bt.contains("Thread ") {
+                return format!("threads (gdb):\n{bt}");
+            }
+        }
+        let mut s = String::from("threads (/proc):\n");
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            return s;
+        };
+        for t in tasks.flatten() {
+            let read = |f: &str| std::fs::read_to_string(t.path().join(f)).unwrap_or_default();
+            s.push_str(&format!(
+                "{} {} wchan={}\n{}",
+                t.file_name().to_string_lossy(),
+                read("comm").trim(),
+                read("wchan"),
+                read("stack")
+            ));
+        }
+        s
     }
 
     pub(crate) fn signal(&self, sig: i32) {
