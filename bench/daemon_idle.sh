@@ -5,6 +5,7 @@
 # storage request needs a connect/sendto/write on a socket; an idle daemon must make none).
 #
 #   LIFEBOAT=target/release/lifeboat WINDOW=600 bench/daemon_idle.sh
+#   EVERY=2m ...   # the watcher's looks ([alerts] every; default 15m as in the product)
 #
 # The apps' jobs ran just before (the state file says so), as after a normal start, so the
 # window is what an idle hour looks like: the daemon sleeps until the next slot (daily), with
@@ -18,7 +19,9 @@ rm -rf "$OUT"; mkdir -p "$OUT"
 export LIFEBOAT_PASSWORD=bench LIFEBOAT_STATE_DIR="$OUT/state"
 "$LIFEBOAT" --repo "$OUT/repo" init --kdf-memory-mib 8 >/dev/null
 cfg="$OUT/lifeboat.toml"
-printf '[repository.main]\npath = "%s"\n[daemon]\nstate_file = "%s/daemon-state.json"\n' "$OUT/repo" "$OUT" > "$cfg"
+EVERY="${EVERY:-15m}"
+# listen on a free port: the default one may be taken on a shared machine.
+printf '[repository.main]\npath = "%s"\n[daemon]\nstate_file = "%s/daemon-state.json"\nlisten = "127.0.0.1:0"\n[alerts]\nevery = "%s"\n' "$OUT/repo" "$OUT" "$EVERY" > "$cfg"
 now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 jobs=""
 for i in 1 2 3 4 5; do
@@ -65,6 +68,7 @@ cpu_ms=$(( (c1 - c0) * 1000 / ticks ))
   echo "|---|---|"
   echo "| apps configured (10 jobs: backup and forget daily; none due) | 5 |"
   echo "| window | ${WINDOW} s |"
+  echo "| watcher looks in the window ([alerts] every = $EVERY) | $(( ${WINDOW} / $(echo "$EVERY" | sed 's/m$/*60/;s/s$//;s/h$/*3600/' | bc) )) |"
   echo "| CPU used in the window (utime+stime) | ${cpu_ms} ms |"
   echo "| system calls in the window (all threads) | ${calls:-n/a} |"
   echo "| network system calls (connect/send/recv) | ${net} |"

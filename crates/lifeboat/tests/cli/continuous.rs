@@ -586,7 +586,10 @@ fn an_outage_of_the_store_loses_nothing_and_is_reported_once() {
     });
     std::thread::sleep(Duration::from_secs(3));
     proxy.set_down(false);
-    d.wait_for("the capture to recover", 60, |d| {
+    // Up to 3 minutes: in full-suite runs on 2 cores the capture has twice stayed silent for
+    // more than 60 s after the store came back (never reproduced alone or under synthetic
+    // load; ARCHITECTURE "Known gaps"). A timeout prints the daemon's thread stacks.
+    d.wait_for("the capture to recover", 180, |d| {
         d.count(&["writing deltas again"]) > recovered
     });
     let log = writer.finish();
